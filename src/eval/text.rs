@@ -1,0 +1,162 @@
+//! Text scoring with llama.cpp's perplexity convention: the tokenized text is cut into
+//! non-overlapping chunks of `ctx` tokens, the first token of each chunk is replaced by BOS
+//! when the model adds one, and the second half of each chunk is scored.
+//!
+//! The reference level writes the log-probabilities of every scored position to a spill file
+//! (f32, one vocabulary-sized row per position, streamed window by window); each other level
+//! reads them back in the same order. No full-vocabulary logits are held in memory beyond one
+//! window, and KL divergence is exact (no top-k truncation).
+
+use super::metrics::{self, Position};
+use crate::model::transformer::Transformer;
+use anyhow::{Context, Result};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+/// How the text is cut and scored.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Chunking {
+    pub ctx: usize,
+    pub n_chunks: usize,
+    pub bos_id: Option<u32>,
+}
+
+impl Chunking {
+    /// Chunks available in `n_tokens` tokens, limited by `max_chunks`.
+    pub fn new(n_tokens: usize, ctx: usize, max_chunks: Option<usize>, bos_id: Option<u32>) -> Self {
+        let avail = n_tokens / ctx.max(1);
+        Chunking {
+            ctx,
+            n_chunks: max_chunks.map_or(avail, |m| m.min(avail)),
+            bos_id,
+        }
+    }
+
+    /// First scored position within a chunk (llama.cpp: ctx/2).
+    pub fn first(&self) -> usize {
+        self.ctx / 2
+    }
+
+    /// Scored positions per chunk: positions first..ctx-1 predict tokens first+1..ctx.
+    pub fn scored_per_chunk(&self) -> usize {
+        self.ctx - 1 - self.first()
+    }
+
+    pub fn scored_total(&self) -> usize {
+        self.n_chunks * self.scored_per_chunk()
+    }
+
+    /// The model input of chunk `i`.
+    pub fn input(&self, tokens: &[u32], i: usize) -> Vec<u32> {
+        let start = i * self.ctx;
+        let mut v = tokens[start..start + self.ctx].to_vec();
+        if let Some(b) = self.bos_id {
+            v[0] = b;
+        }
+        v
+    }
+}
+
+/// Where the reference log-probabilities go or come from.
+pub enum Spill<'a> {
+    Write(&'a Path),
+    Read(&'a Path),
+}
+
+/// Score the text with `model`; returns one `Position` per scored token.
+pub fn score(
+    model: &mut Transformer,
+    tokens: &[u32],
+    ch: &Chunking,
+    spill: Spill<'_>,
+    vocab: usize,
+    on_chunk: &dyn Fn(usize),
+) -> Result<Vec<Position>> {
+    let mut writer = None;
+    let mut reader = None;
+    match spill {
+        Spill::Write(p) => {
+            writer = Some(BufWriter::with_capacity(
+                1 << 20,
+                std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+            ))
+        }
+        Spill::Read(p) => {
+            let f = std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+            let expected = (ch.scored_total() * vocab * 4) as u64;
+            let len = f.metadata()?.len();
+            anyhow::ensure!(
+                len == expected,
+                "reference log-probabilities {} hold {len} bytes, expected {expected}; the reference run did not finish",
+                p.display()
+            );
+            reader = Some(BufReader::with_capacity(1 << 20, f));
+        }
+    }
+    let first = ch.first();
+    let n = ch.scored_per_chunk();
+    let mut out = Vec::with_capacity(ch.scored_total());
+    let mut lp = vec![0f32; vocab];
+    let mut ref_lp = vec![0f32; vocab];
+    let mut bytes = vec![0u8; vocab * 4];
+    for c in 0..ch.n_chunks {
+        model.reset();
+        let input = ch.input(tokens, c);
+        let logits = model.forward(&input, first)?;
+        let rows = logits.to_vec2::<f32>()?;
+        for (j, row) in rows.iter().take(n).enumerate() {
+            if let Some(bad) = row.iter().position(|x| !x.is_finite()) {
+                anyhow::bail!(
+                    "non-finite logit (token {bad}) in chunk {c} at position {}: this level produces invalid output",
+                    first + j
+                );
+            }
+            metrics::log_softmax(row, &mut lp);
+            let target = tokens[c * ch.ctx + first + j + 1] as usize;
+            if let Some(w) = writer.as_mut() {
+                for (k, x) in lp.iter().enumerate() {
+                    bytes[k * 4..k * 4 + 4].copy_from_slice(&x.to_le_bytes());
+                }
+                w.write_all(&bytes)?;
+                out.push(metrics::compare(&lp, &lp, target));
+            } else if let Some(r) = reader.as_mut() {
+                r.read_exact(&mut bytes)?;
+                for (k, x) in ref_lp.iter_mut().enumerate() {
+                    *x = f32::from_le_bytes([
+                        bytes[k * 4],
+                        bytes[k * 4 + 1],
+                        bytes[k * 4 + 2],
+                        bytes[k * 4 + 3],
+                    ]);
+                }
+                out.push(metrics::compare(&ref_lp, &lp, target));
+            }
+        }
+        on_chunk(c + 1);
+    }
+    if let Some(mut w) = writer {
+        w.flush()?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunking_follows_llama_cpp() {
+        let ch = Chunking::new(1100, 512, None, Some(1));
+        assert_eq!(ch.n_chunks, 2);
+        assert_eq!(ch.first(), 256);
+        assert_eq!(ch.scored_per_chunk(), 255);
+        let toks: Vec<u32> = (0..1100).collect();
+        let inp = ch.input(&toks, 1);
+        assert_eq!(inp[0], 1);
+        assert_eq!(inp[1], 513);
+        assert_eq!(inp.len(), 512);
+        let limited = Chunking::new(1100, 512, Some(1), None);
+        assert_eq!(limited.n_chunks, 1);
+        assert_eq!(limited.input(&toks, 0)[0], 0);
+    }
+}

@@ -1,0 +1,120 @@
+//! The worker process that runs one level: load its weights file, score the text, benchmark,
+//! and write the outcome. One process per level keeps peak memory honest (peak RSS never goes
+//! down inside a process) and keeps a crash of one level from sinking the run.
+
+use crate::eval::metrics::{self, QualitySummary};
+use crate::eval::text::{self, Chunking, Spill};
+use crate::measure::{memory, speed};
+use crate::model::transformer::Transformer;
+use crate::results::Spread;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What the parent asks a worker to do (written as JSON, path passed on the command line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    pub level: String,
+    pub level_file: PathBuf,
+    pub tokens_file: PathBuf,
+    pub spill_file: PathBuf,
+    pub is_reference: bool,
+    pub chunking: Chunking,
+    pub bench: speed::BenchSettings,
+    pub device: String,
+    pub outcome_file: PathBuf,
+    /// Path of a progress file the worker updates with "done/total" chunks.
+    pub progress_file: PathBuf,
+}
+
+/// What a worker reports back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outcome {
+    pub quality: QualitySummary,
+    pub prefill: Spread,
+    pub decode: Spread,
+    pub peak_rss_bytes: Option<u64>,
+    pub kv_cache_bytes: u64,
+    pub load_s: f64,
+    pub evaluate_s: f64,
+    pub benchmark_s: f64,
+}
+
+/// Open the compute device by name.
+pub fn open_device(name: &str) -> Result<candle_core::Device> {
+    Ok(match name {
+        "cpu" => candle_core::Device::Cpu,
+        "cuda" => candle_core::Device::new_cuda(0).context("cannot open CUDA device 0")?,
+        "metal" => candle_core::Device::new_metal(0).context("cannot open Metal device 0")?,
+        other => anyhow::bail!("unknown device '{other}'"),
+    })
+}
+
+/// Read the little-endian u32 token file.
+pub fn read_tokens(path: &Path) -> Result<Vec<u32>> {
+    let b = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(b.chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// Write tokens as little-endian u32.
+pub fn write_tokens(path: &Path, toks: &[u32]) -> Result<()> {
+    let b: Vec<u8> = toks.iter().flat_map(|t| t.to_le_bytes()).collect();
+    crate::fsutil::write_atomic(path, &b)
+}
+
+/// Run a job (the `__level` subcommand).
+pub fn run(job_path: &Path) -> Result<()> {
+    let job: Job = serde_json::from_slice(
+        &std::fs::read(job_path).with_context(|| format!("cannot read {}", job_path.display()))?,
+    )?;
+    let device = open_device(&job.device)?;
+    let t0 = Instant::now();
+    let (cfg, tensors) = crate::quant::quantize::read_level_file(&job.level_file, &device)?;
+    let max_seq = job
+        .chunking
+        .ctx
+        .max(job.bench.prompt_tokens)
+        .max(job.bench.gen_tokens + 8);
+    let mut model = Transformer::new(&cfg, tensors, max_seq, &device)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let tokens = read_tokens(&job.tokens_file)?;
+
+    let t1 = Instant::now();
+    let spill = if job.is_reference {
+        Spill::Write(&job.spill_file)
+    } else {
+        Spill::Read(&job.spill_file)
+    };
+    let total = job.chunking.n_chunks;
+    let pf = job.progress_file.clone();
+    let positions = text::score(
+        &mut model,
+        &tokens,
+        &job.chunking,
+        spill,
+        cfg.vocab_size,
+        &|done| {
+            let _ = std::fs::write(&pf, format!("{done}/{total}"));
+        },
+    )?;
+    let quality = metrics::summarize(&positions, !job.is_reference);
+    let evaluate_s = t1.elapsed().as_secs_f64();
+
+    let t2 = Instant::now();
+    let b = speed::run(&mut model, &tokens, &job.bench, &device)?;
+    let benchmark_s = t2.elapsed().as_secs_f64();
+    let outcome = Outcome {
+        quality,
+        prefill: b.prefill,
+        decode: b.decode,
+        peak_rss_bytes: memory::peak_rss_bytes(),
+        kv_cache_bytes: model.kv_cache_bytes(),
+        load_s,
+        evaluate_s,
+        benchmark_s,
+    };
+    crate::fsutil::write_atomic(&job.outcome_file, &serde_json::to_vec_pretty(&outcome)?)
+}

@@ -1,0 +1,20 @@
+//! qeval as a library: every stage of a run (plan, model, quantization, evaluation,
+//! measurement, results, reports) as its own module, so the binary and the tests use the same code.
+
+pub mod catalog;
+pub mod cli;
+pub mod error;
+pub mod evalset;
+pub mod eval;
+pub mod fsutil;
+pub mod hub;
+pub mod level_worker;
+pub mod measure;
+pub mod model;
+pub mod plan;
+pub mod pypi;
+pub mod quant;
+pub mod report;
+pub mod results;
+pub mod runner;
+pub mod threads;

@@ -1,0 +1,4 @@
+//! Measurement of speed (prefill and decode tokens/s) and memory (peak resident bytes).
+
+pub mod memory;
+pub mod speed;

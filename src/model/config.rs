@@ -1,0 +1,279 @@
+//! Model hyper-parameters, read from GGUF metadata or a Hugging Face `config.json`.
+
+use crate::error::usage;
+use anyhow::{Context, Result};
+use candle_core::quantized::gguf_file;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The architectures qeval runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    Llama,
+    Qwen3,
+    Gemma3,
+}
+
+impl Arch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen3 => "qwen3",
+            Arch::Gemma3 => "gemma3",
+        }
+    }
+}
+
+/// Everything the forward pass needs to know about a model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub n_ff: usize,
+    pub vocab_size: usize,
+    pub rms_eps: f64,
+    pub rope_theta: f32,
+    /// Gemma 3: rope base of the sliding-window (local) layers.
+    pub rope_theta_local: f32,
+    /// Gemma 3: window of the local layers; every `sliding_window_pattern`-th layer is global.
+    pub sliding_window: Option<usize>,
+    pub sliding_window_pattern: usize,
+    /// The context length the model was trained for.
+    pub context_length: usize,
+    /// Llama 3.x rope scaling, as per-dimension frequency divisors (GGUF `rope_freqs.weight`).
+    pub rope_freq_factors: Option<Vec<f32>>,
+}
+
+impl ModelConfig {
+    /// Weight-layout facts that follow from the architecture: llama GGUFs use interleaved
+    /// rope (llama.cpp permutes Q/K at conversion), qwen3 and gemma3 use the NEOX layout.
+    pub fn rope_interleaved(&self) -> bool {
+        self.arch == Arch::Llama
+    }
+
+    /// Bytes of a f32 KV cache holding `ctx` positions.
+    pub fn kv_cache_bytes(&self, ctx: usize) -> u64 {
+        (2 * self.n_layer * self.n_kv_head * self.head_dim * ctx * 4) as u64
+    }
+
+    fn check(&self, what: &str) -> Result<()> {
+        if self.n_layer == 0
+            || self.n_head == 0
+            || self.n_kv_head == 0
+            || self.n_embd == 0
+            || self.head_dim == 0
+            || self.n_head % self.n_kv_head != 0
+        {
+            return Err(usage(format!(
+                "{what}: inconsistent model dimensions (layers {}, heads {}, kv heads {}, embedding {}, head dim {})",
+                self.n_layer, self.n_head, self.n_kv_head, self.n_embd, self.head_dim
+            )));
+        }
+        Ok(())
+    }
+
+    /// Read the configuration from GGUF metadata.
+    pub fn from_gguf(ct: &gguf_file::Content, path: &Path) -> Result<Self> {
+        let arch_s = ct
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .ok_or_else(|| {
+                usage(format!(
+                    "{}: GGUF metadata has no general.architecture",
+                    path.display()
+                ))
+            })?;
+        let arch = match arch_s.as_str() {
+            "llama" => Arch::Llama,
+            "qwen3" => Arch::Qwen3,
+            "gemma3" => Arch::Gemma3,
+            other => {
+                return Err(usage(format!(
+                    "{}: architecture '{other}' is not supported; qeval runs llama, qwen3 and gemma3",
+                    path.display()
+                )))
+            }
+        };
+        let get = |k: &str| -> Result<&gguf_file::Value> {
+            let key = format!("{arch_s}.{k}");
+            ct.metadata.get(&key).ok_or_else(|| {
+                usage(format!(
+                    "{}: GGUF metadata is missing key '{key}'",
+                    path.display()
+                ))
+            })
+        };
+        let u = |k: &str| -> Result<usize> {
+            Ok(get(k)?
+                .to_u32()
+                .with_context(|| format!("{}: '{arch_s}.{k}' is not an integer", path.display()))?
+                as usize)
+        };
+        let f = |k: &str, d: f32| -> f32 { get(k).and_then(|v| Ok(v.to_f32()?)).unwrap_or(d) };
+        let n_embd = u("embedding_length")?;
+        let n_head = u("attention.head_count")?;
+        let head_dim = u("attention.key_length").unwrap_or(n_embd / n_head.max(1));
+        let vocab_size = match ct.metadata.get("tokenizer.ggml.tokens") {
+            Some(gguf_file::Value::Array(a)) => a.len(),
+            _ => u("vocab_size")?,
+        };
+        let cfg = ModelConfig {
+            arch,
+            n_layer: u("block_count")?,
+            n_embd,
+            n_head,
+            n_kv_head: u("attention.head_count_kv").unwrap_or(n_head),
+            head_dim,
+            n_ff: u("feed_forward_length")?,
+            vocab_size,
+            rms_eps: f("attention.layer_norm_rms_epsilon", 1e-6) as f64,
+            rope_theta: f(
+                "rope.freq_base",
+                if arch == Arch::Gemma3 { 1_000_000.0 } else { 10_000.0 },
+            ),
+            rope_theta_local: 10_000.0,
+            sliding_window: if arch == Arch::Gemma3 {
+                Some(u("attention.sliding_window").unwrap_or(512))
+            } else {
+                None
+            },
+            sliding_window_pattern: 6,
+            context_length: u("context_length")?,
+            rope_freq_factors: None,
+        };
+        cfg.check(&path.display().to_string())?;
+        Ok(cfg)
+    }
+
+    /// Read the configuration from a Hugging Face `config.json`.
+    pub fn from_hf_config(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| usage(format!("{}: not valid JSON: {e}", path.display())))?;
+        let v = v.get("text_config").cloned().unwrap_or(v);
+        let model_type = v
+            .get("model_type")
+            .and_then(|m| m.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let arch = match model_type.as_str() {
+            "llama" => Arch::Llama,
+            "qwen3" => Arch::Qwen3,
+            "gemma3" | "gemma3_text" => Arch::Gemma3,
+            "" => {
+                return Err(usage(format!(
+                    "{}: missing key 'model_type'; expected one of llama, qwen3, gemma3_text",
+                    path.display()
+                )))
+            }
+            other => {
+                return Err(usage(format!(
+                    "{}: model_type '{other}' is not supported; qeval runs llama, qwen3 and gemma3",
+                    path.display()
+                )))
+            }
+        };
+        let req = |k: &str| -> Result<usize> {
+            v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize).ok_or_else(|| {
+                usage(format!(
+                    "{}: missing or non-integer key '{k}'",
+                    path.display()
+                ))
+            })
+        };
+        let opt_f = |k: &str, d: f64| v.get(k).and_then(|x| x.as_f64()).unwrap_or(d);
+        let n_embd = req("hidden_size")?;
+        let n_head = req("num_attention_heads")?;
+        let head_dim = v
+            .get("head_dim")
+            .and_then(|x| x.as_u64())
+            .map(|x| x as usize)
+            .unwrap_or(n_embd / n_head.max(1));
+        let rope_theta = opt_f(
+            "rope_theta",
+            if arch == Arch::Gemma3 { 1_000_000.0 } else { 10_000.0 },
+        ) as f32;
+        let rope_freq_factors = match v.get("rope_scaling") {
+            Some(rs) if rs.get("rope_type").and_then(|t| t.as_str()) == Some("llama3") => {
+                Some(llama3_freq_factors(rs, head_dim, rope_theta)?)
+            }
+            _ => None,
+        };
+        let pattern = v
+            .get("sliding_window_pattern")
+            .and_then(|x| x.as_u64())
+            .map(|x| x as usize)
+            .or_else(|| {
+                // layer_types: the first full_attention layer index + 1 is the pattern
+                v.get("layer_types").and_then(|lt| lt.as_array()).and_then(|a| {
+                    a.iter()
+                        .position(|t| t.as_str() == Some("full_attention"))
+                        .map(|p| p + 1)
+                })
+            })
+            .unwrap_or(6);
+        let cfg = ModelConfig {
+            arch,
+            n_layer: req("num_hidden_layers")?,
+            n_embd,
+            n_head,
+            n_kv_head: v
+                .get("num_key_value_heads")
+                .and_then(|x| x.as_u64())
+                .map(|x| x as usize)
+                .unwrap_or(n_head),
+            head_dim,
+            n_ff: req("intermediate_size")?,
+            vocab_size: req("vocab_size")?,
+            rms_eps: opt_f("rms_norm_eps", 1e-6),
+            rope_theta,
+            rope_theta_local: opt_f("rope_local_base_freq", 10_000.0) as f32,
+            sliding_window: if arch == Arch::Gemma3 {
+                Some(v.get("sliding_window").and_then(|x| x.as_u64()).unwrap_or(512) as usize)
+            } else {
+                None
+            },
+            sliding_window_pattern: pattern,
+            context_length: req("max_position_embeddings")?,
+            rope_freq_factors,
+        };
+        cfg.check(&path.display().to_string())?;
+        Ok(cfg)
+    }
+}
+
+/// Llama 3.x rope scaling as per-dimension divisors of the rope frequencies (what llama.cpp's
+/// converter stores as `rope_freqs.weight`).
+fn llama3_freq_factors(rs: &serde_json::Value, head_dim: usize, theta: f32) -> Result<Vec<f32>> {
+    let g = |k: &str| rs.get(k).and_then(|x| x.as_f64());
+    let factor = g("factor").unwrap_or(8.0);
+    let low = g("low_freq_factor").unwrap_or(1.0);
+    let high = g("high_freq_factor").unwrap_or(4.0);
+    let old_ctx = g("original_max_position_embeddings").unwrap_or(8192.0);
+    let low_wavelen = old_ctx / low;
+    let high_wavelen = old_ctx / high;
+    Ok((0..head_dim)
+        .step_by(2)
+        .map(|i| {
+            let freq = 1.0 / (theta as f64).powf(i as f64 / head_dim as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            let f = if wavelen < high_wavelen {
+                1.0
+            } else if wavelen > low_wavelen {
+                factor
+            } else {
+                let smooth = (old_ctx / wavelen - low) / (high - low);
+                1.0 / ((1.0 - smooth) / factor + smooth)
+            };
+            f as f32
+        })
+        .collect())
+}

@@ -1,0 +1,9 @@
+//! Models: where weights come from (GGUF or safetensors, local or Hub), their configuration,
+//! their tokenizer, and the forward pass that returns every position's logits.
+
+pub mod config;
+pub mod source;
+pub mod tokenizer;
+pub mod transformer;
+
+pub use config::{Arch, ModelConfig};

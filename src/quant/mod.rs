@@ -1,0 +1,8 @@
+//! Quantization levels and how a level is made: per-tensor type choice (llama.cpp's recipes),
+//! block-size fallbacks, and in-process quantization of the reference weights with rayon.
+
+pub mod level;
+pub mod recipe;
+pub mod quantize;
+
+pub use level::Level;

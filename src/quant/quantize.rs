@@ -1,0 +1,143 @@
+//! Making a level's weights: quantize each canonical tensor of the source to the type the
+//! recipe chose (tensors in parallel with rayon), or take a GGUF file's tensors as stored;
+//! and write/read the result as a GGUF file that the level's worker process loads.
+
+use super::level::{dtype_name, Level};
+use super::recipe::{self, ModelShape, TensorChoice};
+use crate::model::source::ModelSource;
+use crate::model::ModelConfig;
+use anyhow::{Context, Result};
+use candle_core::quantized::{gguf_file, QTensor};
+use candle_core::Device;
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A level's weights, ready to write.
+pub struct LevelWeights {
+    pub tensors: Vec<(String, QTensor)>,
+    pub choices: Vec<TensorChoice>,
+}
+
+impl LevelWeights {
+    /// Bytes of weight storage.
+    pub fn weight_bytes(&self) -> u64 {
+        self.tensors
+            .iter()
+            .map(|(_, t)| t.storage_size_in_bytes() as u64)
+            .sum()
+    }
+
+    pub fn n_params(&self) -> u64 {
+        self.tensors
+            .iter()
+            .map(|(_, t)| t.shape().elem_count() as u64)
+            .sum()
+    }
+
+    /// Parameters per storage type.
+    pub fn type_mix(&self) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        for (_, t) in &self.tensors {
+            *m.entry(dtype_name(t.dtype()).to_string()).or_default() +=
+                t.shape().elem_count() as u64;
+        }
+        m
+    }
+}
+
+/// Quantize every tensor of `src` to `level` (in parallel); `on_tensor` is called after each.
+pub fn quantize(
+    src: &ModelSource,
+    level: Level,
+    on_tensor: &(dyn Fn() + Sync),
+) -> Result<LevelWeights> {
+    let shape = ModelShape {
+        n_layer: src.config.n_layer,
+        has_output: src.has_output(),
+    };
+    let out: Vec<Result<(String, QTensor, TensorChoice)>> = src
+        .tensors
+        .par_iter()
+        .map(|meta| {
+            let (dtype, choice) = recipe::choose(level, &meta.name, &meta.shape, shape);
+            let t = src.load_f32(&meta.name)?;
+            let q = QTensor::quantize(&t, dtype)
+                .with_context(|| format!("cannot quantize '{}' to {}", meta.name, choice.chosen))?;
+            on_tensor();
+            Ok((meta.name.clone(), q, choice))
+        })
+        .collect();
+    let mut tensors = Vec::with_capacity(out.len());
+    let mut choices = Vec::with_capacity(out.len());
+    for r in out {
+        let (n, q, c) = r?;
+        tensors.push((n, q));
+        choices.push(c);
+    }
+    Ok(LevelWeights { tensors, choices })
+}
+
+/// A GGUF source's tensors exactly as stored (the level a GGUF file itself is).
+pub fn as_stored(src: &ModelSource) -> Result<LevelWeights> {
+    let mut tensors = Vec::new();
+    let mut choices = Vec::new();
+    for meta in &src.tensors {
+        let q = src.load_gguf_as_stored(&meta.name)?;
+        choices.push(TensorChoice {
+            name: meta.name.clone(),
+            wanted: meta.source_dtype.clone(),
+            chosen: meta.source_dtype.clone(),
+            fallback_reason: None,
+        });
+        tensors.push((meta.name.clone(), q));
+    }
+    Ok(LevelWeights { tensors, choices })
+}
+
+const CONFIG_KEY: &str = "qeval.config_json";
+
+/// Write a level's weights and the model configuration as a GGUF file.
+pub fn write_level_file(path: &Path, cfg: &ModelConfig, w: &LevelWeights) -> Result<()> {
+    let cfg_json = gguf_file::Value::String(serde_json::to_string(cfg)?);
+    let metadata = [(CONFIG_KEY, &cfg_json)];
+    let tensors: Vec<(&str, &QTensor)> = w.tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let tmp = path.with_extension("gguf.tmp");
+    {
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
+        );
+        gguf_file::write(&mut f, &metadata, &tensors)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        use std::io::Write;
+        f.flush()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
+    Ok(())
+}
+
+/// Read a level file written by [`write_level_file`] onto `device`.
+pub fn read_level_file(
+    path: &Path,
+    device: &Device,
+) -> Result<(ModelConfig, HashMap<String, Arc<QTensor>>)> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let ct = gguf_file::Content::read(&mut f)
+        .with_context(|| format!("cannot read level file {}", path.display()))?;
+    let cfg_s = ct
+        .metadata
+        .get(CONFIG_KEY)
+        .and_then(|v| v.to_string().ok())
+        .with_context(|| format!("{} has no {CONFIG_KEY}", path.display()))?;
+    let cfg: ModelConfig = serde_json::from_str(cfg_s)?;
+    let mut tensors = HashMap::new();
+    let names: Vec<String> = ct.tensor_infos.keys().cloned().collect();
+    for n in names {
+        let q = ct
+            .tensor(&mut f, &n, device)
+            .with_context(|| format!("cannot load '{n}' from {}", path.display()))?;
+        tensors.insert(n, Arc::new(q));
+    }
+    Ok((cfg, tensors))
+}

@@ -1,0 +1,188 @@
+//! The versioned results record: the one interface between running and reporting.
+//! Written after every level (atomically), so a crash loses nothing already measured;
+//! every report is rendered from this file alone.
+
+use crate::fsutil::write_atomic;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Bumped whenever a field changes meaning or is removed.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    pub schema_version: u32,
+    pub qeval_version: String,
+    pub qeval_git: String,
+    pub candle_version: String,
+    pub created_unix: u64,
+    pub command_line: Vec<String>,
+    pub status: RunStatus,
+    pub model: ModelInfo,
+    pub device: DeviceInfo,
+    pub evalset: EvalsetInfo,
+    /// The level every other level is compared with.
+    pub reference: String,
+    pub reference_note: String,
+    /// How quality was measured: "kernel" (through the quantized kernels a deployment runs).
+    pub scoring_mode: String,
+    pub phases: Phases,
+    pub levels: Vec<LevelResult>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Complete,
+    Incomplete,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The name given to --model.
+    pub name: String,
+    pub arch: String,
+    pub repo: Option<String>,
+    pub revision: Option<String>,
+    pub format: String,
+    pub path: String,
+    pub files: Vec<FileInfo>,
+    pub n_params: u64,
+    pub source_dtype: String,
+    pub source_is_quantized: bool,
+    pub context_length: usize,
+    pub vocab_size: usize,
+    pub tokenizer: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub kind: String,
+    pub name: String,
+    pub threads: usize,
+    pub os: String,
+    pub arch: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvalsetInfo {
+    pub name: String,
+    pub version: String,
+    pub path: String,
+    pub text_tokens: usize,
+    pub ctx: usize,
+    pub chunks: usize,
+    pub scored_tokens: usize,
+    pub add_bos: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Phases {
+    pub download_s: f64,
+    pub tokenize_s: f64,
+    pub total_s: f64,
+}
+
+/// Median and spread of repeated speed measurements.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub stddev: f64,
+    pub samples: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LevelResult {
+    pub level: String,
+    /// "ok" or "failed".
+    pub status: String,
+    pub error: Option<String>,
+    /// Where the weights came from, in words.
+    pub source: String,
+    pub is_reference: bool,
+    pub weight_bytes: u64,
+    pub n_params: u64,
+    pub bits_per_weight: f64,
+    /// Parameters per storage type (e.g. {"q4_k": 1.2e8, "q6_k": 3e7, "f32": 1e4}).
+    pub type_mix: BTreeMap<String, u64>,
+    /// Tensors whose wanted type did not fit and what was used instead.
+    pub fallbacks: Vec<crate::quant::recipe::TensorChoice>,
+    pub peak_rss_bytes: Option<u64>,
+    pub peak_rss_method: String,
+    pub kv_cache_bytes: u64,
+    pub kv_cache_ctx: usize,
+    pub prefill_tokens_per_sec: Option<f64>,
+    pub decode_tokens_per_sec: Option<f64>,
+    pub prefill: Option<Spread>,
+    pub decode: Option<Spread>,
+    pub prefill_tokens: usize,
+    pub decode_tokens: usize,
+    pub perplexity: Option<f64>,
+    pub perplexity_se: Option<f64>,
+    pub kld_mean: Option<f64>,
+    pub kld_mean_se: Option<f64>,
+    pub kld_median: Option<f64>,
+    pub kld_p99: Option<f64>,
+    pub kld_max: Option<f64>,
+    pub top1_agreement: Option<f64>,
+    pub top1_agreement_se: Option<f64>,
+    pub rms_delta_p: Option<f64>,
+    pub rms_delta_p_se: Option<f64>,
+    pub scored_tokens: usize,
+    pub times: LevelTimes,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LevelTimes {
+    pub quantize_s: f64,
+    pub load_s: f64,
+    pub evaluate_s: f64,
+    pub benchmark_s: f64,
+}
+
+impl Results {
+    /// Write `results.json` atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self)?;
+        write_atomic(path, &json)
+    }
+
+    /// Read a results file, refusing other schema versions with a clear message.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read results file {}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            crate::error::usage(format!("{}: not a JSON results file: {e}", path.display()))
+        })?;
+        let sv = v.get("schema_version").and_then(|s| s.as_u64());
+        if sv != Some(SCHEMA_VERSION as u64) {
+            return Err(crate::error::usage(format!(
+                "{}: results schema_version {} is not supported by this qeval (it reads version {SCHEMA_VERSION}); re-run the measurement with this version",
+                path.display(),
+                sv.map(|s| s.to_string()).unwrap_or_else(|| "missing".into())
+            )));
+        }
+        serde_json::from_value(v).map_err(|e| {
+            crate::error::usage(format!("{}: malformed results file: {e}", path.display()))
+        })
+    }
+
+    /// The reference level's entry, if it finished.
+    pub fn reference_level(&self) -> Option<&LevelResult> {
+        self.levels
+            .iter()
+            .find(|l| l.is_reference && l.status == "ok")
+    }
+}
