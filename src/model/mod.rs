@@ -2,6 +2,7 @@
 //! their tokenizer, and the forward pass that returns every position's logits.
 
 pub mod config;
+pub mod export;
 pub mod source;
 pub mod tokenizer;
 pub mod transformer;

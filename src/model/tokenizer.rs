@@ -101,6 +101,16 @@ impl ModelTokenizer {
         })
     }
 
+    /// Save as a Hugging Face `tokenizer.json` (byte-level BPE tokenizers only).
+    pub fn save_json(&self, path: &Path) -> Result<()> {
+        match &self.inner {
+            Inner::Hf(t) => t
+                .save(path, false)
+                .map_err(|e| anyhow::anyhow!("cannot save {}: {e}", path.display())),
+            Inner::Spm(_) => anyhow::bail!("sentencepiece GGUF tokenizers cannot be saved as tokenizer.json"),
+        }
+    }
+
     /// Vocabulary size as the tokenizer sees it (added tokens included).
     pub fn vocab_size(&self) -> usize {
         match &self.inner {

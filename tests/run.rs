@@ -1,0 +1,182 @@
+//! `qeval run` end to end on the real small models: GGUF source, a safetensors directory made
+//! from it, a synthetic model whose widths fit the k-quants, and the Hub download path.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use qeval::results::Results;
+use std::path::Path;
+
+const FAST: &[&str] = &["--ctx", "256", "--chunks", "2", "--repeats", "1", "--prompt-tokens", "64", "--gen-tokens", "8", "--quiet"];
+
+fn run_ok(model: &str, quants: &str, out: &Path, extra: &[&str]) -> Results {
+    let mut args = vec!["run", "--model", model, "--quants", quants, "--out", out.to_str().unwrap()];
+    args.extend_from_slice(FAST);
+    args.extend_from_slice(extra);
+    let o = common::run(&args);
+    assert!(o.status.success(), "qeval failed: {}", common::stderr(&o));
+    Results::load(&out.join("results.json")).unwrap()
+}
+
+fn level<'a>(r: &'a Results, name: &str) -> &'a qeval::results::LevelResult {
+    r.levels.iter().find(|l| l.level == name).unwrap()
+}
+
+#[test]
+fn smollm2_gguf_levels_order_by_quality_and_write_every_report() {
+    let model = common::model("smollm2-135m-q4_1");
+    let out = tempfile::tempdir().unwrap();
+    let r = run_ok(model.to_str().unwrap(), "f16,q8_0,q4_k,q2_k", out.path(), &[]);
+    for f in ["results.json", "results.csv", "quality_vs_memory.png", "quality_vs_speed.png", "report.html"] {
+        let p = out.path().join(f);
+        assert!(p.metadata().unwrap().len() > 100, "{f} missing or empty");
+    }
+    assert!(!out.path().join(".work").exists(), "work files left behind");
+    assert_eq!(r.reference, "f16");
+    assert!(r.model.source_is_quantized && r.reference_note.contains("dequantized"));
+    assert_eq!(r.levels.len(), 4);
+    let (q8, q4, q2) = (level(&r, "q8_0"), level(&r, "q4_k"), level(&r, "q2_k"));
+    let k = |l: &qeval::results::LevelResult| l.kld_mean.unwrap();
+    assert!(k(q8) * 5.0 < k(q4), "q8_0 {} vs q4_k {}", k(q8), k(q4));
+    assert!(k(q4) * 2.0 < k(q2), "q4_k {} vs q2_k {}", k(q4), k(q2));
+    for l in &r.levels {
+        assert_eq!(l.status, "ok");
+        let ppl = l.perplexity.unwrap();
+        assert!(ppl.is_finite() && ppl > 1.0 && ppl < 1000.0, "{} ppl {ppl}", l.level);
+        assert!(l.peak_rss_bytes.unwrap() > l.weight_bytes);
+        assert!(l.prefill_tokens_per_sec.unwrap() > 0.0 && l.decode_tokens_per_sec.unwrap() > 0.0);
+        assert_eq!(l.scored_tokens, 2 * 127);
+    }
+    // SmolLM2's 576-wide rows do not fit k-quant blocks: q4_k falls back as llama.cpp does.
+    assert!(q4.fallbacks.iter().all(|f| f.chosen == "q5_0"));
+    assert!(!q4.fallbacks.is_empty());
+    // bits per weight follow the storage types
+    assert!(q8.bits_per_weight > 8.0 && q8.bits_per_weight < 9.0, "{}", q8.bits_per_weight);
+    // the CSV has one row per level
+    let csv = std::fs::read_to_string(out.path().join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5);
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert!(html.contains("data:image/png;base64,") && html.contains("<table id=\"levels\">"));
+}
+
+/// Write the SmolLM2 GGUF as a safetensors directory (dequantized weights, its tokenizer).
+fn smollm2_safetensors(dir: &Path) {
+    let model = common::model("smollm2-135m-q4_1");
+    let src = qeval::model::source::ModelSource::open(&model).unwrap();
+    let tok = qeval::model::tokenizer::gguf_tokenizer(&model).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let tj = dir.join("tokenizer.tmp.json");
+    tok.save_json(&tj).unwrap();
+    qeval::model::export::export_source(&src, dir, &tj).unwrap();
+    std::fs::remove_file(tj).unwrap();
+}
+
+#[test]
+fn safetensors_directory_gives_the_same_reference_as_the_gguf() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("smol-st");
+    smollm2_safetensors(&dir);
+    let model = common::model("smollm2-135m-q4_1");
+    let a = run_ok(model.to_str().unwrap(), "f32", &tmp.path().join("a"), &[]);
+    let b = run_ok(dir.to_str().unwrap(), "f32,q8_0", &tmp.path().join("b"), &[]);
+    assert_eq!(b.model.format, "safetensors");
+    let (pa, pb) = (level(&a, "f32").perplexity.unwrap(), level(&b, "f32").perplexity.unwrap());
+    // Same weights through two loaders (Q/K permutation, names): same perplexity.
+    assert!((pa - pb).abs() / pa < 1e-4, "gguf {pa} vs safetensors {pb}");
+    assert!(level(&b, "q8_0").kld_mean.unwrap() < 0.05);
+    assert!(level(&b, "q8_0").source.contains("safetensors"));
+}
+
+/// A small random llama model whose matrix widths are multiples of 256, so every k-quant
+/// applies without fallback.
+fn synthetic_llama(dir: &Path, tokenizer_json: &Path, vocab: usize) {
+    let cfg: qeval::model::ModelConfig = serde_json::from_value(serde_json::json!({
+        "arch": "llama", "n_layer": 2, "n_embd": 256, "n_head": 4, "n_kv_head": 2, "head_dim": 64,
+        "n_ff": 512, "vocab_size": vocab, "rms_eps": 1e-5, "rope_theta": 10000.0, "rope_theta_local": 10000.0,
+        "sliding_window": null, "sliding_window_pattern": 6, "context_length": 2048, "rope_freq_factors": null
+    }))
+    .unwrap();
+    let dev = Device::Cpu;
+    let mut t = vec![
+        ("token_embd.weight".to_string(), Tensor::randn(0f32, 0.1, (vocab, 256), &dev).unwrap()),
+        ("output_norm.weight".to_string(), Tensor::ones(256, DType::F32, &dev).unwrap()),
+    ];
+    for i in 0..2 {
+        let mut add = |n: &str, shape: (usize, usize)| {
+            let s = 1.0 / (shape.1 as f32).sqrt();
+            t.push((format!("blk.{i}.{n}.weight"), Tensor::randn(0f32, s, shape, &dev).unwrap()));
+        };
+        add("attn_q", (256, 256));
+        add("attn_k", (128, 256));
+        add("attn_v", (128, 256));
+        add("attn_output", (256, 256));
+        add("ffn_gate", (512, 256));
+        add("ffn_up", (512, 256));
+        add("ffn_down", (256, 512));
+        t.push((format!("blk.{i}.attn_norm.weight"), Tensor::ones(256, DType::F32, &dev).unwrap()));
+        t.push((format!("blk.{i}.ffn_norm.weight"), Tensor::ones(256, DType::F32, &dev).unwrap()));
+    }
+    qeval::model::export::write_dir(dir, &cfg, t, tokenizer_json).unwrap();
+}
+
+#[test]
+fn k_quants_apply_without_fallback_on_256_wide_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = common::model("smollm2-135m-q4_1");
+    let tok = qeval::model::tokenizer::gguf_tokenizer(&model).unwrap();
+    let tj = tmp.path().join("tokenizer.json");
+    tok.save_json(&tj).unwrap();
+    let dir = tmp.path().join("synthetic");
+    synthetic_llama(&dir, &tj, 49152);
+    let r = run_ok(dir.to_str().unwrap(), "f32,q8_0,q6_k,q4_k,q2_k,q4_k_m", &tmp.path().join("out"), &[]);
+    for name in ["q6_k", "q4_k", "q2_k"] {
+        let l = level(&r, name);
+        assert!(l.fallbacks.is_empty(), "{name}: {:?}", l.fallbacks);
+        assert!(l.type_mix.contains_key(name), "{name}: {:?}", l.type_mix);
+    }
+    let m = level(&r, "q4_k_m");
+    assert!(m.type_mix.contains_key("q6_k") && m.type_mix.contains_key("q4_k"), "{:?}", m.type_mix);
+    let k = |n: &str| level(&r, n).kld_mean.unwrap();
+    assert!(k("q8_0") < k("q6_k") && k("q6_k") < k("q4_k") && k("q4_k") < k("q2_k"), "{} {} {} {}", k("q8_0"), k("q6_k"), k("q4_k"), k("q2_k"));
+    assert!(k("q4_k_m") < k("q4_k"));
+}
+
+#[test]
+fn hub_model_is_downloaded_through_the_loopback_hub() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("hub");
+    smollm2_safetensors(&root.join("test-org").join("smol"));
+    let server = common::hub_server::HubServer::start(&root, "0123456789abcdef0123456789abcdef01234567");
+    let hf_home = tmp.path().join("hf-home");
+    let out = tmp.path().join("out");
+    let mut args = vec!["run", "--model", "hf:test-org/smol", "--quants", "q8_0", "--out", out.to_str().unwrap()];
+    args.extend_from_slice(FAST);
+    let o = common::qeval()
+        .args(&args)
+        .env("HF_ENDPOINT", &server.url)
+        .env("HF_HOME", &hf_home)
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_TOKEN")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let r = Results::load(&out.join("results.json")).unwrap();
+    assert_eq!(r.model.repo.as_deref(), Some("test-org/smol"));
+    assert_eq!(r.model.revision.as_deref(), Some("0123456789abcdef0123456789abcdef01234567"));
+    let snap = hf_home.join("hub/models--test-org--smol/snapshots/0123456789abcdef0123456789abcdef01234567");
+    assert!(snap.join("model.safetensors").exists() && snap.join("tokenizer.json").exists());
+    // Offline, the cached copy is used and nothing is requested.
+    let before = server.requests().len();
+    let out2 = tmp.path().join("out2");
+    let mut args2 = vec!["run", "--model", "hf:test-org/smol", "--quants", "q8_0", "--out", out2.to_str().unwrap()];
+    args2.extend_from_slice(FAST);
+    let o = common::qeval()
+        .args(&args2)
+        .env("HF_ENDPOINT", &server.url)
+        .env("HF_HOME", &hf_home)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(server.requests().len(), before);
+}
