@@ -55,8 +55,7 @@ pub struct PypiSource {
 
 impl Catalog {
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        let c: Catalog =
-            toml::from_str(text).map_err(|e| usage(format!("{origin}: {e}")))?;
+        let c: Catalog = toml::from_str(text).map_err(|e| usage(format!("{origin}: {e}")))?;
         if c.schema_version != 1 {
             return Err(usage(format!(
                 "{origin}: schema_version {} is not supported (expected 1)",
@@ -134,8 +133,17 @@ mod tests {
     fn builtin_catalog_has_the_required_names() {
         let c = Catalog::load(None).unwrap();
         for n in [
-            "qwen3", "qwen3-1.7b", "qwen3-4b", "qwen3-8b", "llama3.2-1b", "llama3.2-3b",
-            "smollm2-135m", "smollm2-360m", "smollm2-1.7b", "gemma3-270m", "gemma3-1b",
+            "qwen3",
+            "qwen3-1.7b",
+            "qwen3-4b",
+            "qwen3-8b",
+            "llama3.2-1b",
+            "llama3.2-3b",
+            "smollm2-135m",
+            "smollm2-360m",
+            "smollm2-1.7b",
+            "gemma3-270m",
+            "gemma3-1b",
             "smollm2-135m-q4_1",
         ] {
             assert!(c.models.contains_key(n), "{n}");

@@ -29,7 +29,10 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 
 /// The exit code an error should produce.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    if err.chain().any(|e| e.downcast_ref::<UsageError>().is_some()) {
+    if err
+        .chain()
+        .any(|e| e.downcast_ref::<UsageError>().is_some())
+    {
         EXIT_USAGE
     } else {
         EXIT_FAILURE

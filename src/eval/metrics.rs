@@ -119,35 +119,34 @@ pub fn summarize(ps: &[Position], vs_reference: bool) -> QualitySummary {
     let (nll_mean, nll_se) = mean_se(&nll);
     let ppl = nll_mean.exp();
     let n = ps.len();
-    let (kld_mean, kld_se, kld_median, kld_p99, kld_max, top1, top1_se, rms, rms_se) =
-        if n > 0 {
-            let kld: Vec<f64> = ps.iter().map(|p| p.kld).collect();
-            let (km, kse) = mean_se(&kld);
-            let t = ps.iter().filter(|p| p.top1_same).count() as f64 / n as f64;
-            let tse = if n > 1 {
-                (t * (1.0 - t) / (n - 1) as f64).sqrt()
-            } else {
-                f64::NAN
-            };
-            let dp2: Vec<f64> = ps.iter().map(|p| p.delta_p * p.delta_p).collect();
-            let (m2, m2se) = mean_se(&dp2);
-            let rms = m2.sqrt();
-            let rms_se = if rms > 0.0 { m2se / (2.0 * rms) } else { 0.0 };
-            let kmax = kld.iter().copied().fold(0.0, f64::max);
-            (
-                Some(km),
-                Some(kse),
-                Some(quantile(&kld, 0.5)),
-                Some(quantile(&kld, 0.99)),
-                Some(kmax),
-                Some(t),
-                Some(tse),
-                Some(rms),
-                Some(rms_se),
-            )
+    let (kld_mean, kld_se, kld_median, kld_p99, kld_max, top1, top1_se, rms, rms_se) = if n > 0 {
+        let kld: Vec<f64> = ps.iter().map(|p| p.kld).collect();
+        let (km, kse) = mean_se(&kld);
+        let t = ps.iter().filter(|p| p.top1_same).count() as f64 / n as f64;
+        let tse = if n > 1 {
+            (t * (1.0 - t) / (n - 1) as f64).sqrt()
         } else {
-            (None, None, None, None, None, None, None, None, None)
+            f64::NAN
         };
+        let dp2: Vec<f64> = ps.iter().map(|p| p.delta_p * p.delta_p).collect();
+        let (m2, m2se) = mean_se(&dp2);
+        let rms = m2.sqrt();
+        let rms_se = if rms > 0.0 { m2se / (2.0 * rms) } else { 0.0 };
+        let kmax = kld.iter().copied().fold(0.0, f64::max);
+        (
+            Some(km),
+            Some(kse),
+            Some(quantile(&kld, 0.5)),
+            Some(quantile(&kld, 0.99)),
+            Some(kmax),
+            Some(t),
+            Some(tse),
+            Some(rms),
+            Some(rms_se),
+        )
+    } else {
+        (None, None, None, None, None, None, None, None, None)
+    };
     let _ = vs_reference;
     QualitySummary {
         n_tokens: n,
@@ -227,7 +226,11 @@ mod tests {
         assert!(close(s.kld_median.unwrap(), 0.15, 1e-12));
         assert!(close(s.kld_p99.unwrap(), 0.297, 1e-9));
         assert!(close(s.top1_agreement.unwrap(), 0.75, 1e-12));
-        assert!(close(s.top1_agreement_se.unwrap(), (0.75f64 * 0.25 / 3.0).sqrt(), 1e-12));
+        assert!(close(
+            s.top1_agreement_se.unwrap(),
+            (0.75f64 * 0.25 / 3.0).sqrt(),
+            1e-12
+        ));
         assert!(close(s.rms_delta_p.unwrap(), 0.1, 1e-12));
     }
 

@@ -23,7 +23,12 @@ pub struct Chunking {
 
 impl Chunking {
     /// Chunks available in `n_tokens` tokens, limited by `max_chunks`.
-    pub fn new(n_tokens: usize, ctx: usize, max_chunks: Option<usize>, bos_id: Option<u32>) -> Self {
+    pub fn new(
+        n_tokens: usize,
+        ctx: usize,
+        max_chunks: Option<usize>,
+        bos_id: Option<u32>,
+    ) -> Self {
         let avail = n_tokens / ctx.max(1);
         Chunking {
             ctx,
@@ -78,11 +83,13 @@ pub fn score(
         Spill::Write(p) => {
             writer = Some(BufWriter::with_capacity(
                 1 << 20,
-                std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot create {}", p.display()))?,
             ))
         }
         Spill::Read(p) => {
-            let f = std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+            let f =
+                std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
             let expected = (ch.scored_total() * vocab * 4) as u64;
             let len = f.metadata()?.len();
             anyhow::ensure!(

@@ -19,7 +19,8 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// How [`peak_rss_bytes`] measures, for the results file.
-pub const METHOD: &str = "getrusage ru_maxrss of the level's own worker process (load, evaluation and benchmark)";
+pub const METHOD: &str =
+    "getrusage ru_maxrss of the level's own worker process (load, evaluation and benchmark)";
 
 #[cfg(test)]
 mod tests {
@@ -30,6 +31,9 @@ mod tests {
         let s: u64 = v.iter().step_by(4096).map(|&x| x as u64).sum();
         assert!(s > 0);
         let after = super::peak_rss_bytes().unwrap();
-        assert!(after >= before + (60 << 20), "before {before} after {after}");
+        assert!(
+            after >= before + (60 << 20),
+            "before {before} after {after}"
+        );
     }
 }

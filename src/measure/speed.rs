@@ -81,7 +81,12 @@ fn decode_once(m: &mut Transformer, start: u32, n: usize, dev: &Device) -> Resul
 }
 
 /// Run the benchmark on `prompt` (at least `prompt_tokens` long).
-pub fn run(m: &mut Transformer, prompt: &[u32], s: &BenchSettings, dev: &Device) -> Result<BenchResult> {
+pub fn run(
+    m: &mut Transformer,
+    prompt: &[u32],
+    s: &BenchSettings,
+    dev: &Device,
+) -> Result<BenchResult> {
     let p = &prompt[..s.prompt_tokens.min(prompt.len())];
     anyhow::ensure!(!p.is_empty(), "no prompt tokens for the benchmark");
     // warm-up: caches, thread pools, lazily repacked weights

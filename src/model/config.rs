@@ -94,12 +94,10 @@ impl ModelConfig {
             "llama" => Arch::Llama,
             "qwen3" => Arch::Qwen3,
             "gemma3" => Arch::Gemma3,
-            other => {
-                return Err(usage(format!(
-                    "{}: architecture '{other}' is not supported; qeval runs llama, qwen3 and gemma3",
-                    path.display()
-                )))
-            }
+            other => return Err(usage(format!(
+                "{}: architecture '{other}' is not supported; qeval runs llama, qwen3 and gemma3",
+                path.display()
+            ))),
         };
         let get = |k: &str| -> Result<&gguf_file::Value> {
             let key = format!("{arch_s}.{k}");
@@ -136,7 +134,11 @@ impl ModelConfig {
             rms_eps: f("attention.layer_norm_rms_epsilon", 1e-6) as f64,
             rope_theta: f(
                 "rope.freq_base",
-                if arch == Arch::Gemma3 { 1_000_000.0 } else { 10_000.0 },
+                if arch == Arch::Gemma3 {
+                    1_000_000.0
+                } else {
+                    10_000.0
+                },
             ),
             rope_theta_local: 10_000.0,
             sliding_window: if arch == Arch::Gemma3 {
@@ -182,12 +184,15 @@ impl ModelConfig {
             }
         };
         let req = |k: &str| -> Result<usize> {
-            v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize).ok_or_else(|| {
-                usage(format!(
-                    "{}: missing or non-integer key '{k}'",
-                    path.display()
-                ))
-            })
+            v.get(k)
+                .and_then(|x| x.as_u64())
+                .map(|x| x as usize)
+                .ok_or_else(|| {
+                    usage(format!(
+                        "{}: missing or non-integer key '{k}'",
+                        path.display()
+                    ))
+                })
         };
         let opt_f = |k: &str, d: f64| v.get(k).and_then(|x| x.as_f64()).unwrap_or(d);
         let n_embd = req("hidden_size")?;
@@ -199,7 +204,11 @@ impl ModelConfig {
             .unwrap_or(n_embd / n_head.max(1));
         let rope_theta = opt_f(
             "rope_theta",
-            if arch == Arch::Gemma3 { 1_000_000.0 } else { 10_000.0 },
+            if arch == Arch::Gemma3 {
+                1_000_000.0
+            } else {
+                10_000.0
+            },
         ) as f32;
         let rope_freq_factors = match v.get("rope_scaling") {
             Some(rs) if rs.get("rope_type").and_then(|t| t.as_str()) == Some("llama3") => {
@@ -213,11 +222,13 @@ impl ModelConfig {
             .map(|x| x as usize)
             .or_else(|| {
                 // layer_types: the first full_attention layer index + 1 is the pattern
-                v.get("layer_types").and_then(|lt| lt.as_array()).and_then(|a| {
-                    a.iter()
-                        .position(|t| t.as_str() == Some("full_attention"))
-                        .map(|p| p + 1)
-                })
+                v.get("layer_types")
+                    .and_then(|lt| lt.as_array())
+                    .and_then(|a| {
+                        a.iter()
+                            .position(|t| t.as_str() == Some("full_attention"))
+                            .map(|p| p + 1)
+                    })
             })
             .unwrap_or(6);
         let cfg = ModelConfig {
@@ -237,7 +248,11 @@ impl ModelConfig {
             rope_theta,
             rope_theta_local: opt_f("rope_local_base_freq", 10_000.0) as f32,
             sliding_window: if arch == Arch::Gemma3 {
-                Some(v.get("sliding_window").and_then(|x| x.as_u64()).unwrap_or(512) as usize)
+                Some(
+                    v.get("sliding_window")
+                        .and_then(|x| x.as_u64())
+                        .unwrap_or(512) as usize,
+                )
             } else {
                 None
             },

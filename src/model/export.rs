@@ -39,7 +39,10 @@ pub fn hf_config_json(cfg: &ModelConfig, tied: bool) -> serde_json::Value {
 }
 
 /// Convert canonical tensors to Hugging Face names and layout.
-pub fn to_hf(cfg: &ModelConfig, canonical: Vec<(String, Tensor)>) -> Result<HashMap<String, Tensor>> {
+pub fn to_hf(
+    cfg: &ModelConfig,
+    canonical: Vec<(String, Tensor)>,
+) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::new();
     for (name, t) in canonical {
         let Some(h) = hf_name(&name, cfg.arch) else {

@@ -100,8 +100,8 @@ impl ModelSource {
 
     fn open_gguf(path: &Path) -> Result<Self> {
         check_gguf_header(path)?;
-        let mut f = std::fs::File::open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut f =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         let content = gguf_file::Content::read(&mut f).map_err(|e| {
             usage(format!(
                 "{}: cannot read GGUF header and metadata ({e}); the file may be truncated or corrupt",
@@ -171,14 +171,13 @@ impl ModelSource {
             )));
         }
         // SAFETY: the files are memory-mapped read-only; qeval does not modify them while running.
-        let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }.map_err(
-            |e| {
+        let st =
+            unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }.map_err(|e| {
                 usage(format!(
                     "{}: cannot read safetensors files ({e}); a file may be truncated or corrupt",
                     dir.display()
                 ))
-            },
-        )?;
+            })?;
         let mut names = BTreeMap::new();
         let mut tensors = Vec::new();
         for (file_name, view) in st.tensors() {
@@ -329,17 +328,43 @@ impl ModelSource {
 pub fn required_layer_tensors(arch: Arch) -> &'static [&'static str] {
     match arch {
         Arch::Llama => &[
-            "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate",
-            "ffn_up", "ffn_down",
+            "attn_norm",
+            "attn_q",
+            "attn_k",
+            "attn_v",
+            "attn_output",
+            "ffn_norm",
+            "ffn_gate",
+            "ffn_up",
+            "ffn_down",
         ],
         Arch::Qwen3 => &[
-            "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "attn_q_norm",
-            "attn_k_norm", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down",
+            "attn_norm",
+            "attn_q",
+            "attn_k",
+            "attn_v",
+            "attn_output",
+            "attn_q_norm",
+            "attn_k_norm",
+            "ffn_norm",
+            "ffn_gate",
+            "ffn_up",
+            "ffn_down",
         ],
         Arch::Gemma3 => &[
-            "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "attn_q_norm",
-            "attn_k_norm", "post_attention_norm", "ffn_norm", "ffn_gate", "ffn_up",
-            "ffn_down", "post_ffw_norm",
+            "attn_norm",
+            "attn_q",
+            "attn_k",
+            "attn_v",
+            "attn_output",
+            "attn_q_norm",
+            "attn_k_norm",
+            "post_attention_norm",
+            "ffn_norm",
+            "ffn_gate",
+            "ffn_up",
+            "ffn_down",
+            "post_ffw_norm",
         ],
     }
 }

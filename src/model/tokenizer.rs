@@ -24,8 +24,21 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 /// Pre-tokenizer names (`tokenizer.ggml.pre`) this module implements.
 pub const SUPPORTED_PRE: &[&str] = &[
-    "default", "gpt2", "gpt-2", "smollm", "starcoder", "refact", "command-r", "codeshell",
-    "exaone", "minerva", "llama-bpe", "llama3", "smaug-bpe", "qwen2", "deepseek-r1-qwen",
+    "default",
+    "gpt2",
+    "gpt-2",
+    "smollm",
+    "starcoder",
+    "refact",
+    "command-r",
+    "codeshell",
+    "exaone",
+    "minerva",
+    "llama-bpe",
+    "llama3",
+    "smaug-bpe",
+    "qwen2",
+    "deepseek-r1-qwen",
 ];
 
 const REGEX_GPT2: &str =
@@ -107,7 +120,9 @@ impl ModelTokenizer {
             Inner::Hf(t) => t
                 .save(path, false)
                 .map_err(|e| anyhow::anyhow!("cannot save {}: {e}", path.display())),
-            Inner::Spm(_) => anyhow::bail!("sentencepiece GGUF tokenizers cannot be saved as tokenizer.json"),
+            Inner::Spm(_) => {
+                anyhow::bail!("sentencepiece GGUF tokenizers cannot be saved as tokenizer.json")
+            }
         }
     }
 
@@ -133,10 +148,7 @@ impl ModelTokenizer {
             })?;
         let tokens = string_array(md("tokenizer.ggml.tokens"), "tokenizer.ggml.tokens", path)?;
         let types: Vec<i32> = match md("tokenizer.ggml.token_type") {
-            Some(gguf_file::Value::Array(a)) => a
-                .iter()
-                .map(|v| v.to_i32().unwrap_or(1))
-                .collect(),
+            Some(gguf_file::Value::Array(a)) => a.iter().map(|v| v.to_i32().unwrap_or(1)).collect(),
             _ => vec![1; tokens.len()],
         };
         let bos_id = md("tokenizer.ggml.bos_token_id").and_then(|v| v.to_u32().ok());
@@ -147,7 +159,8 @@ impl ModelTokenizer {
                     .and_then(|v| v.to_string().ok())
                     .cloned()
                     .unwrap_or_else(|| "default".into());
-                let merges = string_array(md("tokenizer.ggml.merges"), "tokenizer.ggml.merges", path)?;
+                let merges =
+                    string_array(md("tokenizer.ggml.merges"), "tokenizer.ggml.merges", path)?;
                 let t = build_bpe(&tokens, &types, &merges, &pre, path)?;
                 // llama.cpp: BPE vocabularies add BOS unless the metadata says otherwise.
                 let add_bos = add_bos_md.unwrap_or(true) && bos_id.is_some();
@@ -479,8 +492,13 @@ impl Spm {
 
 /// Read just a GGUF file's tokenizer (used by tests and by `plan`).
 pub fn gguf_tokenizer(path: &Path) -> Result<ModelTokenizer> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let ct = gguf_file::Content::read(&mut f)
-        .map_err(|e| usage(format!("{}: cannot read GGUF metadata: {e}", path.display())))?;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let ct = gguf_file::Content::read(&mut f).map_err(|e| {
+        usage(format!(
+            "{}: cannot read GGUF metadata: {e}",
+            path.display()
+        ))
+    })?;
     ModelTokenizer::from_gguf(&ct, path)
 }

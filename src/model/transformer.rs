@@ -160,10 +160,12 @@ impl Transformer {
         let vec = |q: Arc<QTensor>| -> Result<Tensor> { Ok(q.dequantize(device)?) };
         let embd_q = take("token_embd.weight")?;
         let embed = match embd_q.dtype() {
-            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => match Linear::from_qtensor(embd_q.clone())? {
-                Linear::Dense(t) => Embedding::Dense(t),
-                Linear::Quant(_) => Embedding::Quant(embd_q.clone()),
-            },
+            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
+                match Linear::from_qtensor(embd_q.clone())? {
+                    Linear::Dense(t) => Embedding::Dense(t),
+                    Linear::Quant(_) => Embedding::Quant(embd_q.clone()),
+                }
+            }
             _ => Embedding::Quant(embd_q.clone()),
         };
         let mut layers = Vec::with_capacity(cfg.n_layer);
@@ -181,14 +183,30 @@ impl Transformer {
                 wk: Linear::from_qtensor(take(&p("attn_k"))?)?,
                 wv: Linear::from_qtensor(take(&p("attn_v"))?)?,
                 wo: Linear::from_qtensor(take(&p("attn_output"))?)?,
-                q_norm: if has_qk_norm { Some(vec(take(&p("attn_q_norm"))?)?) } else { None },
-                k_norm: if has_qk_norm { Some(vec(take(&p("attn_k_norm"))?)?) } else { None },
-                post_attn_norm: if is_gemma { Some(vec(take(&p("post_attention_norm"))?)?) } else { None },
+                q_norm: if has_qk_norm {
+                    Some(vec(take(&p("attn_q_norm"))?)?)
+                } else {
+                    None
+                },
+                k_norm: if has_qk_norm {
+                    Some(vec(take(&p("attn_k_norm"))?)?)
+                } else {
+                    None
+                },
+                post_attn_norm: if is_gemma {
+                    Some(vec(take(&p("post_attention_norm"))?)?)
+                } else {
+                    None
+                },
                 ffn_norm: vec(take(&p("ffn_norm"))?)?,
                 gate: Linear::from_qtensor(take(&p("ffn_gate"))?)?,
                 up: Linear::from_qtensor(take(&p("ffn_up"))?)?,
                 down: Linear::from_qtensor(take(&p("ffn_down"))?)?,
-                post_ffw_norm: if is_gemma { Some(vec(take(&p("post_ffw_norm"))?)?) } else { None },
+                post_ffw_norm: if is_gemma {
+                    Some(vec(take(&p("post_ffw_norm"))?)?)
+                } else {
+                    None
+                },
                 window,
                 cache: candle_nn::kv_cache::KvCache::new(2, max_seq),
             });
@@ -289,8 +307,14 @@ fn layer_forward(
     let (nh, nkv, hd) = (cfg.n_head, cfg.n_kv_head, cfg.head_dim);
     let h = rms(x, &l.attn_norm, cfg.rms_eps)?;
     let q = l.wq.forward(&h)?.reshape((b, s, nh, hd))?.transpose(1, 2)?;
-    let k = l.wk.forward(&h)?.reshape((b, s, nkv, hd))?.transpose(1, 2)?;
-    let v = l.wv.forward(&h)?.reshape((b, s, nkv, hd))?.transpose(1, 2)?;
+    let k =
+        l.wk.forward(&h)?
+            .reshape((b, s, nkv, hd))?
+            .transpose(1, 2)?;
+    let v =
+        l.wv.forward(&h)?
+            .reshape((b, s, nkv, hd))?
+            .transpose(1, 2)?;
     let q = match &l.q_norm {
         Some(w) => rms(&q, w, cfg.rms_eps)?,
         None => q.contiguous()?,
@@ -335,10 +359,7 @@ fn layer_forward(
         att = att.broadcast_add(&m)?;
     }
     let att = candle_nn::ops::softmax_last_dim(&att)?;
-    let o = att
-        .matmul(&v)?
-        .transpose(1, 2)?
-        .reshape((b, s, nh * hd))?;
+    let o = att.matmul(&v)?.transpose(1, 2)?.reshape((b, s, nh * hd))?;
     let mut o = l.wo.forward(&o)?;
     if let Some(w) = &l.post_attn_norm {
         o = rms(&o, w, cfg.rms_eps)?;

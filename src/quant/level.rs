@@ -105,10 +105,7 @@ impl Level {
 
     /// True for llama.cpp's per-tensor mixtures.
     pub fn is_mixture(self) -> bool {
-        matches!(
-            self,
-            Level::Q5KM | Level::Q4KM | Level::Q4KS | Level::Q3KM
-        )
+        matches!(self, Level::Q5KM | Level::Q4KM | Level::Q4KS | Level::Q3KM)
     }
 
     /// Nominal precision rank: higher is more precise (used to pick the reference level).
@@ -246,7 +243,10 @@ mod tests {
     #[test]
     fn unknown_level_lists_valid_ones() {
         let e = Level::parse("q7").unwrap_err().to_string();
-        assert!(e.contains("'q7'") && e.contains("q4_k_m") && e.contains("q8=q8_0"), "{e}");
+        assert!(
+            e.contains("'q7'") && e.contains("q4_k_m") && e.contains("q8=q8_0"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! block-size fallbacks, and in-process quantization of the reference weights with rayon.
 
 pub mod level;
-pub mod recipe;
 pub mod quantize;
+pub mod recipe;
 
 pub use level::Level;

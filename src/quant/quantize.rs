@@ -106,14 +106,16 @@ pub fn write_level_file(path: &Path, cfg: &ModelConfig, w: &LevelWeights) -> Res
     let tmp = path.with_extension("gguf.tmp");
     {
         let mut f = std::io::BufWriter::new(
-            std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
+            std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot create {}", tmp.display()))?,
         );
         gguf_file::write(&mut f, &metadata, &tensors)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         use std::io::Write;
         f.flush()?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} into place", path.display()))?;
     Ok(())
 }
 
@@ -122,7 +124,8 @@ pub fn read_level_file(
     path: &Path,
     device: &Device,
 ) -> Result<(ModelConfig, HashMap<String, Arc<QTensor>>)> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let ct = gguf_file::Content::read(&mut f)
         .with_context(|| format!("cannot read level file {}", path.display()))?;
     let cfg_s = ct

@@ -132,7 +132,12 @@ fn fallback(d: GgmlDType) -> GgmlDType {
 }
 
 /// Choose the type of one tensor at `level`. `shape` is in candle order (rows, row width).
-pub fn choose(level: Level, name: &str, shape: &[usize], m: ModelShape) -> (GgmlDType, TensorChoice) {
+pub fn choose(
+    level: Level,
+    name: &str,
+    shape: &[usize],
+    m: ModelShape,
+) -> (GgmlDType, TensorChoice) {
     let (r, layer) = role(name, shape.len());
     let wanted = wanted_type(level, r, layer, m);
     let width = shape.last().copied().unwrap_or(1);

