@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Measure a model at several quantization levels and write the report.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the model names of models.toml with their sizes.
     Models {
         /// Read this models.toml instead of the built-in one.

@@ -67,7 +67,7 @@ impl ModelConfig {
             || self.n_kv_head == 0
             || self.n_embd == 0
             || self.head_dim == 0
-            || self.n_head % self.n_kv_head != 0
+            || !self.n_head.is_multiple_of(self.n_kv_head)
         {
             return Err(usage(format!(
                 "{what}: inconsistent model dimensions (layers {}, heads {}, kv heads {}, embedding {}, head dim {})",
@@ -94,10 +94,12 @@ impl ModelConfig {
             "llama" => Arch::Llama,
             "qwen3" => Arch::Qwen3,
             "gemma3" => Arch::Gemma3,
-            other => return Err(usage(format!(
+            other => {
+                return Err(usage(format!(
                 "{}: architecture '{other}' is not supported; qeval runs llama, qwen3 and gemma3",
                 path.display()
-            ))),
+            )))
+            }
         };
         let get = |k: &str| -> Result<&gguf_file::Value> {
             let key = format!("{arch_s}.{k}");

@@ -130,7 +130,7 @@ impl ModelSource {
                 source_dtype: crate::quant::level::dtype_name(info.ggml_dtype).to_string(),
             });
         }
-        tensors.sort_by(|a, b| tensor_order(&a.name).cmp(&tensor_order(&b.name)));
+        tensors.sort_by_key(|t| tensor_order(&t.name));
         if content.tensor_infos.contains_key("rope_freqs.weight") {
             let t = content
                 .tensor(&mut f, "rope_freqs.weight", &Device::Cpu)?
@@ -191,7 +191,7 @@ impl ModelSource {
             });
             names.insert(canon, file_name);
         }
-        tensors.sort_by(|a, b| tensor_order(&a.name).cmp(&tensor_order(&b.name)));
+        tensors.sort_by_key(|t| tensor_order(&t.name));
         let mut all_files = files.clone();
         all_files.push(cfg_path);
         let src = ModelSource {

@@ -48,7 +48,7 @@ const REGEX_QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'
 
 enum Inner {
     Hf(Box<Tokenizer>),
-    Spm(Spm),
+    Spm(Box<Spm>),
 }
 
 /// A model's tokenizer and its BOS convention.
@@ -184,7 +184,7 @@ impl ModelTokenizer {
                 let spm = Spm::new(tokens, scores, types, add_space_prefix);
                 let add_bos = add_bos_md.unwrap_or(true) && bos_id.is_some();
                 Ok(ModelTokenizer {
-                    inner: Inner::Spm(spm),
+                    inner: Inner::Spm(Box::new(spm)),
                     add_bos,
                     bos_id: if add_bos { bos_id } else { None },
                     description: format!(

@@ -59,7 +59,7 @@ pub fn role(name: &str, rank: usize) -> (Role, Option<usize>) {
 
 /// llama.cpp's `use_more_bits`: the first and last eighth of layers, and every third between.
 pub fn use_more_bits(i: usize, n: usize) -> bool {
-    i < n / 8 || i >= 7 * n / 8 || (i >= n / 8 && (i - n / 8) % 3 == 2)
+    i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
 }
 
 /// The type chosen for one tensor, and the fallback taken if its width did not fit.
