@@ -136,9 +136,9 @@ fn safetensors_directory_gives_the_same_reference_as_the_gguf() {
 
 /// A small random llama model whose matrix widths are multiples of 256, so every k-quant
 /// applies without fallback.
-fn synthetic_llama(dir: &Path, tokenizer_json: &Path, vocab: usize) {
+fn synthetic_model(dir: &Path, tokenizer_json: &Path, vocab: usize, arch: &str) {
     let cfg: qeval::model::ModelConfig = serde_json::from_value(serde_json::json!({
-        "arch": "llama", "n_layer": 2, "n_embd": 256, "n_head": 4, "n_kv_head": 2, "head_dim": 64,
+        "arch": arch, "n_layer": 2, "n_embd": 256, "n_head": 4, "n_kv_head": 2, "head_dim": 64,
         "n_ff": 512, "vocab_size": vocab, "rms_eps": 1e-5, "rope_theta": 10000.0, "rope_theta_local": 10000.0,
         "sliding_window": null, "sliding_window_pattern": 6, "context_length": 2048, "rope_freq_factors": null
     }))
@@ -177,6 +177,14 @@ fn synthetic_llama(dir: &Path, tokenizer_json: &Path, vocab: usize) {
             format!("blk.{i}.ffn_norm.weight"),
             Tensor::ones(256, DType::F32, &dev).unwrap(),
         ));
+        if arch == "qwen3" {
+            for n in ["attn_q_norm", "attn_k_norm"] {
+                t.push((
+                    format!("blk.{i}.{n}.weight"),
+                    Tensor::ones(64, DType::F32, &dev).unwrap(),
+                ));
+            }
+        }
     }
     qeval::model::export::write_dir(dir, &cfg, t, tokenizer_json).unwrap();
 }
@@ -189,7 +197,7 @@ fn k_quants_apply_without_fallback_on_256_wide_rows() {
     let tj = tmp.path().join("tokenizer.json");
     tok.save_json(&tj).unwrap();
     let dir = tmp.path().join("synthetic");
-    synthetic_llama(&dir, &tj, 49152);
+    synthetic_model(&dir, &tj, 49152, "llama");
     let r = run_ok(
         dir.to_str().unwrap(),
         "f32,q8_0,q6_k,q4_k,q2_k,q4_k_m",
@@ -278,4 +286,27 @@ fn hub_model_is_downloaded_through_the_loopback_hub() {
         .unwrap();
     assert!(o.status.success(), "{}", common::stderr(&o));
     assert_eq!(server.requests().len(), before);
+}
+
+#[test]
+fn qwen3_architecture_runs_from_safetensors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = common::model("smollm2-135m-q4_1");
+    let tok = qeval::model::tokenizer::gguf_tokenizer(&model).unwrap();
+    let tj = tmp.path().join("tokenizer.json");
+    tok.save_json(&tj).unwrap();
+    let dir = tmp.path().join("qwen3-synthetic");
+    synthetic_model(&dir, &tj, 49152, "qwen3");
+    let r = run_ok(
+        dir.to_str().unwrap(),
+        "bf16,q8_0,q4_k",
+        &tmp.path().join("out"),
+        &[],
+    );
+    assert_eq!(r.model.arch, "qwen3");
+    assert_eq!(r.reference, "bf16");
+    let k8 = level(&r, "q8_0").kld_mean.unwrap();
+    let k4 = level(&r, "q4_k").kld_mean.unwrap();
+    assert!(k8 > 0.0 && k8 < k4, "q8_0 {k8} q4_k {k4}");
+    assert!(level(&r, "bf16").type_mix.contains_key("bf16"));
 }

