@@ -60,6 +60,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "LEVEL=PATH")]
     pub gguf: Vec<String>,
 
+    /// Quantize every level in-process, even those models.toml publishes as GGUF files.
+    #[arg(long)]
+    pub quantize_all: bool,
+
     /// Eval set: a name under evalsets/ or a folder with evalset.toml.
     #[arg(long, default_value = "default")]
     pub evalset: String,

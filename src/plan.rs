@@ -157,7 +157,12 @@ impl Plan {
         let hub_cfg = HubConfig::from_env();
         let t0 = Instant::now();
         let (model_path, repo, revision) = resolve_model(&model_name, &catalog, &hub_cfg)?;
-        let download_s = t0.elapsed().as_secs_f64();
+        let catalog_gguf = catalog
+            .models
+            .get(&model_name)
+            .and_then(|e| e.gguf.clone())
+            .filter(|_| !a.quantize_all);
+        let mut download_s = t0.elapsed().as_secs_f64();
 
         // --gguf overrides, plus catalog GGUF files are not fetched unless named.
         let mut gguf_levels: Vec<(Level, PathBuf)> = Vec::new();
@@ -173,6 +178,19 @@ impl Plan {
                 levels.push(level);
             }
             gguf_levels.push((level, path));
+        }
+        // Levels the catalog publishes as GGUF files come from those files (what users download),
+        // unless --gguf named another file or --quantize-all asks for in-process quantization.
+        if let Some(g) = &catalog_gguf {
+            for (lvl, file) in &g.files {
+                let level = Level::parse(lvl)?;
+                if levels.contains(&level) && !gguf_levels.iter().any(|(l, _)| *l == level) {
+                    let t = Instant::now();
+                    let p = hub::fetch_file(&hub_cfg, &g.repo, &g.revision, file)?.path;
+                    download_s += t.elapsed().as_secs_f64();
+                    gguf_levels.push((level, p));
+                }
+            }
         }
         let reference = match &a.reference {
             Some(r) => {

@@ -310,3 +310,52 @@ fn qwen3_architecture_runs_from_safetensors() {
     assert!(k8 > 0.0 && k8 < k4, "q8_0 {k8} q4_k {k4}");
     assert!(level(&r, "bf16").type_mix.contains_key("bf16"));
 }
+
+#[test]
+fn catalog_gguf_file_is_used_for_its_level() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("hub");
+    smollm2_safetensors(&root.join("test-org").join("smol"));
+    let gguf_repo = root.join("test-org").join("smol-gguf");
+    std::fs::create_dir_all(&gguf_repo).unwrap();
+    std::fs::copy(
+        common::model("smollm2-135m-q4_1"),
+        gguf_repo.join("smol-Q4_1.gguf"),
+    )
+    .unwrap();
+    let server =
+        common::hub_server::HubServer::start(&root, "89abcdef0123456789abcdef0123456789abcdef");
+    let models = tmp.path().join("models.toml");
+    std::fs::write(
+        &models,
+        "schema_version = 1\n[models.smol]\ndescription = \"test\"\narch = \"llama\"\nparams = \"135M\"\nrepo = \"test-org/smol\"\nrevision = \"main\"\n[models.smol.gguf]\nrepo = \"test-org/smol-gguf\"\nrevision = \"main\"\nfiles = { q4_1 = \"smol-Q4_1.gguf\" }\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let mut args = vec![
+        "run",
+        "--model",
+        "smol",
+        "--models",
+        models.to_str().unwrap(),
+        "--quants",
+        "f32,q4_1",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(FAST);
+    let o = common::qeval()
+        .args(&args)
+        .env("HF_ENDPOINT", &server.url)
+        .env("HF_HOME", tmp.path().join("hf-home"))
+        .env_remove("HF_HUB_OFFLINE")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let r = Results::load(&out.join("results.json")).unwrap();
+    let q = level(&r, "q4_1");
+    assert!(q.source.contains("GGUF file"), "{}", q.source);
+    // The safetensors were made from this very Q4_1 file: the file as stored matches the f32 reference closely.
+    assert!(q.kld_mean.unwrap() < 0.01, "{}", q.kld_mean.unwrap());
+    assert!(level(&r, "f32").source.contains("safetensors"));
+}
