@@ -120,6 +120,7 @@ pub struct LevelResult {
     /// Tensors whose wanted type did not fit and what was used instead.
     pub fallbacks: Vec<crate::quant::recipe::TensorChoice>,
     pub peak_rss_bytes: Option<u64>,
+    pub peak_rss_with_eval_bytes: Option<u64>,
     pub peak_rss_method: String,
     pub kv_cache_bytes: u64,
     pub kv_cache_ctx: usize,

@@ -15,7 +15,7 @@ fn esc(s: &str) -> String {
 }
 
 pub fn render(r: &Results) -> String {
-    let mut s = String::from("model,device,threads,level,status,is_reference,source,weight_bytes,bits_per_weight,peak_rss_bytes,kv_cache_bytes,prefill_tokens_per_sec,decode_tokens_per_sec,perplexity,perplexity_se,kld_mean,kld_mean_se,kld_median,kld_p99,top1_agreement,top1_agreement_se,rms_delta_p,rms_delta_p_se,scored_tokens\n");
+    let mut s = String::from("model,device,threads,level,status,is_reference,source,weight_bytes,bits_per_weight,peak_rss_bytes,peak_rss_with_eval_bytes,kv_cache_bytes,prefill_tokens_per_sec,decode_tokens_per_sec,perplexity,perplexity_se,kld_mean,kld_mean_se,kld_median,kld_p99,top1_agreement,top1_agreement_se,rms_delta_p,rms_delta_p_se,scored_tokens\n");
     for l in &r.levels {
         let row = [
             esc(&r.model.name),
@@ -28,6 +28,9 @@ pub fn render(r: &Results) -> String {
             l.weight_bytes.to_string(),
             format!("{:.4}", l.bits_per_weight),
             l.peak_rss_bytes.map(|b| b.to_string()).unwrap_or_default(),
+            l.peak_rss_with_eval_bytes
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
             l.kv_cache_bytes.to_string(),
             f(l.prefill_tokens_per_sec),
             f(l.decode_tokens_per_sec),
