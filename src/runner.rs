@@ -93,7 +93,22 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         });
     }
     let n_params = src.n_params();
-    let reference_note = if src.is_quantized() {
+    let ref_from_file = plan
+        .levels
+        .iter()
+        .find(|l| l.level == plan.reference)
+        .and_then(|l| match &l.source {
+            LevelSource::GgufFile(p) => Some(p.clone()),
+            LevelSource::Quantize => None,
+        });
+    let reference_note = if let Some(p) = ref_from_file {
+        format!(
+            "The reference {} is the GGUF file {} as stored (its quantized tensors run through candle's kernels); levels quantized in-process are made from the {} weights of the source.",
+            plan.reference,
+            p.display(),
+            src.main_dtype()
+        )
+    } else if src.is_quantized() {
         format!(
             "The source is itself quantized ({} GGUF): the reference {} is the dequantized {} weights, not the original full-precision model, and every other level is made by dequantizing and requantizing them.",
             src.main_dtype(),
