@@ -3,7 +3,10 @@
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    anyhow::ensure!(args.len() == 3, "usage: export_safetensors MODEL.gguf OUT_DIR");
+    anyhow::ensure!(
+        args.len() == 3,
+        "usage: export_safetensors MODEL.gguf OUT_DIR"
+    );
     let gguf = std::path::Path::new(&args[1]);
     let out = std::path::Path::new(&args[2]);
     let src = qeval::model::source::ModelSource::open(gguf)?;

@@ -154,7 +154,8 @@ impl Plan {
 
         // Resolve the model (this may download).
         let catalog = Catalog::load(a.models.as_deref())?;
-        let hub_cfg = HubConfig::from_env();
+        let mut hub_cfg = HubConfig::from_env();
+        hub_cfg.progress = hub_cfg.progress && !a.quiet;
         let t0 = Instant::now();
         let (model_path, repo, revision) = resolve_model(&model_name, &catalog, &hub_cfg)?;
         let catalog_gguf = catalog

@@ -1,8 +1,20 @@
 //! Peak resident memory of this process (each level runs in its own worker process, so this
 //! is that level's peak: weights, KV cache, activations and runtime together).
 
-/// Peak resident set size of the current process in bytes, from `getrusage`.
+/// Peak resident set size of the current process in bytes.
+///
+/// On Linux this is `VmHWM` from `/proc/self/status`: the high-water mark of this process's
+/// own address space. `getrusage`'s `ru_maxrss` is not used there because Linux carries it
+/// over from the parent across fork and exec, so a worker would report its parent's peak.
+/// Elsewhere (macOS) `ru_maxrss` is used (bytes there).
 pub fn peak_rss_bytes() -> Option<u64> {
+    if let Ok(s) = std::fs::read_to_string("/proc/self/status") {
+        return s
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024);
+    }
     // SAFETY: getrusage writes into the zeroed struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
@@ -10,7 +22,6 @@ pub fn peak_rss_bytes() -> Option<u64> {
         return None;
     }
     let v = ru.ru_maxrss as u64;
-    // Linux reports KiB, macOS bytes.
     if cfg!(target_os = "macos") {
         Some(v)
     } else {
@@ -19,8 +30,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// How [`peak_rss_bytes`] measures, for the results file.
-pub const METHOD: &str =
-    "getrusage ru_maxrss of the level's own worker process (load, evaluation and benchmark)";
+pub const METHOD: &str = "peak resident memory (Linux VmHWM; getrusage elsewhere) of the level's own worker process after loading and the speed benchmark (a 512-token prefill and decoding: what a deployment uses); peak_rss_with_eval_bytes adds the scoring of full-vocabulary logit windows";
 
 #[cfg(test)]
 mod tests {
