@@ -158,15 +158,17 @@ impl Transformer {
                 .with_context(|| format!("missing tensor '{name}'"))
         };
         let vec = |q: Arc<QTensor>| -> Result<Tensor> { Ok(q.dequantize(device)?) };
+        // The dense conversion consumes the stored tensor, so no second copy stays alive.
         let embd_q = take("token_embd.weight")?;
         let embed = match embd_q.dtype() {
             GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
-                match Linear::from_qtensor(embd_q.clone())? {
+                match Linear::from_qtensor(embd_q)? {
                     Linear::Dense(t) => Embedding::Dense(t),
-                    Linear::Quant(_) => Embedding::Quant(embd_q.clone()),
+                    Linear::Quant(QMatMul::QTensor(q)) => Embedding::Quant(q),
+                    Linear::Quant(_) => anyhow::bail!("unexpected dense token embedding"),
                 }
             }
-            _ => Embedding::Quant(embd_q.clone()),
+            _ => Embedding::Quant(embd_q),
         };
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {

@@ -46,7 +46,7 @@ fn points(r: &Results, x: impl Fn(&LevelResult) -> Option<f64>) -> (Vec<Pt>, f64
             let xv = x(l)?;
             let k = l.kld_mean.unwrap_or(0.0);
             let (y, label) = if l.is_reference || k <= 0.0 {
-                (floor, format!("{} (reference)", l.level))
+                (floor, format!("{} (reference, KLD 0)", l.level))
             } else {
                 (k, l.level.clone())
             };
@@ -124,7 +124,7 @@ fn encode_png(rgb: &[u8], size: (u32, u32)) -> Result<Vec<u8>> {
 
 fn title(r: &Results, what: &str) -> String {
     format!(
-        "{}: quality loss vs {what} ({} , {} threads)",
+        "{}: quality loss vs {what} ({}, {} threads)",
         r.model.name, r.device.kind, r.device.threads
     )
 }
