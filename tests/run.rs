@@ -38,6 +38,42 @@ fn run_ok(model: &str, quants: &str, out: &Path, extra: &[&str]) -> Results {
     Results::load(&out.join("results.json")).unwrap()
 }
 
+/// Run `qeval run --model MODEL` with HF_ENDPOINT pointing at the loopback Hub.
+fn run_via_hub(
+    model: &str,
+    extra: &[&str],
+    out: &Path,
+    endpoint: &str,
+    hf_home: &Path,
+    offline: bool,
+) -> std::process::Output {
+    let mut args = vec!["run", "--model", model, "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(FAST);
+    let mut cmd = common::qeval();
+    cmd.args(&args)
+        .env("HF_ENDPOINT", endpoint)
+        .env("HF_HOME", hf_home)
+        .env_remove("HF_TOKEN");
+    if offline {
+        cmd.env("HF_HUB_OFFLINE", "1");
+    } else {
+        cmd.env_remove("HF_HUB_OFFLINE");
+    }
+    cmd.output().unwrap()
+}
+
+/// SmolLM2's tokenizer written as tokenizer.json into `dir` (for synthetic models).
+fn smol_tokenizer_json(dir: &Path) -> std::path::PathBuf {
+    let model = common::model("smollm2-135m-q4_1");
+    let tj = dir.join("tokenizer.json");
+    qeval::model::tokenizer::gguf_tokenizer(&model)
+        .unwrap()
+        .save_json(&tj)
+        .unwrap();
+    tj
+}
+
 fn level<'a>(r: &'a Results, name: &str) -> &'a qeval::results::LevelResult {
     r.levels.iter().find(|l| l.level == name).unwrap()
 }
@@ -192,10 +228,7 @@ fn synthetic_model(dir: &Path, tokenizer_json: &Path, vocab: usize, arch: &str) 
 #[test]
 fn k_quants_apply_without_fallback_on_256_wide_rows() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = common::model("smollm2-135m-q4_1");
-    let tok = qeval::model::tokenizer::gguf_tokenizer(&model).unwrap();
-    let tj = tmp.path().join("tokenizer.json");
-    tok.save_json(&tj).unwrap();
+    let tj = smol_tokenizer_json(tmp.path());
     let dir = tmp.path().join("synthetic");
     synthetic_model(&dir, &tj, 49152, "llama");
     let r = run_ok(
@@ -236,24 +269,14 @@ fn hub_model_is_downloaded_through_the_loopback_hub() {
         common::hub_server::HubServer::start(&root, "0123456789abcdef0123456789abcdef01234567");
     let hf_home = tmp.path().join("hf-home");
     let out = tmp.path().join("out");
-    let mut args = vec![
-        "run",
-        "--model",
+    let o = run_via_hub(
         "hf:test-org/smol",
-        "--quants",
-        "q8_0",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(FAST);
-    let o = common::qeval()
-        .args(&args)
-        .env("HF_ENDPOINT", &server.url)
-        .env("HF_HOME", &hf_home)
-        .env_remove("HF_HUB_OFFLINE")
-        .env_remove("HF_TOKEN")
-        .output()
-        .unwrap();
+        &["--quants", "q8_0"],
+        &out,
+        &server.url,
+        &hf_home,
+        false,
+    );
     assert!(o.status.success(), "{}", common::stderr(&o));
     let r = Results::load(&out.join("results.json")).unwrap();
     assert_eq!(r.model.repo.as_deref(), Some("test-org/smol"));
@@ -267,23 +290,14 @@ fn hub_model_is_downloaded_through_the_loopback_hub() {
     // Offline, the cached copy is used and nothing is requested.
     let before = server.requests().len();
     let out2 = tmp.path().join("out2");
-    let mut args2 = vec![
-        "run",
-        "--model",
+    let o = run_via_hub(
         "hf:test-org/smol",
-        "--quants",
-        "q8_0",
-        "--out",
-        out2.to_str().unwrap(),
-    ];
-    args2.extend_from_slice(FAST);
-    let o = common::qeval()
-        .args(&args2)
-        .env("HF_ENDPOINT", &server.url)
-        .env("HF_HOME", &hf_home)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
+        &["--quants", "q8_0"],
+        &out2,
+        &server.url,
+        &hf_home,
+        true,
+    );
     assert!(o.status.success(), "{}", common::stderr(&o));
     assert_eq!(server.requests().len(), before);
 }
@@ -291,10 +305,7 @@ fn hub_model_is_downloaded_through_the_loopback_hub() {
 #[test]
 fn qwen3_architecture_runs_from_safetensors() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = common::model("smollm2-135m-q4_1");
-    let tok = qeval::model::tokenizer::gguf_tokenizer(&model).unwrap();
-    let tj = tmp.path().join("tokenizer.json");
-    tok.save_json(&tj).unwrap();
+    let tj = smol_tokenizer_json(tmp.path());
     let dir = tmp.path().join("qwen3-synthetic");
     synthetic_model(&dir, &tj, 49152, "qwen3");
     let r = run_ok(
@@ -332,25 +343,15 @@ fn catalog_gguf_file_is_used_for_its_level() {
     )
     .unwrap();
     let out = tmp.path().join("out");
-    let mut args = vec![
-        "run",
-        "--model",
+    let models_arg = models.to_str().unwrap();
+    let o = run_via_hub(
         "smol",
-        "--models",
-        models.to_str().unwrap(),
-        "--quants",
-        "f32,q4_1",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(FAST);
-    let o = common::qeval()
-        .args(&args)
-        .env("HF_ENDPOINT", &server.url)
-        .env("HF_HOME", tmp.path().join("hf-home"))
-        .env_remove("HF_HUB_OFFLINE")
-        .output()
-        .unwrap();
+        &["--models", models_arg, "--quants", "f32,q4_1"],
+        &out,
+        &server.url,
+        &tmp.path().join("hf-home"),
+        false,
+    );
     assert!(o.status.success(), "{}", common::stderr(&o));
     let r = Results::load(&out.join("results.json")).unwrap();
     let q = level(&r, "q4_1");

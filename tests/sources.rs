@@ -5,6 +5,20 @@ mod common;
 
 use qeval::model::source::ModelSource;
 
+/// Largest absolute difference between a tensor as two sources load it.
+fn max_abs_diff(a: &ModelSource, b: &ModelSource, name: &str) -> f32 {
+    let x = a.load_f32(name).unwrap();
+    let y = b.load_f32(name).unwrap();
+    (x - y)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 #[test]
 fn gemma3_gguf_round_trips_through_safetensors() {
     let gguf = common::model("gemma3-270m-q4_k_m");
@@ -32,16 +46,7 @@ fn gemma3_gguf_round_trips_through_safetensors() {
         "blk.5.post_ffw_norm.weight",
         "output_norm.weight",
     ] {
-        let a = src.load_f32(name).unwrap();
-        let b = back.load_f32(name).unwrap();
-        let d = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs_diff(&src, &back, name);
         assert!(d < 1e-6, "{name} differs by {d}");
     }
 }
@@ -64,16 +69,7 @@ fn llama_safetensors_round_trip_keeps_qk_layout() {
         "blk.3.attn_k.weight",
         "blk.3.ffn_down.weight",
     ] {
-        let a = src.load_f32(name).unwrap();
-        let b = back.load_f32(name).unwrap();
-        let d = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs_diff(&src, &back, name);
         assert_eq!(d, 0.0, "{name}");
     }
     // The tokenizer.json written from the GGUF gives llama.cpp's ids too.
