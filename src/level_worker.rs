@@ -37,6 +37,8 @@ pub struct Outcome {
     pub peak_rss_bytes: Option<u64>,
     pub peak_rss_with_eval_bytes: Option<u64>,
     pub kv_cache_bytes: u64,
+    /// Positions the KV cache was allocated for.
+    pub kv_cache_ctx: usize,
     pub load_s: f64,
     pub evaluate_s: f64,
     pub benchmark_s: f64,
@@ -109,7 +111,7 @@ pub fn run(job_path: &Path) -> Result<()> {
             let _ = std::fs::write(&pf, format!("{done}/{total}"));
         },
     )?;
-    let quality = metrics::summarize(&positions, !job.is_reference);
+    let quality = metrics::summarize(&positions);
     let evaluate_s = t1.elapsed().as_secs_f64();
     let outcome = Outcome {
         quality,
@@ -118,6 +120,7 @@ pub fn run(job_path: &Path) -> Result<()> {
         peak_rss_bytes,
         peak_rss_with_eval_bytes: memory::peak_rss_bytes(),
         kv_cache_bytes: model.kv_cache_bytes(),
+        kv_cache_ctx: max_seq,
         load_s,
         evaluate_s,
         benchmark_s,

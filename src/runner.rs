@@ -402,7 +402,7 @@ fn run_level(
         peak_rss_with_eval_bytes: outcome.peak_rss_with_eval_bytes,
         peak_rss_method: crate::measure::memory::METHOD.into(),
         kv_cache_bytes: outcome.kv_cache_bytes,
-        kv_cache_ctx: job.chunking.ctx.max(plan.bench.prompt_tokens),
+        kv_cache_ctx: outcome.kv_cache_ctx,
         prefill_tokens_per_sec: Some(outcome.prefill.median),
         decode_tokens_per_sec: Some(outcome.decode.median),
         prefill: Some(outcome.prefill),

@@ -112,9 +112,8 @@ pub struct QualitySummary {
     pub rms_delta_p_se: Option<f64>,
 }
 
-/// Summarise positions. `vs_reference` is false for the reference level itself (its KLD,
-/// top-1 and Δp against itself are 0/1/0 by definition and are reported as such).
-pub fn summarize(ps: &[Position], vs_reference: bool) -> QualitySummary {
+/// Summarise positions (for the reference level itself KLD is 0, top-1 1 and Δp 0 by definition).
+pub fn summarize(ps: &[Position]) -> QualitySummary {
     let nll: Vec<f64> = ps.iter().map(|p| p.nll).collect();
     let (nll_mean, nll_se) = mean_se(&nll);
     let ppl = nll_mean.exp();
@@ -147,7 +146,6 @@ pub fn summarize(ps: &[Position], vs_reference: bool) -> QualitySummary {
     } else {
         (None, None, None, None, None, None, None, None, None)
     };
-    let _ = vs_reference;
     QualitySummary {
         n_tokens: n,
         perplexity: ppl,
@@ -216,7 +214,7 @@ mod tests {
                 delta_p: if i % 2 == 0 { 0.1 } else { -0.1 },
             })
             .collect();
-        let s = summarize(&ps, true);
+        let s = summarize(&ps);
         assert!(close(s.nll_mean, 2.5, 1e-12));
         assert!(close(s.perplexity, 2.5f64.exp(), 1e-9));
         assert!(close(s.perplexity_se, 2.5f64.exp() * 0.645_497_224_4, 1e-6));

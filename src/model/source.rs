@@ -424,19 +424,20 @@ fn tensor_order(name: &str) -> (usize, usize, String) {
 
 /// llama.cpp's converter permutation of Q/K rows for interleaved rope.
 pub fn permute_qk(w: &Tensor, n_head: usize) -> Result<Tensor> {
-    let (rows, cols) = w.dims2()?;
-    let hd = rows / n_head;
-    Ok(w.reshape((n_head, 2, hd / 2, cols))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((rows, cols))?)
+    swap_row_halves(w, n_head, true)
 }
 
 /// The inverse of [`permute_qk`]: canonical (GGUF) Q/K rows back to Hugging Face layout.
 pub fn unpermute_qk(w: &Tensor, n_head: usize) -> Result<Tensor> {
+    swap_row_halves(w, n_head, false)
+}
+
+/// Within each head, view the rows as (2, hd/2) and transpose to (hd/2, 2), or back.
+fn swap_row_halves(w: &Tensor, n_head: usize, forward: bool) -> Result<Tensor> {
     let (rows, cols) = w.dims2()?;
-    let hd = rows / n_head;
-    Ok(w.reshape((n_head, hd / 2, 2, cols))?
+    let half = rows / n_head / 2;
+    let (a, b) = if forward { (2, half) } else { (half, 2) };
+    Ok(w.reshape((n_head, a, b, cols))?
         .transpose(1, 2)?
         .contiguous()?
         .reshape((rows, cols))?)

@@ -41,8 +41,6 @@ pub const SUPPORTED_PRE: &[&str] = &[
     "deepseek-r1-qwen",
 ];
 
-const REGEX_GPT2: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 const REGEX_LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const REGEX_QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
@@ -273,7 +271,6 @@ fn build_bpe(
             )))
         }
     };
-    let _ = REGEX_GPT2;
     t.with_pre_tokenizer(Some(pre_tok));
     // User-defined tokens (type 4) are matched in plain text by llama.cpp; control tokens are not.
     let user: Vec<AddedToken> = tokens
