@@ -112,6 +112,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub quiet: bool,
 
+    /// Seed of everything random (paired bootstrap, --limit sampling); recorded in results.json.
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
+
     /// Keep the per-level weight files and reference log-probabilities (in OUT/.work).
     #[arg(long)]
     pub keep_work: bool,

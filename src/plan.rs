@@ -54,6 +54,8 @@ pub struct Plan {
     pub keep_work: bool,
     pub download_s: f64,
     pub command_line: Vec<String>,
+    /// Seed of everything random (bootstrap, --limit sampling); recorded in results.json.
+    pub seed: u64,
 }
 
 fn evalsets_root() -> PathBuf {
@@ -243,6 +245,7 @@ impl Plan {
             keep_work: a.keep_work,
             download_s,
             command_line: std::env::args().collect(),
+            seed: a.seed,
         })
     }
 }

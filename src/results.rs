@@ -29,6 +29,12 @@ pub struct Results {
     /// How quality was measured: "kernel" (through the quantized kernels a deployment runs).
     pub scoring_mode: String,
     pub phases: Phases,
+    /// Seed of everything random (bootstrap resampling, --limit sampling).
+    #[serde(default)]
+    pub seed: u64,
+    /// Task items sampled per task (--limit), or None for all.
+    #[serde(default)]
+    pub limit: Option<usize>,
     pub levels: Vec<LevelResult>,
 }
 
@@ -143,6 +149,45 @@ pub struct LevelResult {
     pub rms_delta_p_se: Option<f64>,
     pub scored_tokens: usize,
     pub times: LevelTimes,
+    /// Task accuracy (choice / generate tasks), one entry per task and metric.
+    #[serde(default)]
+    pub tasks: Vec<TaskResult>,
+}
+
+/// One task metric at one level, with its interval and the paired comparison with the
+/// reference level (the `delta_*`, `mcnemar_p` and `flips_*` fields are `None` at the reference).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TaskResult {
+    /// Task name, e.g. "hellaswag" or "default/choice".
+    pub task: String,
+    /// "choice" or "generate".
+    pub kind: String,
+    /// "acc", "acc_norm" or "exact_match".
+    pub metric: String,
+    /// Fraction of items right, 0..1.
+    pub value: f64,
+    /// 95% interval of `value` (Wilson score interval).
+    pub ci_low: f64,
+    pub ci_high: f64,
+    /// Items scored.
+    pub n: usize,
+    /// value - reference value (same items).
+    pub delta_vs_reference: Option<f64>,
+    /// 95% paired-bootstrap interval of the difference (fixed seed, see Results::seed).
+    pub delta_ci_low: Option<f64>,
+    pub delta_ci_high: Option<f64>,
+    /// McNemar's exact test on the discordant items.
+    pub mcnemar_p: Option<f64>,
+    /// Items right at the reference and wrong here.
+    pub flips_lost: Option<usize>,
+    /// Items wrong at the reference and right here.
+    pub flips_gained: Option<usize>,
+    /// The smallest drop (absolute, 0..1) that `n` items can detect with 80% power at the
+    /// 5% level given the observed disagreement; a drop smaller than this is noise-level.
+    pub min_detectable_delta: Option<f64>,
+    /// Wall time of this task at this level, and items per second.
+    pub seconds: f64,
+    pub items_per_sec: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

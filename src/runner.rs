@@ -173,6 +173,8 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             tokenize_s,
             total_s: 0.0,
         },
+        seed: plan.seed,
+        limit: None,
         levels: Vec::new(),
     };
     let results_path = plan.out_dir.join("results.json");
@@ -299,6 +301,7 @@ fn failed_level(level: Level, is_ref: bool, err: &str, plan: &Plan) -> LevelResu
         rms_delta_p_se: None,
         scored_tokens: 0,
         times: Default::default(),
+        tasks: Vec::new(),
     }
 }
 
@@ -427,6 +430,7 @@ fn run_level(
             evaluate_s: outcome.evaluate_s,
             benchmark_s: outcome.benchmark_s,
         },
+        tasks: Vec::new(),
     })
 }
 
