@@ -49,11 +49,32 @@ enum Inner {
     Spm(Box<Spm>),
 }
 
+/// Control tokens that end a chat turn or a document in common model families.
+const END_TOKENS: &[&str] = &[
+    "<|endoftext|>",
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<end_of_turn>",
+    "<eos>",
+    "</s>",
+];
+
+/// EOS ids of a tokenizer.json model: its end tokens that exist in the vocabulary.
+fn dir_eos_ids(_dir: &Path, t: &Tokenizer) -> Vec<u32> {
+    let mut v: Vec<u32> = END_TOKENS.iter().filter_map(|s| t.token_to_id(s)).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// A model's tokenizer and its BOS convention.
 pub struct ModelTokenizer {
     inner: Inner,
     pub add_bos: bool,
     pub bos_id: Option<u32>,
+    /// Tokens that end a generation (EOS, end-of-turn).
+    pub eos_ids: Vec<u32>,
     /// What it is, for the results file (e.g. "gguf gpt2 bpe, pre=smollm").
     pub description: String,
 }
@@ -105,6 +126,7 @@ impl ModelTokenizer {
             None
         };
         Ok(ModelTokenizer {
+            eos_ids: dir_eos_ids(dir, &t),
             inner: Inner::Hf(Box::new(t)),
             add_bos: bos_id.is_some(),
             bos_id,
@@ -121,6 +143,16 @@ impl ModelTokenizer {
             Inner::Spm(_) => {
                 anyhow::bail!("sentencepiece GGUF tokenizers cannot be saved as tokenizer.json")
             }
+        }
+    }
+
+    /// Text of `ids` (special tokens left out).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        match &self.inner {
+            Inner::Hf(t) => t
+                .decode(ids, true)
+                .map_err(|e| anyhow::anyhow!("tokenizer failed to decode: {e}")),
+            Inner::Spm(s) => Ok(s.decode(ids)),
         }
     }
 
@@ -150,6 +182,19 @@ impl ModelTokenizer {
             _ => vec![1; tokens.len()],
         };
         let bos_id = md("tokenizer.ggml.bos_token_id").and_then(|v| v.to_u32().ok());
+        let mut eos_ids: Vec<u32> = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"]
+            .iter()
+            .filter_map(|k| md(k).and_then(|v| v.to_u32().ok()))
+            .collect();
+        // Chat models end a turn with a control token that is not always the GGUF's EOS.
+        for (i, t) in tokens.iter().enumerate() {
+            let control = types.get(i).is_some_and(|&ty| ty == 3);
+            if control && END_TOKENS.contains(&t.as_str()) {
+                eos_ids.push(i as u32);
+            }
+        }
+        eos_ids.sort_unstable();
+        eos_ids.dedup();
         let add_bos_md = md("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok());
         match model.as_str() {
             "gpt2" => {
@@ -166,6 +211,7 @@ impl ModelTokenizer {
                     inner: Inner::Hf(Box::new(t)),
                     add_bos,
                     bos_id: if add_bos { bos_id } else { None },
+                    eos_ids: eos_ids.clone(),
                     description: format!("gguf gpt2 byte-level bpe, pre={pre}"),
                 })
             }
@@ -185,6 +231,7 @@ impl ModelTokenizer {
                     inner: Inner::Spm(Box::new(spm)),
                     add_bos,
                     bos_id: if add_bos { bos_id } else { None },
+                    eos_ids: eos_ids.clone(),
                     description: format!(
                         "gguf sentencepiece (llama.cpp spm), add_space_prefix={add_space_prefix}"
                     ),
@@ -329,6 +376,22 @@ struct Sym {
 }
 
 impl Spm {
+    /// Pieces back to text: `▁` is a space, `<0xXX>` a byte; control tokens are dropped.
+    fn decode(&self, ids: &[u32]) -> String {
+        let mut bytes = Vec::new();
+        for &id in ids {
+            let Some(p) = self.pieces.get(id as usize) else {
+                continue;
+            };
+            if let Some(b) = self.byte_ids.iter().position(|x| *x == Some(id)) {
+                bytes.push(b as u8);
+            } else if !(p.starts_with('<') && p.ends_with('>') && p.len() > 2) {
+                bytes.extend_from_slice(p.replace('\u{2581}', " ").as_bytes());
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
     fn new(pieces: Vec<String>, scores: Vec<f32>, types: Vec<i32>, add_space_prefix: bool) -> Self {
         let mut index = HashMap::with_capacity(pieces.len());
         let mut byte_ids = [None; 256];

@@ -90,7 +90,98 @@ struct Layer {
     post_ffw_norm: Option<Tensor>,
     /// Gemma 3 local layers: attention window.
     window: Option<usize>,
-    cache: candle_nn::kv_cache::KvCache,
+    cache: Kv,
+}
+
+/// A KV cache allocated once for `max` positions, written in place; `truncate` rolls it back
+/// (choice scoring continues every choice from the same cached context).
+struct Kv {
+    k: Option<Tensor>,
+    v: Option<Tensor>,
+    len: usize,
+    max: usize,
+}
+
+impl Kv {
+    fn new(max: usize) -> Self {
+        Kv {
+            k: None,
+            v: None,
+            len: 0,
+            max,
+        }
+    }
+
+    /// Append (b, heads, s, hd) keys and values; return all cached keys and values.
+    fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let s = k.dim(2)?;
+        anyhow::ensure!(self.len + s <= self.max, "KV cache full");
+        if self.k.is_none() {
+            let (b, h, _, d) = k.dims4()?;
+            self.k = Some(Tensor::zeros((b, h, self.max, d), k.dtype(), k.device())?);
+            self.v = Some(Tensor::zeros((b, h, self.max, d), v.dtype(), v.device())?);
+        }
+        let (Some(kc), Some(vc)) = (&self.k, &self.v) else {
+            anyhow::bail!("KV cache not allocated");
+        };
+        kc.slice_set(k, 2, self.len)?;
+        vc.slice_set(v, 2, self.len)?;
+        self.len += s;
+        Ok((kc.narrow(2, 0, self.len)?, vc.narrow(2, 0, self.len)?))
+    }
+}
+
+/// Where the new tokens of one forward call sit: their positions, and which segment each
+/// belongs to (tokens attend to the cached positions and to earlier tokens of their own segment).
+struct Placement {
+    pos0: usize,
+    positions: Vec<usize>,
+    segments: Vec<usize>,
+}
+
+impl Placement {
+    fn contiguous(pos0: usize, s: usize) -> Self {
+        Placement {
+            pos0,
+            positions: (pos0..pos0 + s).collect(),
+            segments: vec![0; s],
+        }
+    }
+
+    fn is_contiguous(&self) -> bool {
+        self.segments.iter().all(|&g| g == 0)
+    }
+
+    /// Additive attention mask (s, pos0 + s), or None when nothing is masked.
+    fn mask(&self, window: Option<usize>, dev: &Device) -> Result<Option<Tensor>> {
+        let s = self.positions.len();
+        let t = self.pos0 + s;
+        let mut m = vec![0f32; s * t];
+        let mut any = false;
+        for i in 0..s {
+            let qp = self.positions[i];
+            for j in 0..t {
+                let (kp, visible) = if j < self.pos0 {
+                    (j, true)
+                } else {
+                    let jj = j - self.pos0;
+                    (
+                        self.positions[jj],
+                        self.segments[jj] == self.segments[i] && jj <= i,
+                    )
+                };
+                let masked = !visible || kp > qp || window.is_some_and(|w| qp - kp >= w);
+                if masked {
+                    m[i * t + j] = f32::NEG_INFINITY;
+                    any = true;
+                }
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        Ok(Some(Tensor::from_vec(m, (s, t), dev)?))
+    }
 }
 
 struct Rope {
@@ -210,7 +301,7 @@ impl Transformer {
                     None
                 },
                 window,
-                cache: candle_nn::kv_cache::KvCache::new(2, max_seq),
+                cache: Kv::new(max_seq),
             });
         }
         let norm = vec(take("output_norm.weight")?)?;
@@ -247,9 +338,7 @@ impl Transformer {
 
     /// Forget the KV cache (keeps its allocation).
     pub fn reset(&mut self) {
-        for l in &mut self.layers {
-            l.cache.reset();
-        }
+        self.truncate(0);
         self.pos = 0;
     }
 
@@ -263,16 +352,76 @@ impl Transformer {
         self.cfg.kv_cache_bytes(self.max_seq)
     }
 
+    /// Roll the KV cache back to its first `len` positions (keeps its allocation).
+    pub fn truncate(&mut self, len: usize) {
+        let len = len.min(self.pos);
+        for l in &mut self.layers {
+            l.cache.len = len;
+        }
+        self.pos = len;
+    }
+
     /// Run `tokens` after the cached positions; return the logits (f32, shape
     /// `(tokens.len() - logits_from, vocab)`) of positions `logits_from..` of this call.
     pub fn forward(&mut self, tokens: &[u32], logits_from: usize) -> Result<Tensor> {
+        let placement = Placement::contiguous(self.pos, tokens.len());
+        let x = self.hidden(tokens, &placement)?;
+        self.pos += tokens.len();
+        self.logits(&x, logits_from, tokens.len() - logits_from)
+    }
+
+    /// Score several continuations of the cached context in one batched call: each segment
+    /// continues the cache at the same positions and sees only the cache and itself. Returns
+    /// each segment's logits `(len, vocab)`; the cache is rolled back to the context afterwards.
+    pub fn forward_segments(&mut self, segments: &[Vec<u32>]) -> Result<Vec<Tensor>> {
+        let pos0 = self.pos;
+        let mut tokens = Vec::new();
+        let mut positions = Vec::new();
+        let mut segs = Vec::new();
+        for (i, sg) in segments.iter().enumerate() {
+            anyhow::ensure!(!sg.is_empty(), "empty segment");
+            tokens.extend_from_slice(sg);
+            positions.extend(pos0..pos0 + sg.len());
+            segs.extend(std::iter::repeat_n(i, sg.len()));
+        }
+        let placement = Placement {
+            pos0,
+            positions,
+            segments: segs,
+        };
+        let r = self.hidden(&tokens, &placement);
+        // Roll back even when the forward failed half-way.
+        for l in &mut self.layers {
+            l.cache.len = pos0;
+        }
+        let x = r?;
+        let logits = self.logits(&x, 0, tokens.len())?;
+        let mut out = Vec::with_capacity(segments.len());
+        let mut at = 0;
+        for sg in segments {
+            out.push(logits.narrow(0, at, sg.len())?);
+            at += sg.len();
+        }
+        Ok(out)
+    }
+
+    fn logits(&self, x: &Tensor, from: usize, n: usize) -> Result<Tensor> {
+        let x = x.narrow(1, from, n)?;
+        let x = rms(&x, &self.norm, self.cfg.rms_eps)?;
+        let logits = self.output.forward(&x)?;
+        Ok(logits
+            .reshape((n, self.cfg.vocab_size))?
+            .to_dtype(DType::F32)?)
+    }
+
+    /// The hidden states (1, s, d) of `tokens` placed after the cache; appends to the cache.
+    fn hidden(&mut self, tokens: &[u32], placement: &Placement) -> Result<Tensor> {
         let s = tokens.len();
-        let pos = self.pos;
         anyhow::ensure!(s > 0, "forward on an empty sequence");
         anyhow::ensure!(
-            pos + s <= self.max_seq,
+            placement.pos0 + s <= self.max_seq,
             "sequence of {} positions exceeds the {} this model was loaded for",
-            pos + s,
+            placement.pos0 + s,
             self.max_seq
         );
         let ids = Tensor::new(tokens, &self.device)?;
@@ -280,30 +429,49 @@ impl Transformer {
         if self.cfg.arch == Arch::Gemma3 {
             x = (x * (self.cfg.n_embd as f64).sqrt())?;
         }
+        let mask_global = placement.mask(None, &self.device)?;
+        let mask_local = match self.cfg.sliding_window {
+            Some(w) => placement.mask(Some(w), &self.device)?,
+            None => None,
+        };
+        let idx = if placement.is_contiguous() {
+            None
+        } else {
+            let p: Vec<u32> = placement.positions.iter().map(|&p| p as u32).collect();
+            Some(Tensor::new(p.as_slice(), &self.device)?)
+        };
+        let angles = |r: &Rope| -> Result<(Tensor, Tensor)> {
+            Ok(match &idx {
+                None => (
+                    r.cos.narrow(0, placement.pos0, s)?,
+                    r.sin.narrow(0, placement.pos0, s)?,
+                ),
+                Some(i) => (r.cos.index_select(i, 0)?, r.sin.index_select(i, 0)?),
+            })
+        };
+        let global = angles(&self.rope_global)?;
+        let local = match &self.rope_local {
+            Some(r) => Some(angles(r)?),
+            None => None,
+        };
         let cfg = self.cfg.clone();
         for layer in self.layers.iter_mut() {
-            let rope = match (&self.rope_local, layer.window) {
-                (Some(r), Some(_)) => r,
-                _ => &self.rope_global,
+            let (rope, mask) = match (&local, layer.window) {
+                (Some(r), Some(_)) => (r, &mask_local),
+                _ => (&global, &mask_global),
             };
-            x = layer_forward(&cfg, layer, rope, &x, pos, &self.device)?;
+            x = layer_forward(&cfg, layer, rope, mask.as_ref(), &x)?;
         }
-        self.pos += s;
-        let n = s - logits_from;
-        let x = x.narrow(1, logits_from, n)?;
-        let x = rms(&x, &self.norm, cfg.rms_eps)?;
-        let logits = self.output.forward(&x)?;
-        Ok(logits.reshape((n, cfg.vocab_size))?.to_dtype(DType::F32)?)
+        Ok(x)
     }
 }
 
 fn layer_forward(
     cfg: &ModelConfig,
     l: &mut Layer,
-    rope: &Rope,
+    (cos, sin): &(Tensor, Tensor),
+    mask: Option<&Tensor>,
     x: &Tensor,
-    pos: usize,
-    dev: &Device,
 ) -> Result<Tensor> {
     let (b, s, _) = x.dims3()?;
     let (nh, nkv, hd) = (cfg.n_head, cfg.n_kv_head, cfg.head_dim);
@@ -325,40 +493,25 @@ fn layer_forward(
         Some(w) => rms(&k, w, cfg.rms_eps)?,
         None => k.contiguous()?,
     };
-    let cos = rope.cos.narrow(0, pos, s)?;
-    let sin = rope.sin.narrow(0, pos, s)?;
     let (q, k) = if cfg.rope_interleaved() {
         (
-            candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?,
-            candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?,
+            candle_nn::rotary_emb::rope_i(&q, cos, sin)?,
+            candle_nn::rotary_emb::rope_i(&k, cos, sin)?,
         )
     } else {
         (
-            candle_nn::rotary_emb::rope(&q, &cos, &sin)?,
-            candle_nn::rotary_emb::rope(&k, &cos, &sin)?,
+            candle_nn::rotary_emb::rope(&q, cos, sin)?,
+            candle_nn::rotary_emb::rope(&k, cos, sin)?,
         )
     };
     let (k, v) = l.cache.append(&k.contiguous()?, &v.contiguous()?)?;
-    let t = k.dim(2)?;
     let rep = nh / nkv;
     let k = candle_transformers::utils::repeat_kv(k, rep)?.contiguous()?;
     let v = candle_transformers::utils::repeat_kv(v, rep)?.contiguous()?;
     let scale = 1.0 / (hd as f64).sqrt();
     let mut att = (q.matmul(&k.t()?)? * scale)?; // (b, nh, s, t)
-    let needs_mask = s > 1 || l.window.is_some_and(|w| t > w);
-    if needs_mask {
-        let mut m = vec![0f32; s * t];
-        for i in 0..s {
-            let qi = pos + i;
-            for j in 0..t {
-                let masked = j > qi || l.window.is_some_and(|w| qi - j.min(qi) >= w);
-                if masked {
-                    m[i * t + j] = f32::NEG_INFINITY;
-                }
-            }
-        }
-        let m = Tensor::from_vec(m, (s, t), dev)?;
-        att = att.broadcast_add(&m)?;
+    if let Some(m) = mask {
+        att = att.broadcast_add(m)?;
     }
     let att = candle_nn::ops::softmax_last_dim(&att)?;
     let o = att.matmul(&v)?.transpose(1, 2)?.reshape((b, s, nh * hd))?;
