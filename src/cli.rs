@@ -80,6 +80,20 @@ pub struct RunArgs {
     #[arg(long)]
     pub chunks: Option<usize>,
 
+    /// Read standard sets (--evalset hellaswag, arc-easy, ...) from this folder of their original
+    /// distribution files (jsonl/csv/txt, laid out as one subfolder per set) instead of the Hub.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Score a sample of N items per choice/generate task, chosen with --seed (the same items at
+    /// every level) [default: all; 40 for the demo].
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    /// Skip the eval set's choice and generate tasks (text quality, speed and memory only).
+    #[arg(long)]
+    pub no_tasks: bool,
+
     /// Compute device. cuda and metal need a qeval built with `--features cuda` / `--features metal`.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda", "metal"])]
     pub device: String,

@@ -89,7 +89,11 @@ impl Template {
     }
 
     /// Fill the holes from `item`; `choice` fills `{choice}` when given. Err names the missing field.
-    pub fn render(&self, item: &Record, choice: Option<&str>) -> std::result::Result<String, String> {
+    pub fn render(
+        &self,
+        item: &Record,
+        choice: Option<&str>,
+    ) -> std::result::Result<String, String> {
         let mut out = String::new();
         for p in &self.parts {
             match p {
@@ -99,7 +103,10 @@ impl Template {
                 }
                 Part::Field(f) => match item.get(f) {
                     Some(v) => out.push_str(&value_text(v).ok_or_else(|| {
-                        format!("field '{f}' is not a string or number (template '{}')", self.source)
+                        format!(
+                            "field '{f}' is not a string or number (template '{}')",
+                            self.source
+                        )
                     })?),
                     None => {
                         return Err(format!(
@@ -300,7 +307,9 @@ pub fn parse(src: &str, def_path: &Path, dir: &Path) -> Result<(FileHeader, Vec<
         let mut table = spanned.get_ref().clone();
         if let Some(base) = table.get("extends").cloned() {
             let base = base.as_str().ok_or_else(|| {
-                usage(format!("{origin}: key 'extends' must be a task name (a string)"))
+                usage(format!(
+                    "{origin}: key 'extends' must be a task name (a string)"
+                ))
             })?;
             let mut merged = by_name.get(base).cloned().ok_or_else(|| {
                 usage(format!(
@@ -424,7 +433,9 @@ fn task_def(t: TaskRaw, dir: &Path, origin: &str) -> Result<TaskDef> {
             ] {
                 forbid(present, key, origin, &name, k)?;
             }
-            let metrics = t.metrics.unwrap_or_else(|| vec!["acc".into(), "acc_norm".into()]);
+            let metrics = t
+                .metrics
+                .unwrap_or_else(|| vec!["acc".into(), "acc_norm".into()]);
             for m in &metrics {
                 if m != "acc" && m != "acc_norm" {
                     return Err(usage(format!(
@@ -482,7 +493,10 @@ fn task_def(t: TaskRaw, dir: &Path, origin: &str) -> Result<TaskDef> {
                     "{origin}: task '{name}', key 'max_tokens': {max_tokens}; give 1..=4096"
                 )));
             }
-            if t.stop.as_ref().is_some_and(|s| s.iter().any(|x| x.is_empty())) {
+            if t.stop
+                .as_ref()
+                .is_some_and(|s| s.iter().any(|x| x.is_empty()))
+            {
                 return Err(usage(format!(
                     "{origin}: task '{name}', key 'stop': an empty stop string would stop at once"
                 )));
@@ -517,9 +531,32 @@ fn task_def(t: TaskRaw, dir: &Path, origin: &str) -> Result<TaskDef> {
     })
 }
 
+/// Where standard sets (`source = "hellaswag"` etc.) are read from: `--data-dir` holding the
+/// original distribution files, or else the Hugging Face Hub.
+#[derive(Debug, Clone, Default)]
+pub struct DataOpts {
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The records of a standard set, and a name for messages.
+pub fn standard_records(name: &str, data: &DataOpts) -> Result<(Vec<Record>, String)> {
+    Err(usage(format!(
+        "standard set '{name}' (data dir {:?}): this build cannot read standard sets yet",
+        data.data_dir
+    )))
+}
+
+/// The text of a standard text set (wikitext2).
+pub fn standard_text(name: &str, data: &DataOpts) -> Result<String> {
+    Err(usage(format!(
+        "standard text set '{name}' (data dir {:?}): this build cannot read standard sets yet",
+        data.data_dir
+    )))
+}
+
 /// Load and validate an eval set folder: its definition and the text of its text tasks. The items
 /// of choice/generate tasks are read later (`read_jsonl`, or the standard-set readers).
-pub fn load(dir: &Path) -> Result<EvalSet> {
+pub fn load(dir: &Path, data: &DataOpts) -> Result<EvalSet> {
     let def_path = dir.join("evalset.toml");
     let src = std::fs::read_to_string(&def_path)
         .with_context(|| format!("cannot read {}", def_path.display()))?;
@@ -545,10 +582,10 @@ pub fn load(dir: &Path) -> Result<EvalSet> {
                 }
             }
             (TaskKind::Text, ItemsFrom::Standard(s)) => {
-                return Err(usage(format!(
-                    "{}: task '{}': the standard text set '{s}' is read with --evalset {s}",
-                    t.origin, t.name
-                )))
+                if !text.is_empty() {
+                    text.push_str("\n\n");
+                }
+                text.push_str(&standard_text(s, data)?);
             }
             _ => rest.push(t),
         }
@@ -630,7 +667,11 @@ pub struct GenerateItem {
 }
 
 /// Turn records into choice items; errors name the item's file and line and the field.
-pub fn prepare_choice(spec: &ChoiceSpec, records: &[Record], file: &str) -> Result<Vec<ChoiceItem>> {
+pub fn prepare_choice(
+    spec: &ChoiceSpec,
+    records: &[Record],
+    file: &str,
+) -> Result<Vec<ChoiceItem>> {
     let mut out = Vec::with_capacity(records.len());
     for r in records {
         let at = item_origin(r, file);
@@ -799,7 +840,9 @@ mod tests {
     fn err_of(toml: &str) -> String {
         let d = tempfile::tempdir().unwrap();
         write_set(d.path(), toml);
-        load(d.path()).unwrap_err().to_string()
+        load(d.path(), &DataOpts::default())
+            .unwrap_err()
+            .to_string()
     }
 
     const HEAD: &str = "name='x'\nversion='1'\n";
@@ -807,11 +850,14 @@ mod tests {
     #[test]
     fn default_set_loads_with_its_tasks() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("evalsets/default");
-        let s = load(&root).unwrap();
+        let s = load(&root, &DataOpts::default()).unwrap();
         assert_eq!(s.name, "default");
         assert!(s.text.split_whitespace().count() >= 6000);
         let kinds: Vec<&str> = s.tasks.iter().map(|t| t.kind.name()).collect();
-        assert!(kinds.contains(&"choice") && kinds.contains(&"generate"), "{kinds:?}");
+        assert!(
+            kinds.contains(&"choice") && kinds.contains(&"generate"),
+            "{kinds:?}"
+        );
     }
 
     #[test]
@@ -856,9 +902,12 @@ mod tests {
             d.path(),
             &format!("{HEAD}[[task]]\nname='a'\nkind='choice'\nitems='i.jsonl'\ncontext='Q: {{q}}'\nchoices='c'\nanswer='g'\n[[task]]\nname='b'\nextends='a'\nitems='j.jsonl'\n"),
         );
-        let s = load(d.path()).unwrap();
+        let s = load(d.path(), &DataOpts::default()).unwrap();
         assert_eq!(s.tasks.len(), 2);
-        assert_eq!(s.tasks[1].from, ItemsFrom::Files(vec![d.path().join("j.jsonl")]));
+        assert_eq!(
+            s.tasks[1].from,
+            ItemsFrom::Files(vec![d.path().join("j.jsonl")])
+        );
         match &s.tasks[1].kind {
             TaskKind::Choice(c) => assert_eq!(c.context.source(), "Q: {q}"),
             k => panic!("{k:?}"),
@@ -886,7 +935,10 @@ mod tests {
         let t = Template::parse("Q: {q} {{x}} -> {choice}").unwrap();
         let mut r = Record::new();
         r.insert("q".into(), serde_json::json!("why?"));
-        assert_eq!(t.render(&r, Some("because")).unwrap(), "Q: why? {x} -> because");
+        assert_eq!(
+            t.render(&r, Some("because")).unwrap(),
+            "Q: why? {x} -> because"
+        );
         let e = t.render(&Record::new(), Some("c")).unwrap_err();
         assert!(e.contains("'q'"), "{e}");
         let n = Template::parse("{n} apples").unwrap();

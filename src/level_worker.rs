@@ -3,6 +3,8 @@
 //! down inside a process) and keeps a crash of one level from sinking the run.
 
 use crate::eval::metrics::{self, QualitySummary};
+use crate::eval::taskprep::PreparedTask;
+use crate::eval::tasks::{self, ItemOutcome};
 use crate::eval::text::{self, Chunking, Spill};
 use crate::measure::{memory, speed};
 use crate::model::transformer::Transformer;
@@ -24,8 +26,23 @@ pub struct Job {
     pub bench: speed::BenchSettings,
     pub device: String,
     pub outcome_file: PathBuf,
-    /// Path of a progress file the worker updates with "done/total" chunks.
+    /// Path of a progress file the worker updates with "PHASE|done/total".
     pub progress_file: PathBuf,
+    /// Choice/generate tasks (JSON list of `PreparedTask`), when the eval set has any.
+    #[serde(default)]
+    pub tasks_file: Option<PathBuf>,
+    /// The source model, for the tokenizer generation tasks decode with.
+    pub model_path: PathBuf,
+    /// Positions the KV cache must hold.
+    pub max_seq: usize,
+}
+
+/// A task's per-item outcomes at this level.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskOutcome {
+    pub name: String,
+    pub outcomes: Vec<ItemOutcome>,
+    pub seconds: f64,
 }
 
 /// What a worker reports back.
@@ -42,6 +59,8 @@ pub struct Outcome {
     pub load_s: f64,
     pub evaluate_s: f64,
     pub benchmark_s: f64,
+    #[serde(default)]
+    pub tasks: Vec<TaskOutcome>,
 }
 
 /// Open the compute device by name.
@@ -76,11 +95,7 @@ pub fn run(job_path: &Path) -> Result<()> {
     let device = open_device(&job.device)?;
     let t0 = Instant::now();
     let (cfg, tensors) = crate::quant::quantize::read_level_file(&job.level_file, &device)?;
-    let max_seq = job
-        .chunking
-        .ctx
-        .max(job.bench.prompt_tokens)
-        .max(job.bench.gen_tokens + 8);
+    let max_seq = job.max_seq;
     let mut model = Transformer::new(&cfg, tensors, max_seq, &device)?;
     let load_s = t0.elapsed().as_secs_f64();
     let tokens = read_tokens(&job.tokens_file)?;
@@ -108,11 +123,15 @@ pub fn run(job_path: &Path) -> Result<()> {
         spill,
         cfg.vocab_size,
         &|done| {
-            let _ = std::fs::write(&pf, format!("{done}/{total}"));
+            let _ = std::fs::write(&pf, format!("evaluate|{done}/{total}"));
         },
     )?;
     let quality = metrics::summarize(&positions);
     let evaluate_s = t1.elapsed().as_secs_f64();
+    let task_outcomes = match &job.tasks_file {
+        Some(f) => run_tasks(&mut model, f, &job, max_seq)?,
+        None => Vec::new(),
+    };
     let outcome = Outcome {
         quality,
         prefill: b.prefill,
@@ -124,6 +143,48 @@ pub fn run(job_path: &Path) -> Result<()> {
         load_s,
         evaluate_s,
         benchmark_s,
+        tasks: task_outcomes,
     };
     crate::fsutil::write_atomic(&job.outcome_file, &serde_json::to_vec_pretty(&outcome)?)
+}
+
+/// Score every choice/generate task of the job, one after the other.
+fn run_tasks(
+    model: &mut Transformer,
+    tasks_file: &Path,
+    job: &Job,
+    max_seq: usize,
+) -> Result<Vec<TaskOutcome>> {
+    let prepared: Vec<PreparedTask> = serde_json::from_slice(
+        &std::fs::read(tasks_file)
+            .with_context(|| format!("cannot read {}", tasks_file.display()))?,
+    )?;
+    let tok = if prepared.iter().any(|t| t.kind == "generate") {
+        Some(crate::model::tokenizer::load_for(&job.model_path)?)
+    } else {
+        None
+    };
+    let mut out = Vec::new();
+    for t in &prepared {
+        let t0 = Instant::now();
+        let total = t.len();
+        let pf = job.progress_file.clone();
+        let name = t.name.clone();
+        let progress = move |done: usize| {
+            let _ = std::fs::write(&pf, format!("{name}|{done}/{total}"));
+        };
+        let outcomes = match (t.kind.as_str(), &tok, &t.params) {
+            ("choice", _, _) => tasks::score_choice(model, &t.choice, max_seq, &progress)?,
+            ("generate", Some(tok), Some(p)) => {
+                tasks::score_generate(model, tok, &t.generate, p, max_seq, &progress)?
+            }
+            (k, _, _) => anyhow::bail!("task {}: cannot run kind '{k}'", t.name),
+        };
+        out.push(TaskOutcome {
+            name: t.name.clone(),
+            outcomes,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(out)
 }

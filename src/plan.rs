@@ -16,6 +16,8 @@ use std::time::Instant;
 /// The name `qeval run` uses when no --model is given.
 pub const DEMO_MODEL: &str = "smollm2-135m-q4_1";
 pub const DEMO_QUANTS: &str = "f16,q8_0,q4_k_m,q2_k";
+/// Items per task in the demo (--limit).
+pub const DEMO_LIMIT: usize = 40;
 pub const DEMO_CHUNKS: usize = 6;
 pub const DEFAULT_QUANTS: &str = "q4_k_m,q8_0,f16";
 
@@ -54,6 +56,10 @@ pub struct Plan {
     pub keep_work: bool,
     pub download_s: f64,
     pub command_line: Vec<String>,
+    /// Where standard sets are read from.
+    pub data: evalset::DataOpts,
+    /// Items per task (--limit), None for all.
+    pub limit: Option<usize>,
     /// Seed of everything random (bootstrap, --limit sampling); recorded in results.json.
     pub seed: u64,
 }
@@ -128,10 +134,28 @@ impl Plan {
         } else {
             DEFAULT_QUANTS
         }))?;
-        let evalset = match &a.text {
-            Some(t) => evalset::from_text_file(t)?,
-            None => evalset::load(&evalset::resolve(&a.evalset, &evalsets_root())?)?,
+        if let Some(d) = &a.data_dir {
+            if !d.is_dir() {
+                return Err(usage(format!(
+                    "--data-dir {}: not a directory (give the folder holding the standard sets' files, one subfolder per set)",
+                    d.display()
+                )));
+            }
+        }
+        if a.limit == Some(0) {
+            return Err(usage("--limit 0: give at least 1 item per task"));
+        }
+        let data = evalset::DataOpts {
+            data_dir: a.data_dir.clone(),
         };
+        let mut evalset = match &a.text {
+            Some(t) => evalset::from_text_file(t)?,
+            None => evalset::load(&evalset::resolve(&a.evalset, &evalsets_root())?, &data)?,
+        };
+        if a.no_tasks {
+            evalset.tasks.clear();
+        }
+        let limit = a.limit.or(if demo { Some(DEMO_LIMIT) } else { None });
         let out_dir = match &a.out {
             Some(o) => o.clone(),
             None => {
@@ -246,6 +270,8 @@ impl Plan {
             download_s,
             command_line: std::env::args().collect(),
             seed: a.seed,
+            data,
+            limit,
         })
     }
 }

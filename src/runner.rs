@@ -80,6 +80,37 @@ pub fn execute(plan: &Plan) -> Result<i32> {
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let tokens_file = work.join("tokens.u32");
     level_worker::write_tokens(&tokens_file, &tokens)?;
+    let t_prep = Instant::now();
+    let tasks =
+        crate::eval::taskprep::prepare(&plan.evalset, &tok, &plan.data, plan.limit, plan.seed)?;
+    let tasks_file = if tasks.is_empty() {
+        None
+    } else {
+        let f = work.join("tasks.json");
+        crate::fsutil::write_atomic(&f, &serde_json::to_vec(&tasks)?)?;
+        Some(f)
+    };
+    let task_positions = tasks.iter().map(|t| t.max_positions()).max().unwrap_or(0);
+    let max_seq = plan
+        .ctx
+        .max(plan.bench.prompt_tokens)
+        .max(plan.bench.gen_tokens + 8)
+        .max(task_positions.min(cfg.context_length));
+    let mut graded = Graded::default();
+    if !tasks.is_empty() {
+        note(
+            plan.quiet,
+            &format!(
+                "tasks: {} (prepared in {:.1}s)",
+                tasks
+                    .iter()
+                    .map(|t| format!("{} {} ({} items)", t.name, t.kind, t.len()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                t_prep.elapsed().as_secs_f64()
+            ),
+        );
+    }
 
     let mut files = Vec::new();
     for f in &src.files {
@@ -174,7 +205,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             total_s: 0.0,
         },
         seed: plan.seed,
-        limit: None,
+        limit: plan.limit,
         levels: Vec::new(),
     };
     let results_path = plan.out_dir.join("results.json");
@@ -209,8 +240,16 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             &work,
             &tokens_file,
             &spill,
+            &Ctx {
+                tasks: &tasks,
+                tasks_file: tasks_file.as_deref(),
+                max_seq,
+            },
         );
-        let lr = match r {
+        let lr = match r.and_then(|(mut lr, outs)| {
+            lr.tasks = graded.grade(&tasks, &outs, &lr.level, is_ref, plan.seed)?;
+            Ok(lr)
+        }) {
             Ok(lr) => lr,
             Err(e) => {
                 any_failed = true;
@@ -222,6 +261,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         results.levels.push(lr);
         results.phases.total_s = t_all.elapsed().as_secs_f64();
         results.save(&results_path)?;
+        graded.save(&plan.out_dir.join("items.jsonl"))?;
         crate::report::render_all(&results, &plan.out_dir)?;
         if ref_failed {
             for other in plan.levels.iter().filter(|o| o.level != plan.reference) {
@@ -316,7 +356,8 @@ fn run_level(
     work: &Path,
     tokens_file: &Path,
     spill: &Path,
-) -> Result<LevelResult> {
+    ctx: &Ctx,
+) -> Result<(LevelResult, Vec<level_worker::TaskOutcome>)> {
     let t_q = Instant::now();
     let (weights, source_text) = match source {
         LevelSource::Quantize => {
@@ -381,57 +422,65 @@ fn run_level(
         device: plan.device.clone(),
         outcome_file: work.join(format!("outcome-{}.json", level.name())),
         progress_file: work.join(format!("progress-{}.txt", level.name())),
+        tasks_file: ctx.tasks_file.map(Path::to_path_buf),
+        model_path: src.path.clone(),
+        max_seq: ctx.max_seq,
     };
     let job_path = work.join(format!("job-{}.json", level.name()));
     std::fs::write(&job_path, serde_json::to_vec_pretty(&job)?)?;
     let _ = std::fs::remove_file(&job.outcome_file);
+    let _ = ctx.tasks;
     let outcome = spawn_worker(plan, &job, &job_path, chunking.n_chunks)?;
     if !plan.keep_work {
         let _ = std::fs::remove_file(&level_file);
     }
     let q = outcome.quality;
-    Ok(LevelResult {
-        level: level.name().into(),
-        status: "ok".into(),
-        error: None,
-        source: source_text,
-        is_reference: is_ref,
-        weight_bytes,
-        n_params,
-        bits_per_weight: weight_bytes as f64 * 8.0 / n_params.max(1) as f64,
-        type_mix,
-        fallbacks,
-        peak_rss_bytes: outcome.peak_rss_bytes,
-        peak_rss_with_eval_bytes: outcome.peak_rss_with_eval_bytes,
-        peak_rss_method: crate::measure::memory::METHOD.into(),
-        kv_cache_bytes: outcome.kv_cache_bytes,
-        kv_cache_ctx: outcome.kv_cache_ctx,
-        prefill_tokens_per_sec: Some(outcome.prefill.median),
-        decode_tokens_per_sec: Some(outcome.decode.median),
-        prefill: Some(outcome.prefill),
-        decode: Some(outcome.decode),
-        prefill_tokens: plan.bench.prompt_tokens,
-        decode_tokens: plan.bench.gen_tokens,
-        perplexity: Some(q.perplexity),
-        perplexity_se: Some(q.perplexity_se),
-        kld_mean: q.kld_mean,
-        kld_mean_se: q.kld_mean_se,
-        kld_median: q.kld_median,
-        kld_p99: q.kld_p99,
-        kld_max: q.kld_max,
-        top1_agreement: q.top1_agreement,
-        top1_agreement_se: q.top1_agreement_se,
-        rms_delta_p: q.rms_delta_p,
-        rms_delta_p_se: q.rms_delta_p_se,
-        scored_tokens: q.n_tokens,
-        times: LevelTimes {
-            quantize_s,
-            load_s: outcome.load_s,
-            evaluate_s: outcome.evaluate_s,
-            benchmark_s: outcome.benchmark_s,
+    let task_outcomes = outcome.tasks;
+    Ok((
+        LevelResult {
+            level: level.name().into(),
+            status: "ok".into(),
+            error: None,
+            source: source_text,
+            is_reference: is_ref,
+            weight_bytes,
+            n_params,
+            bits_per_weight: weight_bytes as f64 * 8.0 / n_params.max(1) as f64,
+            type_mix,
+            fallbacks,
+            peak_rss_bytes: outcome.peak_rss_bytes,
+            peak_rss_with_eval_bytes: outcome.peak_rss_with_eval_bytes,
+            peak_rss_method: crate::measure::memory::METHOD.into(),
+            kv_cache_bytes: outcome.kv_cache_bytes,
+            kv_cache_ctx: outcome.kv_cache_ctx,
+            prefill_tokens_per_sec: Some(outcome.prefill.median),
+            decode_tokens_per_sec: Some(outcome.decode.median),
+            prefill: Some(outcome.prefill),
+            decode: Some(outcome.decode),
+            prefill_tokens: plan.bench.prompt_tokens,
+            decode_tokens: plan.bench.gen_tokens,
+            perplexity: Some(q.perplexity),
+            perplexity_se: Some(q.perplexity_se),
+            kld_mean: q.kld_mean,
+            kld_mean_se: q.kld_mean_se,
+            kld_median: q.kld_median,
+            kld_p99: q.kld_p99,
+            kld_max: q.kld_max,
+            top1_agreement: q.top1_agreement,
+            top1_agreement_se: q.top1_agreement_se,
+            rms_delta_p: q.rms_delta_p,
+            rms_delta_p_se: q.rms_delta_p_se,
+            scored_tokens: q.n_tokens,
+            times: LevelTimes {
+                quantize_s,
+                load_s: outcome.load_s,
+                evaluate_s: outcome.evaluate_s,
+                benchmark_s: outcome.benchmark_s,
+            },
+            tasks: Vec::new(),
         },
-        tasks: Vec::new(),
-    })
+        task_outcomes,
+    ))
 }
 
 fn spawn_worker(plan: &Plan, job: &Job, job_path: &Path, n_chunks: usize) -> Result<Outcome> {
@@ -453,16 +502,22 @@ fn spawn_worker(plan: &Plan, job: &Job, job_path: &Path, n_chunks: usize) -> Res
         n_chunks as u64,
         format!("{}: evaluate", job.level),
     );
+    let mut shown = String::from("evaluate");
     let status = loop {
         if let Some(s) = child.try_wait()? {
             break s;
         }
         if let Ok(p) = std::fs::read_to_string(&job.progress_file) {
-            if let Some((d, _)) = p.split_once('/') {
-                if let Ok(d) = d.parse::<u64>() {
-                    pb.set_position(d);
-                    if d == n_chunks as u64 {
-                        pb.set_message(format!("{}: benchmark", job.level));
+            if let Some((phase, rest)) = p.split_once('|') {
+                if let Some((d, t)) = rest.split_once('/') {
+                    if let (Ok(d), Ok(t)) = (d.parse::<u64>(), t.parse::<u64>()) {
+                        if phase != shown {
+                            pb.reset();
+                            shown = phase.to_string();
+                        }
+                        pb.set_length(t);
+                        pb.set_position(d);
+                        pb.set_message(format!("{}: {phase}", job.level));
                     }
                 }
             }
@@ -496,4 +551,83 @@ fn spawn_worker(plan: &Plan, job: &Job, job_path: &Path, n_chunks: usize) -> Res
             .with_context(|| format!("worker wrote no {}", job.outcome_file.display()))?,
     )?;
     Ok(o)
+}
+
+/// What every level's worker shares: the prepared tasks and the KV capacity.
+struct Ctx<'a> {
+    tasks: &'a [crate::eval::taskprep::PreparedTask],
+    tasks_file: Option<&'a Path>,
+    max_seq: usize,
+}
+
+/// Per-item correctness of the reference (to compare every level with) and the per-item lines
+/// of every level, written to `items.jsonl`.
+#[derive(Default)]
+struct Graded {
+    reference: std::collections::HashMap<(String, String), Vec<bool>>,
+    lines: Vec<String>,
+}
+
+impl Graded {
+    fn grade(
+        &mut self,
+        tasks: &[crate::eval::taskprep::PreparedTask],
+        outs: &[level_worker::TaskOutcome],
+        level: &str,
+        is_ref: bool,
+        seed: u64,
+    ) -> Result<Vec<TaskResult>> {
+        let mut results = Vec::new();
+        for t in tasks {
+            let Some(o) = outs.iter().find(|o| o.name == t.name) else {
+                anyhow::bail!("worker returned no outcome for task {}", t.name);
+            };
+            for (mi, metric) in t.metrics.iter().enumerate() {
+                let judged = crate::eval::taskprep::judge(t, metric, &o.outcomes)?;
+                let correct: Vec<bool> = judged.iter().map(|(c, _)| *c).collect();
+                let key = (t.name.clone(), metric.clone());
+                if is_ref {
+                    self.reference.insert(key.clone(), correct.clone());
+                }
+                let reference = if is_ref {
+                    None
+                } else {
+                    self.reference.get(&key).map(|v| v.as_slice())
+                };
+                let mut tr = crate::eval::stats::task_result(
+                    &t.name, &t.kind, metric, &correct, reference, seed,
+                )?;
+                tr.seconds = o.seconds;
+                tr.items_per_sec = t.len() as f64 / o.seconds.max(1e-9);
+                results.push(tr);
+                // One line per item, for the task's last (primary) metric.
+                if mi + 1 == t.metrics.len() {
+                    for (i, (c, pred)) in judged.iter().enumerate() {
+                        let line = serde_json::json!({
+                            "level": level,
+                            "task": t.name,
+                            "metric": metric,
+                            "id": o.outcomes[i].id,
+                            "correct": c,
+                            "prediction": pred,
+                            "gold": t.golds[i],
+                            "prompt": t.prompts[i],
+                            "logprobs": o.outcomes[i].logprobs,
+                        });
+                        self.lines.push(line.to_string());
+                    }
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        if self.lines.is_empty() {
+            return Ok(());
+        }
+        let mut s = self.lines.join("\n");
+        s.push('\n');
+        crate::fsutil::write_atomic(path, s.as_bytes())
+    }
 }

@@ -1,4 +1,7 @@
 //! Evaluation: scoring a level's logits against the text and against the reference level.
 
 pub mod metrics;
+pub mod stats;
+pub mod taskprep;
+pub mod tasks;
 pub mod text;

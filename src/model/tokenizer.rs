@@ -149,9 +149,23 @@ impl ModelTokenizer {
     /// Text of `ids` (special tokens left out).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         match &self.inner {
-            Inner::Hf(t) => t
+            Inner::Hf(t) if t.get_decoder().is_some() => t
                 .decode(ids, true)
                 .map_err(|e| anyhow::anyhow!("tokenizer failed to decode: {e}")),
+            Inner::Hf(t) => {
+                // GGUF byte-level BPE vocabularies are built without a decoder: map the pieces
+                // back to bytes as GPT-2's byte-level decoder does.
+                use tokenizers::decoders::byte_level::ByteLevel;
+                use tokenizers::Decoder;
+                let pieces: Vec<String> = ids
+                    .iter()
+                    .filter(|id| !self.eos_ids.contains(id) && Some(**id) != self.bos_id)
+                    .filter_map(|&id| t.id_to_token(id))
+                    .collect();
+                ByteLevel::default()
+                    .decode(pieces)
+                    .map_err(|e| anyhow::anyhow!("tokenizer failed to decode: {e}"))
+            }
             Inner::Spm(s) => Ok(s.decode(ids)),
         }
     }
@@ -551,6 +565,15 @@ impl Spm {
 }
 
 /// Read just a GGUF file's tokenizer (used by tests and by `plan`).
+/// The tokenizer of a model path: a GGUF file's metadata, or a directory's tokenizer.json.
+pub fn load_for(path: &Path) -> Result<ModelTokenizer> {
+    if path.is_dir() {
+        ModelTokenizer::from_dir(path)
+    } else {
+        gguf_tokenizer(path)
+    }
+}
+
 pub fn gguf_tokenizer(path: &Path) -> Result<ModelTokenizer> {
     let mut f =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
