@@ -19,6 +19,7 @@ const FAST: &[&str] = &[
     "--gen-tokens",
     "8",
     "--quiet",
+    "--no-tasks",
 ];
 
 fn run_ok(model: &str, quants: &str, out: &Path, extra: &[&str]) -> Results {
