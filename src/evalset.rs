@@ -1,6 +1,8 @@
 //! Eval-set definitions: a folder with `evalset.toml` (name, version, tasks) and its files.
 //! This version knows `text` tasks (perplexity / KLD / top-1 on the concatenated files).
 
+pub mod standard;
+
 use crate::error::usage;
 use anyhow::{Context, Result};
 use serde::Deserialize;
