@@ -58,7 +58,10 @@ fn hellaswag_text_form() {
     let r = offline("hellaswag");
     assert_eq!(r.len(), 3);
     assert_eq!(r[0]["id"], "hellaswag/0");
-    assert_eq!(r[0]["query"], "Roof shingle removal: A man is sitting on a roof. he");
+    assert_eq!(
+        r[0]["query"],
+        "Roof shingle removal: A man is sitting on a roof. he"
+    );
     assert_eq!(r[0]["choices"][3], "starts pulling up roofing on a roof.");
     assert_eq!(r[0]["gold"], 3);
     assert_eq!(r[1]["gold"], 3);
@@ -76,7 +79,10 @@ fn arc_jsonl_with_numeric_labels_and_3_or_5_choices() {
         e[0]["question"],
         "Which statement best explains why photosynthesis is the foundation of most food webs?"
     );
-    assert_eq!(e[0]["choices"][0], "Sunlight is the source of energy for nearly all ecosystems.");
+    assert_eq!(
+        e[0]["choices"][0],
+        "Sunlight is the source of energy for nearly all ecosystems."
+    );
     assert_eq!(e[0]["gold"], 0);
     assert_eq!(e[2]["id"], "arc-easy/NYSEDREGENTS_2015_8_28");
     assert_eq!(e[2]["labels"], json!(["1", "2", "3", "4"]));
@@ -103,12 +109,21 @@ fn mmlu_csv_all_subjects() {
         r[0]["question"],
         "Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q."
     );
-    assert_eq!((r[0]["A"].clone(), r[0]["B"].clone(), r[0]["D"].clone()), (json!("0"), json!("4"), json!("6")));
+    assert_eq!(
+        (r[0]["A"].clone(), r[0]["B"].clone(), r[0]["D"].clone()),
+        (json!("0"), json!("4"), json!("6"))
+    );
     assert_eq!(r[0]["answer"], 1);
     assert_eq!(r[0]["letters"], json!(["A", "B", "C", "D"]));
     let dished = r.iter().find(|x| x["id"] == "mmlu/anatomy/1").unwrap();
-    assert_eq!(dished["question"], "A \"dished face\" profile is often associated with");
-    assert_eq!(dished["B"], "a recessive maxilla due to failure of elongation of the cranial base.");
+    assert_eq!(
+        dished["question"],
+        "A \"dished face\" profile is often associated with"
+    );
+    assert_eq!(
+        dished["B"],
+        "a recessive maxilla due to failure of elongation of the cranial base."
+    );
     assert_eq!(dished["gold"], 1);
     let gov = r
         .iter()
@@ -133,7 +148,10 @@ fn mmlu_reads_the_original_headerless_letter_form() {
 fn gsm8k_targets() {
     let r = offline("gsm8k");
     assert_eq!(r.len(), 3);
-    assert!(r[0]["question"].as_str().unwrap().starts_with("Janet\u{2019}s ducks lay 16 eggs"));
+    assert!(r[0]["question"]
+        .as_str()
+        .unwrap()
+        .starts_with("Janet\u{2019}s ducks lay 16 eggs"));
     assert_eq!(r[0]["target"], "18");
     assert!(r[0]["answer"].as_str().unwrap().ends_with("#### 18"));
     assert_eq!(r[1]["target"], "3");
@@ -144,16 +162,24 @@ fn gsm8k_targets() {
 fn winogrande_llmfoundry_form_and_labels() {
     let r = offline("winogrande");
     assert_eq!(r.len(), 4);
-    assert_eq!(r[0]["prefix"], "Sarah was a much better surgeon than Maria so ");
+    assert_eq!(
+        r[0]["prefix"],
+        "Sarah was a much better surgeon than Maria so "
+    );
     assert_eq!(r[0]["options"], json!(["Sarah", "Maria"]));
     assert_eq!(r[0]["suffix"], "always got the easier cases.");
     assert_eq!(r[0]["gold"], 1);
     assert_eq!(r[1]["gold"], 0);
     // The partial contexts are rebuilt exactly.
     assert_eq!(
-        format!("{}{}", r[2]["prefix"].as_str().unwrap(), r[2]["options"][1].as_str().unwrap()),
+        format!(
+            "{}{}",
+            r[2]["prefix"].as_str().unwrap(),
+            r[2]["options"][1].as_str().unwrap()
+        ),
         "They were worried the wine would ruin the bed and the blanket, but the bed"
     );
+    assert_eq!(r[2]["options"], json!(["blanket", "bed"]));
     assert_eq!(r[3]["options"], json!(["eggplant", "toaster"]));
 }
 
@@ -173,20 +199,35 @@ fn winogrande_prefers_the_original_dev_jsonl() {
     .unwrap();
     let r = load_records("winogrande", &DataSource::DataDir(d.path())).unwrap();
     assert_eq!(r[2]["options"], json!(["blanket", "bed"]));
-    assert_eq!(r[2]["prefix"], "They were worried the wine would ruin the bed and the blanket, but the ");
+    assert_eq!(
+        r[2]["prefix"],
+        "They were worried the wine would ruin the bed and the blanket, but the "
+    );
     assert_eq!(r[2]["suffix"], "was't ruined.");
-    assert_eq!(r[0]["sentence"], "Sarah was a much better surgeon than Maria so _ always got the easier cases.");
+    assert_eq!(
+        r[0]["sentence"],
+        "Sarah was a much better surgeon than Maria so _ always got the easier cases."
+    );
 }
 
 #[test]
 fn piqa_jsonl_and_labels() {
     let r = offline("piqa");
     assert_eq!(r.len(), 3);
-    assert_eq!(r[0]["goal"], "How do I ready a guinea pig cage for it's new occupants?");
+    assert_eq!(
+        r[0]["goal"],
+        "How do I ready a guinea pig cage for it's new occupants?"
+    );
     assert_eq!(r[0]["gold"], 0);
     assert_eq!(r[1]["goal"], "dresser");
     // Trailing spaces of the original are kept.
-    assert_eq!(r[1]["choices"], json!(["replace drawer with bobby pin ", "finish, woodgrain with  bobby pin "]));
+    assert_eq!(
+        r[1]["choices"],
+        json!([
+            "replace drawer with bobby pin ",
+            "finish, woodgrain with  bobby pin "
+        ])
+    );
     assert_eq!(r[1]["gold"], 1);
     assert_eq!(r[2]["label"], 1);
 }
@@ -196,9 +237,22 @@ fn boolq_superglue_jsonl() {
     let r = offline("boolq");
     assert_eq!(r.len(), 3);
     assert_eq!(r[0]["id"], "boolq/0");
-    assert_eq!(r[0]["question"], "does ethanol take more energy make that produces");
-    assert!(r[0]["passage"].as_str().unwrap().starts_with("Ethanol fuel -- All biomass"));
-    assert_eq!((r[0]["gold"].clone(), r[1]["gold"].clone(), r[2]["gold"].clone()), (json!(0), json!(1), json!(1)));
+    assert_eq!(
+        r[0]["question"],
+        "does ethanol take more energy make that produces"
+    );
+    assert!(r[0]["passage"]
+        .as_str()
+        .unwrap()
+        .starts_with("Ethanol fuel -- All biomass"));
+    assert_eq!(
+        (
+            r[0]["gold"].clone(),
+            r[1]["gold"].clone(),
+            r[2]["gold"].clone()
+        ),
+        (json!(0), json!(1), json!(1))
+    );
     assert_eq!(r[1]["choices"], json!(["no", "yes"]));
 }
 
@@ -269,7 +323,10 @@ fn bad_hellaswag_gold_names_the_line() {
     lines[7] = "7";
     std::fs::write(&p, lines.join("\n")).unwrap();
     let e = usage_error("hellaswag", d.path());
-    assert!(e.contains("hellaswag_val_full.txt:8:") && e.contains("'7'"), "{e}");
+    assert!(
+        e.contains("hellaswag_val_full.txt:8:") && e.contains("'7'"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -277,7 +334,10 @@ fn bad_piqa_label_names_labels_file_and_line() {
     let d = scratch_copy();
     std::fs::write(d.path().join("piqa/valid-labels.lst"), "0\n2\n1\n").unwrap();
     let e = usage_error("piqa", d.path());
-    assert!(e.contains("valid-labels.lst:2:") && e.contains("label '2'"), "{e}");
+    assert!(
+        e.contains("valid-labels.lst:2:") && e.contains("label '2'"),
+        "{e}"
+    );
     std::fs::write(d.path().join("piqa/valid-labels.lst"), "0\n1\n").unwrap();
     let e = usage_error("piqa", d.path());
     assert!(e.contains("3 items") && e.contains("2 labels"), "{e}");
@@ -288,7 +348,10 @@ fn winogrande_label_disagreement_is_an_error() {
     let d = scratch_copy();
     std::fs::write(d.path().join("winogrande/dev-labels.lst"), "1\n1\n2\n1\n").unwrap();
     let e = usage_error("winogrande", d.path());
-    assert!(e.contains("dev-labels.lst:1:") && e.contains("winogrande_dev_llmfoundry.jsonl:1"), "{e}");
+    assert!(
+        e.contains("dev-labels.lst:1:") && e.contains("winogrande_dev_llmfoundry.jsonl:1"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -296,7 +359,12 @@ fn missing_file_names_the_expected_path_and_set() {
     let d = scratch_copy();
     std::fs::remove_file(d.path().join("arc/ARC-Easy-Test.jsonl")).unwrap();
     let e = usage_error("arc-easy", d.path());
-    assert!(e.contains("'arc-easy'") && e.contains("arc/ARC-Easy-Test.jsonl") && e.contains("--data-dir"), "{e}");
+    assert!(
+        e.contains("'arc-easy'")
+            && e.contains("arc/ARC-Easy-Test.jsonl")
+            && e.contains("--data-dir"),
+        "{e}"
+    );
     std::fs::remove_file(d.path().join("mmlu/test/virology_test.csv")).unwrap();
     let e = usage_error("mmlu", d.path());
     assert!(e.contains("mmlu/test/virology_test.csv"), "{e}");
@@ -308,10 +376,24 @@ fn bad_json_and_bad_fields_name_file_and_line() {
     let p = d.path().join("gsm8k/test.jsonl");
     let text = std::fs::read_to_string(&p).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    std::fs::write(&p, format!("{}\n{{\"question\": \"x\"\n{}\n", lines[0], lines[2])).unwrap();
+    std::fs::write(
+        &p,
+        format!("{}\n{{\"question\": \"x\"\n{}\n", lines[0], lines[2]),
+    )
+    .unwrap();
     let e = usage_error("gsm8k", d.path());
-    assert!(e.contains("test.jsonl:2:") && e.contains("invalid JSON"), "{e}");
-    std::fs::write(&p, format!("{}\n{{\"question\": \"x\", \"answer\": \"no number\"}}\n", lines[0])).unwrap();
+    assert!(
+        e.contains("test.jsonl:2:") && e.contains("invalid JSON"),
+        "{e}"
+    );
+    std::fs::write(
+        &p,
+        format!(
+            "{}\n{{\"question\": \"x\", \"answer\": \"no number\"}}\n",
+            lines[0]
+        ),
+    )
+    .unwrap();
     let e = usage_error("gsm8k", d.path());
     assert!(e.contains("test.jsonl:2:") && e.contains("####"), "{e}");
 
@@ -322,17 +404,34 @@ fn bad_json_and_bad_fields_name_file_and_line() {
     )
     .unwrap();
     let e = usage_error("arc-challenge", d.path());
-    assert!(e.contains("ARC-Challenge-Test.jsonl:1:") && e.contains("answerKey 'E'"), "{e}");
+    assert!(
+        e.contains("ARC-Challenge-Test.jsonl:1:") && e.contains("answerKey 'E'"),
+        "{e}"
+    );
 
     let p = d.path().join("mmlu/test/anatomy_test.csv");
-    std::fs::write(&p, "question,choice0,choice1,choice2,choice3,answer\nq,a,b,c,d,1\nq2,a,b,c,d,E\n").unwrap();
+    std::fs::write(
+        &p,
+        "question,choice0,choice1,choice2,choice3,answer\nq,a,b,c,d,1\nq2,a,b,c,d,E\n",
+    )
+    .unwrap();
     let e = usage_error("mmlu", d.path());
-    assert!(e.contains("anatomy_test.csv:3:") && e.contains("answer 'E'"), "{e}");
+    assert!(
+        e.contains("anatomy_test.csv:3:") && e.contains("answer 'E'"),
+        "{e}"
+    );
 
     let p = d.path().join("boolq/val.jsonl");
-    std::fs::write(&p, r#"{"question": "q", "passage": "p", "idx": 0, "label": "maybe"}"#).unwrap();
+    std::fs::write(
+        &p,
+        r#"{"question": "q", "passage": "p", "idx": 0, "label": "maybe"}"#,
+    )
+    .unwrap();
     let e = usage_error("boolq", d.path());
-    assert!(e.contains("val.jsonl:1:") && e.contains("true or false"), "{e}");
+    assert!(
+        e.contains("val.jsonl:1:") && e.contains("true or false"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -344,7 +443,10 @@ fn truthfulqa_needs_exactly_one_true_mc1_answer() {
     )
     .unwrap();
     let e = usage_error("truthfulqa-mc1", d.path());
-    assert!(e.contains("mc_task.json: item 1") && e.contains("exactly one"), "{e}");
+    assert!(
+        e.contains("mc_task.json: item 1") && e.contains("exactly one"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -379,7 +481,8 @@ fn real_evaldata_counts() {
     ] {
         let r = load_records(name, &src).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert_eq!(r.len(), n, "{name}");
-        let ids: std::collections::HashSet<&str> = r.iter().map(|x| x["id"].as_str().unwrap()).collect();
+        let ids: std::collections::HashSet<&str> =
+            r.iter().map(|x| x["id"].as_str().unwrap()).collect();
         assert_eq!(ids.len(), n, "{name}: ids are unique");
     }
     let hs = load_records("hellaswag", &src).unwrap();
@@ -392,7 +495,10 @@ fn real_evaldata_counts() {
     assert_eq!(bq.iter().filter(|r| r["gold"] == 1).count(), 2033);
     let (text, p) = standard::load_text_with_provenance("wikitext2", &src).unwrap();
     assert_eq!(text.len(), 1_290_590);
-    assert_eq!(p.files[0].sha256, "173c87a53759e0201f33e0ccf978e510c2042d7f2cb78229d9a50d79b9e7dd08");
+    assert_eq!(
+        p.files[0].sha256,
+        "173c87a53759e0201f33e0ccf978e510c2042d7f2cb78229d9a50d79b9e7dd08"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -415,7 +521,10 @@ fn hex(b: &[u8]) -> String {
 /// The built-in pin of `name` with the sha256 of the fixture the loopback Hub serves instead.
 fn fixture_pin(name: &str) -> HubPin {
     let mut pin = hub_data::pin(name).unwrap();
-    let file = fixtures().join("hub/datasets").join(&pin.repo).join(&pin.file);
+    let file = fixtures()
+        .join("hub/datasets")
+        .join(&pin.repo)
+        .join(&pin.file);
     pin.sha256 = Some(hex(&Sha256::digest(std::fs::read(&file).unwrap())));
     pin.bytes = None;
     pin
@@ -449,7 +558,11 @@ fn hub_parquet_gives_the_offline_records() {
             .unwrap_or_else(|e| panic!("{name}: {e:#}"));
         let off = offline(name);
         assert_eq!(hub.len(), off.len(), "{name}");
-        assert_eq!(prov.commit.as_deref(), Some(pin.revision.as_str()), "{name}");
+        assert_eq!(
+            prov.commit.as_deref(),
+            Some(pin.revision.as_str()),
+            "{name}"
+        );
         assert!(prov.files[0].verified && prov.files[0].sha256 == *pin.sha256.as_ref().unwrap());
         for (h, o) in hub.iter().zip(&off) {
             match name {
@@ -461,26 +574,22 @@ fn hub_parquet_gives_the_offline_records() {
                     let (hq, oq) = (h["query"].as_str().unwrap(), o["query"].as_str().unwrap());
                     assert_eq!(hq.to_lowercase(), oq.to_lowercase());
                 }
-                // Same partial contexts and continuation; the Hub also has the sentence form.
+                // The same record; the Hub also has the sentence form.
                 "winogrande" => {
-                    for i in 0..2 {
-                        let ctx = |r: &Record| {
-                            format!("{}{}", r["prefix"].as_str().unwrap(), r["options"][i].as_str().unwrap())
-                        };
-                        assert_eq!(ctx(h), ctx(o));
-                    }
-                    assert_eq!(h["suffix"], o["suffix"]);
-                    assert_eq!(h["gold"], o["gold"]);
+                    assert_eq!(
+                        without(h, &["sentence", "option1", "option2", "answer"]),
+                        *o
+                    )
                 }
                 _ => assert_eq!(*h, *o, "{name}"),
             }
         }
         if name == "hellaswag" {
-            assert_eq!(hub[0]["query"], "Roof shingle removal: A man is sitting on a roof. He");
+            assert_eq!(
+                hub[0]["query"],
+                "Roof shingle removal: A man is sitting on a roof. He"
+            );
             assert_eq!(hub[0]["ctx_b"], "he");
-        }
-        if name == "winogrande" {
-            assert_eq!(without(&hub[2], &["sentence", "option1", "option2", "answer"])["options"], json!(["blanket", "bed"]));
         }
     }
 }
@@ -528,8 +637,14 @@ fn hub_offline_without_cache_says_what_to_do() {
         offline: true,
         progress: false,
     };
-    let e = format!("{:#}", load_records("piqa", &DataSource::Hub(&cfg)).unwrap_err());
-    assert!(e.contains("HF_HUB_OFFLINE") && e.contains("baber/piqa") && e.contains("--data-dir"), "{e}");
+    let e = format!(
+        "{:#}",
+        load_records("piqa", &DataSource::Hub(&cfg)).unwrap_err()
+    );
+    assert!(
+        e.contains("HF_HUB_OFFLINE") && e.contains("baber/piqa") && e.contains("--data-dir"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -539,15 +654,24 @@ fn hub_file_that_does_not_match_the_pin_is_refused_and_removed() {
     let server = HubServer::start(&fixtures().join("hub"), &pin.revision);
     let cache = tempfile::tempdir().unwrap();
     let cfg = hub_cfg(&server, cache.path());
-    let e = format!("{:#}", load_records("gsm8k", &DataSource::Hub(&cfg)).unwrap_err());
-    assert!(e.contains("ee7b8da9e381df27b9e3f7758a159ab2bdaa4dbaa910546cbbc47e0cb44e4f59"), "{e}");
+    let e = format!(
+        "{:#}",
+        load_records("gsm8k", &DataSource::Hub(&cfg)).unwrap_err()
+    );
+    assert!(
+        e.contains("ee7b8da9e381df27b9e3f7758a159ab2bdaa4dbaa910546cbbc47e0cb44e4f59"),
+        "{e}"
+    );
     assert!(e.contains("does not match its pin"), "{e}");
     let snapshot = cache
         .path()
         .join("datasets--openai--gsm8k/snapshots")
         .join(&pin.revision)
         .join(&pin.file);
-    assert!(!snapshot.exists(), "a wrong file must not stay in the cache");
+    assert!(
+        !snapshot.exists(),
+        "a wrong file must not stay in the cache"
+    );
 }
 
 #[test]
@@ -560,11 +684,19 @@ fn hub_set_without_sha256_pin_records_the_digest() {
     let cfg = hub_cfg(&server, cache.path());
     let (r, p) = load_records_with_provenance("winogrande", &DataSource::Hub(&cfg)).unwrap();
     assert_eq!(r.len(), 4);
-    assert_eq!(r[0]["sentence"], "Sarah was a much better surgeon than Maria so _ always got the easier cases.");
+    assert_eq!(
+        r[0]["sentence"],
+        "Sarah was a much better surgeon than Maria so _ always got the easier cases."
+    );
     assert_eq!(p.source, "hub");
     assert_eq!(p.repo.as_deref(), Some("allenai/winogrande"));
     assert!(!p.files[0].verified);
-    let fixture = std::fs::read(fixtures().join("hub/datasets/allenai/winogrande").join(&pin.file)).unwrap();
+    let fixture = std::fs::read(
+        fixtures()
+            .join("hub/datasets/allenai/winogrande")
+            .join(&pin.file),
+    )
+    .unwrap();
     assert_eq!(p.files[0].sha256, hex(&Sha256::digest(&fixture)));
 }
 
@@ -600,23 +732,34 @@ fn evalset_templates_use_fields_the_records_have() {
         let tasks = def["task"].as_array().unwrap();
         for t in tasks {
             assert_eq!(t["source"].as_str(), Some(*name), "{}", path.display());
-            assert!(t.get("note").and_then(|n| n.as_str()).is_some_and(|n| !n.is_empty()));
+            assert!(t
+                .get("note")
+                .and_then(|n| n.as_str())
+                .is_some_and(|n| !n.is_empty()));
             if t["kind"].as_str() == Some("text") {
                 continue;
             }
             let records = offline(name);
             for key in ["context", "prompt", "continuation"] {
-                let Some(tpl) = t.get(key).and_then(|v| v.as_str()) else { continue };
+                let Some(tpl) = t.get(key).and_then(|v| v.as_str()) else {
+                    continue;
+                };
                 for f in template_fields(tpl) {
                     if f == "choice" {
                         continue;
                     }
-                    assert!(records.iter().all(|r| r.contains_key(&f)), "{name}: {key} uses {{{f}}}");
+                    assert!(
+                        records.iter().all(|r| r.contains_key(&f)),
+                        "{name}: {key} uses {{{f}}}"
+                    );
                 }
             }
             for key in ["choices", "answer"] {
                 if let Some(f) = t.get(key).and_then(|v| v.as_str()) {
-                    assert!(records.iter().all(|r| r.contains_key(f)), "{name}: {key} = {f}");
+                    assert!(
+                        records.iter().all(|r| r.contains_key(f)),
+                        "{name}: {key} = {f}"
+                    );
                 }
             }
             if let Some(f) = t.get("choices").and_then(|v| v.as_str()) {

@@ -168,9 +168,9 @@ pub fn load_records_with_provenance(
 ) -> Result<(Vec<Record>, Provenance)> {
     check_name(name)?;
     if name == "wikitext2" {
-        return Err(usage(format!(
-            "standard set 'wikitext2' is a text set (perplexity); it has no items (use it as a text task)"
-        )));
+        return Err(usage(
+            "standard set 'wikitext2' is a text set (perplexity); it has no items (use it as a text task)",
+        ));
     }
     match from {
         DataSource::DataDir(dir) => offline::load_records(name, dir),
@@ -244,7 +244,10 @@ pub fn hellaswag_preprocess(text: &str) -> String {
 fn py_capitalize(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars.flat_map(char::to_lowercase)).collect(),
+        Some(first) => first
+            .to_uppercase()
+            .chain(chars.flat_map(char::to_lowercase))
+            .collect(),
         None => String::new(),
     }
 }
@@ -316,7 +319,13 @@ fn arc_record(
     ]))
 }
 
-fn mmlu_record(subject: &str, row: usize, question: &str, choices: Vec<String>, answer: usize) -> Record {
+fn mmlu_record(
+    subject: &str,
+    row: usize,
+    question: &str,
+    choices: Vec<String>,
+    answer: usize,
+) -> Record {
     let mut r = record(vec![
         ("id", json!(format!("mmlu/{subject}/{row}"))),
         ("subject", json!(subject)),
@@ -382,7 +391,13 @@ fn winogrande_from_sentence(
     Ok(r)
 }
 
-fn winogrande_record(row: usize, prefix: &str, options: [String; 2], suffix: &str, gold: usize) -> Record {
+fn winogrande_record(
+    row: usize,
+    prefix: &str,
+    options: [String; 2],
+    suffix: &str,
+    gold: usize,
+) -> Record {
     record(vec![
         ("id", json!(format!("winogrande/{row}"))),
         ("prefix", json!(prefix)),
@@ -394,8 +409,10 @@ fn winogrande_record(row: usize, prefix: &str, options: [String; 2], suffix: &st
 
 /// Split two partial contexts `prefix + option_i` (llm-foundry's `context_options`) into the
 /// shared prefix and the options: the longest common prefix, cut back to just after its last
-/// whitespace so an option is never split inside a word ("the cat" / "the dog" stay whole).
-/// `prefix + options[i]` is always exactly `contexts[i]`.
+/// whitespace so an option is never split inside a word (`... but the blanket` / `... but the
+/// bed` give `... but the ` and `blanket` / `bed`, as in the original). Options that share a
+/// leading word (`the cat` / `the dog`) lose it to the prefix: the boundary can then differ from
+/// the original's, the partial contexts never do.
 fn split_partial_contexts(a: &str, b: &str) -> (String, [String; 2]) {
     let mut common = 0;
     for ((i, ca), cb) in a.char_indices().zip(b.chars()) {
@@ -457,7 +474,10 @@ fn truthfulqa_mc1_record(
         ));
     }
     if choices.len() < 2 {
-        return Err(format!("mc1 targets have {} choice(s); expected at least 2", choices.len()));
+        return Err(format!(
+            "mc1 targets have {} choice(s); expected at least 2",
+            choices.len()
+        ));
     }
     Ok(record(vec![
         ("id", json!(format!("truthfulqa-mc1/{row}"))),
@@ -518,7 +538,10 @@ mod tests {
                 split_type: None,
             },
         );
-        assert_eq!(r["query"], "Roof shingle removal: A man is sitting on a roof. He");
+        assert_eq!(
+            r["query"],
+            "Roof shingle removal: A man is sitting on a roof. He"
+        );
         assert_eq!(r["id"], "hellaswag/1");
         assert_eq!(r["gold"], 1);
         assert_eq!(r["ind"], 24);
@@ -534,7 +557,10 @@ mod tests {
             "2",
         )
         .unwrap();
-        assert_eq!(s["prefix"], "Sarah was a much better surgeon than Maria so ");
+        assert_eq!(
+            s["prefix"],
+            "Sarah was a much better surgeon than Maria so "
+        );
         assert_eq!(s["suffix"], "always got the easier cases.");
         assert_eq!(s["gold"], 1);
         let (prefix, options) = split_partial_contexts(
@@ -544,14 +570,25 @@ mod tests {
         assert_eq!(prefix, s["prefix"]);
         assert_eq!(options, ["Sarah", "Maria"]);
         let (prefix, options) = split_partial_contexts("I fed the cat", "I fed the dog");
-        assert_eq!((prefix.as_str(), &options[0][..], &options[1][..]), ("I fed ", "the cat", "the dog"));
+        assert_eq!(
+            (prefix.as_str(), &options[0][..], &options[1][..]),
+            ("I fed the ", "cat", "dog")
+        );
+        let (prefix, options) = split_partial_contexts("so the blanket", "so the bed");
+        assert_eq!(
+            (prefix.as_str(), &options[0][..], &options[1][..]),
+            ("so the ", "blanket", "bed")
+        );
         let (prefix, options) = split_partial_contexts("John", "James");
         assert_eq!((prefix.as_str(), &options[0][..]), ("", "John"));
     }
 
     #[test]
     fn gsm8k_target_is_the_number_after_hashes() {
-        assert_eq!(gsm8k_target("So 3 + 4 = 7\n#### 1,234").as_deref(), Some("1234"));
+        assert_eq!(
+            gsm8k_target("So 3 + 4 = 7\n#### 1,234").as_deref(),
+            Some("1234")
+        );
         assert_eq!(gsm8k_target("no final line"), None);
     }
 
@@ -561,6 +598,24 @@ mod tests {
             wikitext_from_lines(["", " = Title = \n", "", " Text .\n"]),
             " \n = Title = \n \n Text .\n"
         );
+    }
+
+    /// The Hub's one-row-per-line form of the real wiki.test.raw (rows made as the `datasets`
+    /// loader makes them) rebuilds the file byte for byte.
+    #[test]
+    fn wikitext_rows_rebuild_the_real_file() {
+        let Some(dir) = std::env::var_os("QEVAL_EVALDATA") else {
+            println!("skipped: set QEVAL_EVALDATA to the evaldata folder to check wiki.test.raw");
+            return;
+        };
+        let raw = std::fs::read_to_string(Path::new(&dir).join("wikitext-2-raw/wiki.test.raw"))
+            .expect("wiki.test.raw under QEVAL_EVALDATA");
+        let rows: Vec<&str> = raw
+            .split_inclusive('\n')
+            .map(|l| if l.trim().is_empty() { "" } else { l })
+            .collect();
+        assert_eq!(rows.len(), 4358);
+        assert_eq!(wikitext_from_lines(rows), raw);
     }
 
     #[test]

@@ -350,7 +350,13 @@ fn route(req: &Request, state: &State) -> Response {
             if !authorized(req, state) {
                 return unauthorized(org, name);
             }
-            resolve(req, state, &format!("datasets/{org}"), name, &file.join("/"))
+            resolve(
+                req,
+                state,
+                &format!("datasets/{org}"),
+                name,
+                &file.join("/"),
+            )
         }
         _ => Response::error(404, "NotFound", "no such route"),
     }

@@ -14,8 +14,8 @@
 use super::parquet_rows::read_rows;
 use super::{
     arc_record, boolq_record, gsm8k_record, hellaswag_from_doc, mmlu_record, piqa_record,
-    truthfulqa_mc1_record, wikitext_from_lines, winogrande_from_sentence, FileDigest,
-    HellaswagDoc, Provenance, Record,
+    truthfulqa_mc1_record, wikitext_from_lines, winogrande_from_sentence, FileDigest, HellaswagDoc,
+    Provenance, Record,
 };
 use crate::hub::HubConfig;
 use anyhow::{anyhow, Context, Result};
@@ -183,14 +183,8 @@ pub fn load_records_pinned(
 ) -> Result<(Vec<Record>, Provenance)> {
     let fetched = fetch(cfg, pin)?;
     let rows = read_rows(&fetched.path)?;
-    let records = records_from_rows(name, &rows).map_err(|e| {
-        anyhow!(
-            "{} `{}` at {}: {e}",
-            pin.repo,
-            pin.file,
-            pin.revision
-        )
-    })?;
+    let records = records_from_rows(name, &rows)
+        .map_err(|e| anyhow!("{} `{}` at {}: {e}", pin.repo, pin.file, pin.revision))?;
     Ok((records, fetched.provenance(cfg, pin)))
 }
 
@@ -256,7 +250,8 @@ pub fn records_from_rows(name: &str, rows: &[Record]) -> std::result::Result<Vec
     let mut per_subject: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for (row, r) in rows.iter().enumerate() {
-        let rec = record_from_row(name, row, r, &mut per_subject).map_err(|e| format!("row {row}: {e}"))?;
+        let rec = record_from_row(name, row, r, &mut per_subject)
+            .map_err(|e| format!("row {row}: {e}"))?;
         out.push(rec);
     }
     if out.is_empty() {
@@ -284,8 +279,14 @@ fn record_from_row(
                     ctx_b: get_str(r, "ctx_b")?.to_string(),
                     endings,
                     label,
-                    source_id: r.get("source_id").and_then(Value::as_str).map(str::to_string),
-                    split_type: r.get("split_type").and_then(Value::as_str).map(str::to_string),
+                    source_id: r
+                        .get("source_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    split_type: r
+                        .get("split_type")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                 },
             ))
         }
@@ -406,11 +407,14 @@ impl Fetched {
 }
 
 fn is_commit_sha(s: &str) -> bool {
-    s.len() == 40 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 40
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn sha256_file(path: &Path) -> Result<(String, u64)> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
@@ -431,7 +435,10 @@ fn sha256_file(path: &Path) -> Result<(String, u64)> {
 fn check(path: &Path, pin: &HubPin) -> Result<(String, u64)> {
     let (sha, bytes) = sha256_file(path)?;
     let size_ok = pin.bytes.is_none_or(|b| b == bytes);
-    let sha_ok = pin.sha256.as_deref().is_none_or(|s| s.eq_ignore_ascii_case(&sha));
+    let sha_ok = pin
+        .sha256
+        .as_deref()
+        .is_none_or(|s| s.eq_ignore_ascii_case(&sha));
     if !(size_ok && sha_ok) {
         anyhow::bail!(
             "`{}` of datasets repo `{}` at revision `{}` does not match its pin: expected sha256 \

@@ -87,7 +87,10 @@ impl<'a> Reader<'a> {
         let text = String::from_utf8(bytes)
             .map_err(|e| usage(format!("{}: not UTF-8 text: {e}", path.display())))?;
         // A BOM is not part of the data.
-        let text = text.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(text);
+        let text = text
+            .strip_prefix('\u{feff}')
+            .map(str::to_string)
+            .unwrap_or(text);
         Ok((path, text))
     }
 
@@ -227,7 +230,7 @@ fn hellaswag(rd: &mut Reader) -> Result<Vec<Record>> {
     let lines: Vec<&str> = text.lines().collect();
     // A trailing empty line is not a truncated task.
     let n = lines.len() - lines.iter().rev().take_while(|l| l.is_empty()).count();
-    if n % 6 != 0 {
+    if !n.is_multiple_of(6) {
         let start = n - n % 6 + 1;
         return Err(at(
             &path,
@@ -282,8 +285,14 @@ fn hellaswag_jsonl(rd: &mut Reader) -> Result<Vec<Record>> {
                 ctx_b: str_field(&path, line, &r, "ctx_b")?.to_string(),
                 endings,
                 label: label as usize,
-                source_id: r.get("source_id").and_then(Value::as_str).map(str::to_string),
-                split_type: r.get("split_type").and_then(Value::as_str).map(str::to_string),
+                source_id: r
+                    .get("source_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                split_type: r
+                    .get("split_type")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
             },
         ));
     }
@@ -298,7 +307,13 @@ fn arc(rd: &mut Reader, rel: &str) -> Result<Vec<Record>> {
     for (line, r) in jsonl(&path, &text)? {
         let q = field(&path, line, &r, "question")?
             .as_object()
-            .ok_or_else(|| at(&path, line, "`question` must be an object with `stem` and `choices`"))?;
+            .ok_or_else(|| {
+                at(
+                    &path,
+                    line,
+                    "`question` must be an object with `stem` and `choices`",
+                )
+            })?;
         let stem = str_field(&path, line, q, "stem")?;
         let choices = field(&path, line, q, "choices")?
             .as_array()
@@ -559,7 +574,10 @@ impl<'de> Deserialize<'de> for Ordered {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an object mapping answer text to 0 or 1")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Ordered, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> std::result::Result<Ordered, A::Error> {
                 let mut out = Vec::new();
                 while let Some((k, v)) = m.next_entry::<String, i64>()? {
                     out.push((k, v));

@@ -11,7 +11,8 @@ use std::path::Path;
 
 /// Every row of the parquet file at `path`, in file order.
 pub fn read_rows(path: &Path) -> Result<Vec<Record>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let reader = SerializedFileReader::new(file)
         .with_context(|| format!("{} is not a readable parquet file", path.display()))?;
     let n = usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0);
