@@ -773,3 +773,19 @@ fn evalset_templates_use_fields_the_records_have() {
         }
     }
 }
+
+#[test]
+fn hub_missing_file_is_a_clear_error() {
+    let mut pin = fixture_pin("piqa");
+    pin.file = "no_such_file.parquet".into();
+    let server = HubServer::start(&fixtures().join("hub"), &pin.revision);
+    let cache = tempfile::tempdir().unwrap();
+    let e = format!(
+        "{:#}",
+        hub_data::load_records_pinned("piqa", &hub_cfg(&server, cache.path()), &pin).unwrap_err()
+    );
+    assert!(
+        e.contains("HTTP 404") && e.contains("no_such_file.parquet") && e.contains("baber/piqa"),
+        "{e}"
+    );
+}
