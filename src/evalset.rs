@@ -4,6 +4,8 @@
 //! extraction, exact match). Tasks reuse each other with `extends`. Everything is checked at load:
 //! unknown keys, missing fields, bad templates and regexes are errors naming the file, line and key.
 
+pub mod standard;
+
 use crate::error::usage;
 use anyhow::{Context, Result};
 use regex::Regex;

@@ -14,6 +14,8 @@
 //!   with `etag: "<blob id>"`. Ranges are answered `206` with `Content-Range`.
 //!   Missing files get `404` with `x-error-code: EntryNotFound` (plus `x-repo-commit`),
 //!   missing repos `404` with `x-error-code: RepoNotFound`.
+//! * `GET|HEAD /datasets/{org}/{name}/resolve/{revision}/{path}` — the same for datasets repo
+//!   `<org>/<name>`, served from `root/datasets/<org>/<name>/`.
 //! * `GET /api/models/{org}/{name}/revision/{rev}` (optionally `?blobs=true`) —
 //!   `{"id", "sha": commit, "siblings": [{"rfilename", and with blobs: "size",
 //!   "blobId", "lfs": {"sha256", "size", "pointerSize"}}]}`.
@@ -342,6 +344,19 @@ fn route(req: &Request, state: &State) -> Response {
                 return unauthorized(org, name);
             }
             resolve(req, state, org, name, &file.join("/"))
+        }
+        // Datasets repo `<org>/<name>`: served from `root/datasets/<org>/<name>/`.
+        ["datasets", org, name, "resolve", _rev, file @ ..] if !file.is_empty() => {
+            if !authorized(req, state) {
+                return unauthorized(org, name);
+            }
+            resolve(
+                req,
+                state,
+                &format!("datasets/{org}"),
+                name,
+                &file.join("/"),
+            )
         }
         _ => Response::error(404, "NotFound", "no such route"),
     }
