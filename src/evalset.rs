@@ -542,18 +542,27 @@ pub struct DataOpts {
 
 /// The records of a standard set, and a name for messages.
 pub fn standard_records(name: &str, data: &DataOpts) -> Result<(Vec<Record>, String)> {
-    Err(usage(format!(
-        "standard set '{name}' (data dir {:?}): this build cannot read standard sets yet",
-        data.data_dir
-    )))
+    let hub = crate::hub::HubConfig::from_env();
+    let from = match &data.data_dir {
+        Some(d) => standard::DataSource::DataDir(d),
+        None => standard::DataSource::Hub(&hub),
+    };
+    let recs = standard::load_records(name, &from)?;
+    let origin = match &data.data_dir {
+        Some(d) => format!("{name} (from {})", d.display()),
+        None => format!("{name} (from the Hub)"),
+    };
+    Ok((recs, origin))
 }
 
 /// The text of a standard text set (wikitext2).
 pub fn standard_text(name: &str, data: &DataOpts) -> Result<String> {
-    Err(usage(format!(
-        "standard text set '{name}' (data dir {:?}): this build cannot read standard sets yet",
-        data.data_dir
-    )))
+    let hub = crate::hub::HubConfig::from_env();
+    let from = match &data.data_dir {
+        Some(d) => standard::DataSource::DataDir(d),
+        None => standard::DataSource::Hub(&hub),
+    };
+    standard::load_text(name, &from)
 }
 
 /// Load and validate an eval set folder: its definition and the text of its text tasks. The items

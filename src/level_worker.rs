@@ -48,7 +48,8 @@ pub struct TaskOutcome {
 /// What a worker reports back.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outcome {
-    pub quality: QualitySummary,
+    /// None when the eval set has no text (tasks only).
+    pub quality: Option<QualitySummary>,
     pub prefill: Spread,
     pub decode: Spread,
     pub peak_rss_bytes: Option<u64>,
@@ -116,17 +117,21 @@ pub fn run(job_path: &Path) -> Result<()> {
     };
     let total = job.chunking.n_chunks;
     let pf = job.progress_file.clone();
-    let positions = text::score(
-        &mut model,
-        &tokens,
-        &job.chunking,
-        spill,
-        cfg.vocab_size,
-        &|done| {
-            let _ = std::fs::write(&pf, format!("evaluate|{done}/{total}"));
-        },
-    )?;
-    let quality = metrics::summarize(&positions);
+    let positions = if total == 0 {
+        Vec::new()
+    } else {
+        text::score(
+            &mut model,
+            &tokens,
+            &job.chunking,
+            spill,
+            cfg.vocab_size,
+            &|done| {
+                let _ = std::fs::write(&pf, format!("evaluate|{done}/{total}"));
+            },
+        )?
+    };
+    let quality = (total > 0).then(|| metrics::summarize(&positions));
     let evaluate_s = t1.elapsed().as_secs_f64();
     let task_outcomes = match &job.tasks_file {
         Some(f) => run_tasks(&mut model, f, &job, max_seq)?,

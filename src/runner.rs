@@ -60,15 +60,21 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         )));
     }
     let t_tok = Instant::now();
-    let tokens = tok.encode(&plan.evalset.text, tok.add_bos)?;
+    // An eval set of tasks only (e.g. --evalset hellaswag) has no text to score.
+    let has_text = !plan.evalset.text.trim().is_empty();
+    let mut tokens = if has_text {
+        tok.encode(&plan.evalset.text, tok.add_bos)?
+    } else {
+        Vec::new()
+    };
     let tokenize_s = t_tok.elapsed().as_secs_f64();
-    let chunking = Chunking::new(
+    let mut chunking = Chunking::new(
         tokens.len(),
         plan.ctx,
         plan.chunks,
         if tok.add_bos { tok.bos_id } else { None },
     );
-    if chunking.n_chunks == 0 {
+    if has_text && chunking.n_chunks == 0 {
         return Err(usage(format!(
             "eval text '{}' has {} tokens, shorter than one chunk of --ctx {}; give a longer text or a smaller --ctx",
             plan.evalset.name,
@@ -91,6 +97,22 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         Some(f)
     };
     let task_positions = tasks.iter().map(|t| t.max_positions()).max().unwrap_or(0);
+    if !has_text {
+        // The speed benchmark's prompt then comes from the tasks' own inputs.
+        chunking.n_chunks = 0;
+        for t in &tasks {
+            for c in &t.choice {
+                tokens.extend(c.options.iter().flat_map(|(a, b)| a.iter().chain(b)));
+            }
+            for g in &t.generate {
+                tokens.extend_from_slice(&g.prompt);
+            }
+            if tokens.len() >= plan.bench.prompt_tokens {
+                break;
+            }
+        }
+        level_worker::write_tokens(&tokens_file, &tokens)?;
+    }
     let max_seq = plan
         .ctx
         .max(plan.bench.prompt_tokens)
@@ -434,7 +456,8 @@ fn run_level(
     if !plan.keep_work {
         let _ = std::fs::remove_file(&level_file);
     }
-    let q = outcome.quality;
+    let q = outcome.quality.unwrap_or_default();
+    let scored = q.n_tokens > 0;
     let task_outcomes = outcome.tasks;
     Ok((
         LevelResult {
@@ -459,8 +482,8 @@ fn run_level(
             decode: Some(outcome.decode),
             prefill_tokens: plan.bench.prompt_tokens,
             decode_tokens: plan.bench.gen_tokens,
-            perplexity: Some(q.perplexity),
-            perplexity_se: Some(q.perplexity_se),
+            perplexity: scored.then_some(q.perplexity),
+            perplexity_se: scored.then_some(q.perplexity_se),
             kld_mean: q.kld_mean,
             kld_mean_se: q.kld_mean_se,
             kld_median: q.kld_median,

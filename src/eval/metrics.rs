@@ -95,7 +95,7 @@ pub fn quantile(xs: &[f64], q: f64) -> f64 {
 }
 
 /// Summary of a level's quality over all scored positions.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct QualitySummary {
     pub n_tokens: usize,
     pub perplexity: f64,
