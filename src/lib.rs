@@ -8,6 +8,7 @@ pub mod eval;
 pub mod evalset;
 pub mod fsutil;
 pub mod hub;
+pub mod interrupt;
 pub mod level_worker;
 pub mod measure;
 pub mod model;

@@ -44,6 +44,8 @@ pub enum RunStatus {
     Running,
     Complete,
     Incomplete,
+    /// Stopped by Ctrl-C / SIGTERM: finished levels are kept; re-run the same command to resume.
+    Interrupted,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -38,6 +38,7 @@ fn note(quiet: bool, s: &str) {
 
 /// Execute the plan; returns the exit code (0, or EXIT_INCOMPLETE when a level failed).
 pub fn execute(plan: &Plan) -> Result<i32> {
+    crate::interrupt::install();
     let t_all = Instant::now();
     let src = ModelSource::open(&plan.model_path)?;
     let tok = match src.format {
@@ -231,6 +232,49 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         levels: Vec::new(),
     };
     let results_path = plan.out_dir.join("results.json");
+    let items_path = plan.out_dir.join("items.jsonl");
+    let spill = work.join("reference.logprobs.f32");
+    // Resume: keep what an earlier run of the same measurement into this --out finished.
+    if results_path.exists() {
+        let prev = Results::load(&results_path)?;
+        check_resumable(&prev, &results, &results_path)?;
+        let reference = results.reference.clone();
+        let mut kept: Vec<LevelResult> = prev
+            .levels
+            .into_iter()
+            .filter(|l| l.status == "ok")
+            .collect();
+        graded.restore(&items_path, &kept)?;
+        let ref_kept = kept.iter().any(|l| l.level == reference);
+        let others_left = plan.levels.iter().any(|l| {
+            l.level.name() != reference && !kept.iter().any(|k| k.level == l.level.name())
+        });
+        let spill_ok = chunking.n_chunks == 0
+            || std::fs::metadata(&spill).map(|m| m.len()).ok()
+                == Some((chunking.scored_total() * cfg.vocab_size * 4) as u64);
+        let graded_ok = tasks.is_empty() || !graded.reference.is_empty();
+        if ref_kept && others_left && !(spill_ok && graded_ok) {
+            // The reference's log-probabilities are gone: measure it again (same numbers).
+            kept.retain(|l| l.level != reference);
+            graded = Graded::default();
+            graded.restore(&items_path, &kept)?;
+        }
+        note(
+            plan.quiet,
+            &format!(
+                "resuming {}: {} level(s) already done ({})",
+                results_path.display(),
+                kept.len(),
+                kept.iter()
+                    .map(|l| l.level.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        results.created_unix = prev.created_unix;
+        results.phases.total_s = prev.phases.total_s;
+        results.levels = kept;
+    }
     results.save(&results_path)?;
     note(
         plan.quiet,
@@ -248,10 +292,22 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         ),
     );
 
-    let spill = work.join("reference.logprobs.f32");
     let mut any_failed = false;
+    let mut interrupted = false;
+    let t_resume = results.phases.total_s;
     for lp in &plan.levels {
         let is_ref = lp.level == plan.reference;
+        if results
+            .levels
+            .iter()
+            .any(|l| l.level == lp.level.name() && l.status == "ok")
+        {
+            continue;
+        }
+        if crate::interrupt::requested() {
+            interrupted = true;
+            break;
+        }
         let r = run_level(
             plan,
             &src,
@@ -273,6 +329,10 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             Ok(lr)
         }) {
             Ok(lr) => lr,
+            Err(e) if e.downcast_ref::<crate::interrupt::Interrupted>().is_some() => {
+                interrupted = true;
+                break;
+            }
             Err(e) => {
                 any_failed = true;
                 note(plan.quiet, &format!("level {} failed: {e:#}", lp.level));
@@ -280,10 +340,11 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             }
         };
         let ref_failed = is_ref && lr.status != "ok";
+        results.levels.retain(|l| l.level != lr.level);
         results.levels.push(lr);
-        results.phases.total_s = t_all.elapsed().as_secs_f64();
+        results.phases.total_s = t_resume + t_all.elapsed().as_secs_f64();
         results.save(&results_path)?;
-        graded.save(&plan.out_dir.join("items.jsonl"))?;
+        graded.save(&items_path)?;
         crate::report::render_all(&results, &plan.out_dir)?;
         if ref_failed {
             for other in plan.levels.iter().filter(|o| o.level != plan.reference) {
@@ -297,16 +358,28 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             break;
         }
     }
-    results.status = if any_failed {
+    any_failed |= results.levels.iter().any(|l| l.status != "ok");
+    results.status = if interrupted {
+        RunStatus::Interrupted
+    } else if any_failed {
         RunStatus::Incomplete
     } else {
         RunStatus::Complete
     };
-    results.phases.total_s = t_all.elapsed().as_secs_f64();
+    results.phases.total_s = t_resume + t_all.elapsed().as_secs_f64();
     results.save(&results_path)?;
     crate::report::render_all(&results, &plan.out_dir)?;
     println!("{}", crate::report::table::render(&results));
     println!("reports in {}", plan.out_dir.display());
+    if interrupted {
+        eprintln!(
+            "qeval: interrupted with {} of {} levels done; run the same command again to finish the rest",
+            results.levels.iter().filter(|l| l.status == "ok").count(),
+            plan.levels.len()
+        );
+        // Keep .work: the reference's log-probabilities let a resumed run skip it.
+        return Ok(crate::interrupt::EXIT_INTERRUPTED);
+    }
     if !plan.keep_work {
         let _ = std::fs::remove_dir_all(&work);
     }
@@ -527,6 +600,12 @@ fn spawn_worker(plan: &Plan, job: &Job, job_path: &Path, n_chunks: usize) -> Res
     );
     let mut shown = String::from("evaluate");
     let status = loop {
+        if crate::interrupt::requested() {
+            let _ = child.kill();
+            let _ = child.wait();
+            pb.finish_and_clear();
+            return Err(anyhow::Error::new(crate::interrupt::Interrupted));
+        }
         if let Some(s) = child.try_wait()? {
             break s;
         }
@@ -605,9 +684,13 @@ impl Graded {
             let Some(o) = outs.iter().find(|o| o.name == t.name) else {
                 anyhow::bail!("worker returned no outcome for task {}", t.name);
             };
+            let mut by_metric = vec![serde_json::Map::new(); t.len()];
             for (mi, metric) in t.metrics.iter().enumerate() {
                 let judged = crate::eval::taskprep::judge(t, metric, &o.outcomes)?;
                 let correct: Vec<bool> = judged.iter().map(|(c, _)| *c).collect();
+                for (m, c) in by_metric.iter_mut().zip(&correct) {
+                    m.insert(metric.clone(), serde_json::Value::Bool(*c));
+                }
                 let key = (t.name.clone(), metric.clone());
                 if is_ref {
                     self.reference.insert(key.clone(), correct.clone());
@@ -632,6 +715,7 @@ impl Graded {
                             "metric": metric,
                             "id": o.outcomes[i].id,
                             "correct": c,
+                            "correct_by_metric": by_metric[i],
                             "prediction": pred,
                             "gold": t.golds[i],
                             "prompt": t.prompts[i],
@@ -645,6 +729,40 @@ impl Graded {
         Ok(results)
     }
 
+    /// Take back the per-item lines of levels already done, and the reference's correctness.
+    fn restore(&mut self, path: &Path, kept: &[LevelResult]) -> Result<()> {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return Ok(());
+        };
+        let reference = kept
+            .iter()
+            .find(|l| l.is_reference)
+            .map(|l| l.level.clone());
+        let mut by_key: std::collections::HashMap<(String, String), Vec<bool>> = Default::default();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}: a line is not JSON", path.display()))?;
+            let level = v["level"].as_str().unwrap_or_default();
+            if !kept.iter().any(|l| l.level == level) {
+                continue;
+            }
+            if Some(level) == reference.as_deref() {
+                let task = v["task"].as_str().unwrap_or_default().to_string();
+                if let Some(m) = v["correct_by_metric"].as_object() {
+                    for (metric, c) in m {
+                        by_key
+                            .entry((task.clone(), metric.clone()))
+                            .or_default()
+                            .push(c.as_bool().unwrap_or(false));
+                    }
+                }
+            }
+            self.lines.push(line.to_string());
+        }
+        self.reference = by_key;
+        Ok(())
+    }
+
     fn save(&self, path: &Path) -> Result<()> {
         if self.lines.is_empty() {
             return Ok(());
@@ -653,4 +771,70 @@ impl Graded {
         s.push('\n');
         crate::fsutil::write_atomic(path, s.as_bytes())
     }
+}
+
+/// Refuse to resume into an --out whose results measured something else.
+fn check_resumable(prev: &Results, now: &Results, path: &Path) -> Result<()> {
+    let mut diffs = Vec::new();
+    let mut cmp = |what: &str, a: String, b: String| {
+        if a != b {
+            diffs.push(format!("{what}: {a} there, {b} now"));
+        }
+    };
+    let hashes = |r: &Results| {
+        r.model
+            .files
+            .iter()
+            .map(|f| format!("{}={}", f.name, &f.sha256[..f.sha256.len().min(12)]))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    cmp("model files", hashes(prev), hashes(now));
+    cmp(
+        "model revision",
+        format!("{:?}", prev.model.revision),
+        format!("{:?}", now.model.revision),
+    );
+    cmp(
+        "eval set",
+        format!("{} {}", prev.evalset.name, prev.evalset.version),
+        format!("{} {}", now.evalset.name, now.evalset.version),
+    );
+    cmp(
+        "--ctx/--chunks",
+        format!("{}/{}", prev.evalset.ctx, prev.evalset.chunks),
+        format!("{}/{}", now.evalset.ctx, now.evalset.chunks),
+    );
+    cmp(
+        "--limit",
+        format!("{:?}", prev.limit),
+        format!("{:?}", now.limit),
+    );
+    cmp("--seed", prev.seed.to_string(), now.seed.to_string());
+    cmp("--reference", prev.reference.clone(), now.reference.clone());
+    cmp(
+        "device/threads",
+        format!("{} x{}", prev.device.kind, prev.device.threads),
+        format!("{} x{}", now.device.kind, now.device.threads),
+    );
+    cmp(
+        "scoring mode",
+        prev.scoring_mode.clone(),
+        now.scoring_mode.clone(),
+    );
+    if let (Some(a), Some(b)) = (prev.levels.first(), now.levels.first()) {
+        cmp(
+            "benchmark tokens",
+            format!("pp{} tg{}", a.prefill_tokens, a.decode_tokens),
+            format!("pp{} tg{}", b.prefill_tokens, b.decode_tokens),
+        );
+    }
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    Err(usage(format!(
+        "{} holds results of a different measurement, so this run cannot resume it ({}); give another --out, or delete that folder to start over",
+        path.display(),
+        diffs.join("; ")
+    )))
 }
