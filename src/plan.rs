@@ -56,6 +56,8 @@ pub struct Plan {
     pub command_line: Vec<String>,
     /// Seed of everything random (bootstrap, --limit sampling); recorded in results.json.
     pub seed: u64,
+    /// How the reports judge and present the results (--budget, thresholds).
+    pub report: crate::cli::ReportOptions,
 }
 
 fn evalsets_root() -> PathBuf {
@@ -246,6 +248,7 @@ impl Plan {
             download_s,
             command_line: std::env::args().collect(),
             seed: a.seed,
+            report: a.report.clone(),
         })
     }
 }

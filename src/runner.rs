@@ -222,7 +222,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         results.levels.push(lr);
         results.phases.total_s = t_all.elapsed().as_secs_f64();
         results.save(&results_path)?;
-        crate::report::render_all(&results, &plan.out_dir)?;
+        crate::report::render_all(&results, &plan.out_dir, &plan.report)?;
         if ref_failed {
             for other in plan.levels.iter().filter(|o| o.level != plan.reference) {
                 results.levels.push(failed_level(
@@ -242,9 +242,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
     };
     results.phases.total_s = t_all.elapsed().as_secs_f64();
     results.save(&results_path)?;
-    crate::report::render_all(&results, &plan.out_dir)?;
-    println!("{}", crate::report::table::render(&results));
-    println!("reports in {}", plan.out_dir.display());
+    crate::report::finish_run(&results, &plan.out_dir, &plan.report)?;
     if !plan.keep_work {
         let _ = std::fs::remove_dir_all(&work);
     }
