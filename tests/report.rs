@@ -58,7 +58,10 @@ fn merged_report_of_two_runs() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     // Terminal: the table with a device column, then one recommendation per budget group
     // and device.
-    assert!(stdout.contains("level") && stdout.contains("device"), "{stdout}");
+    assert!(
+        stdout.contains("level") && stdout.contains("device"),
+        "{stdout}"
+    );
     assert!(stdout.contains("Recommendation:"), "{stdout}");
     assert!(stdout.contains("On tiny 0.45 GB (cpu 2t):"), "{stdout}");
     assert!(stdout.contains("(cpu 1t):"), "{stdout}");
@@ -69,11 +72,20 @@ fn merged_report_of_two_runs() {
     assert_eq!(lines.iter().filter(|l| l.contains(",cpu 1t,")).count(), 4);
     assert!(!out.path().join("tasks.csv").exists());
 
-    for stem in ["kld_vs_memory", "kld_vs_weights", "kld_vs_decode", "kld_vs_prefill", "ppl_vs_memory"] {
+    for stem in [
+        "kld_vs_memory",
+        "kld_vs_weights",
+        "kld_vs_decode",
+        "kld_vs_prefill",
+        "ppl_vs_memory",
+    ] {
         let png = out.path().join(format!("{stem}.png"));
         assert_eq!(png_size(&png), (1100, 720), "{stem}");
         let svg = read(&out.path().join(format!("{stem}.svg")));
-        assert!(svg.starts_with("<svg") && svg.contains("q4_k_m · cpu 1t"), "{stem}");
+        assert!(
+            svg.starts_with("<svg") && svg.contains("q4_k_m · cpu 1t"),
+            "{stem}"
+        );
     }
     // Budgets: the one near the data is a rule, the far one is named as off the chart.
     let mem_svg = read(&out.path().join("kld_vs_memory.svg"));
@@ -86,16 +98,22 @@ fn merged_report_of_two_runs() {
     let md = read(&out.path().join("summary.md"));
     assert!(md.contains("## Recommendation"));
     assert!(md.contains("| level | device | bits/w |"), "{md}");
-    assert!(md.contains("![mean KLD vs peak memory](kld_vs_memory.png)"), "{md}");
+    assert!(
+        md.contains("![mean KLD vs peak memory](kld_vs_memory.png)"),
+        "{md}"
+    );
 
     let html = read(&out.path().join("report.html"));
     assert!(html.contains("<table id=\"levels\" class=\"sortable\">"));
     assert!(html.matches("data:image/png;base64,").count() >= 8);
     assert!(html.contains("cpu 2t (Intel(R) Xeon(R) Processor, 2 threads)"));
-    assert!(html.contains("cpu 1t (Intel(R) Xeon(R) Processor, 1 threads)"));
+    assert!(html.contains("cpu 1t (Intel(R) Xeon(R) Processor, 1 thread)"));
     // The recommendation comes before the plots.
     assert!(html.find("id=\"recommendation\"").unwrap() < html.find("id=\"plots\"").unwrap());
-    assert!(!html.contains("http://") && !html.contains("https://"), "self-contained");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "self-contained"
+    );
 }
 
 #[test]
@@ -126,17 +144,32 @@ fn mixed_models_are_refused_unless_allowed() {
     let o = report(&[s(&two_threads()), s(&other), "--out", s(dir.path())]);
     assert_eq!(o.status.code(), Some(2));
     let e = common::stderr(&o);
-    assert!(e.contains("gemma-3-270m") && e.contains("smollm2-135m-q4_1"), "{e}");
+    assert!(
+        e.contains("gemma-3-270m") && e.contains("smollm2-135m-q4_1"),
+        "{e}"
+    );
     assert!(e.contains("--allow-mixed"), "{e}");
     assert!(!dir.path().join("report.html").exists());
 
-    let o = report(&[s(&two_threads()), s(&other), "--out", s(dir.path()), "--allow-mixed"]);
+    let o = report(&[
+        s(&two_threads()),
+        s(&other),
+        "--out",
+        s(dir.path()),
+        "--allow-mixed",
+    ]);
     assert!(o.status.success(), "{}", common::stderr(&o));
     let html = read(&dir.path().join("report.html"));
     assert!(html.contains("Different models merged (--allow-mixed)"));
 
     // A bad flag value names the flag and what is valid.
-    let o = report(&[s(&two_threads()), "--out", s(dir.path()), "--budget", "8 parsecs"]);
+    let o = report(&[
+        s(&two_threads()),
+        "--out",
+        s(dir.path()),
+        "--budget",
+        "8 parsecs",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(common::stderr(&o).contains("GiB"), "{}", common::stderr(&o));
 }
@@ -152,9 +185,33 @@ fn with_tasks(dir: &Path) -> PathBuf {
         // (level, accuracy, delta, delta CI, McNemar p, lost, gained)
         let rows = [
             ("f16", 0.62, None, None, None, None, None),
-            ("q8_0", 0.61, Some(-0.01), Some((-0.04, 0.02)), Some(0.62), Some(5), Some(3)),
-            ("q4_k_m", 0.57, Some(-0.05), Some((-0.09, -0.01)), Some(0.01), Some(14), Some(4)),
-            ("q2_k", 0.31, Some(-0.31), Some((-0.37, -0.25)), Some(1e-9), Some(70), Some(8)),
+            (
+                "q8_0",
+                0.61,
+                Some(-0.01),
+                Some((-0.04, 0.02)),
+                Some(0.62),
+                Some(5),
+                Some(3),
+            ),
+            (
+                "q4_k_m",
+                0.57,
+                Some(-0.05),
+                Some((-0.09, -0.01)),
+                Some(0.01),
+                Some(14),
+                Some(4),
+            ),
+            (
+                "q2_k",
+                0.31,
+                Some(-0.31),
+                Some((-0.37, -0.25)),
+                Some(1e-9),
+                Some(70),
+                Some(8),
+            ),
         ];
         for (l, row) in levels.iter_mut().zip(rows) {
             assert_eq!(l["level"], row.0);
@@ -179,11 +236,7 @@ fn with_tasks(dir: &Path) -> PathBuf {
         }
     });
     let items = [
-        (
-            "f16",
-            true,
-            "Paris",
-        ),
+        ("f16", true, "Paris"),
         ("q4_k_m", false, "Lyon\"><script>alert('item')</script>"),
     ];
     let mut text = String::new();
@@ -213,7 +266,11 @@ fn tasks_and_items_render_and_are_escaped() {
     assert!(stdout.contains("indistinguishable from f16"), "{stdout}");
 
     let html = read(&dir.path().join("report.html"));
-    assert_eq!(html.matches("<script").count(), 1, "only the page's own script");
+    assert_eq!(
+        html.matches("<script").count(),
+        1,
+        "only the page's own script"
+    );
     assert!(!html.contains("<img src=x"));
     assert!(html.contains("smol&lt;script&gt;alert(&quot;name&quot;)&lt;/script&gt;"));
     assert!(html.contains("Lyon&quot;&gt;&lt;script&gt;alert(&#39;item&#39;)&lt;/script&gt;"));
@@ -283,9 +340,16 @@ fn html_renders_in_headless_chromium() {
 
     let o = headless(&chrome, &[&profile_arg, "--dump-dom", &url]);
     let dom = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && dom.contains("</html>"), "{}", common::stderr(&o));
+    assert!(
+        o.status.success() && dom.contains("</html>"),
+        "{}",
+        common::stderr(&o)
+    );
     // The page's script ran: it marks sortable tables and counts decoded images.
-    assert!(dom.contains("sortable sortable-ready"), "script did not run");
+    assert!(
+        dom.contains("sortable sortable-ready"),
+        "script did not run"
+    );
     let imgs = dom.matches("<img").count();
     assert!(imgs >= 9, "{imgs} images");
     assert!(

@@ -51,7 +51,11 @@ pub fn render(set: &ReportSet, opts: &ReportOptions) -> String {
             u(l.peak_rss_with_eval_bytes),
             l.kv_cache_bytes.to_string(),
             l.kv_cache_ctx.to_string(),
-            if l.status == "ok" { ft.need_bytes.to_string() } else { String::new() },
+            if l.status == "ok" {
+                ft.need_bytes.to_string()
+            } else {
+                String::new()
+            },
             ft.ctx.to_string(),
             f(l.prefill_tokens_per_sec),
             f(l.prefill.as_ref().map(|s| s.stddev)),
@@ -126,7 +130,8 @@ mod tests {
 
     #[test]
     fn one_row_per_level_per_device_with_matching_columns() {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/example/results.json");
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/example/results.json");
         let a = Results::load(&p).unwrap();
         let mut b = a.clone();
         b.device.threads = 1;
@@ -145,7 +150,11 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 1 + 8);
         let n = lines[0].split(',').count();
-        assert!(lines[1].starts_with("smollm2-135m-q4_1,smollm2-135m-q4_1 cpu 2t,cpu,"), "{}", lines[1]);
+        assert!(
+            lines[1].starts_with("smollm2-135m-q4_1,smollm2-135m-q4_1 cpu 2t,cpu,"),
+            "{}",
+            lines[1]
+        );
         assert_eq!(lines[1].split(',').count(), n);
         assert!(lines[5].starts_with("\"a,\"\"b\"\"\","), "{}", lines[5]);
         assert!(render_tasks(&set).is_none());

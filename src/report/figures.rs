@@ -200,14 +200,10 @@ fn scatter(set: &ReportSet, opts: &ReportOptions, x: XAxis, y: YAxis) -> Option<
             }
         }
     }
-    let note = (!off.is_empty()).then(|| format!("off the chart, every level fits: {}", off.join(", ")));
+    let note =
+        (!off.is_empty()).then(|| format!("off the chart, every level fits: {}", off.join(", ")));
     let r = set.first();
-    let title = format!(
-        "{}: {} vs {}",
-        r.model.name,
-        y.words(),
-        x.words()
-    );
+    let title = format!("{}: {} vs {}", r.model.name, y.words(), x.words());
     Some(Scatter {
         title,
         x_desc,
@@ -259,7 +255,10 @@ fn task_bars(set: &ReportSet) -> Option<Bars> {
         {
             continue;
         }
-        let name = if members.iter().any(|(n, _, _)| n.split(" · ").next() == Some(e.level.level.as_str())) {
+        let name = if members
+            .iter()
+            .any(|(n, _, _)| n.split(" · ").next() == Some(e.level.level.as_str()))
+        {
             e.label(true)
         } else {
             e.level.level.clone()
@@ -269,10 +268,7 @@ fn task_bars(set: &ReportSet) -> Option<Bars> {
     Some(Bars {
         title: format!("{}: accuracy per task and level", set.first().model.name),
         y_desc: "accuracy (%, 95% interval)".into(),
-        groups: tasks
-            .iter()
-            .map(|(n, m)| format!("{n} ({m})"))
-            .collect(),
+        groups: tasks.iter().map(|(n, m)| format!("{n} ({m})")).collect(),
         members,
     })
 }
@@ -320,7 +316,8 @@ mod tests {
     use crate::results::Results;
 
     fn example() -> Results {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/example/results.json");
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/example/results.json");
         Results::load(&p).unwrap()
     }
 
@@ -351,6 +348,9 @@ mod tests {
         assert_eq!(s.vlines[0].label, "tiny 0.4 GB");
         assert!((s.vlines[0].x - 400.0).abs() < 1e-9);
         assert!(s.note.unwrap().contains("laptop 8 GiB"));
-        assert!(scatter(&set, &opts, XAxis::Decode, YAxis::Kld).unwrap().vlines.is_empty());
+        assert!(scatter(&set, &opts, XAxis::Decode, YAxis::Kld)
+            .unwrap()
+            .vlines
+            .is_empty());
     }
 }

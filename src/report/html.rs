@@ -251,7 +251,7 @@ fn provenance(set: &ReportSet) -> String {
 <ul>
 <li>Model: <b>{model}</b> ({arch}, {params} parameters, source {dtype}, {format}){repo}{rev}</li>
 <li>Files:<ul>{files}</ul></li>
-<li>Device: {kind}, {dname}, {threads} threads, {os}/{march}</li>
+<li>Device: {kind}, {dname}, {threads}, {os}/{march}</li>
 <li>Eval set: {es} v{esv} ({espath}), {tokens} text tokens, {chunks} chunks of {ctx} tokens, {scored} scored; scoring mode {mode}; seed {seed}{limit}</li>
 <li>Reference: {reference}. {note}</li>
 <li>qeval {ver} (git {git}), candle {candle}; run status {status}, {total:.0} s in all; created {created} (Unix time)</li>
@@ -284,7 +284,7 @@ fn provenance(set: &ReportSet) -> String {
             files = files,
             kind = esc(&r.device.kind),
             dname = esc(&r.device.name),
-            threads = r.device.threads,
+            threads = table::threads(r.device.threads),
             os = esc(&r.device.os),
             march = esc(&r.device.arch),
             es = esc(&r.evalset.name),
@@ -323,7 +323,11 @@ fn levels_made(set: &ReportSet) -> String {
             .entries()
             .iter()
             .take_while(|o| !std::ptr::eq(o.level, l))
-            .any(|o| o.level.level == l.level && o.level.source == l.source && o.level.type_mix == l.type_mix)
+            .any(|o| {
+                o.level.level == l.level
+                    && o.level.source == l.source
+                    && o.level.type_mix == l.type_mix
+            })
         {
             continue;
         }
@@ -444,7 +448,14 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
     let devices: Vec<String> = set
         .runs
         .iter()
-        .map(|x| format!("{} ({}, {} threads)", x.label, x.results.device.name, x.results.device.threads))
+        .map(|x| {
+            format!(
+                "{} ({}, {})",
+                x.label,
+                x.results.device.name,
+                table::threads(x.results.device.threads)
+            )
+        })
         .collect();
     let tasks = tasks_section(set, opts);
     let examples = examples_section(set);
@@ -488,8 +499,16 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
         chunks = r.evalset.chunks,
         ctx = r.evalset.ctx,
         reference = esc(&r.reference),
-        tasks_link = if tasks.is_empty() { "" } else { "<a href=\"#tasks\">Tasks</a>" },
-        examples_link = if examples.is_empty() { "" } else { "<a href=\"#examples\">Examples</a>" },
+        tasks_link = if tasks.is_empty() {
+            ""
+        } else {
+            "<a href=\"#tasks\">Tasks</a>"
+        },
+        examples_link = if examples.is_empty() {
+            ""
+        } else {
+            "<a href=\"#examples\">Examples</a>"
+        },
         thresholds = esc(&recommend::thresholds_text(opts)),
         rssm = esc(r
             .levels

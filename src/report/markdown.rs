@@ -35,7 +35,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
         esc(&set
             .runs
             .iter()
-            .map(|x| format!("{}: {}, {} threads", x.label, x.results.device.name, x.results.device.threads))
+            .map(|x| format!("{}: {}, {}", x.label, x.results.device.name, table::threads(x.results.device.threads)))
             .collect::<Vec<_>>()
             .join("; ")),
         esc(&r.evalset.name),
@@ -58,24 +58,32 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
     for cells in table::rows(set, opts) {
         s.push_str(&row(&cells));
     }
-    s.push_str("\n± is one standard error; speeds are medians ± standard deviation over repeats.\n\n");
+    s.push_str(
+        "\n± is one standard error; speeds are medians ± standard deviation over repeats.\n\n",
+    );
     let mut task_rows = Vec::new();
     for e in set.ok_entries() {
         for t in quality::headline_tasks(e.level) {
-            let mut c = vec![e.label(set.multi_device()), t.task.clone(), t.metric.clone()];
+            let mut c = vec![
+                e.label(set.multi_device()),
+                t.task.clone(),
+                t.metric.clone(),
+            ];
             c.push(format!(
                 "{:.1}% [{:.1}, {:.1}]",
                 t.value * 100.0,
                 t.ci_low * 100.0,
                 t.ci_high * 100.0
             ));
-            c.push(match (t.delta_vs_reference, t.delta_ci_low, t.delta_ci_high) {
-                (Some(d), Some(a), Some(b)) => {
-                    format!("{:+.1} [{:+.1}, {:+.1}]", d * 100.0, a * 100.0, b * 100.0)
-                }
-                (Some(d), _, _) => format!("{:+.1}", d * 100.0),
-                _ => "reference".into(),
-            });
+            c.push(
+                match (t.delta_vs_reference, t.delta_ci_low, t.delta_ci_high) {
+                    (Some(d), Some(a), Some(b)) => {
+                        format!("{:+.1} [{:+.1}, {:+.1}]", d * 100.0, a * 100.0, b * 100.0)
+                    }
+                    (Some(d), _, _) => format!("{:+.1}", d * 100.0),
+                    _ => "reference".into(),
+                },
+            );
             c.push(match (t.flips_lost, t.flips_gained) {
                 (Some(l), Some(g)) => format!("−{l} / +{g}"),
                 _ => "-".into(),

@@ -109,7 +109,10 @@ impl ReportSet {
         let mut runs = Vec::new();
         for p in paths {
             for f in expand(p)? {
-                if runs.iter().any(|r: &Run| r.source.as_deref() == Some(f.as_path())) {
+                if runs
+                    .iter()
+                    .any(|r: &Run| r.source.as_deref() == Some(f.as_path()))
+                {
                     continue;
                 }
                 let results = Results::load(&f)?;
@@ -390,7 +393,10 @@ mod tests {
         let e = ReportSet::from_runs(vec![run(a.clone()), run(b.clone())], false).unwrap_err();
         assert_eq!(crate::error::exit_code(&e), 2);
         let m = e.to_string();
-        assert!(m.contains("gemma-3-270m") && m.contains("--allow-mixed"), "{m}");
+        assert!(
+            m.contains("gemma-3-270m") && m.contains("--allow-mixed"),
+            "{m}"
+        );
         let s = ReportSet::from_runs(vec![run(a.clone()), run(b)], true).unwrap();
         assert_eq!(s.warnings.len(), 1);
         assert!(s.runs[1].label.starts_with("gemma-3-270m "));

@@ -40,10 +40,7 @@ pub fn render_set(set: &ReportSet, dir: &Path, opts: &ReportOptions) -> Result<V
         put(&format!("{}.png", f.stem), &f.png)?;
         put(&format!("{}.svg", f.stem), f.svg.as_bytes())?;
     }
-    put(
-        "summary.md",
-        markdown::render(set, opts, &figs).as_bytes(),
-    )?;
+    put("summary.md", markdown::render(set, opts, &figs).as_bytes())?;
     put("report.html", html::render(set, opts, &figs).as_bytes())?;
     Ok(out)
 }

@@ -149,7 +149,10 @@ impl ReportOptions {
 
     /// The budgets drawn on the plots: only those given with --budget.
     pub fn drawn_budgets(&self) -> Vec<Budget> {
-        self.budget.as_ref().map(|b| b.0.clone()).unwrap_or_default()
+        self.budget
+            .as_ref()
+            .map(|b| b.0.clone())
+            .unwrap_or_default()
     }
 }
 

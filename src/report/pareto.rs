@@ -22,12 +22,9 @@ pub fn frontier(points: &[(f64, f64)], x: Better) -> Vec<bool> {
         .iter()
         .map(|p| {
             good(p)
-                && !points.iter().any(|q| {
-                    good(q)
-                        && x_ge(q.0, p.0)
-                        && q.1 <= p.1
-                        && (q.0 != p.0 || q.1 != p.1)
-                })
+                && !points
+                    .iter()
+                    .any(|q| good(q) && x_ge(q.0, p.0) && q.1 <= p.1 && (q.0 != p.0 || q.1 != p.1))
         })
         .collect()
 }
@@ -68,7 +65,12 @@ mod tests {
         );
         assert_eq!(
             frontier_line(&p, Better::Lower),
-            vec![(153.6, 1.22), (232.3, 0.04996), (257.1, 0.00495), (456.3, 0.0)]
+            vec![
+                (153.6, 1.22),
+                (232.3, 0.04996),
+                (257.1, 0.00495),
+                (456.3, 0.0)
+            ]
         );
     }
 
@@ -77,10 +79,7 @@ mod tests {
         // (decode t/s, KLD): f16 34.9/0, q8_0 64.2/0.00495, q4_k_m 25.4/0.04996,
         // q2_k 77.4/1.22. q4_k_m is slower than f16 and worse: dominated.
         let p = [(34.9, 0.0), (64.2, 0.00495), (25.4, 0.04996), (77.4, 1.22)];
-        assert_eq!(
-            frontier(&p, Better::Higher),
-            vec![true, true, false, true]
-        );
+        assert_eq!(frontier(&p, Better::Higher), vec![true, true, false, true]);
     }
 
     #[test]

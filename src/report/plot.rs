@@ -284,7 +284,9 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
         .collect();
     let (mut ylo, mut yhi) = ys
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(*v), b.max(*v))
+        });
     if !ylo.is_finite() {
         (ylo, yhi) = (0.0, 1.0);
     }
@@ -336,7 +338,11 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
         .y_desc(&s.y_desc)
         .label_style((FONT, 18))
         .axis_desc_style((FONT, 19))
-        .y_labels(if s.y_log { ((yhi - ylo) * 2.0) as usize + 1 } else { 10 })
+        .y_labels(if s.y_log {
+            ((yhi - ylo) * 2.0) as usize + 1
+        } else {
+            10
+        })
         .y_label_formatter(&fmt_y)
         .light_line_style(WHITE)
         .bold_line_style(RGBColor(220, 220, 220))
@@ -363,8 +369,12 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
         let zero_font = (FONT, 18).into_font().color(&BLACK);
         let (_, zy) = chart.backend_coord(&(0.0, zero_row));
         let (w, h) = root.estimate_text_size("0", &zero_font).pe()?;
-        root.draw(&Text::new("0", (x0 - 8 - w as i32, zy - h as i32 / 2), zero_font))
-            .pe()?;
+        root.draw(&Text::new(
+            "0",
+            (x0 - 8 - w as i32, zy - h as i32 / 2),
+            zero_font,
+        ))
+        .pe()?;
     }
     // Legend (top right of the plot area).
     let legend_font = (FONT, 17).into_font().color(&BLACK);
@@ -374,13 +384,20 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
         .enumerate()
         .map(|(i, se)| (Some(i), format!("{} (line: Pareto frontier)", se.name)))
         .collect();
-    lines.push((None, "grey: dominated (another level is better on both axes)".into()));
+    lines.push((
+        None,
+        "grey: dominated (another level is better on both axes)".into(),
+    ));
     if let Some(n) = &s.note {
         lines.push((None, n.clone()));
     }
     let lw = lines
         .iter()
-        .map(|(_, t)| root.estimate_text_size(t, &legend_font).map(|s| s.0).unwrap_or(300))
+        .map(|(_, t)| {
+            root.estimate_text_size(t, &legend_font)
+                .map(|s| s.0)
+                .unwrap_or(300)
+        })
         .max()
         .unwrap_or(300) as i32
         + 44;
@@ -406,15 +423,31 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
                     c.stroke_width(3),
                 ))
                 .pe()?;
-                marker(root, *i, (legend.0 + 20, ly + 9), c.filled(), BLACK.stroke_width(1))?;
+                marker(
+                    root,
+                    *i,
+                    (legend.0 + 20, ly + 9),
+                    c.filled(),
+                    BLACK.stroke_width(1),
+                )?;
             }
             None if k == s.series.len() => {
-                marker(root, 0, (legend.0 + 20, ly + 9), GREY.filled(), GREY.stroke_width(1))?;
+                marker(
+                    root,
+                    0,
+                    (legend.0 + 20, ly + 9),
+                    GREY.filled(),
+                    GREY.stroke_width(1),
+                )?;
             }
             None => {}
         }
-        root.draw(&Text::new(t.clone(), (legend.0 + 40, ly), legend_font.clone()))
-            .pe()?;
+        root.draw(&Text::new(
+            t.clone(),
+            (legend.0 + 40, ly),
+            legend_font.clone(),
+        ))
+        .pe()?;
     }
     taken.push(legend);
 
@@ -423,12 +456,15 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
     for v in &s.vlines {
         let (bx, _) = chart.backend_coord(&(v.x, ylo));
         let mut yy = y0;
+        let in_legend = bx >= legend.0 && bx <= legend.2;
         while yy < y1 {
-            root.draw(&PathElement::new(
-                vec![(bx, yy), (bx, (yy + 8).min(y1))],
-                DARK.stroke_width(2),
-            ))
-            .pe()?;
+            if !(in_legend && yy + 8 >= legend.1 && yy <= legend.3) {
+                root.draw(&PathElement::new(
+                    vec![(bx, yy), (bx, (yy + 8).min(y1))],
+                    DARK.stroke_width(2),
+                ))
+                .pe()?;
+            }
             yy += 14;
         }
         let (w, h) = root.estimate_text_size(&v.label, &budget_font).pe()?;
@@ -440,11 +476,15 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
         if taken.iter().any(|t| overlap(*t, r) > 0) {
             r = (r.0, legend.3 + 6, r.2, legend.3 + 6 + h);
         }
-        root.draw(&Rectangle::new([(r.0 - 2, r.1 - 2), (r.2 + 2, r.3 + 2)], WHITE.filled()))
-            .pe()?;
+        root.draw(&Rectangle::new(
+            [(r.0 - 2, r.1 - 2), (r.2 + 2, r.3 + 2)],
+            WHITE.filled(),
+        ))
+        .pe()?;
         root.draw(&Text::new(v.label.clone(), (r.0, r.1), budget_font.clone()))
             .pe()?;
         taken.push(r);
+        taken.push((bx - 2, y0, bx + 2, y1));
     }
 
     // Frontier lines (drawn first, under the markers), one per device.
@@ -452,9 +492,15 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
         let pts: Vec<(f64, f64)> = se.points.iter().map(|p| (p.x, ty(p.y))).collect();
         let line = pareto::frontier_line(&pts, s.x_better);
         if line.len() > 1 {
-            let pix: Vec<(i32, i32)> = line.iter().map(|(x, y)| chart.backend_coord(&(*x, *y))).collect();
-            root.draw(&PathElement::new(pix, PALETTE[i % PALETTE.len()].stroke_width(3)))
-                .pe()?;
+            let pix: Vec<(i32, i32)> = line
+                .iter()
+                .map(|(x, y)| chart.backend_coord(&(*x, *y)))
+                .collect();
+            root.draw(&PathElement::new(
+                pix,
+                PALETTE[i % PALETTE.len()].stroke_width(3),
+            ))
+            .pe()?;
         }
     }
     // Every marker is an obstacle for labels.
@@ -476,7 +522,8 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
             let col = if on { c } else { GREY };
             if let (Some(lo), Some(hi)) = (p.y_lo, p.y_hi) {
                 let (a, b) = (px(p.x, lo), px(p.x, hi));
-                root.draw(&PathElement::new(vec![a, b], col.stroke_width(2))).pe()?;
+                root.draw(&PathElement::new(vec![a, b], col.stroke_width(2)))
+                    .pe()?;
                 for e in [a, b] {
                     root.draw(&PathElement::new(
                         vec![(e.0 - 6, e.1), (e.0 + 6, e.1)],
@@ -485,15 +532,23 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
                     .pe()?;
                 }
             }
-            let edge = if on { BLACK.stroke_width(1) } else { RGBColor(120, 120, 120).stroke_width(1) };
+            let edge = if on {
+                BLACK.stroke_width(1)
+            } else {
+                RGBColor(120, 120, 120).stroke_width(1)
+            };
             marker(root, i, at, col.filled(), edge)?;
             if p.is_ref {
-                root.draw(&Circle::new(at, 13, BLACK.stroke_width(2))).pe()?;
+                root.draw(&Circle::new(at, 13, BLACK.stroke_width(2)))
+                    .pe()?;
             }
-            let font = label_font.clone().color(if on { &BLACK } else { &RGBColor(110, 110, 110) });
+            let font = label_font
+                .clone()
+                .color(if on { &BLACK } else { &RGBColor(110, 110, 110) });
             let (w, h) = root.estimate_text_size(&p.label, &font).pe()?;
             let r = place(at, w as i32, h as i32, &taken, bounds);
-            root.draw(&Text::new(p.label.clone(), (r.0, r.1), font)).pe()?;
+            root.draw(&Text::new(p.label.clone(), (r.0, r.1), font))
+                .pe()?;
             taken.push(r);
         }
     }
@@ -526,7 +581,13 @@ fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Res
         .x_labels(ng * 2 + 1)
         .x_label_formatter(&fmt_x)
         .y_labels(12)
-        .y_label_formatter(&|v| if *v <= 100.0 { format!("{v:.0}") } else { String::new() })
+        .y_label_formatter(&|v| {
+            if *v <= 100.0 {
+                format!("{v:.0}")
+            } else {
+                String::new()
+            }
+        })
         .x_desc("task")
         .y_desc(&b.y_desc)
         .label_style((FONT, 18))
@@ -545,9 +606,16 @@ fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Res
             let x0 = g as f64 + 0.1 + bw * m as f64;
             let x1 = x0 + bw * 0.92;
             chart
-                .draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x1, *v)], c.filled())))
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x0, 0.0), (x1, *v)],
+                    c.filled(),
+                )))
                 .pe()?;
-            let edge = if *is_ref { BLACK.stroke_width(3) } else { BLACK.stroke_width(1) };
+            let edge = if *is_ref {
+                BLACK.stroke_width(3)
+            } else {
+                BLACK.stroke_width(1)
+            };
             chart
                 .draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x1, *v)], edge)))
                 .pe()?;
@@ -565,8 +633,12 @@ fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Res
             let (px, py) = chart.backend_coord(&(xm, *hi));
             let t = format!("{v:.0}");
             let (w, _) = root.estimate_text_size(&t, &value_font).pe()?;
-            root.draw(&Text::new(t, (px - w as i32 / 2, py - 20), value_font.clone()))
-                .pe()?;
+            root.draw(&Text::new(
+                t,
+                (px - w as i32 / 2, py - 20),
+                value_font.clone(),
+            ))
+            .pe()?;
         }
     }
     // Legend across the top of the plot area, in bar order.
@@ -575,14 +647,20 @@ fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Res
     lx += 10;
     for (m, (name, is_ref, _)) in b.members.iter().enumerate() {
         let c = PALETTE[m % PALETTE.len()];
-        let text = if *is_ref { format!("{name} (reference, thick outline)") } else { name.clone() };
-        root.draw(&Rectangle::new([(lx, ly), (lx + 18, ly + 18)], c.filled())).pe()?;
+        let text = if *is_ref {
+            format!("{name} (reference, thick outline)")
+        } else {
+            name.clone()
+        };
+        root.draw(&Rectangle::new([(lx, ly), (lx + 18, ly + 18)], c.filled()))
+            .pe()?;
         root.draw(&Rectangle::new(
             [(lx, ly), (lx + 18, ly + 18)],
             BLACK.stroke_width(if *is_ref { 3 } else { 1 }),
         ))
         .pe()?;
-        root.draw(&Text::new(text.clone(), (lx + 24, ly), legend_font.clone())).pe()?;
+        root.draw(&Text::new(text.clone(), (lx + 24, ly), legend_font.clone()))
+            .pe()?;
         let (w, _) = root.estimate_text_size(&text, &legend_font).pe()?;
         lx += 24 + w as i32 + 22;
     }
@@ -624,16 +702,36 @@ mod tests {
             series: vec![Series {
                 name: "cpu 2t".into(),
                 points: vec![
-                    Point { x: 1.0, y: 0.0, y_lo: None, y_hi: None, label: "ref".into(), is_ref: true },
-                    Point { x: 0.5, y: 0.01, y_lo: Some(0.009), y_hi: Some(0.011), label: "q8 <&>".into(), is_ref: false },
+                    Point {
+                        x: 1.0,
+                        y: 0.0,
+                        y_lo: None,
+                        y_hi: None,
+                        label: "ref".into(),
+                        is_ref: true,
+                    },
+                    Point {
+                        x: 0.5,
+                        y: 0.01,
+                        y_lo: Some(0.009),
+                        y_hi: Some(0.011),
+                        label: "q8 <&>".into(),
+                        is_ref: false,
+                    },
                 ],
             }],
-            vlines: vec![VLine { x: 0.8, label: "laptop 8 GiB".into() }],
+            vlines: vec![VLine {
+                x: 0.8,
+                label: "laptop 8 GiB".into(),
+            }],
             note: None,
         };
         let r = scatter(&s).unwrap();
         assert_eq!(&r.png[1..4], b"PNG");
         assert!(r.svg.starts_with("<svg") && r.svg.contains("laptop 8 GiB"));
-        assert!(r.svg.contains("q8 &lt;&amp;&gt;"), "SVG text must be escaped");
+        assert!(
+            r.svg.contains("q8 &lt;&amp;&gt;"),
+            "SVG text must be escaped"
+        );
     }
 }

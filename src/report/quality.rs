@@ -44,11 +44,7 @@ pub fn acc_delta_pts(l: &LevelResult) -> Option<(f64, f64, f64)> {
         .iter()
         .filter_map(|t| {
             let d = t.delta_vs_reference?;
-            Some((
-                d,
-                t.delta_ci_low.unwrap_or(d),
-                t.delta_ci_high.unwrap_or(d),
-            ))
+            Some((d, t.delta_ci_low.unwrap_or(d), t.delta_ci_high.unwrap_or(d)))
         })
         .collect();
     match ds.len() {
@@ -60,10 +56,7 @@ pub fn acc_delta_pts(l: &LevelResult) -> Option<(f64, f64, f64)> {
         k => {
             let k = k as f64;
             let mean = ds.iter().map(|d| d.0).sum::<f64>() / k;
-            let var: f64 = ds
-                .iter()
-                .map(|d| ((d.2 - d.1) / (2.0 * Z95)).powi(2))
-                .sum();
+            let var: f64 = ds.iter().map(|d| ((d.2 - d.1) / (2.0 * Z95)).powi(2)).sum();
             let se = var.sqrt() / k;
             Some((
                 mean * 100.0,
@@ -119,7 +112,8 @@ mod tests {
     }
 
     fn example() -> Results {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/example/results.json");
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/example/results.json");
         Results::load(&p).unwrap()
     }
 

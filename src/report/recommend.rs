@@ -85,11 +85,18 @@ fn choose<'a>(entries: &[Entry<'a>], budget: u64, opts: &ReportOptions) -> Optio
             .iter()
             .map(|e| (*e, fit(e.level, ctx)))
             .min_by_key(|(_, f)| f.need_bytes)?;
-        return Some(Outcome::NothingFits { smallest: e, fit: f });
+        return Some(Outcome::NothingFits {
+            smallest: e,
+            fit: f,
+        });
     }
     let best = fits
         .iter()
-        .min_by(|a, b| quality::kld(a.0.level).0.total_cmp(&quality::kld(b.0.level).0))?
+        .min_by(|a, b| {
+            quality::kld(a.0.level)
+                .0
+                .total_cmp(&quality::kld(b.0.level).0)
+        })?
         .0;
     let negligible = |l: &LevelResult| {
         let k = quality::kld(l).0;
@@ -99,7 +106,8 @@ fn choose<'a>(entries: &[Entry<'a>], budget: u64, opts: &ReportOptions) -> Optio
     let tied: Vec<(Entry, Fit)> = fits
         .iter()
         .filter(|(e, _)| {
-            (best_negligible && negligible(e.level)) || quality::kld_within_noise(e.level, best.level)
+            (best_negligible && negligible(e.level))
+                || quality::kld_within_noise(e.level, best.level)
         })
         .cloned()
         .collect();
@@ -121,7 +129,11 @@ fn choose<'a>(entries: &[Entry<'a>], budget: u64, opts: &ReportOptions) -> Optio
         entry,
         fit: f,
         equivalent,
-        why_equal: if best_negligible { "negligible" } else { "noise" },
+        why_equal: if best_negligible {
+            "negligible"
+        } else {
+            "noise"
+        },
     })
 }
 
@@ -141,7 +153,10 @@ fn same(a: &Outcome, b: &Outcome) -> bool {
         ) => {
             std::ptr::eq(x.level, y.level)
                 && ex.len() == ey.len()
-                && ex.iter().zip(ey).all(|(a, b)| std::ptr::eq(a.level, b.level))
+                && ex
+                    .iter()
+                    .zip(ey)
+                    .all(|(a, b)| std::ptr::eq(a.level, b.level))
         }
         (Outcome::NothingFits { .. }, Outcome::NothingFits { .. }) => true,
         _ => false,
@@ -243,7 +258,8 @@ pub fn quality_words(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> String
                 "{base} (Δ {:+.1} pts{}, {})",
                 d * 100.0,
                 match (t.delta_ci_low, t.delta_ci_high) {
-                    (Some(a), Some(b)) => format!(", 95% CI {:+.1} to {:+.1}", a * 100.0, b * 100.0),
+                    (Some(a), Some(b)) =>
+                        format!(", 95% CI {:+.1} to {:+.1}", a * 100.0, b * 100.0),
                     _ => String::new(),
                 },
                 opts.acc_thresholds.classify((-d * 100.0).max(0.0)).word()
@@ -295,7 +311,11 @@ pub fn sentence(set: &ReportSet, r: &Recommendation, opts: &ReportOptions) -> St
                         format!(
                             "{} ({}{})",
                             e.level.level,
-                            if e.level.is_reference { "reference, " } else { "" },
+                            if e.level.is_reference {
+                                "reference, "
+                            } else {
+                                ""
+                            },
                             e.level
                                 .decode_tokens_per_sec
                                 .map(|d| format!("{d:.0} tok/s"))
@@ -305,14 +325,14 @@ pub fn sentence(set: &ReportSet, r: &Recommendation, opts: &ReportOptions) -> St
                     .collect();
                 let why = if *why_equal == "negligible" {
                     format!(
-                        "all below the negligible threshold, KLD < {}",
+                        "every one is below the negligible threshold (KLD < {})",
                         opts.kld_thresholds.0[0]
                     )
                 } else {
-                    "KLD within 1.96 standard errors".to_string()
+                    "their KLDs differ by less than 1.96 standard errors".to_string()
                 };
                 s.push_str(&format!(
-                    " Equal in quality to {} ({why}), so not ranked against it: {} is the fastest.",
+                    " Equal in quality to {}: {why}, so not ranked; {} is the fastest.",
                     names.join(", "),
                     l.level
                 ));
@@ -347,7 +367,8 @@ mod tests {
     use crate::results::Results;
 
     fn example() -> Results {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/example/results.json");
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/example/results.json");
         Results::load(&p).unwrap()
     }
 
@@ -393,7 +414,7 @@ mod tests {
         let s = sentence(&set, &recs[0], &o);
         assert!(s.starts_with("On 4 GiB to 8 GiB (cpu 2t): q8_0 — 143.0 MB weights, 422.3 MB in use with a 4096-token KV cache; KLD 0.0050 (negligible), 94.7% same top token, PPL +0.6%"), "{s}");
         assert!(s.contains("64 tok/s decode"), "{s}");
-        assert!(s.contains("Equal in quality to f16 (reference, 35 tok/s) (all below the negligible threshold, KLD < 0.01), so not ranked against it: q8_0 is the fastest."), "{s}");
+        assert!(s.contains("Equal in quality to f16 (reference, 35 tok/s): every one is below the negligible threshold (KLD < 0.01), so not ranked; q8_0 is the fastest."), "{s}");
     }
 
     #[test]

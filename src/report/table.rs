@@ -18,6 +18,15 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
+/// "1 thread", "2 threads".
+pub fn threads(n: usize) -> String {
+    if n == 1 {
+        "1 thread".into()
+    } else {
+        format!("{n} threads")
+    }
+}
+
 pub fn human_count(n: u64) -> String {
     let f = n as f64;
     if f >= 1e9 {
@@ -128,12 +137,12 @@ pub fn rows(set: &ReportSet, opts: &ReportOptions) -> Vec<Vec<String>> {
 /// One line per run saying what was measured where.
 pub fn provenance_line(r: &Results, label: &str) -> String {
     format!(
-        "{} ({}) on {} [{}] ({} threads), eval set {} v{}: {} scored tokens, ctx {}",
+        "{} ({}) on {} [{}] ({}), eval set {} v{}: {} scored tokens, ctx {}",
         r.model.name,
         r.model.arch,
         r.device.name,
         label,
-        r.device.threads,
+        threads(r.device.threads),
         r.evalset.name,
         r.evalset.version,
         r.evalset.scored_tokens,
