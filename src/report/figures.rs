@@ -210,6 +210,7 @@ fn scatter(set: &ReportSet, opts: &ReportOptions, x: XAxis, y: YAxis) -> Option<
         y_desc,
         x_better: x.better(),
         y_log,
+        y_higher_better: y == YAxis::Acc,
         series: raw
             .into_iter()
             .map(|(name, points)| Series { name, points })

@@ -92,7 +92,8 @@ fn levels_table(set: &ReportSet, opts: &ReportOptions) -> String {
     let mut s = String::from("<table id=\"levels\" class=\"sortable\"><thead><tr>");
     for h in table::headers(set) {
         s.push_str(&format!(
-            "<th scope=\"col\" title=\"click to sort\">{}</th>",
+            "<th scope=\"col\" title=\"click to sort\"{}>{}</th>",
+            if h == "device" { " class=\"t\"" } else { "" },
             esc(h)
         ));
     }
@@ -106,12 +107,21 @@ fn levels_table(set: &ReportSet, opts: &ReportOptions) -> String {
             ""
         };
         s.push_str(&format!("<tr{cls}>"));
-        for (c, k) in table::cells(set, &e, opts).iter().zip(sort_keys(set, &e)) {
+        for (i, (c, k)) in table::cells(set, &e, opts)
+            .iter()
+            .zip(sort_keys(set, &e))
+            .enumerate()
+        {
+            let cls = if set.multi_device() && i == 1 {
+                " class=\"t\""
+            } else {
+                ""
+            };
             match k {
                 Some(k) if k.is_finite() => {
-                    s.push_str(&format!("<td data-v=\"{k}\">{}</td>", esc(c)))
+                    s.push_str(&format!("<td{cls} data-v=\"{k}\">{}</td>", esc(c)))
                 }
-                _ => s.push_str(&format!("<td>{}</td>", esc(c))),
+                _ => s.push_str(&format!("<td{cls}>{}</td>", esc(c))),
             }
         }
         s.push_str("</tr>\n");
@@ -137,7 +147,7 @@ fn tasks_section(set: &ReportSet, opts: &ReportOptions) -> String {
             };
             let pct = |v: Option<f64>| v.map(|x| format!("{:+.1}", x * 100.0)).unwrap_or_default();
             rows.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td data-v=\"{}\">{:.1}% [{:.1}, {:.1}]</td><td data-v=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                "<tr><td>{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td data-v=\"{}\">{:.1}% [{:.1}, {:.1}]</td><td data-v=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"t\">{}</td></tr>\n",
                 esc(&e.label(set.multi_device())),
                 esc(&t.task),
                 esc(&t.kind),
@@ -168,7 +178,7 @@ fn tasks_section(set: &ReportSet, opts: &ReportOptions) -> String {
     format!(
         r#"<h2 id="tasks">Tasks</h2>
 <p>Accuracy with its 95% Wilson interval; Δ is the paired difference from the reference on the same items, in points, with its 95% paired-bootstrap interval. Flips: items right at the reference and wrong here (−) and the reverse (+); McNemar's exact test on them. A drop smaller than the minimum detectable Δ (80% power at the 5% level) is within noise.</p>
-<div class="scroll"><table id="task-table" class="sortable"><thead><tr><th>level</th><th>task</th><th>kind</th><th>metric</th><th>accuracy [95% CI]</th><th>Δ points [95% CI]</th><th>flips lost / gained</th><th>McNemar p</th><th>min. detectable Δ (points)</th><th>n</th><th>verdict</th></tr></thead><tbody>
+<div class="scroll"><table id="task-table" class="sortable"><thead><tr><th>level</th><th class="t">task</th><th class="t">kind</th><th class="t">metric</th><th>accuracy [95% CI]</th><th>Δ points [95% CI]</th><th>flips lost / gained</th><th>McNemar p</th><th>min. detectable Δ</th><th>n</th><th class="t">verdict</th></tr></thead><tbody>
 {rows}</tbody></table></div>
 "#
     )
@@ -356,22 +366,23 @@ fn levels_made(set: &ReportSet) -> String {
 const STYLE: &str = r#"
 :root { --fg: #1d1d1f; --muted: #555; --line: #ddd; --accent: #0072b2; }
 * { box-sizing: border-box; }
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; font-size: 16px; line-height: 1.5; max-width: 1180px; margin: 0 auto; padding: 0.5em 1em 3em; color: var(--fg); }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; font-size: 16px; line-height: 1.5; max-width: 1380px; margin: 0 auto; padding: 0.5em 1em 3em; color: var(--fg); }
 h1 { font-size: 1.7em; margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bottom: 2px solid var(--line); } h3 { font-size: 1.05em; }
 .lead { color: var(--muted); margin-top: 0; }
 .rec { background: #eef6fb; border-left: 5px solid var(--accent); padding: 0.6em 1em; border-radius: 4px; }
-.rec li { margin: 0.35em 0; }
+.rec ul { padding-left: 1.2em; } .rec li { margin: 0.35em 0; }
 .warn { background: #fff4e5; border-left: 5px solid #e69f00; padding: 0.5em 1em; }
 .note { color: var(--muted); font-size: 0.92em; }
 .scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
-table { border-collapse: collapse; width: 100%; font-size: 0.9em; font-variant-numeric: tabular-nums; }
-th, td { border-bottom: 1px solid var(--line); padding: 5px 8px; text-align: right; white-space: nowrap; }
+table { border-collapse: collapse; width: 100%; font-size: 0.84em; font-variant-numeric: tabular-nums; }
+th, td { border-bottom: 1px solid var(--line); padding: 4px 6px; text-align: right; white-space: nowrap; }
+th.t, td.t { text-align: left; }
 th:first-child, td:first-child { text-align: left; position: sticky; left: 0; background: #fff; }
 th { background: #f3f3f3; cursor: pointer; user-select: none; }
 th:first-child { background: #f3f3f3; }
 th[aria-sort=ascending]::after { content: " ▲"; } th[aria-sort=descending]::after { content: " ▼"; }
 tr.ref td { font-weight: 600; } tr.failed td { color: #a00; }
-table.items td { white-space: normal; text-align: left; vertical-align: top; min-width: 8em; }
+table.items td, table.items th { white-space: normal; text-align: left; vertical-align: top; min-width: 8em; }
 td.prompt { max-width: 32em; font-size: 0.92em; }
 figure { margin: 1em 0 2em; } figure img { width: 100%; max-width: 1100px; height: auto; border: 1px solid var(--line); }
 figcaption { color: var(--muted); font-size: 0.9em; } .files { white-space: nowrap; }

@@ -29,20 +29,6 @@ pub fn frontier(points: &[(f64, f64)], x: Better) -> Vec<bool> {
         .collect()
 }
 
-/// The frontier's points sorted by x, for drawing it as a line.
-pub fn frontier_line(points: &[(f64, f64)], x: Better) -> Vec<(f64, f64)> {
-    let on = frontier(points, x);
-    let mut v: Vec<(f64, f64)> = points
-        .iter()
-        .zip(on)
-        .filter(|(_, o)| *o)
-        .map(|(p, _)| *p)
-        .collect();
-    v.sort_by(|a, b| a.0.total_cmp(&b.0));
-    v.dedup();
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,15 +49,6 @@ mod tests {
             frontier(&p, Better::Lower),
             vec![true, true, true, true, false]
         );
-        assert_eq!(
-            frontier_line(&p, Better::Lower),
-            vec![
-                (153.6, 1.22),
-                (232.3, 0.04996),
-                (257.1, 0.00495),
-                (456.3, 0.0)
-            ]
-        );
     }
 
     #[test]
@@ -89,6 +66,5 @@ mod tests {
         assert_eq!(frontier(&p, Better::Lower), vec![false, false, true, false]);
         let p = [(1.0, 0.5), (1.0, 0.5)];
         assert_eq!(frontier(&p, Better::Lower), vec![true, true]);
-        assert_eq!(frontier_line(&p, Better::Lower), vec![(1.0, 0.5)]);
     }
 }

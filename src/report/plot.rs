@@ -77,8 +77,10 @@ pub struct Scatter {
     pub x_desc: String,
     pub y_desc: String,
     pub x_better: Better,
-    /// Log y axis; the reference (loss 0) is drawn at a floor below the smallest loss.
+    /// Log y axis; the reference (loss 0) is drawn on its own row under the lowest decade.
     pub y_log: bool,
+    /// Larger y is better (an accuracy change); otherwise y is a loss.
+    pub y_higher_better: bool,
     pub series: Vec<Series>,
     pub vlines: Vec<VLine>,
     /// A line under the legend for what could not be drawn (budgets off the chart).
@@ -320,6 +322,8 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
     let fmt_y = |v: &f64| -> String {
         if s.y_log {
             decade_label(*v)
+        } else if yhi - ylo > 10.0 {
+            format!("{v:.0}")
         } else {
             format!("{v:.1}")
         }
@@ -487,10 +491,30 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
         taken.push((bx - 2, y0, bx + 2, y1));
     }
 
+    // Which points are on their device's frontier (loss = y, or -y when higher is better).
+    let on_frontier: Vec<Vec<bool>> = s
+        .series
+        .iter()
+        .map(|se| {
+            let key: Vec<(f64, f64)> = se
+                .points
+                .iter()
+                .map(|p| (p.x, if s.y_higher_better { -p.y } else { p.y }))
+                .collect();
+            pareto::frontier(&key, s.x_better)
+        })
+        .collect();
     // Frontier lines (drawn first, under the markers), one per device.
     for (i, se) in s.series.iter().enumerate() {
-        let pts: Vec<(f64, f64)> = se.points.iter().map(|p| (p.x, ty(p.y))).collect();
-        let line = pareto::frontier_line(&pts, s.x_better);
+        let mut line: Vec<(f64, f64)> = se
+            .points
+            .iter()
+            .zip(&on_frontier[i])
+            .filter(|(_, on)| **on)
+            .map(|(p, _)| (p.x, ty(p.y)))
+            .collect();
+        line.sort_by(|a, b| a.0.total_cmp(&b.0));
+        line.dedup();
         if line.len() > 1 {
             let pix: Vec<(i32, i32)> = line
                 .iter()
@@ -514,10 +538,8 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
     // Markers, error bars and labels.
     let label_font = (FONT, 17).into_font();
     for (i, se) in s.series.iter().enumerate() {
-        let pts: Vec<(f64, f64)> = se.points.iter().map(|p| (p.x, p.y)).collect();
-        let on = pareto::frontier(&pts, s.x_better);
         let c = PALETTE[i % PALETTE.len()];
-        for (p, on) in se.points.iter().zip(on) {
+        for (p, &on) in se.points.iter().zip(&on_frontier[i]) {
             let at = px(p.x, p.y);
             let col = if on { c } else { GREY };
             if let (Some(lo), Some(hi)) = (p.y_lo, p.y_hi) {
@@ -592,7 +614,7 @@ fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Res
         .y_desc(&b.y_desc)
         .label_style((FONT, 18))
         .axis_desc_style((FONT, 19))
-        .light_line_style(RGBColor(238, 238, 238))
+        .light_line_style(WHITE)
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()
         .pe()?;
@@ -699,6 +721,7 @@ mod tests {
             y_desc: "y".into(),
             x_better: Better::Lower,
             y_log: true,
+            y_higher_better: false,
             series: vec![Series {
                 name: "cpu 2t".into(),
                 points: vec![
