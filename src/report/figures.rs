@@ -4,7 +4,7 @@
 
 use super::merge::{Entry, ReportSet};
 use super::pareto::Better;
-use super::plot::{self, Bars, Point, Scatter, Series, VLine};
+use super::plot::{self, BarMember, Bars, Point, Scatter, Series, VLine};
 use super::quality;
 use crate::cli::ReportOptions;
 use anyhow::Result;
@@ -95,7 +95,7 @@ impl YAxis {
         match self {
             YAxis::Kld => {
                 let (k, se) = quality::kld(l);
-                k.is_finite().then(|| {
+                k.is_finite().then_some({
                     if se > 0.0 {
                         (k, Some(k - quality::Z95 * se), Some(k + quality::Z95 * se))
                     } else {
@@ -235,7 +235,7 @@ fn task_bars(set: &ReportSet) -> Option<Bars> {
     if tasks.is_empty() {
         return None;
     }
-    let mut members: Vec<(String, bool, Vec<Option<(f64, f64, f64)>>)> = Vec::new();
+    let mut members: Vec<BarMember> = Vec::new();
     for e in &entries {
         let hs = quality::headline_tasks(e.level);
         let vals: Vec<Option<(f64, f64, f64)>> = tasks
@@ -250,21 +250,20 @@ fn task_bars(set: &ReportSet) -> Option<Bars> {
             continue;
         }
         // The same level with the same answers on another device adds nothing.
-        if members
-            .iter()
-            .any(|(n, _, v)| n.split(" · ").next() == Some(e.level.level.as_str()) && *v == vals)
-        {
+        let same_level = |m: &BarMember| m.name.split(" · ").next() == Some(e.level.level.as_str());
+        if members.iter().any(|m| same_level(m) && m.values == vals) {
             continue;
         }
-        let name = if members
-            .iter()
-            .any(|(n, _, _)| n.split(" · ").next() == Some(e.level.level.as_str()))
-        {
+        let name = if members.iter().any(same_level) {
             e.label(true)
         } else {
             e.level.level.clone()
         };
-        members.push((name, e.level.is_reference, vals));
+        members.push(BarMember {
+            name,
+            is_ref: e.level.is_reference,
+            values: vals,
+        });
     }
     Some(Bars {
         title: format!("{}: accuracy per task and level", set.first().model.name),

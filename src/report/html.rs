@@ -485,7 +485,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
 <p class="note">{thresholds}</p>
 {warnings}{notes}
 <h2 id="plots">Quality loss against memory and speed</h2>
-<p class="note">One point per level and device; each device has its own colour and marker shape and its own Pareto frontier (the line: no other level of that device is both smaller or faster and better). Grey points are dominated. The reference has a KLD of 0 and is drawn at the bottom of the log axis, ringed. Error bars: 95% intervals.</p>
+<p class="note">One point per level and device; each device has its own colour and marker shape and its own Pareto frontier (the line: no other level of that device is both smaller or faster and better). Grey points are dominated. The reference has a KLD of 0 and is drawn at the bottom of the log axis, ringed. Error bars: 95% intervals. Dashed rules are the --budget sizes; the plots show memory as measured (at the benchmark's context), while the recommendation also counts the KV cache at its stated context.</p>
 {main}{more}
 <h2 id="table">Every level and metric</h2>
 <p class="note">Click a column to sort. ± is one standard error (PPL, KLD, same top-1) or the standard deviation over repeats (speeds). KLD: KL divergence of the level's next-token distribution from the reference's, nats per token (0 = identical). Same top-1: share of tokens where both pick the same most likely token. ΔPPL: perplexity change against the reference. Loss: the KLD's class under the thresholds above. Peak RSS: {rssm}.</p>

@@ -93,8 +93,16 @@ pub struct Bars {
     pub title: String,
     pub y_desc: String,
     pub groups: Vec<String>,
-    /// Member name, whether it is the reference, and per group (value, low, high) in %.
-    pub members: Vec<(String, bool, Vec<Option<(f64, f64, f64)>>)>,
+    pub members: Vec<BarMember>,
+}
+
+/// One member of every group (a level): its name, whether it is the reference, and per group
+/// (value, low, high) in %.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarMember {
+    pub name: String,
+    pub is_ref: bool,
+    pub values: Vec<Option<(f64, f64, f64)>>,
 }
 
 /// A figure rendered both ways.
@@ -621,7 +629,15 @@ fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Res
     // Bars fill 80% of each group; members left to right in legend order.
     let bw = 0.8 / nm as f64;
     let value_font = (FONT, 14).into_font().color(&BLACK);
-    for (m, (_, is_ref, vals)) in b.members.iter().enumerate() {
+    for (
+        m,
+        BarMember {
+            is_ref,
+            values: vals,
+            ..
+        },
+    ) in b.members.iter().enumerate()
+    {
         let c = PALETTE[m % PALETTE.len()];
         for (g, v) in vals.iter().enumerate() {
             let Some((v, lo, hi)) = v else { continue };
@@ -667,7 +683,7 @@ fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Res
     let legend_font = (FONT, 17).into_font().color(&BLACK);
     let (mut lx, ly) = chart.backend_coord(&(0.0, 111.0));
     lx += 10;
-    for (m, (name, is_ref, _)) in b.members.iter().enumerate() {
+    for (m, BarMember { name, is_ref, .. }) in b.members.iter().enumerate() {
         let c = PALETTE[m % PALETTE.len()];
         let text = if *is_ref {
             format!("{name} (reference, thick outline)")
