@@ -27,13 +27,17 @@ pub enum Command {
         #[arg(long, env = "QEVAL_MODELS")]
         models: Option<PathBuf>,
     },
-    /// Render the reports (CSV, PNG, HTML, table) again from a results.json.
+    /// Render the reports (HTML, Markdown, CSV, PNG/SVG plots, table) from one or more
+    /// results files, merged into one report (no model is loaded).
     Report {
-        /// results.json file, or a run directory that holds one.
-        results: PathBuf,
-        /// Where to write the reports [default: next to the results file].
-        #[arg(long)]
+        /// results.json files, or run directories (every results*.json in them is read).
+        #[arg(required = true, num_args = 1..)]
+        results: Vec<PathBuf>,
+        /// Where to write the reports [default: next to the first results file].
+        #[arg(long, short = 'o')]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        options: ReportOptions,
     },
     /// Internal: run one level in a worker process.
     #[command(name = "__level", hide = true)]
@@ -133,4 +137,35 @@ pub struct RunArgs {
     /// Keep the per-level weight files and reference log-probabilities (in OUT/.work).
     #[arg(long)]
     pub keep_work: bool,
+
+    #[command(flatten)]
+    pub report: ReportOptions,
+}
+
+/// How reports judge and present the measurements (shared by `qeval run` and `qeval report`).
+#[derive(Debug, Clone, Args)]
+pub struct ReportOptions {
+    /// Memory budgets for the recommendation, comma-separated, optionally named, e.g.
+    /// `8GiB,24GiB` or `laptop=8GiB,gpu=24GiB` (units: GiB, GB, MiB, MB). Given budgets are
+    /// also drawn on the memory plots. [default: 4GiB,8GiB,16GiB,24GiB,80GiB, not drawn]
+    #[arg(long, value_name = "LIST", value_parser = crate::report::options::parse_budgets)]
+    pub budget: Option<crate::report::options::Budgets>,
+
+    /// Context length (tokens) whose KV cache a level must fit in a budget, besides its
+    /// weights and its measured overhead.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    pub budget_context: u64,
+
+    /// Mean-KLD thresholds (nats/token) between negligible, small, noticeable and large losses.
+    #[arg(long, value_name = "A,B,C", default_value = "0.01,0.05,0.2", value_parser = crate::report::options::parse_thresholds)]
+    pub kld_thresholds: crate::report::options::Thresholds,
+
+    /// Accuracy-drop thresholds (percentage points) between negligible, small, noticeable and
+    /// large losses on tasks.
+    #[arg(long, value_name = "A,B,C", default_value = "1,3,10", value_parser = crate::report::options::parse_thresholds)]
+    pub acc_thresholds: crate::report::options::Thresholds,
+
+    /// Merge results of different models or eval sets into one report anyway.
+    #[arg(long)]
+    pub allow_mixed: bool,
 }

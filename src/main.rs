@@ -32,7 +32,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             print!("{}", qeval::report::table::models_table(&c));
             Ok(0)
         }
-        Command::Report { results, out } => qeval::report::rerender(&results, out.as_deref()),
+        Command::Report {
+            results,
+            out,
+            options,
+        } => qeval::report::rerender(&results, out.as_deref(), &options),
         Command::Level { job } => {
             qeval::level_worker::run(&job)?;
             Ok(0)

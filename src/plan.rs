@@ -62,6 +62,8 @@ pub struct Plan {
     pub limit: Option<usize>,
     /// Seed of everything random (bootstrap, --limit sampling); recorded in results.json.
     pub seed: u64,
+    /// How the reports judge and present the results (--budget, thresholds).
+    pub report: crate::cli::ReportOptions,
 }
 
 fn evalsets_root() -> PathBuf {
@@ -272,6 +274,7 @@ impl Plan {
             seed: a.seed,
             data,
             limit,
+            report: a.report.clone(),
         })
     }
 }

@@ -345,7 +345,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         results.phases.total_s = t_resume + t_all.elapsed().as_secs_f64();
         results.save(&results_path)?;
         graded.save(&items_path)?;
-        crate::report::render_all(&results, &plan.out_dir)?;
+        crate::report::render_all(&results, &plan.out_dir, &plan.report)?;
         if ref_failed {
             for other in plan.levels.iter().filter(|o| o.level != plan.reference) {
                 results.levels.push(failed_level(
@@ -368,9 +368,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
     };
     results.phases.total_s = t_resume + t_all.elapsed().as_secs_f64();
     results.save(&results_path)?;
-    crate::report::render_all(&results, &plan.out_dir)?;
-    println!("{}", crate::report::table::render(&results));
-    println!("reports in {}", plan.out_dir.display());
+    crate::report::finish_run(&results, &plan.out_dir, &plan.report)?;
     if interrupted {
         eprintln!(
             "qeval: interrupted with {} of {} levels done; run the same command again to finish the rest",

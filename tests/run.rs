@@ -92,8 +92,9 @@ fn smollm2_gguf_levels_order_by_quality_and_write_every_report() {
     for f in [
         "results.json",
         "results.csv",
-        "quality_vs_memory.png",
-        "quality_vs_speed.png",
+        "kld_vs_memory.png",
+        "kld_vs_decode.png",
+        "summary.md",
         "report.html",
     ] {
         let p = out.path().join(f);
@@ -132,7 +133,7 @@ fn smollm2_gguf_levels_order_by_quality_and_write_every_report() {
     let csv = std::fs::read_to_string(out.path().join("results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5);
     let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
-    assert!(html.contains("data:image/png;base64,") && html.contains("<table id=\"levels\">"));
+    assert!(html.contains("data:image/png;base64,") && html.contains("<table id=\"levels\""));
 }
 
 /// Write the SmolLM2 GGUF as a safetensors directory (dequantized weights, its tokenizer).

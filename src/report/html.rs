@@ -1,10 +1,14 @@
-//! `report.html`: one self-contained page (plots inlined as base64 PNG, no network needed):
-//! summary, plots, the table of every level and metric, and provenance. All text from the
-//! model or eval set is HTML-escaped.
+//! `report.html`: one self-contained page (plots inlined as base64 PNG, a few lines of inline
+//! script for sorting, nothing fetched): the recommendation first, then the plots, the
+//! sortable table of every level and metric, per-task results with flips, example items
+//! where a level disagreed with the reference, how each level was made, and provenance.
+//! Every piece of text from results or items files is HTML-escaped.
 
-use super::{plots, table};
-use crate::results::Results;
-use anyhow::Result;
+use super::figures::Figure;
+use super::items;
+use super::merge::{Entry, ReportSet};
+use super::{quality, recommend, table};
+use crate::cli::ReportOptions;
 
 /// Escape text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -45,122 +49,488 @@ fn b64(data: &[u8]) -> String {
     o
 }
 
-pub fn render(r: &Results) -> Result<String> {
-    let mem = b64(&plots::quality_vs_memory(r)?);
-    let spd = b64(&plots::quality_vs_speed(r)?);
-    let mut rows = String::new();
-    for l in &r.levels {
-        rows.push_str("<tr>");
-        for c in table::cells(l) {
-            rows.push_str(&format!("<td>{}</td>", esc(&c)));
-        }
-        rows.push_str("</tr>\n");
+/// Cut text to `n` characters, marking the cut.
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
     }
-    let mut details = String::new();
-    for l in &r.levels {
+}
+
+/// The raw number each table column sorts by (None: sort by text).
+fn sort_keys(set: &ReportSet, e: &Entry) -> Vec<Option<f64>> {
+    let l = e.level;
+    let mut v: Vec<Option<f64>> = vec![None];
+    if set.multi_device() {
+        v.push(None);
+    }
+    let ok = l.status == "ok";
+    let k = quality::kld(l).0;
+    v.extend([
+        Some(l.bits_per_weight),
+        Some(l.weight_bytes as f64),
+        l.peak_rss_bytes.map(|b| b as f64),
+        l.perplexity,
+        quality::dppl_pct(&set.runs[e.run].results, l),
+        k.is_finite().then_some(k),
+        l.kld_p99,
+        l.top1_agreement,
+        k.is_finite().then_some(k),
+        l.prefill_tokens_per_sec,
+        l.decode_tokens_per_sec,
+    ]);
+    if !ok {
+        for x in v.iter_mut().skip(1) {
+            *x = None;
+        }
+    }
+    v
+}
+
+fn levels_table(set: &ReportSet, opts: &ReportOptions) -> String {
+    let mut s = String::from("<table id=\"levels\" class=\"sortable\"><thead><tr>");
+    for h in table::headers(set) {
+        s.push_str(&format!(
+            "<th scope=\"col\" title=\"click to sort\"{}>{}</th>",
+            if h == "device" { " class=\"t\"" } else { "" },
+            esc(h)
+        ));
+    }
+    s.push_str("</tr></thead><tbody>\n");
+    for e in set.entries() {
+        let cls = if e.level.is_reference {
+            " class=\"ref\""
+        } else if e.level.status != "ok" {
+            " class=\"failed\""
+        } else {
+            ""
+        };
+        s.push_str(&format!("<tr{cls}>"));
+        for (i, (c, k)) in table::cells(set, &e, opts)
+            .iter()
+            .zip(sort_keys(set, &e))
+            .enumerate()
+        {
+            let cls = if set.multi_device() && i == 1 {
+                " class=\"t\""
+            } else {
+                ""
+            };
+            match k {
+                Some(k) if k.is_finite() => {
+                    s.push_str(&format!("<td{cls} data-v=\"{k}\">{}</td>", esc(c)))
+                }
+                _ => s.push_str(&format!("<td{cls}>{}</td>", esc(c))),
+            }
+        }
+        s.push_str("</tr>\n");
+    }
+    s.push_str("</tbody></table>");
+    s
+}
+
+fn tasks_section(set: &ReportSet, opts: &ReportOptions) -> String {
+    let mut rows = String::new();
+    for e in set.ok_entries() {
+        for t in &e.level.tasks {
+            let verdict = match (t.delta_vs_reference, quality::task_indistinguishable(t)) {
+                (None, _) => "reference".to_string(),
+                (Some(_), Some(true)) => "indistinguishable from the reference".into(),
+                (Some(d), _) => {
+                    if d >= 0.0 {
+                        "better than the reference".into()
+                    } else {
+                        format!("{} drop", opts.acc_thresholds.classify(-d * 100.0).word())
+                    }
+                }
+            };
+            let pct = |v: Option<f64>| v.map(|x| format!("{:+.1}", x * 100.0)).unwrap_or_default();
+            rows.push_str(&format!(
+                "<tr><td>{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td data-v=\"{}\">{:.1}% [{:.1}, {:.1}]</td><td data-v=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"t\">{}</td></tr>\n",
+                esc(&e.label(set.multi_device())),
+                esc(&t.task),
+                esc(&t.kind),
+                esc(&t.metric),
+                t.value,
+                t.value * 100.0,
+                t.ci_low * 100.0,
+                t.ci_high * 100.0,
+                t.delta_vs_reference.unwrap_or(0.0),
+                match t.delta_vs_reference {
+                    Some(_) => format!("{} [{}, {}]", pct(t.delta_vs_reference), pct(t.delta_ci_low), pct(t.delta_ci_high)),
+                    None => "-".into(),
+                },
+                match (t.flips_lost, t.flips_gained) {
+                    (Some(l), Some(g)) => format!("−{l} / +{g}"),
+                    _ => "-".into(),
+                },
+                t.mcnemar_p.map(|p| format!("{p:.3}")).unwrap_or_else(|| "-".into()),
+                t.min_detectable_delta.map(|m| format!("{:.1}", m * 100.0)).unwrap_or_else(|| "-".into()),
+                t.n,
+                esc(&verdict),
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        r#"<h2 id="tasks">Tasks</h2>
+<p>Accuracy with its 95% Wilson interval; Δ is the paired difference from the reference on the same items, in points, with its 95% paired-bootstrap interval. Flips: items right at the reference and wrong here (−) and the reverse (+); McNemar's exact test on them. A drop smaller than the minimum detectable Δ (80% power at the 5% level) is within noise.</p>
+<div class="scroll"><table id="task-table" class="sortable"><thead><tr><th>level</th><th class="t">task</th><th class="t">kind</th><th class="t">metric</th><th>accuracy [95% CI]</th><th>Δ points [95% CI]</th><th>flips lost / gained</th><th>McNemar p</th><th>min. detectable Δ</th><th>n</th><th class="t">verdict</th></tr></thead><tbody>
+{rows}</tbody></table></div>
+"#
+    )
+}
+
+fn examples_section(set: &ReportSet) -> String {
+    let mut s = String::new();
+    for run in &set.runs {
+        if run.items.is_empty() {
+            continue;
+        }
+        for l in run.results.levels.iter().filter(|l| !l.is_reference) {
+            let d = items::disagreements(&run.items, &l.level, &run.results.reference, 3);
+            if d.is_empty() {
+                continue;
+            }
+            s.push_str(&format!(
+                "<h3>{}{}: {} item(s) shown where it disagreed with {}</h3>\n<div class=\"scroll\"><table class=\"items\"><thead><tr><th>task / item</th><th>prompt</th><th>right answer</th><th>{} answered</th><th>{} answered</th></tr></thead><tbody>\n",
+                esc(&l.level),
+                if set.multi_device() { format!(" · {}", esc(&run.label)) } else { String::new() },
+                d.len(),
+                esc(&run.results.reference),
+                esc(&run.results.reference),
+                esc(&l.level),
+            ));
+            for x in d {
+                let mark = |c: bool| if c { "✓ right" } else { "✗ wrong" };
+                s.push_str(&format!(
+                    "<tr><td>{} / {}</td><td class=\"prompt\">{}</td><td>{}</td><td>{} ({})</td><td>{} ({})</td></tr>\n",
+                    esc(&x.item.task),
+                    esc(&x.item.id),
+                    esc(&clip(&x.item.prompt, 400)),
+                    esc(&clip(&x.item.gold, 200)),
+                    esc(&clip(&x.reference.prediction, 200)),
+                    mark(x.reference.correct),
+                    esc(&clip(&x.item.prediction, 200)),
+                    mark(x.item.correct),
+                ));
+            }
+            s.push_str("</tbody></table></div>\n");
+        }
+    }
+    if s.is_empty() {
+        return s;
+    }
+    format!("<h2 id=\"examples\">Where levels disagreed with the reference</h2>\n<p>A few items per level whose answer was right at the reference and wrong at the level (or the reverse), from the run's items file.</p>\n{s}")
+}
+
+fn figure(f: &Figure) -> String {
+    format!(
+        "<figure id=\"fig-{}\"><img alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption>{} <span class=\"files\">({}.png, {}.svg)</span></figcaption></figure>\n",
+        esc(&f.stem),
+        esc(&f.alt),
+        b64(&f.png),
+        esc(&f.alt),
+        esc(&f.stem),
+        esc(&f.stem)
+    )
+}
+
+fn provenance(set: &ReportSet) -> String {
+    let mut s = String::new();
+    for run in &set.runs {
+        let r = &run.results;
+        let files: String = r
+            .model
+            .files
+            .iter()
+            .map(|f| {
+                format!(
+                    "<li>{} ({} bytes), sha256 <code>{}</code></li>",
+                    esc(&f.name),
+                    f.bytes,
+                    esc(&f.sha256)
+                )
+            })
+            .collect();
+        s.push_str(&format!(
+            r#"<h3>{label}{src}</h3>
+<ul>
+<li>Model: <b>{model}</b> ({arch}, {params} parameters, source {dtype}, {format}){repo}{rev}</li>
+<li>Files:<ul>{files}</ul></li>
+<li>Device: {kind}, {dname}, {threads}, {os}/{march}</li>
+<li>Eval set: {es} v{esv} ({espath}), {tokens} text tokens, {chunks} chunks of {ctx} tokens, {scored} scored; scoring mode {mode}; seed {seed}{limit}</li>
+<li>Reference: {reference}. {note}</li>
+<li>qeval {ver} (git {git}), candle {candle}; run status {status}, {total:.0} s in all; created {created} (Unix time)</li>
+<li>Command: <code>{cmd}</code></li>
+</ul>
+"#,
+            label = esc(&run.label),
+            src = run
+                .source
+                .as_ref()
+                .map(|p| format!(" — <code>{}</code>", esc(&p.display().to_string())))
+                .unwrap_or_default(),
+            model = esc(&r.model.name),
+            arch = esc(&r.model.arch),
+            params = table::human_count(r.model.n_params),
+            dtype = esc(&r.model.source_dtype),
+            format = esc(&r.model.format),
+            repo = r
+                .model
+                .repo
+                .as_ref()
+                .map(|x| format!(", from {}", esc(x)))
+                .unwrap_or_default(),
+            rev = r
+                .model
+                .revision
+                .as_ref()
+                .map(|x| format!(" revision {}", esc(x)))
+                .unwrap_or_default(),
+            files = files,
+            kind = esc(&r.device.kind),
+            dname = esc(&r.device.name),
+            threads = table::threads(r.device.threads),
+            os = esc(&r.device.os),
+            march = esc(&r.device.arch),
+            es = esc(&r.evalset.name),
+            esv = esc(&r.evalset.version),
+            espath = esc(&r.evalset.path),
+            tokens = r.evalset.text_tokens,
+            chunks = r.evalset.chunks,
+            ctx = r.evalset.ctx,
+            scored = r.evalset.scored_tokens,
+            mode = esc(&r.scoring_mode),
+            seed = r.seed,
+            limit = r
+                .limit
+                .map(|l| format!(", {l} items per task"))
+                .unwrap_or_default(),
+            reference = esc(&r.reference),
+            note = esc(&r.reference_note),
+            ver = esc(&r.qeval_version),
+            git = esc(&r.qeval_git),
+            candle = esc(&r.candle_version),
+            status = esc(&format!("{:?}", r.status).to_lowercase()),
+            total = r.phases.total_s,
+            created = r.created_unix,
+            cmd = esc(&r.command_line.join(" ")),
+        ));
+    }
+    s
+}
+
+fn levels_made(set: &ReportSet) -> String {
+    let mut s = String::new();
+    for e in set.entries() {
+        let l = e.level;
+        // The recipe is the same on every device: describe each level once.
+        if set
+            .entries()
+            .iter()
+            .take_while(|o| !std::ptr::eq(o.level, l))
+            .any(|o| {
+                o.level.level == l.level
+                    && o.level.source == l.source
+                    && o.level.type_mix == l.type_mix
+            })
+        {
+            continue;
+        }
         let mix: Vec<String> = l
             .type_mix
             .iter()
-            .map(|(k, v)| format!("{k}: {v}"))
+            .map(|(k, v)| format!("{k}: {}", table::human_count(*v)))
             .collect();
-        details.push_str(&format!(
-            "<li><b>{}</b>: {} {}. Types (parameters): {}. {} tensors fell back to another type.{}</li>\n",
+        s.push_str(&format!(
+            "<li><b>{}</b>: {}{}. {:.2} bits per weight; parameters per type: {}. {} tensor(s) fell back to another type.{}</li>\n",
             esc(&l.level),
             esc(&l.source),
-            if l.status == "ok" { "" } else { "— FAILED" },
+            if l.status == "ok" { "" } else { " — FAILED" },
+            l.bits_per_weight,
             esc(&mix.join(", ")),
             l.fallbacks.len(),
-            l.error.as_ref().map(|e| format!(" Error: {}", esc(e))).unwrap_or_default()
+            l.error
+                .as_ref()
+                .map(|e| format!(" Error: {}", esc(e)))
+                .unwrap_or_default()
         ));
     }
-    let headers: String = table::HEADERS
+    s
+}
+
+const STYLE: &str = r#"
+:root { --fg: #1d1d1f; --muted: #555; --line: #ddd; --accent: #0072b2; }
+* { box-sizing: border-box; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; font-size: 16px; line-height: 1.5; max-width: 1380px; margin: 0 auto; padding: 0.5em 1em 3em; color: var(--fg); }
+h1 { font-size: 1.7em; margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bottom: 2px solid var(--line); } h3 { font-size: 1.05em; }
+.lead { color: var(--muted); margin-top: 0; }
+.rec { background: #eef6fb; border-left: 5px solid var(--accent); padding: 0.6em 1em; border-radius: 4px; }
+.rec ul { padding-left: 1.2em; } .rec li { margin: 0.35em 0; }
+.warn { background: #fff4e5; border-left: 5px solid #e69f00; padding: 0.5em 1em; }
+.note { color: var(--muted); font-size: 0.92em; }
+.scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
+table { border-collapse: collapse; width: 100%; font-size: 0.84em; font-variant-numeric: tabular-nums; }
+th, td { border-bottom: 1px solid var(--line); padding: 4px 6px; text-align: right; white-space: nowrap; }
+th.t, td.t { text-align: left; }
+th:first-child, td:first-child { text-align: left; position: sticky; left: 0; background: #fff; }
+th { background: #f3f3f3; cursor: pointer; user-select: none; }
+th:first-child { background: #f3f3f3; }
+th[aria-sort=ascending]::after { content: " ▲"; } th[aria-sort=descending]::after { content: " ▼"; }
+tr.ref td { font-weight: 600; } tr.failed td { color: #a00; }
+table.items td, table.items th { white-space: normal; text-align: left; vertical-align: top; min-width: 8em; }
+td.prompt { max-width: 32em; font-size: 0.92em; }
+figure { margin: 1em 0 2em; } figure img { width: 100%; max-width: 1100px; height: auto; border: 1px solid var(--line); }
+figcaption { color: var(--muted); font-size: 0.9em; } .files { white-space: nowrap; }
+details summary { cursor: pointer; font-weight: 600; margin: 1em 0; }
+code { font-size: 0.88em; word-break: break-all; }
+nav a { margin-right: 0.8em; }
+@media (max-width: 640px) { body { font-size: 15px; padding: 0.3em 0.6em; } h1 { font-size: 1.35em; } th, td { padding: 4px 5px; } }
+"#;
+
+const SCRIPT: &str = r#"
+document.querySelectorAll('table.sortable').forEach(function (t) {
+  t.querySelectorAll('thead th').forEach(function (th, i) {
+    th.tabIndex = 0;
+    var go = function () {
+      var asc = th.getAttribute('aria-sort') !== 'ascending';
+      t.querySelectorAll('thead th').forEach(function (h) { h.removeAttribute('aria-sort'); });
+      th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
+      var body = t.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      var key = function (r) { var c = r.cells[i]; return c && c.dataset.v !== undefined ? parseFloat(c.dataset.v) : null; };
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b), c;
+        if (x !== null && y !== null) c = x - y;
+        else if (x !== null) return -1;
+        else if (y !== null) return 1;
+        else c = a.cells[i].textContent.localeCompare(b.cells[i].textContent);
+        return asc ? c : -c;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    };
+    th.addEventListener('click', go);
+    th.addEventListener('keydown', function (e) { if (e.key === 'Enter') go(); });
+  });
+  t.classList.add('sortable-ready');
+});
+window.addEventListener('load', function () {
+  var n = 0;
+  for (var i = 0; i < document.images.length; i++) {
+    if (document.images[i].complete && document.images[i].naturalWidth > 0) n++;
+  }
+  document.body.setAttribute('data-images-decoded', String(n));
+});
+"#;
+
+pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> String {
+    let r = set.first();
+    let recs: String = recommend::sentences(set, opts)
         .iter()
-        .map(|h| format!("<th>{}</th>", esc(h)))
+        .map(|s| format!("<li>{}</li>\n", esc(s)))
         .collect();
-    let files: String = r
-        .model
-        .files
+    let warnings: String = set
+        .warnings
         .iter()
-        .map(|f| {
+        .map(|w| format!("<p class=\"warn\">{}</p>\n", esc(w)))
+        .collect();
+    let main: String = figures.iter().filter(|f| f.main).map(figure).collect();
+    let more: String = figures.iter().filter(|f| !f.main).map(figure).collect();
+    let more = if more.is_empty() {
+        String::new()
+    } else {
+        format!("<details><summary>More plots: perplexity change{} against memory, weights and speed</summary>\n{more}</details>\n",
+            if figures.iter().any(|f| f.stem.starts_with("acc_")) { " and accuracy change" } else { "" })
+    };
+    let mut notes: Vec<&str> = Vec::new();
+    for run in &set.runs {
+        if !notes.contains(&run.results.reference_note.as_str()) {
+            notes.push(&run.results.reference_note);
+        }
+    }
+    let notes: String = notes
+        .iter()
+        .map(|n| format!("<p class=\"note\">{}</p>\n", esc(n)))
+        .collect();
+    let devices: Vec<String> = set
+        .runs
+        .iter()
+        .map(|x| {
             format!(
-                "<li>{} ({} bytes) sha256 <code>{}</code></li>",
-                esc(&f.name),
-                f.bytes,
-                esc(&f.sha256)
+                "{} ({}, {})",
+                x.label,
+                x.results.device.name,
+                table::threads(x.results.device.threads)
             )
         })
         .collect();
-    Ok(format!(
-        r#"<!doctype html>
+    let tasks = tasks_section(set, opts);
+    let examples = examples_section(set);
+    format!(
+        r##"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>qeval: {model}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 1em auto; padding: 0 1em; color: #222; }}
-table {{ border-collapse: collapse; width: 100%; font-size: 0.92em; }}
-th, td {{ border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: right; white-space: nowrap; }}
-th:first-child, td:first-child {{ text-align: left; }}
-.scroll {{ overflow-x: auto; }}
-img {{ max-width: 100%; height: auto; }}
-.note {{ background: #f4f4f4; padding: 0.6em 1em; border-left: 4px solid #888; }}
-</style></head><body>
+<style>{STYLE}</style></head><body>
 <h1>qeval: {model}</h1>
-<p>{arch}, {params} parameters, source {src_dtype} ({format}). Device: {device} ({threads} threads). Eval set <b>{es}</b> v{esv}: {scored} scored tokens in {chunks} chunks of {ctx}. Reference level: <b>{reference}</b>. Run status: {status}.</p>
-<p class="note">{refnote}</p>
-<h2>Levels</h2>
-<div class="scroll"><table id="levels"><thead><tr>{headers}</tr></thead><tbody>
-{rows}</tbody></table></div>
-<p>± is one standard error. KLD: KL divergence of the level's next-token distribution from the reference's, mean over scored tokens (0 = identical). Same top-1: share of tokens where both pick the same most likely token. PPL: perplexity on the eval text. Speeds: median ± standard deviation over repeats (prefill {pp} tokens, decode {tg} tokens). Peak RSS: {rssm}.</p>
-<h2>Quality loss against memory</h2>
-<img alt="mean KLD against peak memory" src="data:image/png;base64,{mem}">
-<h2>Quality loss against speed</h2>
-<img alt="mean KLD against decode speed" src="data:image/png;base64,{spd}">
+<p class="lead">{arch}, {params} parameters, source {dtype}. Measured on {devices}. Eval set <b>{es}</b> v{esv}: {scored} scored tokens in {chunks} chunks of {ctx}. Reference level: <b>{reference}</b>.</p>
+<nav><a href="#recommendation">Recommendation</a><a href="#plots">Plots</a><a href="#table">Table</a>{tasks_link}{examples_link}<a href="#provenance">Provenance</a></nav>
+<h2 id="recommendation">Recommendation</h2>
+<div class="rec"><ul>
+{recs}</ul></div>
+<p class="note">{thresholds}</p>
+{warnings}{notes}
+<h2 id="plots">Quality loss against memory and speed</h2>
+<p class="note">One point per level and device; each device has its own colour and marker shape and its own Pareto frontier (the line: no other level of that device is both smaller or faster and better). Grey points are dominated. The reference has a KLD of 0 and is drawn at the bottom of the log axis, ringed. Error bars: 95% intervals. Dashed rules are the --budget sizes; the plots show memory as measured (at the benchmark's context), while the recommendation also counts the KV cache at its stated context.</p>
+{main}{more}
+<h2 id="table">Every level and metric</h2>
+<p class="note">Click a column to sort. ± is one standard error (PPL, KLD, same top-1) or the standard deviation over repeats (speeds). KLD: KL divergence of the level's next-token distribution from the reference's, nats per token (0 = identical). Same top-1: share of tokens where both pick the same most likely token. ΔPPL: perplexity change against the reference. Loss: the KLD's class under the thresholds above. Peak RSS: {rssm}.</p>
+<div class="scroll">{table}</div>
+{tasks}{examples}
 <h2>How each level was made</h2>
-<ul>{details}</ul>
-<h2>Provenance</h2>
-<ul>
-<li>Model: {model} {repo} {rev}</li>
-{files}
-<li>qeval {ver} (git {git}), candle {candle}</li>
-<li>Command: <code>{cmd}</code></li>
-</ul>
+<ul>{made}</ul>
+<h2 id="provenance">Provenance</h2>
+{provenance}
+<p class="note">Rendered by qeval {ver} from results files alone; the same data is in results.csv and summary.md next to this page.</p>
+<script>{SCRIPT}</script>
 </body></html>
-"#,
+"##,
         model = esc(&r.model.name),
         arch = esc(&r.model.arch),
         params = table::human_count(r.model.n_params),
-        src_dtype = esc(&r.model.source_dtype),
-        format = esc(&r.model.format),
-        device = esc(&r.device.name),
-        threads = r.device.threads,
+        dtype = esc(&r.model.source_dtype),
+        devices = esc(&devices.join("; ")),
         es = esc(&r.evalset.name),
         esv = esc(&r.evalset.version),
         scored = r.evalset.scored_tokens,
         chunks = r.evalset.chunks,
         ctx = r.evalset.ctx,
         reference = esc(&r.reference),
-        status = esc(&format!("{:?}", r.status).to_lowercase()),
-        refnote = esc(&r.reference_note),
-        headers = headers,
-        rows = rows,
-        pp = r.levels.first().map(|l| l.prefill_tokens).unwrap_or(0),
-        tg = r.levels.first().map(|l| l.decode_tokens).unwrap_or(0),
+        tasks_link = if tasks.is_empty() {
+            ""
+        } else {
+            "<a href=\"#tasks\">Tasks</a>"
+        },
+        examples_link = if examples.is_empty() {
+            ""
+        } else {
+            "<a href=\"#examples\">Examples</a>"
+        },
+        thresholds = esc(&recommend::thresholds_text(opts)),
         rssm = esc(r
             .levels
             .first()
             .map(|l| l.peak_rss_method.as_str())
             .unwrap_or("")),
-        mem = mem,
-        spd = spd,
-        details = details,
-        repo = esc(r.model.repo.as_deref().unwrap_or("")),
-        rev = esc(r.model.revision.as_deref().unwrap_or("")),
-        files = files,
-        ver = esc(&r.qeval_version),
-        git = esc(&r.qeval_git),
-        candle = esc(&r.candle_version),
-        cmd = esc(&r.command_line.join(" ")),
-    ))
+        table = levels_table(set, opts),
+        made = levels_made(set),
+        provenance = provenance(set),
+        ver = esc(env!("CARGO_PKG_VERSION")),
+    )
 }
 
 #[cfg(test)]
@@ -178,5 +548,11 @@ mod tests {
         assert_eq!(super::b64(b"Man"), "TWFu");
         assert_eq!(super::b64(b"Ma"), "TWE=");
         assert_eq!(super::b64(b"M"), "TQ==");
+    }
+
+    #[test]
+    fn clip_marks_the_cut() {
+        assert_eq!(super::clip("abcdef", 3), "abc…");
+        assert_eq!(super::clip("abc", 3), "abc");
     }
 }

@@ -1,50 +1,95 @@
-//! Reports, every one rendered from a `Results` record alone: CSV, terminal table, PNG plots
-//! and a self-contained HTML page. Each format lives in its own file.
+//! Reports, rendered from results files alone (one run, or several merged): HTML, Markdown,
+//! CSV, PNG and SVG plots, the terminal table and the recommendation. Each format, figure
+//! set and judgement lives in its own file; this one writes them out.
 
 pub mod csv;
+pub mod figures;
 pub mod html;
-pub mod plots;
+pub mod items;
+pub mod markdown;
+pub mod merge;
+pub mod options;
+pub mod pareto;
+pub mod plot;
+pub mod quality;
+pub mod recommend;
 pub mod table;
 
+use crate::cli::ReportOptions;
 use crate::fsutil::write_atomic;
 use crate::results::Results;
 use anyhow::Result;
+use merge::ReportSet;
 use std::path::{Path, PathBuf};
 
-/// Write every report for `r` into `dir` (atomically, file by file).
-pub fn render_all(r: &Results, dir: &Path) -> Result<Vec<PathBuf>> {
+/// Write every report of `set` into `dir` (atomically, file by file); returns the paths.
+pub fn render_set(set: &ReportSet, dir: &Path, opts: &ReportOptions) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    let p = dir.join("results.csv");
-    write_atomic(&p, csv::render(r).as_bytes())?;
-    out.push(p);
-    let mem = dir.join("quality_vs_memory.png");
-    write_atomic(&mem, &plots::quality_vs_memory(r)?)?;
-    out.push(mem);
-    let spd = dir.join("quality_vs_speed.png");
-    write_atomic(&spd, &plots::quality_vs_speed(r)?)?;
-    out.push(spd);
-    let h = dir.join("report.html");
-    write_atomic(&h, html::render(r)?.as_bytes())?;
-    out.push(h);
+    let mut put = |name: &str, data: &[u8]| -> Result<()> {
+        let p = dir.join(name);
+        write_atomic(&p, data)?;
+        out.push(p);
+        Ok(())
+    };
+    put("results.csv", csv::render(set, opts).as_bytes())?;
+    if let Some(t) = csv::render_tasks(set) {
+        put("tasks.csv", t.as_bytes())?;
+    }
+    let figs = figures::all(set, opts)?;
+    for f in &figs {
+        put(&format!("{}.png", f.stem), &f.png)?;
+        put(&format!("{}.svg", f.stem), f.svg.as_bytes())?;
+    }
+    put("summary.md", markdown::render(set, opts, &figs).as_bytes())?;
+    put("report.html", html::render(set, opts, &figs).as_bytes())?;
     Ok(out)
 }
 
-/// `qeval report`: render the reports again from a results file.
-pub fn rerender(results: &Path, out: Option<&Path>) -> Result<i32> {
-    let file = if results.is_dir() {
-        results.join("results.json")
-    } else {
-        results.to_path_buf()
-    };
-    let r = Results::load(&file)?;
+/// The terminal view: the table, then the recommendation.
+pub fn terminal(set: &ReportSet, opts: &ReportOptions) -> String {
+    let mut s = table::render(set, opts);
+    s.push_str("\nRecommendation:\n");
+    for line in recommend::sentences(set, opts) {
+        s.push_str(&format!("  {line}\n"));
+    }
+    s
+}
+
+fn single(r: &Results, dir: &Path) -> Result<ReportSet> {
+    let items = items::load(&merge::items_path(&dir.join("results.json")))?;
+    Ok(ReportSet::single(r.clone(), items))
+}
+
+/// `qeval run`, after every level: the reports of the run so far (with OUT/items.jsonl).
+pub fn render_all(r: &Results, dir: &Path, opts: &ReportOptions) -> Result<Vec<PathBuf>> {
+    render_set(&single(r, dir)?, dir, opts)
+}
+
+/// `qeval run`, at its end: the reports, then the table and recommendation on stdout.
+pub fn finish_run(r: &Results, dir: &Path, opts: &ReportOptions) -> Result<()> {
+    let set = single(r, dir)?;
+    render_set(&set, dir, opts)?;
+    println!("{}", terminal(&set, opts));
+    println!("reports in {}", dir.display());
+    Ok(())
+}
+
+/// `qeval report`: render one report from one or more results files (or run directories).
+pub fn rerender(paths: &[PathBuf], out: Option<&Path>, opts: &ReportOptions) -> Result<i32> {
+    let set = ReportSet::load(paths, opts.allow_mixed)?;
     let dir = match out {
         Some(o) => o.to_path_buf(),
-        None => file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        None => set.runs[0]
+            .source
+            .as_ref()
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
     };
     std::fs::create_dir_all(&dir)
         .map_err(|e| crate::error::usage(format!("--out {}: cannot create: {e}", dir.display())))?;
-    render_all(&r, &dir)?;
-    println!("{}", table::render(&r));
+    render_set(&set, &dir, opts)?;
+    println!("{}", terminal(&set, opts));
     println!("reports in {}", dir.display());
     Ok(0)
 }

@@ -1,7 +1,11 @@
-//! The terminal table (same columns as the CSV and the HTML table) and number formatting.
+//! The table of every level and metric (the same cells in the terminal, HTML and Markdown)
+//! and number formatting.
 
+use super::merge::{Entry, ReportSet};
+use super::quality;
 use crate::catalog::Catalog;
-use crate::results::{LevelResult, Results};
+use crate::cli::ReportOptions;
+use crate::results::Results;
 
 pub fn human_bytes(b: u64) -> String {
     let b = b as f64;
@@ -11,6 +15,15 @@ pub fn human_bytes(b: u64) -> String {
         format!("{:.1} MB", b / 1e6)
     } else {
         format!("{:.0} kB", b / 1e3)
+    }
+}
+
+/// "1 thread", "2 threads".
+pub fn threads(n: usize) -> String {
+    if n == 1 {
+        "1 thread".into()
+    } else {
+        format!("{n} threads")
     }
 }
 
@@ -39,45 +52,70 @@ fn pm(v: Option<f64>, se: Option<f64>, prec: usize) -> String {
     }
 }
 
-/// Column headers shared by the table and the HTML report.
-pub const HEADERS: [&str; 10] = [
-    "level",
-    "bits/w",
-    "weights",
-    "peak RSS",
-    "PPL",
-    "KLD mean",
-    "KLD p99",
-    "same top-1",
-    "prefill t/s",
-    "decode t/s",
-];
+/// Column headers shared by the terminal table, the HTML table and summary.md; the
+/// device column only when the report has several devices.
+pub fn headers(set: &ReportSet) -> Vec<&'static str> {
+    let mut h = vec!["level"];
+    if set.multi_device() {
+        h.push("device");
+    }
+    h.extend([
+        "bits/w",
+        "weights",
+        "peak RSS",
+        "PPL",
+        "ΔPPL",
+        "KLD mean",
+        "KLD p99",
+        "same top-1",
+        "loss",
+        "prefill t/s",
+        "decode t/s",
+    ]);
+    h
+}
 
-/// One row of formatted cells for a level.
-pub fn cells(l: &LevelResult) -> Vec<String> {
+/// One row of formatted cells for a level on a device.
+pub fn cells(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> Vec<String> {
+    let l = e.level;
+    let mut v = vec![if l.is_reference {
+        format!("{} (ref)", l.level)
+    } else {
+        l.level.clone()
+    }];
+    if set.multi_device() {
+        v.push(e.device.to_string());
+    }
     if l.status != "ok" {
-        let mut v = vec![l.level.clone(), "FAILED".into()];
-        v.extend(std::iter::repeat_n("-".to_string(), HEADERS.len() - 2));
+        v.push("FAILED".into());
+        let n = headers(set).len();
+        v.extend(std::iter::repeat_n("-".to_string(), n - v.len()));
         return v;
     }
-    vec![
-        if l.is_reference {
-            format!("{} (ref)", l.level)
-        } else {
-            l.level.clone()
-        },
+    let k = quality::kld(l).0;
+    v.extend([
         format!("{:.2}", l.bits_per_weight),
         human_bytes(l.weight_bytes),
         l.peak_rss_bytes
             .map(human_bytes)
             .unwrap_or_else(|| "-".into()),
         pm(l.perplexity, l.perplexity_se, 3),
+        quality::dppl_pct(&set.runs[e.run].results, l)
+            .map(|d| format!("{d:+.1}%"))
+            .unwrap_or_else(|| "-".into()),
         pm(l.kld_mean, l.kld_mean_se, 5),
         opt(l.kld_p99, 4),
         match (l.top1_agreement, l.top1_agreement_se) {
             (Some(t), Some(s)) if s.is_finite() => format!("{:.2}% ±{:.2}", t * 100.0, s * 100.0),
             (Some(t), _) => format!("{:.2}%", t * 100.0),
             _ => "-".into(),
+        },
+        if l.is_reference {
+            "reference".into()
+        } else if k.is_finite() {
+            opts.kld_thresholds.classify(k).word().into()
+        } else {
+            "-".into()
         },
         l.prefill
             .as_ref()
@@ -87,42 +125,60 @@ pub fn cells(l: &LevelResult) -> Vec<String> {
             .as_ref()
             .map(|s| format!("{:.1} ±{:.1}", s.median, s.stddev))
             .unwrap_or_else(|| "-".into()),
-    ]
+    ]);
+    v
 }
 
-/// The results as an aligned text table with a provenance line.
-pub fn render(r: &Results) -> String {
-    let rows: Vec<Vec<String>> = r.levels.iter().map(cells).collect();
-    let mut w: Vec<usize> = HEADERS.iter().map(|h| h.chars().count()).collect();
+/// Every row of the report, in run then level order.
+pub fn rows(set: &ReportSet, opts: &ReportOptions) -> Vec<Vec<String>> {
+    set.entries().iter().map(|e| cells(set, e, opts)).collect()
+}
+
+/// One line per run saying what was measured where.
+pub fn provenance_line(r: &Results, label: &str) -> String {
+    format!(
+        "{} ({}) on {} [{}] ({}), eval set {} v{}: {} scored tokens, ctx {}",
+        r.model.name,
+        r.model.arch,
+        r.device.name,
+        label,
+        threads(r.device.threads),
+        r.evalset.name,
+        r.evalset.version,
+        r.evalset.scored_tokens,
+        r.evalset.ctx
+    )
+}
+
+/// The report as an aligned text table with provenance lines and notes.
+pub fn render(set: &ReportSet, opts: &ReportOptions) -> String {
+    let heads: Vec<String> = headers(set).iter().map(|h| h.to_string()).collect();
+    let rows = rows(set, opts);
+    let mut w: Vec<usize> = heads.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (i, c) in row.iter().enumerate() {
             w[i] = w[i].max(c.chars().count());
         }
     }
-    let mut s = format!(
-        "{} ({}) on {} ({} threads), eval set {} v{}: {} scored tokens, ctx {}\n",
-        r.model.name,
-        r.model.arch,
-        r.device.name,
-        r.device.threads,
-        r.evalset.name,
-        r.evalset.version,
-        r.evalset.scored_tokens,
-        r.evalset.ctx
-    );
+    let mut s = String::new();
+    for run in &set.runs {
+        s.push_str(&provenance_line(&run.results, &run.label));
+        s.push('\n');
+    }
     let line = |cells: &[String]| -> String {
         cells
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{:<width$}", c, width = w[i]))
+            .map(|(i, c)| {
+                let pad = w[i].saturating_sub(c.chars().count());
+                format!("{c}{}", " ".repeat(pad))
+            })
             .collect::<Vec<_>>()
             .join("  ")
             .trim_end()
             .to_string()
     };
-    s.push_str(&line(
-        &HEADERS.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-    ));
+    s.push_str(&line(&heads));
     s.push('\n');
     s.push_str(
         &w.iter()
@@ -135,15 +191,26 @@ pub fn render(r: &Results) -> String {
         s.push_str(&line(row));
         s.push('\n');
     }
-    for l in r.levels.iter().filter(|l| l.status != "ok") {
+    for e in set.entries().iter().filter(|e| e.level.status != "ok") {
         s.push_str(&format!(
             "{}: {}\n",
-            l.level,
-            l.error.as_deref().unwrap_or("failed")
+            e.label(set.multi_device()),
+            e.level.error.as_deref().unwrap_or("failed")
         ));
     }
-    s.push_str(&format!("note: {}\n", r.reference_note));
-    s.push_str("± is one standard error; t/s are medians ± standard deviation over repeats.\n");
+    let mut notes: Vec<&str> = Vec::new();
+    for run in &set.runs {
+        if !notes.contains(&run.results.reference_note.as_str()) {
+            notes.push(&run.results.reference_note);
+        }
+    }
+    for n in notes {
+        s.push_str(&format!("note: {n}\n"));
+    }
+    for wn in &set.warnings {
+        s.push_str(&format!("warning: {wn}\n"));
+    }
+    s.push_str("± is one standard error; t/s are medians ± standard deviation over repeats; loss words: see the recommendation.\n");
     s
 }
 

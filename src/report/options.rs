@@ -1,0 +1,224 @@
+//! The report's judgement settings as values: memory budgets (`--budget`) and the loss
+//! thresholds (`--kld-thresholds`, `--acc-thresholds`), with their parsers for clap.
+
+use crate::cli::ReportOptions;
+
+/// One memory budget: bytes and the label drawn on the plots ("laptop 8 GiB").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budget {
+    pub name: Option<String>,
+    pub bytes: u64,
+    /// The size as the user wrote it, normalised ("8 GiB").
+    pub size_text: String,
+}
+
+impl Budget {
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{n} {}", self.size_text),
+            None => self.size_text.clone(),
+        }
+    }
+}
+
+/// The budgets of one `--budget` value, smallest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budgets(pub Vec<Budget>);
+
+/// The budgets the recommendation uses when none are given.
+pub const DEFAULT_BUDGETS: &str = "4GiB,8GiB,16GiB,24GiB,80GiB";
+
+/// Three increasing cut points between negligible, small, noticeable and large.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds(pub [f64; 3]);
+
+/// How large a quality loss is, in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Negligible,
+    Small,
+    Noticeable,
+    Large,
+}
+
+impl Severity {
+    pub fn word(self) -> &'static str {
+        match self {
+            Severity::Negligible => "negligible",
+            Severity::Small => "small",
+            Severity::Noticeable => "noticeable",
+            Severity::Large => "large",
+        }
+    }
+}
+
+impl Thresholds {
+    /// Classify a loss (0 = none); a loss below the first cut point is negligible.
+    pub fn classify(&self, loss: f64) -> Severity {
+        let [a, b, c] = self.0;
+        if loss < a {
+            Severity::Negligible
+        } else if loss < b {
+            Severity::Small
+        } else if loss < c {
+            Severity::Noticeable
+        } else {
+            Severity::Large
+        }
+    }
+}
+
+/// Parse `8GiB`, `0.5 GB`, `512MiB`, `laptop=8GiB`, ... into a budget.
+pub fn parse_budget(s: &str) -> Result<Budget, String> {
+    let s = s.trim();
+    let (name, size) = match s.split_once('=') {
+        Some((n, v)) if !n.trim().is_empty() => (Some(n.trim().to_string()), v.trim()),
+        Some(_) => return Err(format!("budget '{s}': the name before '=' is empty")),
+        None => (None, s),
+    };
+    let split = size
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(size.len());
+    let (num, unit) = size.split_at(split);
+    let value: f64 = num.parse().map_err(|_| {
+        format!("budget '{s}': expected a number with a unit, like 8GiB, 24GB or 512MiB")
+    })?;
+    let unit = unit.trim();
+    let (mult, unit_text) = match unit.to_ascii_lowercase().as_str() {
+        "gib" | "g" => (1u64 << 30, "GiB"),
+        "gb" => (1_000_000_000, "GB"),
+        "mib" | "m" => (1 << 20, "MiB"),
+        "mb" => (1_000_000, "MB"),
+        "tib" => (1 << 40, "TiB"),
+        "tb" => (1_000_000_000_000, "TB"),
+        _ => {
+            return Err(format!(
+                "budget '{s}': unknown unit '{unit}' (valid: GiB, GB, MiB, MB, TiB, TB)"
+            ))
+        }
+    };
+    if !(value > 0.0 && value.is_finite()) {
+        return Err(format!("budget '{s}': the size must be positive"));
+    }
+    Ok(Budget {
+        name,
+        bytes: (value * mult as f64).round() as u64,
+        size_text: format!("{num} {unit_text}"),
+    })
+}
+
+/// Parse a comma-separated `--budget` list (sorted smallest first).
+pub fn parse_budgets(s: &str) -> Result<Budgets, String> {
+    let mut v = s
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(parse_budget)
+        .collect::<Result<Vec<_>, _>>()?;
+    if v.is_empty() {
+        return Err("--budget: give at least one size, e.g. 8GiB,24GiB".into());
+    }
+    v.sort_by_key(|b| b.bytes);
+    Ok(Budgets(v))
+}
+
+/// Parse three increasing, non-negative cut points `A,B,C`.
+pub fn parse_thresholds(s: &str) -> Result<Thresholds, String> {
+    let v = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| format!("'{s}': expected three numbers A,B,C, e.g. 0.01,0.05,0.2"))?;
+    match v.as_slice() {
+        [a, b, c] if *a >= 0.0 && a < b && b < c && c.is_finite() => Ok(Thresholds([*a, *b, *c])),
+        _ => Err(format!(
+            "'{s}': expected three increasing non-negative numbers A<B<C, e.g. 0.01,0.05,0.2"
+        )),
+    }
+}
+
+impl ReportOptions {
+    /// The budgets to recommend for: the given ones, or the defaults.
+    pub fn budgets(&self) -> Vec<Budget> {
+        match &self.budget {
+            Some(b) => b.0.clone(),
+            None => parse_budgets(DEFAULT_BUDGETS)
+                .map(|b| b.0)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The budgets drawn on the plots: only those given with --budget.
+    pub fn drawn_budgets(&self) -> Vec<Budget> {
+        self.budget
+            .as_ref()
+            .map(|b| b.0.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            budget: None,
+            budget_context: 4096,
+            kld_thresholds: Thresholds([0.01, 0.05, 0.2]),
+            acc_thresholds: Thresholds([1.0, 3.0, 10.0]),
+            allow_mixed: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_parse_units_names_and_sort() {
+        let b = parse_budgets("gpu=24GiB, laptop=8GiB,512MB").unwrap().0;
+        assert_eq!(b[0].bytes, 512_000_000);
+        assert_eq!(b[0].label(), "512 MB");
+        assert_eq!(b[1].bytes, 8 << 30);
+        assert_eq!(b[1].label(), "laptop 8 GiB");
+        assert_eq!(b[2].bytes, 24 << 30);
+        assert_eq!(parse_budget("1.5GB").unwrap().bytes, 1_500_000_000);
+    }
+
+    #[test]
+    fn bad_budgets_name_the_value() {
+        let e = parse_budgets("8 parsecs").unwrap_err();
+        assert!(e.contains("8 parsecs") && e.contains("GiB"), "{e}");
+        assert!(parse_budgets("=8GiB").is_err());
+        assert!(parse_budgets("0GiB").is_err());
+        assert!(parse_budgets("").is_err());
+    }
+
+    #[test]
+    fn thresholds_classify_at_the_cut_points() {
+        let t = parse_thresholds("0.01,0.05,0.2").unwrap();
+        assert_eq!(t.classify(0.0), Severity::Negligible);
+        assert_eq!(t.classify(0.00999), Severity::Negligible);
+        assert_eq!(t.classify(0.01), Severity::Small);
+        assert_eq!(t.classify(0.031), Severity::Small);
+        assert_eq!(t.classify(0.05), Severity::Noticeable);
+        assert_eq!(t.classify(1.2), Severity::Large);
+        assert!(parse_thresholds("0.05,0.01,0.2").is_err());
+        assert!(parse_thresholds("0.01,0.05").is_err());
+    }
+
+    #[test]
+    fn default_options_match_the_clap_defaults() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct T {
+            #[command(flatten)]
+            o: ReportOptions,
+        }
+        let parsed = T::parse_from(["t"]).o;
+        let d = ReportOptions::default();
+        assert_eq!(parsed.kld_thresholds, d.kld_thresholds);
+        assert_eq!(parsed.acc_thresholds, d.acc_thresholds);
+        assert_eq!(parsed.budget_context, d.budget_context);
+        assert_eq!(d.budgets().len(), 5);
+        assert!(d.drawn_budgets().is_empty());
+    }
+}
