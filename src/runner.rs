@@ -260,7 +260,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             graded.restore(&items_path, &kept)?;
         }
         note(
-            plan.quiet,
+            false,
             &format!(
                 "resuming {}: {} level(s) already done ({})",
                 results_path.display(),

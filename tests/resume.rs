@@ -1,0 +1,146 @@
+//! A killed run loses nothing and resumes: SIGTERM mid-run keeps the finished levels, re-running
+//! the same command finishes the rest, and the final quality numbers are bit-identical to those
+//! of an uninterrupted run (which is also the two-run determinism check on CPU). A resume into
+//! an --out that measured something else is refused.
+
+mod common;
+
+use qeval::results::{LevelResult, Results, RunStatus};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn args<'a>(model: &'a str, out: &'a str, seed: &'a str) -> Vec<&'a str> {
+    vec![
+        "run",
+        "--model",
+        model,
+        "--quants",
+        "q8_0,q4_0,q2_k",
+        "--out",
+        out,
+        "--ctx",
+        "256",
+        "--chunks",
+        "2",
+        "--repeats",
+        "1",
+        "--prompt-tokens",
+        "32",
+        "--gen-tokens",
+        "4",
+        "--limit",
+        "4",
+        "--seed",
+        seed,
+        "--threads",
+        "2",
+        "--quiet",
+    ]
+}
+
+/// Everything a level measured about quality (speed and memory vary from run to run).
+fn quality(l: &LevelResult) -> String {
+    let tasks: Vec<String> = l
+        .tasks
+        .iter()
+        .map(|t| {
+            format!(
+                "{}/{}={:?},{:?},{:?},{:?},{:?}",
+                t.task,
+                t.metric,
+                t.value,
+                t.delta_vs_reference,
+                t.delta_ci_low,
+                t.flips_lost,
+                t.mcnemar_p
+            )
+        })
+        .collect();
+    format!(
+        "{} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {}",
+        l.level,
+        l.perplexity,
+        l.kld_mean,
+        l.kld_p99,
+        l.top1_agreement,
+        l.rms_delta_p,
+        l.weight_bytes,
+        l.scored_tokens,
+        tasks.join(" ")
+    )
+}
+
+fn ok_levels(p: &Path) -> usize {
+    Results::load(p)
+        .map(|r| r.levels.iter().filter(|l| l.status == "ok").count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_numbers() {
+    let d = tempfile::tempdir().unwrap();
+    let model = common::model("smollm2-135m-q4_1");
+    let model = model.to_str().unwrap();
+    let a = d.path().join("a");
+    let b = d.path().join("b");
+    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+
+    let o = common::run(&args(model, a_s, "5"));
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let full = Results::load(&a.join("results.json")).unwrap();
+    assert_eq!(full.status, RunStatus::Complete);
+
+    // Start the same run into b and stop it with SIGTERM once the first level is saved.
+    let mut child = common::qeval().args(args(model, b_s, "5")).spawn().unwrap();
+    let t0 = Instant::now();
+    while ok_levels(&b.join("results.json")) < 1 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "first level never finished"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run ended before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "a stopped run exits 130");
+    let part = Results::load(&b.join("results.json")).unwrap();
+    assert_eq!(part.status, RunStatus::Interrupted);
+    let done = part.levels.iter().filter(|l| l.status == "ok").count();
+    assert!((1..3).contains(&done), "{done} levels done");
+    assert!(
+        b.join("report.html").exists(),
+        "reports are written for the part done"
+    );
+
+    // A different measurement into the same folder is refused, naming what differs.
+    let o = common::run(&args(model, b_s, "6"));
+    assert_eq!(o.status.code(), Some(2));
+    let e = common::stderr(&o);
+    assert!(e.contains("--seed") && e.contains("another --out"), "{e}");
+
+    // The same command finishes the rest.
+    let o = common::run(&args(model, b_s, "5"));
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert!(common::stderr(&o).contains("resuming"));
+    let resumed = Results::load(&b.join("results.json")).unwrap();
+    assert_eq!(resumed.status, RunStatus::Complete);
+    let q = |r: &Results| r.levels.iter().map(quality).collect::<Vec<_>>();
+    assert_eq!(
+        q(&resumed),
+        q(&full),
+        "resumed run differs from the uninterrupted one"
+    );
+    // Per-item answers are complete too: 3 levels x (choice + generate) x 4 items.
+    let items = std::fs::read_to_string(b.join("items.jsonl")).unwrap();
+    assert_eq!(items.lines().count(), 24);
+    assert!(
+        !b.join(".work").exists(),
+        "scratch files are removed once complete"
+    );
+}
