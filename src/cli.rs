@@ -98,6 +98,15 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_tasks: bool,
 
+    /// Memory the run may use, e.g. 8GiB [default: the memory available now (Linux
+    /// MemAvailable)]. Levels estimated to need more are refused before anything is loaded.
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
+
+    /// Run levels even when they are estimated not to fit in memory.
+    #[arg(long)]
+    pub force: bool,
+
     /// Compute device. cuda and metal need a qeval built with `--features cuda` / `--features metal`.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda", "metal"])]
     pub device: String,

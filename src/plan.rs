@@ -56,6 +56,10 @@ pub struct Plan {
     pub keep_work: bool,
     pub download_s: f64,
     pub command_line: Vec<String>,
+    /// Memory the run may use (--max-memory, else what is available), if known.
+    pub max_memory: Option<u64>,
+    /// --force: run levels estimated not to fit.
+    pub force: bool,
     /// Where standard sets are read from.
     pub data: evalset::DataOpts,
     /// Items per task (--limit), None for all.
@@ -147,6 +151,14 @@ impl Plan {
         if a.limit == Some(0) {
             return Err(usage("--limit 0: give at least 1 item per task"));
         }
+        let max_memory = match &a.max_memory {
+            Some(m) => Some(
+                crate::report::options::parse_budget(m)
+                    .map_err(|e| usage(format!("--max-memory: {e}")))?
+                    .bytes,
+            ),
+            None => crate::measure::memory::available_bytes(),
+        };
         let data = evalset::DataOpts {
             data_dir: a.data_dir.clone(),
         };
@@ -275,6 +287,8 @@ impl Plan {
             data,
             limit,
             report: a.report.clone(),
+            max_memory,
+            force: a.force,
         })
     }
 }

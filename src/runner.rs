@@ -119,6 +119,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         .max(plan.bench.prompt_tokens)
         .max(plan.bench.gen_tokens + 8)
         .max(task_positions.min(cfg.context_length));
+    check_memory(plan, &src, max_seq)?;
     let mut graded = Graded::default();
     if !tasks.is_empty() {
         note(
@@ -834,5 +835,51 @@ fn check_resumable(prev: &Results, now: &Results, path: &Path) -> Result<()> {
         "{} holds results of a different measurement, so this run cannot resume it ({}); give another --out, or delete that folder to start over",
         path.display(),
         diffs.join("; ")
+    )))
+}
+
+/// Refuse, before anything is loaded, levels estimated to need more memory than the run may use.
+fn check_memory(plan: &Plan, src: &ModelSource, max_seq: usize) -> Result<()> {
+    let Some(limit) = plan.max_memory else {
+        return Ok(());
+    };
+    let cfg = &src.config;
+    let n = src.n_params();
+    let gb = |b: u64| format!("{:.2} GB", b as f64 / 1e9);
+    let mut worst: Option<(Level, u64)> = None;
+    for lp in &plan.levels {
+        let t = lp.level.base_dtype();
+        let weights = (n as f64 * t.type_size() as f64 / t.block_size() as f64) as u64;
+        let need = crate::measure::memory::estimate_level_bytes(
+            weights,
+            cfg.kv_cache_bytes(max_seq),
+            plan.ctx,
+            cfg.vocab_size,
+        );
+        if worst.is_none_or(|(_, w)| need > w) {
+            worst = Some((lp.level, need));
+        }
+    }
+    let Some((level, need)) = worst else {
+        return Ok(());
+    };
+    if need <= limit {
+        return Ok(());
+    }
+    let msg = format!(
+        "level {level} needs about {} (weights of {} parameters, KV cache for {max_seq} positions, logits and runtime) but {} is available",
+        gb(need),
+        crate::report::table::human_count(n),
+        gb(limit),
+    );
+    if plan.force {
+        note(
+            plan.quiet,
+            &format!("warning: {msg}; going on because of --force"),
+        );
+        return Ok(());
+    }
+    Err(usage(format!(
+        "{msg}; drop that level from --quants, free memory, or pass --force to try anyway"
     )))
 }

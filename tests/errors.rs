@@ -18,6 +18,8 @@ fn expect_usage_error(args: &[&str], needles: &[&str]) {
         !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
         "panic for {args:?}: {err}"
     );
+    // `cargo test --test errors -- --nocapture` lists every bad input with its message.
+    eprintln!("BAD INPUT {:?}\n  -> {}", &args[1..], err.trim());
     for n in needles {
         assert!(err.contains(n), "args {args:?}: expected {n:?} in: {err}");
     }
@@ -206,6 +208,139 @@ fn bad_inputs_get_clear_errors() {
             out_s,
         ],
         &["evalset.toml", "colour"],
+    );
+
+    // Eval sets: a missing field, a bad regex, an answer index out of range.
+    let set = |name: &str, toml: &str, items: &str| {
+        let d = tmp.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("evalset.toml"), toml).unwrap();
+        std::fs::write(d.join("items.jsonl"), items).unwrap();
+        d
+    };
+    let head = "name='s'\nversion='1'\n[[task]]\nname='mc'\nkind='choice'\nitems='items.jsonl'\n";
+    let item = "{\"id\":\"a\",\"q\":\"x?\",\"c\":[\"yes\",\"no\"],\"g\":1}\n";
+    for (name, toml, items, needles) in [
+        (
+            "missing",
+            format!("{head}context='{{q}}'\nanswer='g'\n"),
+            item.to_string(),
+            vec!["evalset.toml:3", "task 'mc'", "missing the key 'choices'"],
+        ),
+        (
+            "regex",
+            "name='s'\nversion='1'\n[[task]]\nname='g'\nkind='generate'\nitems='items.jsonl'\nprompt='{q}'\nanswer='g'\nextract='([0-9]+'\n".to_string(),
+            item.to_string(),
+            vec!["task 'g'", "'extract'", "not a valid regex"],
+        ),
+        (
+            "index",
+            format!("{head}context='{{q}}'\nchoices='c'\nanswer='g'\n"),
+            format!("{item}{{\"id\":\"b\",\"q\":\"y?\",\"c\":[\"yes\",\"no\"],\"g\":2}}\n"),
+            vec!["items.jsonl:2", "'g' = 2 is out of range", "0..=1"],
+        ),
+    ] {
+        let d = set(name, &toml, &items);
+        expect_usage_error(
+            &["run", "--model", smol_s, "--evalset", d.to_str().unwrap(), "--out", out_s],
+            &needles,
+        );
+    }
+    expect_usage_error(
+        &[
+            "run",
+            "--model",
+            smol_s,
+            "--evalset",
+            "hellaswagg",
+            "--out",
+            out_s,
+        ],
+        &["--evalset 'hellaswagg'", "hellaswag"],
+    );
+    expect_usage_error(
+        &[
+            "run",
+            "--model",
+            smol_s,
+            "--evalset",
+            "hellaswag",
+            "--data-dir",
+            "/no/such/dir",
+            "--out",
+            out_s,
+        ],
+        &["--data-dir /no/such/dir", "not a directory"],
+    );
+    expect_usage_error(
+        &["run", "--model", smol_s, "--limit", "0", "--out", out_s],
+        &["--limit 0"],
+    );
+    // A model larger than the memory it may use is refused before loading.
+    expect_usage_error(
+        &[
+            "run",
+            "--model",
+            smol_s,
+            "--quants",
+            "f32,q8_0",
+            "--max-memory",
+            "300MB",
+            "--out",
+            out_s,
+        ],
+        &["level f32 needs about", "0.30 GB is available", "--force"],
+    );
+    expect_usage_error(
+        &[
+            "run",
+            "--model",
+            smol_s,
+            "--max-memory",
+            "lots",
+            "--out",
+            out_s,
+        ],
+        &["--max-memory", "GiB"],
+    );
+
+    // Safetensors directories: config.json missing a key, an unsupported architecture, a
+    // truncated weights file.
+    let st = |name: &str, config: &str, weights: &[u8]| {
+        let d = tmp.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("config.json"), config).unwrap();
+        std::fs::write(d.join("model.safetensors"), weights).unwrap();
+        d
+    };
+    let cfg = r#"{"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_attention_heads":4,"num_key_value_heads":2,"num_hidden_layers":1,"vocab_size":256,"max_position_embeddings":512,"rms_norm_eps":1e-5,"rope_theta":10000.0}"#;
+    let header = br#"{"model.embed_tokens.weight":{"dtype":"F32","shape":[256,64],"data_offsets":[0,65536]}}"#;
+    let mut truncated = (header.len() as u64).to_le_bytes().to_vec();
+    truncated.extend_from_slice(header);
+    truncated.extend_from_slice(&[0u8; 100]);
+    let d = st(
+        "st-missing",
+        &cfg.replace(r#""hidden_size":64,"#, ""),
+        &truncated,
+    );
+    expect_usage_error(
+        &["run", "--model", d.to_str().unwrap(), "--out", out_s],
+        &["config.json", "hidden_size"],
+    );
+    let d = st(
+        "st-arch",
+        &cfg.replace("LlamaForCausalLM", "MambaForCausalLM")
+            .replace(r#""llama""#, r#""mamba""#),
+        &truncated,
+    );
+    expect_usage_error(
+        &["run", "--model", d.to_str().unwrap(), "--out", out_s],
+        &["config.json", "mamba"],
+    );
+    let d = st("st-trunc", cfg, &truncated);
+    expect_usage_error(
+        &["run", "--model", d.to_str().unwrap(), "--out", out_s],
+        &["model.safetensors"],
     );
 
     let old = tmp.path().join("old.json");

@@ -362,3 +362,26 @@ fn catalog_gguf_file_is_used_for_its_level() {
     assert!(q.kld_mean.unwrap() < 0.01, "{}", q.kld_mean.unwrap());
     assert!(level(&r, "f32").source.contains("safetensors"));
 }
+
+#[test]
+fn tokenizer_that_does_not_match_the_vocabulary_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tj = smol_tokenizer_json(tmp.path());
+    let dir = tmp.path().join("small-vocab");
+    synthetic_model(&dir, &tj, 1024, "llama");
+    let o = common::run(&[
+        "run",
+        "--model",
+        dir.to_str().unwrap(),
+        "--out",
+        tmp.path().join("out").to_str().unwrap(),
+        "--quiet",
+    ]);
+    let e = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("49152 tokens") && e.contains("1024") && e.contains("do not belong together"),
+        "{e}"
+    );
+    assert!(!e.contains("panicked"), "{e}");
+}
