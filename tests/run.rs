@@ -175,6 +175,17 @@ fn safetensors_directory_gives_the_same_reference_as_the_gguf() {
 /// A small random llama model whose matrix widths are multiples of 256, so every k-quant
 /// applies without fallback.
 fn synthetic_model(dir: &Path, tokenizer_json: &Path, vocab: usize, arch: &str) {
+    synthetic_model_with(dir, tokenizer_json, vocab, arch, None)
+}
+
+/// As `synthetic_model`, with every weight of `blk.0.ffn_down` set to `big` when given.
+fn synthetic_model_with(
+    dir: &Path,
+    tokenizer_json: &Path,
+    vocab: usize,
+    arch: &str,
+    big: Option<f32>,
+) {
     let cfg: qeval::model::ModelConfig = serde_json::from_value(serde_json::json!({
         "arch": arch, "n_layer": 2, "n_embd": 256, "n_head": 4, "n_kv_head": 2, "head_dim": 64,
         "n_ff": 512, "vocab_size": vocab, "rms_eps": 1e-5, "rope_theta": 10000.0, "rope_theta_local": 10000.0,
@@ -207,6 +218,11 @@ fn synthetic_model(dir: &Path, tokenizer_json: &Path, vocab: usize, arch: &str) 
         add("ffn_gate", (512, 256));
         add("ffn_up", (512, 256));
         add("ffn_down", (256, 512));
+        if let (0, Some(b)) = (i, big) {
+            if let Some(last) = t.last_mut() {
+                last.1 = Tensor::full(b, (256, 512), &dev).unwrap();
+            }
+        }
         t.push((
             format!("blk.{i}.attn_norm.weight"),
             Tensor::ones(256, DType::F32, &dev).unwrap(),
@@ -384,4 +400,49 @@ fn tokenizer_that_does_not_match_the_vocabulary_is_refused() {
         "{e}"
     );
     assert!(!e.contains("panicked"), "{e}");
+}
+
+#[test]
+fn a_level_with_non_finite_logits_fails_alone() {
+    // Weights of 1e6 overflow f16 (max 65504) to infinity, so the f16 level's logits are not
+    // finite; f32 holds them and q8_0 stores them as 127 x a scale of ~7874, which f16 holds.
+    let tmp = tempfile::tempdir().unwrap();
+    let tj = smol_tokenizer_json(tmp.path());
+    let dir = tmp.path().join("spiky");
+    synthetic_model_with(&dir, &tj, 49152, "llama", Some(1e6));
+    let out = tmp.path().join("out");
+    let mut args = vec![
+        "run",
+        "--model",
+        dir.to_str().unwrap(),
+        "--quants",
+        "f32,f16,q8_0",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(FAST);
+    let o = common::run(&args);
+    let e = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "an incomplete run exits 3: {e}");
+    assert!(!e.contains("panicked"), "{e}");
+    let r = Results::load(&out.join("results.json")).unwrap();
+    assert_eq!(r.status, qeval::results::RunStatus::Incomplete);
+    let f16 = level(&r, "f16");
+    assert_eq!(f16.status, "failed");
+    let why = f16.error.as_deref().unwrap_or_default();
+    assert!(why.contains("non-finite"), "{why}");
+    assert!(
+        f16.perplexity.is_none() && f16.kld_mean.is_none(),
+        "nothing averaged in"
+    );
+    for ok in ["f32", "q8_0"] {
+        let l = level(&r, ok);
+        assert_eq!(l.status, "ok", "{ok}: {:?}", l.error);
+        assert!(l.perplexity.unwrap().is_finite());
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("failed") && html.contains("non-finite"),
+        "the report shows it"
+    );
 }
