@@ -105,7 +105,10 @@ pub fn run(job_path: &Path) -> Result<()> {
     // level uses (weights, KV cache, a 512-token prefill, decoding); scoring holds a window
     // of full-vocabulary logits on top of that and is reported separately.
     let t2 = Instant::now();
-    let b = speed::run(&mut model, &tokens, &job.bench, &device)?;
+    let pf = job.progress_file.clone();
+    let b = speed::run(&mut model, &tokens, &job.bench, &device, &|done, total| {
+        let _ = std::fs::write(&pf, format!("benchmark|{done}/{total}"));
+    })?;
     let benchmark_s = t2.elapsed().as_secs_f64();
     let peak_rss_bytes = memory::peak_rss_bytes();
 

@@ -592,12 +592,8 @@ fn spawn_worker(plan: &Plan, job: &Job, job_path: &Path, n_chunks: usize) -> Res
         .stderr(log)
         .spawn()
         .context("cannot start a worker process")?;
-    let pb = bar(
-        plan.quiet,
-        n_chunks as u64,
-        format!("{}: evaluate", job.level),
-    );
-    let mut shown = String::from("evaluate");
+    let pb = bar(plan.quiet, n_chunks as u64, format!("{}: load", job.level));
+    let mut shown = String::from("load");
     let status = loop {
         if crate::interrupt::requested() {
             let _ = child.kill();

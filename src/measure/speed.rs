@@ -86,6 +86,7 @@ pub fn run(
     prompt: &[u32],
     s: &BenchSettings,
     dev: &Device,
+    progress: &dyn Fn(usize, usize),
 ) -> Result<BenchResult> {
     let p = &prompt[..s.prompt_tokens.min(prompt.len())];
     anyhow::ensure!(!p.is_empty(), "no prompt tokens for the benchmark");
@@ -94,9 +95,12 @@ pub fn run(
     decode_once(m, p[0], 4, dev)?;
     let mut pre = Vec::new();
     let mut dec = Vec::new();
-    for _ in 0..s.repeats.max(1) {
+    let n = s.repeats.max(1);
+    progress(0, n);
+    for i in 0..n {
         pre.push(prefill_once(m, p, dev)?);
         dec.push(decode_once(m, p[0], s.gen_tokens, dev)?);
+        progress(i + 1, n);
     }
     m.reset();
     Ok(BenchResult {
