@@ -579,8 +579,14 @@ fn run_level(
 }
 
 fn spawn_worker(plan: &Plan, job: &Job, job_path: &Path, n_chunks: usize) -> Result<Outcome> {
-    let exe =
-        std::env::current_exe().context("cannot find the qeval executable to start a worker")?;
+    // On Linux /proc/self/exe runs this very binary even if the file was replaced (e.g. rebuilt)
+    // while the run goes on; elsewhere, the path it was started from.
+    let proc_exe = Path::new("/proc/self/exe");
+    let exe = if proc_exe.exists() {
+        proc_exe.to_path_buf()
+    } else {
+        std::env::current_exe().context("cannot find the qeval executable to start a worker")?
+    };
     let log_path = job_path.with_extension("log");
     let log = std::fs::File::create(&log_path)?;
     let mut child = std::process::Command::new(exe)
