@@ -51,7 +51,10 @@ fn the_seed_models_pass_the_whole_metadata_path() -> anyhow::Result<()> {
     let path = Path::new("tiny.gguf");
     let h = read_gguf_header(&mut Cursor::new(TINY_LLAMA), path)?;
     assert_eq!(h.config.arch.name(), "llama");
-    assert_eq!((h.config.n_layer, h.config.n_embd, h.config.n_kv_head), (1, 8, 1));
+    assert_eq!(
+        (h.config.n_layer, h.config.n_embd, h.config.n_kv_head),
+        (1, 8, 1)
+    );
     assert_eq!(h.config.vocab_size, 26);
     assert_eq!(h.config.rope_freq_factors.as_ref().map(Vec::len), Some(2));
     assert_eq!(h.file_type.as_deref(), Some("f32"));
@@ -105,9 +108,17 @@ fn absurd_dimensions_are_refused() {
 #[test]
 fn tensor_offset_near_the_end_of_u64_does_not_wrap() {
     // A tensor info is name, n_dims (4), dims (8 each), type (4), offset (8).
-    let bytes = patched(TINY_LLAMA, "output_norm.weight", 4 + 8 + 4, &(u64::MAX - 7).to_le_bytes());
+    let bytes = patched(
+        TINY_LLAMA,
+        "output_norm.weight",
+        4 + 8 + 4,
+        &(u64::MAX - 7).to_le_bytes(),
+    );
     let msg = header_error(&bytes);
-    assert!(msg.contains("output_norm.weight") && msg.contains("beyond 2^64"), "{msg}");
+    assert!(
+        msg.contains("output_norm.weight") && msg.contains("beyond 2^64"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -117,7 +128,10 @@ fn tensor_shape_whose_size_overflows_is_refused() {
     let bytes = patched(TINY_LLAMA, "token_embd.weight", 4, &big);
     let bytes = patched(&bytes, "token_embd.weight", 4 + 8, &big);
     let msg = header_error(&bytes);
-    assert!(msg.contains("token_embd.weight") && msg.contains("does not fit"), "{msg}");
+    assert!(
+        msg.contains("token_embd.weight") && msg.contains("does not fit"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -144,6 +158,12 @@ fn the_binary_reports_a_crafted_header_without_panicking() {
     ]);
     let err = common::stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("aligned-0.gguf") && err.contains("general.alignment"), "{err}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    assert!(
+        err.contains("aligned-0.gguf") && err.contains("general.alignment"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
 }

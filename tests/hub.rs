@@ -547,7 +547,10 @@ fn download_cut_mid_file_resumes_where_it_stopped() -> anyhow::Result<()> {
     assert_eq!(sha256_hex(&std::fs::read(&fetched.path)?), sha256_hex(data));
     let transfers = server.data_transfers(SHARD1);
     assert_eq!(transfers.len(), 2, "{transfers:?}");
-    assert!(transfers[0].cut && transfers[0].body_bytes == CUT, "{transfers:?}");
+    assert!(
+        transfers[0].cut && transfers[0].body_bytes == CUT,
+        "{transfers:?}"
+    );
     assert_eq!(transfers[0].range_start(), Some(0));
     // The second attempt asks for the rest, starting exactly where the first stopped.
     assert_eq!(transfers[1].range.as_deref(), Some("bytes=123456-"));
@@ -866,7 +869,12 @@ fn token_never_appears_in_download_errors() -> anyhow::Result<()> {
     let msg = error_text(fetch_safetensors_model(&refused, REPO, "main"));
     assert!(msg.contains("401") && msg.contains("HF_TOKEN"), "{msg}");
     assert_no_token(&msg, "a 401 error");
-    let msg = error_text(fetch_file(&refused, "test-org/single", "main", "config.json"));
+    let msg = error_text(fetch_file(
+        &refused,
+        "test-org/single",
+        "main",
+        "config.json",
+    ));
     assert_no_token(&msg, "a 401 error");
     // Offline, nothing cached.
     let offline = HubConfig {
@@ -935,17 +943,27 @@ fn binary_never_shows_the_token_and_resumes_a_cut_download() -> anyhow::Result<(
     };
 
     // Refused (the server wants another token), and a repo that does not exist.
-    let o = run("hf:test-org/smol", "hf_wrong_token_123456", &tmp.path().join("o1"));
+    let o = run(
+        "hf:test-org/smol",
+        "hf_wrong_token_123456",
+        &tmp.path().join("o1"),
+    );
     assert!(!o.status.success());
     let err = common::stderr(&o);
     assert!(err.contains("HF_TOKEN") && err.contains("401"), "{err}");
-    assert!(!err.contains("hf_wrong_token_123456"), "token leaked: {err}");
+    assert!(
+        !err.contains("hf_wrong_token_123456"),
+        "token leaked: {err}"
+    );
     let o = run("hf:test-org/nope", SECRET, &tmp.path().join("o2"));
     assert!(!o.status.success());
     let err = common::stderr(&o);
     assert!(err.contains("test-org/nope"), "{err}");
     assert_no_token(&err, "stderr of a failed run");
-    assert_no_token(&String::from_utf8_lossy(&o.stdout), "stdout of a failed run");
+    assert_no_token(
+        &String::from_utf8_lossy(&o.stdout),
+        "stdout of a failed run",
+    );
 
     // A run that used the token, with the weights download cut mid-file once.
     let weights_len = std::fs::metadata(root.join("test-org/smol/model.safetensors"))?.len();
@@ -959,9 +977,15 @@ fn binary_never_shows_the_token_and_resumes_a_cut_download() -> anyhow::Result<(
     let t = server.data_transfers("model.safetensors");
     assert_eq!(t.len(), 2, "{t:?}");
     assert_eq!(t[1].range_start(), Some(1 << 20));
-    assert_eq!(data_bytes_sent(&server, "model.safetensors") as u64, weights_len);
+    assert_eq!(
+        data_bytes_sent(&server, "model.safetensors") as u64,
+        weights_len
+    );
     let written = files_under(&out);
-    assert!(written.iter().any(|p| p.ends_with("results.json")), "{written:?}");
+    assert!(
+        written.iter().any(|p| p.ends_with("results.json")),
+        "{written:?}"
+    );
     for p in written {
         let bytes = std::fs::read(&p)?;
         assert_no_token(&String::from_utf8_lossy(&bytes), &p.display().to_string());

@@ -10,7 +10,9 @@ use std::path::Path;
 fuzz_target!(|data: &[u8]| {
     let path = Path::new("fuzz.gguf");
     let _ = qeval::model::source::read_gguf_header(&mut Cursor::new(data), path);
-    if let Ok(tok) = qeval::model::tokenizer::gguf_tokenizer_from_reader(&mut Cursor::new(data), path) {
+    if let Ok(tok) =
+        qeval::model::tokenizer::gguf_tokenizer_from_reader(&mut Cursor::new(data), path)
+    {
         let _ = tok.encode("Hello world, 123 <b>caf\u{e9}</b>\n\tend", true);
         let _ = tok.vocab_size();
     }

@@ -98,10 +98,11 @@ impl ModelConfig {
             )));
         }
         let positive = |x: f64| x.is_finite() && x > 0.0;
-        if !positive(self.rope_theta.into())
-            || !positive(self.rope_theta_local.into())
-            || !(self.rms_eps.is_finite() && self.rms_eps >= 0.0)
-        {
+        let valid = positive(self.rope_theta.into())
+            && positive(self.rope_theta_local.into())
+            && self.rms_eps.is_finite()
+            && self.rms_eps >= 0.0;
+        if !valid {
             return Err(usage(format!(
                 "{what}: rope base {} / {} or norm epsilon {} is not a positive finite number",
                 self.rope_theta, self.rope_theta_local, self.rms_eps

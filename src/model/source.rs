@@ -87,7 +87,10 @@ const GGUF_MAX_DEPTH: usize = 64;
 /// guarding candle's parser against what it does not survive: a file that is not GGUF
 /// gets a message about the file, and a `general.alignment` of 0 (candle divides by it)
 /// is refused before candle reads anything. `path` names the source in messages.
-pub fn read_gguf_content<R: Read + Seek>(reader: &mut R, path: &Path) -> Result<gguf_file::Content> {
+pub fn read_gguf_content<R: Read + Seek>(
+    reader: &mut R,
+    path: &Path,
+) -> Result<gguf_file::Content> {
     let start = reader
         .stream_position()
         .with_context(|| format!("cannot read {}", path.display()))?;

@@ -171,7 +171,11 @@ impl HubServer {
 
     /// Every answer sent so far, in the order they were sent.
     pub fn served(&self) -> Vec<Served> {
-        self.state.served.lock().map(|l| l.clone()).unwrap_or_default()
+        self.state
+            .served
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
     }
 
     /// The data transfers of `file` (see [`Served::is_data_transfer_of`]), in order.
@@ -474,7 +478,12 @@ fn route(req: &Request, state: &State) -> Response {
             match read_repo_file(state, org, name, &file) {
                 Ok(data) => {
                     let etag = format!("\"{}\"", sha256_hex(&data));
-                    maybe_cut(req, state, &file, serve_bytes(req, data).header("etag", etag))
+                    maybe_cut(
+                        req,
+                        state,
+                        &file,
+                        serve_bytes(req, data).header("etag", etag),
+                    )
                 }
                 Err(resp) => resp,
             }
