@@ -22,6 +22,16 @@
 //! * Known-absent files: hf-hub does not read or write `.no_exist/` markers; this module
 //!   does both (for the optional files of a model), so a complete cached model needs no
 //!   network at all.
+//! * Resuming: hf-hub downloads into `blobs/<etag>.part` and continues an existing
+//!   `.part` with `Range: bytes=<len>-`. Its own retry loop, though, restarts from the
+//!   file position of its handle, which is 0 when the first attempt of a run fails before
+//!   writing a byte, so the whole file would be appended to the partial one. Retries are
+//!   therefore done here ([`DOWNLOAD_ATTEMPTS`]): each attempt is a fresh hf-hub download
+//!   that continues the `.part` from its length. Before downloading, a partial file that
+//!   cannot be continued is settled: `huggingface_hub`'s `blobs/<etag>.incomplete` is
+//!   adopted as the `.part` (unless Python holds its lock), a `.part` longer than the file
+//!   is removed, and one of exactly the file's size is checked and moved into place (hf-hub
+//!   would ask for a range past the end and fail every time).
 //! * Integrity: hf-hub does not check what it downloaded; freshly downloaded files are
 //!   checked against the size and (for LFS files) the sha256 the Hub announced.
 //! * Error messages: hf-hub's errors are raw HTTP/transport errors; they are mapped here
@@ -46,6 +56,8 @@ const REQUIRED_FILES: &[&str] = &["config.json", "tokenizer.json"];
 /// Files used when the repo has them.
 const OPTIONAL_FILES: &[&str] = &["tokenizer_config.json", "generation_config.json"];
 const SINGLE_WEIGHTS: &str = "model.safetensors";
+/// Attempts per file download; every attempt after the first continues the partial file.
+pub const DOWNLOAD_ATTEMPTS: u32 = 5;
 const WEIGHTS_INDEX: &str = "model.safetensors.index.json";
 
 /// Where and how to talk to the Hub, and where the cache is.
@@ -354,6 +366,33 @@ impl RepoCache {
         std::fs::File::create(path).map(drop)
     }
 
+    /// True while `huggingface_hub` holds its download lock for `etag`
+    /// (`<cache>/.locks/models--org--name/<etag>.lock`, an flock).
+    fn python_download_running(&self, etag: &str) -> bool {
+        let (Some(root), Some(folder)) = (self.dir.parent(), self.dir.file_name()) else {
+            return false;
+        };
+        let lock = root
+            .join(".locks")
+            .join(folder)
+            .join(format!("{etag}.lock"));
+        let Ok(f) = std::fs::File::open(&lock) else {
+            return false;
+        };
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a descriptor this function owns; released when `f` closes.
+            let got = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            got != 0
+        }
+        #[cfg(not(unix))]
+        {
+            drop(f);
+            false
+        }
+    }
+
     /// Make `snapshots/<commit>/<file>` point at the existing `blobs/<etag>`.
     fn link_blob(&self, etag: &str, commit: &str, file: &str) -> std::io::Result<PathBuf> {
         let snap = self.snapshot_file(commit, file);
@@ -635,6 +674,9 @@ impl<'a> Target<'a> {
                 let inner = self.api_error(*inner, file);
                 format!("download kept failing after retries: {inner}")
             }
+            ApiError::IoError(e) if is_network_io(e.kind()) => {
+                self.transport_message("Io", Some(e.kind()), &e.to_string(), &what)
+            }
             ApiError::InvalidResume => format!(
                 "the partial download of {what} in {} is corrupt (larger than the file); delete \
                  the `*.part` files there and try again",
@@ -743,6 +785,37 @@ impl<'a> Target<'a> {
                  HF_HUB_OFFLINE=1 to use only cached files."
             )
         }
+    }
+}
+
+/// I/O error kinds of a connection that broke; worth another attempt.
+fn is_network_io(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        kind,
+        K::UnexpectedEof
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::ConnectionRefused
+            | K::BrokenPipe
+            | K::TimedOut
+            | K::Interrupted
+            | K::WouldBlock
+            | K::NotConnected
+    )
+}
+
+/// A failure another attempt may get past: a broken connection, a transport error, or
+/// the Hub being busy (429, 5xx). Refusals (401, 403, 404, ...) are final.
+fn is_transient(err: &ApiError) -> bool {
+    match err {
+        ApiError::IoError(e) => is_network_io(e.kind()),
+        ApiError::RequestError(e) => match &**e {
+            ureq::Error::Status(code, _) => *code == 429 || *code >= 500,
+            ureq::Error::Transport(_) => true,
+        },
+        ApiError::TooManyRetries(inner) => is_transient(inner),
+        _ => false,
     }
 }
 
@@ -857,7 +930,8 @@ impl<'t, 'a> Online<'t, 'a> {
             .with_endpoint(cfg.endpoint().to_string())
             .with_token(cfg.token.clone())
             .with_progress(cfg.progress)
-            .with_retries(3)
+            // Retried here, each attempt resuming the `.part` file (see the module docs).
+            .with_retries(0)
             .with_user_agent(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
             .build()
             .map_err(|e| t.api_error(e, None))?;
@@ -923,10 +997,15 @@ impl<'t, 'a> Online<'t, 'a> {
                 });
             }
         }
-        let path = self
-            .api
-            .download(file)
-            .map_err(|e| t.api_error(e, Some(file)))?;
+        if let (Some(etag), Some(size)) = (&remote.etag, remote.size) {
+            if let Some(path) = self.settle_partial(remote, etag, size, file)? {
+                return Ok(Fetched {
+                    path,
+                    from_cache: false,
+                });
+            }
+        }
+        let path = self.download(file)?;
         // hf-hub resolves the revision again (x-repo-commit); if the branch moved since
         // the info request the file lands in another snapshot.
         if !path.starts_with(cache.snapshot_dir(commit)) {
@@ -943,6 +1022,61 @@ impl<'t, 'a> Online<'t, 'a> {
             path,
             from_cache: false,
         })
+    }
+
+    /// Download through hf-hub, retrying transient failures; every attempt continues the
+    /// `blobs/<etag>.part` file the previous one left.
+    fn download(&self, file: &str) -> Result<PathBuf> {
+        let mut attempt = 1;
+        loop {
+            match self.api.download(file) {
+                Ok(path) => return Ok(path),
+                Err(e) if attempt < DOWNLOAD_ATTEMPTS && is_transient(&e) => {
+                    std::thread::sleep(std::time::Duration::from_millis(200 << (attempt - 1)));
+                    attempt += 1;
+                }
+                Err(e) => return Err(self.t.api_error(e, Some(file))),
+            }
+        }
+    }
+
+    /// Make a partial download of `etag` continuable by hf-hub (see the module docs).
+    /// Returns the snapshot path when the partial file was already the complete file.
+    fn settle_partial(
+        &self,
+        remote: &RemoteFile,
+        etag: &str,
+        size: u64,
+        file: &str,
+    ) -> Result<Option<PathBuf>> {
+        let cache = &self.t.cache;
+        let cache_ctx = || format!("writing to the cache at {}", self.t.cfg.cache_dir.display());
+        let blob = cache.blob_path(etag);
+        let part = blob.with_extension("part");
+        let incomplete = blob.with_extension("incomplete");
+        if !part.exists() && incomplete.is_file() && !cache.python_download_running(etag) {
+            std::fs::rename(&incomplete, &part).with_context(cache_ctx)?;
+        }
+        let Ok(len) = std::fs::metadata(&part).map(|m| m.len()) else {
+            return Ok(None);
+        };
+        if len < size {
+            return Ok(None);
+        }
+        let complete = len == size
+            && match &remote.lfs_sha256 {
+                Some(expected) => sha256_file(&part).is_ok_and(|got| got == *expected),
+                None => false,
+            };
+        if !complete {
+            std::fs::remove_file(&part).with_context(cache_ctx)?;
+            return Ok(None);
+        }
+        std::fs::rename(&part, &blob).with_context(cache_ctx)?;
+        let path = cache
+            .link_blob(etag, &self.remote.commit, file)
+            .with_context(cache_ctx)?;
+        Ok(Some(path))
     }
 
     /// Check a fresh download against the size and sha256 the Hub announced; remove it

@@ -476,15 +476,41 @@ fn blobs_are_reused_across_commits_and_revisions() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `blobs/` of `repo` in the cache of `cfg`.
+fn blobs_dir(cfg: &HubConfig, repo: &str) -> PathBuf {
+    repo_cache(cfg, repo).join("blobs")
+}
+
+/// Partial-download files (`*.part`, `*.incomplete`) left in `blobs/`.
+fn partial_files(cfg: &HubConfig, repo: &str) -> Vec<String> {
+    std::fs::read_dir(blobs_dir(cfg, repo))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".part") || n.ends_with(".incomplete"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Body bytes the server sent for `file`'s data transfers.
+fn data_bytes_sent(server: &HubServer, file: &str) -> usize {
+    server
+        .data_transfers(file)
+        .iter()
+        .map(|s| s.body_bytes)
+        .sum()
+}
+
 #[test]
 fn interrupted_download_is_resumed() -> anyhow::Result<()> {
     let fx = Fixture::new();
     let server = HubServer::start(fx.path(), COMMIT);
     let cache = tempfile::tempdir()?;
     let cfg = config(&server.url, &cache);
-    // hf-hub keeps an interrupted download in blobs/<etag>.part and resumes it with a
-    // `Range: bytes=<len>-` request.
-    let blobs = repo_cache(&cfg, REPO).join("blobs");
+    // A partial blob left by an earlier run (hf-hub's blobs/<etag>.part) is continued
+    // with a `Range: bytes=<len>-` request.
+    let blobs = blobs_dir(&cfg, REPO);
     std::fs::create_dir_all(&blobs)?;
     let data = &fx.files[SHARD1];
     std::fs::write(
@@ -498,6 +524,170 @@ fn interrupted_download_is_resumed() -> anyhow::Result<()> {
         std::fs::read(&fetched.path)? == *data,
         "resumed bytes differ"
     );
+    let transfers = server.data_transfers(SHARD1);
+    assert_eq!(transfers.len(), 1, "{transfers:?}");
+    assert_eq!(transfers[0].range.as_deref(), Some("bytes=77777-"));
+    assert_eq!(data_bytes_sent(&server, SHARD1), data.len() - 77_777);
+    assert!(partial_files(&cfg, REPO).is_empty());
+    Ok(())
+}
+
+#[test]
+fn download_cut_mid_file_resumes_where_it_stopped() -> anyhow::Result<()> {
+    let fx = Fixture::new();
+    let server = HubServer::start(fx.path(), COMMIT);
+    let cache = tempfile::tempdir()?;
+    let cfg = config(&server.url, &cache);
+    const CUT: usize = 123_456;
+    server.cut_download_once(SHARD1, CUT);
+
+    let fetched = fetch_file(&cfg, REPO, "main", SHARD1)?;
+
+    let data = &fx.files[SHARD1];
+    assert_eq!(sha256_hex(&std::fs::read(&fetched.path)?), sha256_hex(data));
+    let transfers = server.data_transfers(SHARD1);
+    assert_eq!(transfers.len(), 2, "{transfers:?}");
+    assert!(
+        transfers[0].cut && transfers[0].body_bytes == CUT,
+        "{transfers:?}"
+    );
+    assert_eq!(transfers[0].range_start(), Some(0));
+    // The second attempt asks for the rest, starting exactly where the first stopped.
+    assert_eq!(transfers[1].range.as_deref(), Some("bytes=123456-"));
+    assert_eq!(transfers[1].status, 206);
+    assert!(!transfers[1].cut);
+    // About one file went over the wire, not two.
+    assert_eq!(data_bytes_sent(&server, SHARD1), data.len());
+    assert!(partial_files(&cfg, REPO).is_empty());
+
+    // A non-LFS file (served directly, no redirect) resumes the same way.
+    let tokenizer = "tokenizer.json";
+    server.cut_download_once(tokenizer, 10);
+    let fetched = fetch_file(&cfg, REPO, "main", tokenizer)?;
+    assert_eq!(std::fs::read(&fetched.path)?, fx.files[tokenizer]);
+    let t = server.data_transfers(tokenizer);
+    assert_eq!(t.len(), 2, "{t:?}");
+    assert_eq!(t[1].range.as_deref(), Some("bytes=10-"));
+    Ok(())
+}
+
+#[test]
+fn download_cut_in_an_earlier_run_resumes_in_the_next() -> anyhow::Result<()> {
+    let fx = Fixture::new();
+    let server = HubServer::start(fx.path(), COMMIT);
+    let cache = tempfile::tempdir()?;
+    let cfg = config(&server.url, &cache);
+    let data = &fx.files[SHARD1];
+    // Every attempt of the first run is cut after 7000 bytes: the run fails, and says
+    // that running again resumes.
+    server.cut_downloads(SHARD1, 7_000, usize::MAX);
+    let msg = error_text(fetch_file(&cfg, REPO, "main", SHARD1));
+    assert!(msg.contains(SHARD1) && msg.contains("resume"), "{msg}");
+    let first_run = server.data_transfers(SHARD1);
+    assert_eq!(first_run.len(), qeval::hub::DOWNLOAD_ATTEMPTS as usize);
+    // Each attempt continued the previous one.
+    for (i, t) in first_run.iter().enumerate() {
+        assert_eq!(t.range_start(), Some(7_000 * i as u64), "{first_run:?}");
+    }
+    let part = blobs_dir(&cfg, REPO).join(format!("{}.part", sha256_hex(data)));
+    let kept = std::fs::metadata(&part)?.len();
+    assert_eq!(kept, 7_000 * first_run.len() as u64);
+    assert!(std::fs::read(&part)? == data[..kept as usize]);
+
+    // The next run continues from the partial file.
+    server.clear_cuts();
+    let fetched = fetch_file(&cfg, REPO, "main", SHARD1)?;
+    assert_eq!(sha256_hex(&std::fs::read(&fetched.path)?), sha256_hex(data));
+    let all = server.data_transfers(SHARD1);
+    let second_run = &all[first_run.len()..];
+    assert_eq!(second_run.len(), 1, "{all:?}");
+    assert_eq!(second_run[0].range_start(), Some(kept));
+    assert_eq!(data_bytes_sent(&server, SHARD1), data.len());
+    Ok(())
+}
+
+#[test]
+fn resume_survives_a_connection_lost_before_the_first_byte() -> anyhow::Result<()> {
+    // hf-hub's own retry restarts from its file handle's position, which is 0 when the
+    // first attempt of a run dies before writing: it would append the whole file to the
+    // partial one. qeval's retries continue from the partial file's length instead.
+    let fx = Fixture::new();
+    let server = HubServer::start(fx.path(), COMMIT);
+    let cache = tempfile::tempdir()?;
+    let cfg = config(&server.url, &cache);
+    let data = &fx.files[SHARD2];
+    let blobs = blobs_dir(&cfg, REPO);
+    std::fs::create_dir_all(&blobs)?;
+    std::fs::write(
+        blobs.join(format!("{}.part", sha256_hex(data))),
+        &data[..40_000],
+    )?;
+    server.cut_download_once(SHARD2, 0);
+
+    let fetched = fetch_file(&cfg, REPO, "main", SHARD2)?;
+    assert!(std::fs::read(&fetched.path)? == *data);
+    let transfers = server.data_transfers(SHARD2);
+    assert_eq!(transfers.len(), 2, "{transfers:?}");
+    for t in &transfers {
+        assert_eq!(t.range.as_deref(), Some("bytes=40000-"), "{transfers:?}");
+    }
+    assert_eq!(data_bytes_sent(&server, SHARD2), data.len() - 40_000);
+    Ok(())
+}
+
+#[test]
+fn python_incomplete_download_is_continued() -> anyhow::Result<()> {
+    // huggingface_hub leaves an interrupted download in blobs/<etag>.incomplete.
+    let fx = Fixture::new();
+    let server = HubServer::start(fx.path(), COMMIT);
+    let cache = tempfile::tempdir()?;
+    let cfg = config(&server.url, &cache);
+    let data = &fx.files[SHARD1];
+    let blobs = blobs_dir(&cfg, REPO);
+    std::fs::create_dir_all(&blobs)?;
+    std::fs::write(
+        blobs.join(format!("{}.incomplete", sha256_hex(data))),
+        &data[..150_000],
+    )?;
+
+    let fetched = fetch_file(&cfg, REPO, "main", SHARD1)?;
+    assert!(std::fs::read(&fetched.path)? == *data);
+    let transfers = server.data_transfers(SHARD1);
+    assert_eq!(transfers.len(), 1, "{transfers:?}");
+    assert_eq!(transfers[0].range.as_deref(), Some("bytes=150000-"));
+    assert!(partial_files(&cfg, REPO).is_empty());
+    Ok(())
+}
+
+#[test]
+fn partial_files_that_cannot_be_continued_are_settled() -> anyhow::Result<()> {
+    let fx = Fixture::new();
+    let server = HubServer::start(fx.path(), COMMIT);
+    let cache = tempfile::tempdir()?;
+    let cfg = config(&server.url, &cache);
+    let blobs = blobs_dir(&cfg, REPO);
+    std::fs::create_dir_all(&blobs)?;
+
+    // Longer than the file (hf-hub would fail with "invalid resume" on every run):
+    // removed and downloaded again from the start.
+    let d1 = &fx.files[SHARD1];
+    let mut longer = d1.clone();
+    longer.extend_from_slice(b"garbage");
+    std::fs::write(blobs.join(format!("{}.part", sha256_hex(d1))), &longer)?;
+    let fetched = fetch_file(&cfg, REPO, "main", SHARD1)?;
+    assert!(std::fs::read(&fetched.path)? == *d1);
+    let t = server.data_transfers(SHARD1);
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!(t[0].range_start(), Some(0));
+
+    // Complete but never moved into place (killed right at the end): checked against
+    // the announced sha256 and used without another request.
+    let d2 = &fx.files[SHARD2];
+    std::fs::write(blobs.join(format!("{}.part", sha256_hex(d2))), d2)?;
+    let fetched = fetch_file(&cfg, REPO, "main", SHARD2)?;
+    assert!(std::fs::read(&fetched.path)? == *d2);
+    assert!(server.data_transfers(SHARD2).is_empty());
+    assert!(partial_files(&cfg, REPO).is_empty());
     Ok(())
 }
 
@@ -632,4 +822,173 @@ fn test_server_speaks_the_hub_download_protocol() {
     let (status, _, _) = raw_get(&guarded.url, &p, "Authorization: Bearer hf_x_token\r\n");
     assert!(status.contains(" 200 "), "{status}");
     assert_eq!(guarded.requests().len(), 2);
+}
+
+const SECRET: &str = "hf_qevalSecretToken_5f3a9c0d2e71";
+
+/// Fails the test if `text` shows the token (whole, or its distinctive middle).
+fn assert_no_token(text: &str, where_: &str) {
+    assert!(
+        !text.contains(SECRET) && !text.contains("qevalSecretToken"),
+        "HF_TOKEN leaked in {where_}: {text}"
+    );
+}
+
+#[test]
+fn token_never_appears_in_download_errors() -> anyhow::Result<()> {
+    let fx = Fixture::new();
+    let server = HubServer::start_with_token(fx.path(), COMMIT, SECRET);
+    let cache = tempfile::tempdir()?;
+    let with_token = HubConfig {
+        token: Some(SECRET.to_string()),
+        ..config(&server.url, &cache)
+    };
+    // 404s: a missing file, a missing repo.
+    let msg = error_text(fetch_file(&with_token, REPO, "main", "missing.bin"));
+    assert!(msg.contains("missing.bin"), "{msg}");
+    assert_no_token(&msg, "a 404 error");
+    let msg = error_text(fetch_safetensors_model(
+        &with_token,
+        "test-org/no-such-repo",
+        "main",
+    ));
+    assert!(msg.contains("no-such-repo"), "{msg}");
+    assert_no_token(&msg, "a repo-not-found error");
+    // A download that keeps breaking off.
+    server.cut_downloads(SHARD2, 1_000, usize::MAX);
+    let msg = error_text(fetch_file(&with_token, REPO, "main", SHARD2));
+    assert!(msg.contains(SHARD2), "{msg}");
+    assert_no_token(&msg, "a network error");
+    server.clear_cuts();
+    // 401: the server expects another token than the one sent.
+    let other = HubServer::start_with_token(fx.path(), COMMIT, "hf_someone_elses_token");
+    let refused = HubConfig {
+        endpoint: other.url.clone(),
+        ..with_token.clone()
+    };
+    let msg = error_text(fetch_safetensors_model(&refused, REPO, "main"));
+    assert!(msg.contains("401") && msg.contains("HF_TOKEN"), "{msg}");
+    assert_no_token(&msg, "a 401 error");
+    let msg = error_text(fetch_file(
+        &refused,
+        "test-org/single",
+        "main",
+        "config.json",
+    ));
+    assert_no_token(&msg, "a 401 error");
+    // Offline, nothing cached.
+    let offline = HubConfig {
+        offline: true,
+        cache_dir: cache.path().join("empty"),
+        ..with_token.clone()
+    };
+    let msg = error_text(fetch_safetensors_model(&offline, REPO, "main"));
+    assert_no_token(&msg, "an offline error");
+    assert_no_token(&format!("{with_token:?}"), "HubConfig's Debug output");
+    Ok(())
+}
+
+/// The real SmolLM2-135M (from its GGUF) written as a safetensors model directory.
+fn smollm2_safetensors(dir: &Path) -> anyhow::Result<()> {
+    let model = common::model("smollm2-135m-q4_1");
+    let src = qeval::model::source::ModelSource::open(&model)?;
+    let tok = qeval::model::tokenizer::gguf_tokenizer(&model)?;
+    std::fs::create_dir_all(dir)?;
+    let tj = dir.join("tokenizer.tmp.json");
+    tok.save_json(&tj)?;
+    qeval::model::export::export_source(&src, dir, &tj)?;
+    std::fs::remove_file(tj)?;
+    Ok(())
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn binary_never_shows_the_token_and_resumes_a_cut_download() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path().join("hub");
+    smollm2_safetensors(&root.join("test-org").join("smol"))?;
+    let server = HubServer::start_with_token(&root, COMMIT, SECRET);
+    let hf_home = tmp.path().join("hf-home");
+    let run = |model: &str, token: &str, out: &Path| {
+        common::qeval()
+            .args(["run", "--model", model, "--quants", "q8_0"])
+            .args(["--out", &out.to_string_lossy()])
+            .args(["--ctx", "128", "--chunks", "1", "--repeats", "1"])
+            .args(["--prompt-tokens", "16", "--gen-tokens", "4"])
+            .env("HF_ENDPOINT", &server.url)
+            .env("HF_HOME", &hf_home)
+            .env("HF_TOKEN", token)
+            .env("RUST_BACKTRACE", "1")
+            .env_remove("HF_HUB_OFFLINE")
+            .env_remove("HF_HUB_CACHE")
+            .env_remove("HUGGING_FACE_HUB_TOKEN")
+            .output()
+            .expect("run qeval")
+    };
+
+    // Refused (the server wants another token), and a repo that does not exist.
+    let o = run(
+        "hf:test-org/smol",
+        "hf_wrong_token_123456",
+        &tmp.path().join("o1"),
+    );
+    assert!(!o.status.success());
+    let err = common::stderr(&o);
+    assert!(err.contains("HF_TOKEN") && err.contains("401"), "{err}");
+    assert!(
+        !err.contains("hf_wrong_token_123456"),
+        "token leaked: {err}"
+    );
+    let o = run("hf:test-org/nope", SECRET, &tmp.path().join("o2"));
+    assert!(!o.status.success());
+    let err = common::stderr(&o);
+    assert!(err.contains("test-org/nope"), "{err}");
+    assert_no_token(&err, "stderr of a failed run");
+    assert_no_token(
+        &String::from_utf8_lossy(&o.stdout),
+        "stdout of a failed run",
+    );
+
+    // A run that used the token, with the weights download cut mid-file once.
+    let weights_len = std::fs::metadata(root.join("test-org/smol/model.safetensors"))?.len();
+    server.cut_download_once("model.safetensors", 1 << 20);
+    let out = tmp.path().join("o3");
+    let o = run("hf:test-org/smol", SECRET, &out);
+    let err = common::stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert_no_token(&err, "stderr of a run");
+    assert_no_token(&String::from_utf8_lossy(&o.stdout), "stdout of a run");
+    let t = server.data_transfers("model.safetensors");
+    assert_eq!(t.len(), 2, "{t:?}");
+    assert_eq!(t[1].range_start(), Some(1 << 20));
+    assert_eq!(
+        data_bytes_sent(&server, "model.safetensors") as u64,
+        weights_len
+    );
+    let written = files_under(&out);
+    assert!(
+        written.iter().any(|p| p.ends_with("results.json")),
+        "{written:?}"
+    );
+    for p in written {
+        let bytes = std::fs::read(&p)?;
+        assert_no_token(&String::from_utf8_lossy(&bytes), &p.display().to_string());
+    }
+    Ok(())
 }

@@ -74,6 +74,40 @@ impl ModelConfig {
                 self.n_layer, self.n_head, self.n_kv_head, self.n_embd, self.head_dim
             )));
         }
+        // Far beyond any real model; a corrupt header must not size allocations.
+        let limits = [
+            ("layers", self.n_layer, 1 << 12),
+            ("embedding length", self.n_embd, 1 << 20),
+            ("attention heads", self.n_head, 1 << 14),
+            ("head dimension", self.head_dim, 1 << 14),
+            ("feed-forward length", self.n_ff, 1 << 22),
+            ("vocabulary size", self.vocab_size, 1 << 24),
+            ("context length", self.context_length, 1 << 28),
+            ("sliding window", self.sliding_window.unwrap_or(1), 1 << 28),
+        ];
+        for (name, value, max) in limits {
+            if value == 0 || value > max {
+                return Err(usage(format!(
+                    "{what}: {name} {value} is out of range (1 to {max}); the model configuration is corrupt"
+                )));
+            }
+        }
+        if self.sliding_window_pattern == 0 {
+            return Err(usage(format!(
+                "{what}: sliding-window pattern 0 is invalid (every n-th layer is global; n >= 1)"
+            )));
+        }
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        let valid = positive(self.rope_theta.into())
+            && positive(self.rope_theta_local.into())
+            && self.rms_eps.is_finite()
+            && self.rms_eps >= 0.0;
+        if !valid {
+            return Err(usage(format!(
+                "{what}: rope base {} / {} or norm epsilon {} is not a positive finite number",
+                self.rope_theta, self.rope_theta_local, self.rms_eps
+            )));
+        }
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use candle_core::quantized::{gguf_file, QTensor};
 use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// The format a model was read from.
@@ -79,13 +80,46 @@ fn ftype_name(v: u32) -> Option<&'static str> {
     })
 }
 
-/// Check the GGUF header so a bad file gets a message about the file, not a parser panic.
-fn check_gguf_header(path: &Path) -> Result<()> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)
-        .map_err(|e| usage(format!("cannot open model file {}: {e}", path.display())))?;
+/// Nesting depth of GGUF arrays accepted (candle's limit).
+const GGUF_MAX_DEPTH: usize = 64;
+
+/// Read a GGUF file's header and metadata from `reader` (positioned at the file's start),
+/// guarding candle's parser against what it does not survive: a file that is not GGUF
+/// gets a message about the file, and a `general.alignment` of 0 (candle divides by it)
+/// is refused before candle reads anything. `path` names the source in messages.
+pub fn read_gguf_content<R: Read + Seek>(
+    reader: &mut R,
+    path: &Path,
+) -> Result<gguf_file::Content> {
+    let start = reader
+        .stream_position()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let scan = scan_gguf_metadata(reader, path);
+    reader
+        .seek(SeekFrom::Start(start))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if let Some(alignment) = scan? {
+        if alignment == 0 {
+            return Err(usage(format!(
+                "{}: GGUF metadata general.alignment is 0 (it must be a positive number of bytes, normally 32); the file is corrupt",
+                path.display()
+            )));
+        }
+    }
+    gguf_file::Content::read(reader).map_err(|e| {
+        usage(format!(
+            "{}: cannot read GGUF header and metadata ({e}); the file may be truncated or corrupt",
+            path.display()
+        ))
+    })
+}
+
+/// Walk the GGUF header and metadata without keeping them: checks magic and version and
+/// returns `general.alignment` if it is an integer. Structural damage is left for candle's
+/// reader to report; only what would crash it is looked for here.
+fn scan_gguf_metadata<R: Read + Seek>(r: &mut R, path: &Path) -> Result<Option<u64>> {
     let mut head = [0u8; 8];
-    f.read_exact(&mut head).map_err(|_| {
+    r.read_exact(&mut head).map_err(|_| {
         usage(format!(
             "{}: file is too short to be a GGUF model (truncated download?)",
             path.display()
@@ -104,6 +138,276 @@ fn check_gguf_header(path: &Path) -> Result<()> {
             "{}: GGUF version {version} is not supported (expected 1, 2 or 3)",
             path.display()
         )));
+    }
+    let io = |e: std::io::Error| anyhow::anyhow!("cannot read {}: {e}", path.display());
+    let pos = r.stream_position().map_err(io)?;
+    let end = r.seek(SeekFrom::End(0)).map_err(io)?;
+    r.seek(SeekFrom::Start(pos)).map_err(io)?;
+    let mut scan = GgufScan {
+        r,
+        pos,
+        end,
+        wide: version >= 2,
+    };
+    // Malformed metadata ends the scan; candle's reader reports it properly.
+    Ok(scan.alignment().unwrap_or(None))
+}
+
+/// A forward-only walk over GGUF metadata that never reads or seeks past the end.
+struct GgufScan<'r, R> {
+    r: &'r mut R,
+    pos: u64,
+    end: u64,
+    /// GGUF v2+: 64-bit lengths.
+    wide: bool,
+}
+
+impl<R: Read + Seek> GgufScan<'_, R> {
+    fn alignment(&mut self) -> std::io::Result<Option<u64>> {
+        let _tensor_count = self.len()?;
+        let kv_count = self.len()?;
+        let mut alignment = None;
+        for _ in 0..kv_count {
+            let key_len = self.len()?;
+            let is_alignment = if key_len == "general.alignment".len() as u64 {
+                self.bytes::<17>()? == *b"general.alignment"
+            } else {
+                self.skip(key_len)?;
+                false
+            };
+            let ty = self.u32()?;
+            match ty {
+                0 | 1 if is_alignment => alignment = Some(u64::from(self.bytes::<1>()?[0])),
+                2 | 3 if is_alignment => {
+                    alignment = Some(u64::from(u16::from_le_bytes(self.bytes::<2>()?)))
+                }
+                4 | 5 if is_alignment => alignment = Some(u64::from(self.u32()?)),
+                _ => {
+                    if is_alignment {
+                        // candle falls back to the default for other types.
+                        alignment = None;
+                    }
+                    self.skip_value(ty, 0)?
+                }
+            }
+        }
+        Ok(alignment)
+    }
+
+    fn bytes<const N: usize>(&mut self) -> std::io::Result<[u8; N]> {
+        let mut b = [0u8; N];
+        self.r.read_exact(&mut b)?;
+        self.pos += N as u64;
+        Ok(b)
+    }
+
+    fn u32(&mut self) -> std::io::Result<u32> {
+        self.bytes::<4>().map(u32::from_le_bytes)
+    }
+
+    fn len(&mut self) -> std::io::Result<u64> {
+        if self.wide {
+            self.bytes::<8>().map(u64::from_le_bytes)
+        } else {
+            self.u32().map(u64::from)
+        }
+    }
+
+    /// Skip `n` bytes; fails rather than going past the end.
+    fn skip(&mut self, n: u64) -> std::io::Result<()> {
+        let to = self
+            .pos
+            .checked_add(n)
+            .filter(|&t| t <= self.end)
+            .ok_or_else(bad_gguf)?;
+        if n <= 4096 {
+            // Short skips read through (keeps a BufReader's buffer).
+            let got = std::io::copy(&mut (&mut *self.r).take(n), &mut std::io::sink())?;
+            if got != n {
+                return Err(bad_gguf());
+            }
+        } else {
+            self.r.seek(SeekFrom::Start(to))?;
+        }
+        self.pos = to;
+        Ok(())
+    }
+
+    /// Skip one metadata value of GGUF type `ty`.
+    fn skip_value(&mut self, ty: u32, depth: usize) -> std::io::Result<()> {
+        if let Some(n) = gguf_fixed_size(ty) {
+            return self.skip(n);
+        }
+        match ty {
+            8 => {
+                let len = self.len()?;
+                self.skip(len)
+            }
+            9 if depth < GGUF_MAX_DEPTH => {
+                let elem = self.u32()?;
+                let len = self.len()?;
+                if let Some(n) = gguf_fixed_size(elem) {
+                    return self.skip(len.checked_mul(n).ok_or_else(bad_gguf)?);
+                }
+                // Every element takes at least 4 bytes: a count beyond the file fails fast.
+                if len > (self.end - self.pos) / 4 {
+                    return Err(bad_gguf());
+                }
+                for _ in 0..len {
+                    self.skip_value(elem, depth + 1)?;
+                }
+                Ok(())
+            }
+            _ => Err(bad_gguf()),
+        }
+    }
+}
+
+/// On-disk size of a fixed-size GGUF metadata type.
+fn gguf_fixed_size(ty: u32) -> Option<u64> {
+    Some(match ty {
+        0 | 1 | 7 => 1,
+        2 | 3 => 2,
+        4..=6 => 4,
+        10..=12 => 8,
+        _ => return None,
+    })
+}
+
+fn bad_gguf() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed GGUF metadata")
+}
+
+/// What a GGUF file's header says, checked against the file: the model configuration,
+/// the tensor table (every tensor inside the file), llama.cpp's file type.
+pub struct GgufHeader {
+    pub content: gguf_file::Content,
+    pub config: ModelConfig,
+    pub tensors: Vec<TensorMeta>,
+    pub file_type: Option<String>,
+}
+
+/// Bytes of a tensor of `dims` stored as `dtype`, or None when the shape does not fit the
+/// type's blocks or the size overflows.
+fn tensor_bytes(dims: &[usize], dtype: candle_core::quantized::GgmlDType) -> Option<u64> {
+    let elems = dims
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))?;
+    let block = dtype.block_size() as u64;
+    if block == 0 || elems % block != 0 {
+        return None;
+    }
+    (elems / block).checked_mul(dtype.type_size() as u64)
+}
+
+/// Read and check a GGUF model's header from any reader positioned at the file's start
+/// (the file itself, or bytes in memory); `path` names the source in messages. Reads no
+/// tensor data except the small `rope_freqs.weight` of Llama 3 models.
+pub fn read_gguf_header<R: Read + Seek>(reader: &mut R, path: &Path) -> Result<GgufHeader> {
+    let content = read_gguf_content(reader, path)?;
+    let file_len = reader
+        .seek(SeekFrom::End(0))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut config = ModelConfig::from_gguf(&content, path)?;
+    let mut tensors = Vec::new();
+    for (name, info) in &content.tensor_infos {
+        let bytes = tensor_bytes(info.shape.dims(), info.ggml_dtype).ok_or_else(|| {
+            usage(format!(
+                "{}: tensor '{name}' has shape {:?}, which does not fit its type {:?}; the file is corrupt",
+                path.display(),
+                info.shape.dims(),
+                info.ggml_dtype
+            ))
+        })?;
+        let end = content
+            .tensor_data_offset
+            .checked_add(info.offset)
+            .and_then(|e| e.checked_add(bytes));
+        match end {
+            Some(end) if end <= file_len => {}
+            _ => {
+                return Err(usage(format!(
+                    "{}: tensor '{name}' ends at byte {} but the file has {file_len} bytes (truncated download?)",
+                    path.display(),
+                    end.map_or_else(|| "beyond 2^64".to_string(), |e| e.to_string())
+                )))
+            }
+        }
+        if name == "rope_freqs.weight" {
+            continue;
+        }
+        tensors.push(TensorMeta {
+            name: name.clone(),
+            shape: info.shape.dims().to_vec(),
+            source_dtype: crate::quant::level::dtype_name(info.ggml_dtype).to_string(),
+        });
+    }
+    tensors.sort_by_key(|t| tensor_order(&t.name));
+    check_complete(&tensors, &config, path)?;
+    if let Some(info) = content.tensor_infos.get("rope_freqs.weight") {
+        let want = config.head_dim / 2;
+        if info.shape.dims() != [want] {
+            return Err(usage(format!(
+                "{}: rope_freqs.weight has shape {:?}, expected [{want}] (half the head dimension {})",
+                path.display(),
+                info.shape.dims(),
+                config.head_dim
+            )));
+        }
+        let t = content
+            .tensor(reader, "rope_freqs.weight", &Device::Cpu)
+            .and_then(|q| q.dequantize(&Device::Cpu))
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| {
+                usage(format!(
+                    "{}: cannot read rope_freqs.weight ({e})",
+                    path.display()
+                ))
+            })?;
+        config.rope_freq_factors = Some(t);
+    }
+    Ok(GgufHeader {
+        file_type: content
+            .metadata
+            .get("general.file_type")
+            .and_then(|v| v.to_u32().ok())
+            .and_then(ftype_name)
+            .map(String::from),
+        content,
+        config,
+        tensors,
+    })
+}
+
+/// Fail early, naming the tensor, if a weight the architecture needs is missing or the
+/// embedding does not match the vocabulary.
+fn check_complete(tensors: &[TensorMeta], config: &ModelConfig, path: &Path) -> Result<()> {
+    let have: std::collections::HashSet<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
+    let top = ["token_embd.weight".to_string(), "output_norm.weight".into()];
+    // Lazily, layer by layer: a header claiming millions of layers fails at the first gap.
+    let layers = (0..config.n_layer).flat_map(|i| {
+        required_layer_tensors(config.arch)
+            .iter()
+            .map(move |t| format!("blk.{i}.{t}.weight"))
+    });
+    for n in top.into_iter().chain(layers) {
+        if !have.contains(n.as_str()) {
+            return Err(usage(format!(
+                "{}: the {} model is missing tensor '{n}'",
+                path.display(),
+                config.arch.name()
+            )));
+        }
+    }
+    if let Some(e) = tensors.iter().find(|t| t.name == "token_embd.weight") {
+        if e.shape.first() != Some(&config.vocab_size) {
+            return Err(usage(format!(
+                "{}: token_embd has {} rows but the configuration says vocab_size {}",
+                path.display(),
+                e.shape.first().copied().unwrap_or(0),
+                config.vocab_size
+            )));
+        }
     }
     Ok(())
 }
@@ -125,60 +429,20 @@ impl ModelSource {
     }
 
     fn open_gguf(path: &Path) -> Result<Self> {
-        check_gguf_header(path)?;
-        let mut f =
-            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let content = gguf_file::Content::read(&mut f).map_err(|e| {
-            usage(format!(
-                "{}: cannot read GGUF header and metadata ({e}); the file may be truncated or corrupt",
-                path.display()
-            ))
-        })?;
-        let file_len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut config = ModelConfig::from_gguf(&content, path)?;
-        let mut tensors = Vec::new();
-        for (name, info) in &content.tensor_infos {
-            let elems = info.shape.elem_count();
-            let bytes = elems / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
-            let end = content.tensor_data_offset + info.offset + bytes as u64;
-            if end > file_len {
-                return Err(usage(format!(
-                    "{}: tensor '{name}' ends at byte {end} but the file has {file_len} bytes (truncated download?)",
-                    path.display()
-                )));
-            }
-            if name == "rope_freqs.weight" {
-                continue;
-            }
-            tensors.push(TensorMeta {
-                name: name.clone(),
-                shape: info.shape.dims().to_vec(),
-                source_dtype: crate::quant::level::dtype_name(info.ggml_dtype).to_string(),
-            });
-        }
-        tensors.sort_by_key(|t| tensor_order(&t.name));
-        if content.tensor_infos.contains_key("rope_freqs.weight") {
-            let t = content
-                .tensor(&mut f, "rope_freqs.weight", &Device::Cpu)?
-                .dequantize(&Device::Cpu)?;
-            config.rope_freq_factors = Some(t.to_vec1::<f32>()?);
-        }
-        let src = ModelSource {
+        let f = std::fs::File::open(path)
+            .map_err(|e| usage(format!("cannot open model file {}: {e}", path.display())))?;
+        let header = read_gguf_header(&mut std::io::BufReader::new(f), path)?;
+        Ok(ModelSource {
             format: Format::Gguf,
             path: path.to_path_buf(),
-            config,
-            tensors,
+            config: header.config,
+            tensors: header.tensors,
             files: vec![path.to_path_buf()],
-            file_type: content
-                .metadata
-                .get("general.file_type")
-                .and_then(|v| v.to_u32().ok())
-                .and_then(ftype_name)
-                .map(String::from),
-            backing: Backing::Gguf { content },
-        };
-        src.check_complete()?;
-        Ok(src)
+            file_type: header.file_type,
+            backing: Backing::Gguf {
+                content: header.content,
+            },
+        })
     }
 
     fn open_safetensors(dir: &Path) -> Result<Self> {
@@ -239,37 +503,8 @@ impl ModelSource {
         Ok(src)
     }
 
-    /// Fail early, naming the tensor, if a weight the architecture needs is missing.
     fn check_complete(&self) -> Result<()> {
-        let have: std::collections::HashSet<&str> =
-            self.tensors.iter().map(|t| t.name.as_str()).collect();
-        let mut need = vec!["token_embd.weight".to_string(), "output_norm.weight".into()];
-        for i in 0..self.config.n_layer {
-            for t in required_layer_tensors(self.config.arch) {
-                need.push(format!("blk.{i}.{t}.weight"));
-            }
-        }
-        for n in need {
-            if !have.contains(n.as_str()) {
-                return Err(usage(format!(
-                    "{}: the {} model is missing tensor '{n}'",
-                    self.path.display(),
-                    self.config.arch.name()
-                )));
-            }
-        }
-        let embd = self.meta("token_embd.weight");
-        if let Some(e) = embd {
-            if e.shape.first() != Some(&self.config.vocab_size) {
-                return Err(usage(format!(
-                    "{}: token_embd has {} rows but the configuration says vocab_size {}",
-                    self.path.display(),
-                    e.shape.first().copied().unwrap_or(0),
-                    self.config.vocab_size
-                )));
-            }
-        }
-        Ok(())
+        check_complete(&self.tensors, &self.config, &self.path)
     }
 
     pub fn meta(&self, name: &str) -> Option<&TensorMeta> {

@@ -575,13 +575,16 @@ pub fn load_for(path: &Path) -> Result<ModelTokenizer> {
 }
 
 pub fn gguf_tokenizer(path: &Path) -> Result<ModelTokenizer> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let ct = gguf_file::Content::read(&mut f).map_err(|e| {
-        usage(format!(
-            "{}: cannot read GGUF metadata: {e}",
-            path.display()
-        ))
-    })?;
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    gguf_tokenizer_from_reader(&mut std::io::BufReader::new(f), path)
+}
+
+/// A GGUF model's tokenizer from any reader positioned at the file's start (the file, or
+/// bytes in memory); `path` names the source in messages.
+pub fn gguf_tokenizer_from_reader<R: std::io::Read + std::io::Seek>(
+    reader: &mut R,
+    path: &Path,
+) -> Result<ModelTokenizer> {
+    let ct = super::source::read_gguf_content(reader, path)?;
     ModelTokenizer::from_gguf(&ct, path)
 }

@@ -24,6 +24,12 @@
 //! `Authorization: Bearer <token>` and answer `401` with `x-error-code: GatedRepo`
 //! otherwise (the CDN route stays open, like the Hub's signed CDN URLs).
 //!
+//! Interrupted downloads: [`HubServer::cut_downloads`] makes the server drop the
+//! connection after a number of body bytes of a file's data transfers (not of the
+//! 1-byte `Range: bytes=0-0` metadata probes), the way a flaky network or a killed
+//! proxy cuts a download mid-file; [`HubServer::served`] records every answer with its
+//! `Range` header and the body bytes that actually went out.
+//!
 //! Blob ids: the Hub uses git's sha1 blob id for non-LFS files; sha1 is not a
 //! dependency here, so the server uses the first 40 hex digits of
 //! `sha256("blob <len>\0" + content)` instead — equally opaque to clients.
@@ -47,6 +53,56 @@ struct State {
     token: Option<String>,
     base_url: String,
     log: Mutex<Vec<String>>,
+    served: Mutex<Vec<Served>>,
+    cuts: Mutex<Vec<Cut>>,
+}
+
+/// A pending connection drop: the next `times` data transfers of `file` stop after
+/// `after` body bytes.
+struct Cut {
+    file: String,
+    after: usize,
+    times: usize,
+}
+
+/// One answer as it went out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub method: String,
+    /// Path and query, e.g. `/cdn/org/name/model.safetensors`.
+    pub target: String,
+    /// The request's `Range` header, if any.
+    pub range: Option<String>,
+    pub status: u16,
+    /// Body bytes written before the connection closed.
+    pub body_bytes: usize,
+    /// True when the connection was dropped mid-body on purpose.
+    pub cut: bool,
+}
+
+impl Served {
+    /// A GET that transfers file data (not the `bytes=0-0` metadata probe).
+    pub fn is_data_transfer_of(&self, file: &str) -> bool {
+        self.method == "GET"
+            && self.target.ends_with(&format!("/{file}"))
+            && (self.target.starts_with("/cdn/") || self.target.contains("/resolve/"))
+            && self.range.as_deref() != Some("bytes=0-0")
+            && matches!(self.status, 200 | 206)
+    }
+
+    /// The first byte asked for: the start of `Range: bytes=N-`, 0 without a range.
+    pub fn range_start(&self) -> Option<u64> {
+        match &self.range {
+            None => Some(0),
+            Some(r) => r
+                .strip_prefix("bytes=")?
+                .split_once('-')?
+                .0
+                .trim()
+                .parse()
+                .ok(),
+        }
+    }
 }
 
 /// A running loopback Hub; stops when dropped.
@@ -83,6 +139,8 @@ impl HubServer {
             token,
             base_url: url.clone(),
             log: Mutex::new(Vec::new()),
+            served: Mutex::new(Vec::new()),
+            cuts: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -111,6 +169,48 @@ impl HubServer {
     /// `"METHOD /path?query"` of every request served so far, in arrival order.
     pub fn requests(&self) -> Vec<String> {
         self.state.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Every answer sent so far, in the order they were sent.
+    pub fn served(&self) -> Vec<Served> {
+        self.state
+            .served
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    /// The data transfers of `file` (see [`Served::is_data_transfer_of`]), in order.
+    pub fn data_transfers(&self, file: &str) -> Vec<Served> {
+        self.served()
+            .into_iter()
+            .filter(|s| s.is_data_transfer_of(file))
+            .collect()
+    }
+
+    /// Drop the connection after `after` body bytes on each of the next `times` data
+    /// transfers of `file` (a repo-relative path such as `model.safetensors`). Metadata
+    /// probes (`Range: bytes=0-0`) are answered normally.
+    pub fn cut_downloads(&self, file: &str, after: usize, times: usize) {
+        if let Ok(mut cuts) = self.state.cuts.lock() {
+            cuts.push(Cut {
+                file: file.to_string(),
+                after,
+                times,
+            });
+        }
+    }
+
+    /// Drop the connection once, after `after` body bytes of `file`'s next data transfer.
+    pub fn cut_download_once(&self, file: &str, after: usize) {
+        self.cut_downloads(file, after, 1);
+    }
+
+    /// Forget every pending cut.
+    pub fn clear_cuts(&self) {
+        if let Ok(mut cuts) = self.state.cuts.lock() {
+            cuts.clear();
+        }
     }
 
     /// The requests that transferred file data or file metadata (`/resolve/` and
@@ -153,6 +253,8 @@ struct Response {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// Close the connection after this many body bytes (the header still announces all).
+    cut_after: Option<usize>,
 }
 
 impl Response {
@@ -161,6 +263,7 @@ impl Response {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            cut_after: None,
         }
     }
     fn header(mut self, k: &str, v: impl Into<String>) -> Self {
@@ -197,7 +300,18 @@ fn serve_connection(stream: TcpStream, state: &State) {
         log.push(format!("{} {}", req.method, req.target));
     }
     let resp = route(&req, state);
-    let _ = write_response(stream, &req, resp);
+    let (status, cut) = (resp.status, resp.cut_after.is_some());
+    let body_bytes = write_response(stream, &req, resp).unwrap_or(0);
+    if let Ok(mut served) = state.served.lock() {
+        served.push(Served {
+            method: req.method.clone(),
+            target: req.target.clone(),
+            range: req.header("range").map(str::to_string),
+            status,
+            body_bytes,
+            cut,
+        });
+    }
 }
 
 fn read_request(reader: &mut impl BufRead) -> Option<Request> {
@@ -253,7 +367,8 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn write_response(mut stream: TcpStream, req: &Request, resp: Response) -> std::io::Result<()> {
+/// Write the answer; returns the body bytes written.
+fn write_response(mut stream: TcpStream, req: &Request, resp: Response) -> std::io::Result<usize> {
     let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
     let has_len = resp
         .headers
@@ -267,10 +382,41 @@ fn write_response(mut stream: TcpStream, req: &Request, resp: Response) -> std::
     }
     head.push_str("connection: close\r\n\r\n");
     stream.write_all(head.as_bytes())?;
-    if req.method != "HEAD" {
-        stream.write_all(&resp.body)?;
+    if req.method == "HEAD" {
+        stream.flush()?;
+        return Ok(0);
     }
-    stream.flush()
+    let body = match resp.cut_after {
+        Some(n) => &resp.body[..n.min(resp.body.len())],
+        None => &resp.body[..],
+    };
+    stream.write_all(body)?;
+    stream.flush()?;
+    if resp.cut_after.is_some() {
+        // Mid-body: the client sees the connection end before Content-Length bytes.
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+    Ok(body.len())
+}
+
+/// Apply a pending cut to a data transfer of `file`.
+fn maybe_cut(req: &Request, state: &State, file: &str, mut resp: Response) -> Response {
+    let data = req.method == "GET"
+        && matches!(resp.status, 200 | 206)
+        && req.header("range") != Some("bytes=0-0");
+    if !data {
+        return resp;
+    }
+    if let Ok(mut cuts) = state.cuts.lock() {
+        if let Some(i) = cuts.iter().position(|c| c.file == file && c.times > 0) {
+            resp.cut_after = Some(cuts[i].after);
+            cuts[i].times -= 1;
+            if cuts[i].times == 0 {
+                cuts.remove(i);
+            }
+        }
+    }
+    resp
 }
 
 fn percent_decode(s: &str) -> String {
@@ -334,7 +480,12 @@ fn route(req: &Request, state: &State) -> Response {
             match read_repo_file(state, org, name, &file) {
                 Ok(data) => {
                     let etag = format!("\"{}\"", sha256_hex(&data));
-                    serve_bytes(req, data).header("etag", etag)
+                    maybe_cut(
+                        req,
+                        state,
+                        &file,
+                        serve_bytes(req, data).header("etag", etag),
+                    )
                 }
                 Err(resp) => resp,
             }
@@ -422,12 +573,13 @@ fn resolve(req: &Request, state: &State, org: &str, name: &str, file: &str) -> R
             .header("x-linked-size", data.len().to_string())
             .header("etag", format!("\"{}\"", blob_id(pointer.as_bytes())))
     } else {
-        serve_bytes(req, data)
+        let resp = serve_bytes(req, data)
             .header("x-repo-commit", state.commit.clone())
             .header(
                 "etag",
                 format!("\"{}\"", blob_id_of_file(state, org, name, file)),
-            )
+            );
+        maybe_cut(req, state, file, resp)
     }
 }
 
