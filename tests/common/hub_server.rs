@@ -74,7 +74,7 @@ pub struct Served {
     /// The request's `Range` header, if any.
     pub range: Option<String>,
     pub status: u16,
-    /// Body bytes written before the connection closed.
+    /// Body bytes sent before the connection closed (all of them, or up to the cut).
     pub body_bytes: usize,
     /// True when the connection was dropped mid-body on purpose.
     pub cut: bool,
@@ -300,18 +300,23 @@ fn serve_connection(stream: TcpStream, state: &State) {
         log.push(format!("{} {}", req.method, req.target));
     }
     let resp = route(&req, state);
-    let (status, cut) = (resp.status, resp.cut_after.is_some());
-    let body_bytes = write_response(stream, &req, resp).unwrap_or(0);
+    let body_bytes = match (req.method.as_str(), resp.cut_after) {
+        ("HEAD", _) => 0,
+        (_, Some(n)) => n.min(resp.body.len()),
+        (_, None) => resp.body.len(),
+    };
+    // Recorded before anything is sent, so a client that has the answer finds it logged.
     if let Ok(mut served) = state.served.lock() {
         served.push(Served {
             method: req.method.clone(),
             target: req.target.clone(),
             range: req.header("range").map(str::to_string),
-            status,
+            status: resp.status,
             body_bytes,
-            cut,
+            cut: resp.cut_after.is_some(),
         });
     }
+    let _ = write_response(stream, &req, resp);
 }
 
 fn read_request(reader: &mut impl BufRead) -> Option<Request> {
@@ -367,8 +372,7 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Write the answer; returns the body bytes written.
-fn write_response(mut stream: TcpStream, req: &Request, resp: Response) -> std::io::Result<usize> {
+fn write_response(mut stream: TcpStream, req: &Request, resp: Response) -> std::io::Result<()> {
     let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
     let has_len = resp
         .headers
@@ -383,8 +387,7 @@ fn write_response(mut stream: TcpStream, req: &Request, resp: Response) -> std::
     head.push_str("connection: close\r\n\r\n");
     stream.write_all(head.as_bytes())?;
     if req.method == "HEAD" {
-        stream.flush()?;
-        return Ok(0);
+        return stream.flush();
     }
     let body = match resp.cut_after {
         Some(n) => &resp.body[..n.min(resp.body.len())],
@@ -396,7 +399,7 @@ fn write_response(mut stream: TcpStream, req: &Request, resp: Response) -> std::
         // Mid-body: the client sees the connection end before Content-Length bytes.
         let _ = stream.shutdown(std::net::Shutdown::Both);
     }
-    Ok(body.len())
+    Ok(())
 }
 
 /// Apply a pending cut to a data transfer of `file`.
