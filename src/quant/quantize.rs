@@ -126,7 +126,7 @@ pub fn read_level_file(
 ) -> Result<(ModelConfig, HashMap<String, Arc<QTensor>>)> {
     let mut f =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let ct = gguf_file::Content::read(&mut f)
+    let ct = crate::model::source::read_gguf_content(&mut f, path)
         .with_context(|| format!("cannot read level file {}", path.display()))?;
     let cfg_s = ct
         .metadata
