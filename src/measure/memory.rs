@@ -32,6 +32,22 @@ pub fn peak_rss_bytes() -> Option<u64> {
 /// How [`peak_rss_bytes`] measures, for the results file.
 pub const METHOD: &str = "peak resident memory (Linux VmHWM; getrusage elsewhere) of the level's own worker process after loading and the speed benchmark (a 512-token prefill and decoding: what a deployment uses); peak_rss_with_eval_bytes adds the scoring of full-vocabulary logit windows";
 
+/// Memory available to a new process now (Linux `MemAvailable`), or None where unknown.
+pub fn available_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Estimated peak memory of one level's worker: its weights (at the level's base type; mixtures
+/// add a few percent), the KV cache, a window of full-vocabulary logits, and runtime overhead
+/// (256 MiB + 20% of the weights, from the peaks measured on the small models).
+pub fn estimate_level_bytes(weight_bytes: u64, kv_bytes: u64, ctx: usize, vocab: usize) -> u64 {
+    let logits = (ctx * vocab * 4 * 3) as u64;
+    weight_bytes + weight_bytes / 5 + kv_bytes + logits + (256 << 20)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -50,20 +66,4 @@ mod tests {
             "before {before} after {after}"
         );
     }
-}
-
-/// Memory available to a new process now (Linux `MemAvailable`), or None where unknown.
-pub fn available_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// Estimated peak memory of one level's worker: its weights (at the level's base type; mixtures
-/// add a few percent), the KV cache, a window of full-vocabulary logits, and runtime overhead
-/// (256 MiB + 20% of the weights, from the peaks measured on the small models).
-pub fn estimate_level_bytes(weight_bytes: u64, kv_bytes: u64, ctx: usize, vocab: usize) -> u64 {
-    let logits = (ctx * vocab * 4 * 3) as u64;
-    weight_bytes + weight_bytes / 5 + kv_bytes + logits + (256 << 20)
 }
