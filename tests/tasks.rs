@@ -111,6 +111,22 @@ fn batched_choices_equal_separate_passes() {
                 );
             }
         }
+        // With a cache too small for all choices at once, they are scored one at a time, the same.
+        let longest = item
+            .options
+            .iter()
+            .map(|(c, k)| c.len() + k.len())
+            .max()
+            .unwrap();
+        let mut small = load_model(name, longest, d.path());
+        let one_by_one =
+            score_choice(&mut small, std::slice::from_ref(&item), longest, &|_| {}).unwrap();
+        for (a, b) in one_by_one[0].logprobs.iter().zip(&out[0].logprobs) {
+            assert!(
+                (a - b).abs() < 1e-3 * b.abs().max(1.0),
+                "{name}: {a} vs {b}"
+            );
+        }
         // The model knows the largest ocean.
         assert_eq!(out[0].pick_acc, 0, "{name}: {:?}", out[0].logprobs);
     }

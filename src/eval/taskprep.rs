@@ -44,10 +44,22 @@ impl PreparedTask {
 
     /// Longest input (context + continuation, or prompt + generation budget), in tokens.
     pub fn max_positions(&self) -> usize {
+        // Choices are scored together: the shared prefix once, then every option's tail.
         let c = self
             .choice
             .iter()
-            .flat_map(|i| i.options.iter().map(|(a, b)| a.len() + b.len()))
+            .map(|i| {
+                let min = i.options.iter().map(|(a, _)| a.len()).min().unwrap_or(1);
+                let mut p = 0;
+                while p + 1 < min && i.options.iter().all(|(a, _)| a[p] == i.options[0].0[p]) {
+                    p += 1;
+                }
+                p + i
+                    .options
+                    .iter()
+                    .map(|(a, b)| a.len() - p + b.len())
+                    .sum::<usize>()
+            })
             .max()
             .unwrap_or(0);
         let g = self

@@ -94,7 +94,17 @@ pub fn score_choice(
             .iter()
             .map(|(c, k)| c[p..].iter().chain(k.iter()).copied().collect())
             .collect();
-        let logits = model.forward_segments(&segments)?;
+        // All choices in one call when they fit in the cache together, else one at a time.
+        let packed = p + segments.iter().map(Vec::len).sum::<usize>();
+        let logits = if packed <= max_seq {
+            model.forward_segments(&segments)?
+        } else {
+            let mut v = Vec::with_capacity(segments.len());
+            for sg in &segments {
+                v.extend(model.forward_segments(std::slice::from_ref(sg))?);
+            }
+            v
+        };
         let mut lps = Vec::with_capacity(opts.len());
         for ((c, k), lg) in opts.iter().zip(&logits) {
             let rows = lg.to_vec2::<f32>()?;
