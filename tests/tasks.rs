@@ -87,11 +87,7 @@ fn batched_choices_equal_separate_passes() {
         let out = score_choice(&mut m, &[item.clone(), item2.clone()], 256, &|_| {}).unwrap();
         for (it, o) in [(&item, &out[0]), (&item2, &out[1])] {
             // The shared prefix score_choice caches: common tokens, leaving each option one.
-            let min = it.options.iter().map(|(c, _)| c.len()).min().unwrap();
-            let mut p = 0;
-            while p + 1 < min && it.options.iter().all(|(c, _)| c[p] == it.options[0].0[p]) {
-                p += 1;
-            }
+            let p = qeval::eval::tasks::shared_prefix(&it.options);
             for (i, (c, k)) in it.options.iter().enumerate() {
                 // Same split, one choice at a time: equal up to float rounding.
                 let separate = plain_logprob(&mut m, c, k, p);

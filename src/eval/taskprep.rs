@@ -49,11 +49,7 @@ impl PreparedTask {
             .choice
             .iter()
             .map(|i| {
-                let min = i.options.iter().map(|(a, _)| a.len()).min().unwrap_or(1);
-                let mut p = 0;
-                while p + 1 < min && i.options.iter().all(|(a, _)| a[p] == i.options[0].0[p]) {
-                    p += 1;
-                }
+                let p = crate::eval::tasks::shared_prefix(&i.options);
                 p + i
                     .options
                     .iter()

@@ -81,11 +81,7 @@ pub fn score_choice(
             );
         }
         // The shared prefix is cached once; each option continues it with its own tail.
-        let min_ctx = opts.iter().map(|(c, _)| c.len()).min().unwrap_or(1);
-        let mut p = 0;
-        while p + 1 < min_ctx && opts.iter().all(|(c, _)| c[p] == opts[0].0[p]) {
-            p += 1;
-        }
+        let p = shared_prefix(&opts);
         model.reset();
         if p > 0 {
             model.forward(&opts[0].0[..p], p - 1)?;
@@ -145,6 +141,17 @@ pub fn score_choice(
     }
     model.reset();
     Ok(out)
+}
+
+/// Tokens the options' contexts share at the start, leaving each context at least one token
+/// (the one whose logits predict the continuation's first token).
+pub fn shared_prefix(options: &[(Vec<u32>, Vec<u32>)]) -> usize {
+    let min_ctx = options.iter().map(|(c, _)| c.len()).min().unwrap_or(1);
+    let mut p = 0;
+    while p + 1 < min_ctx && options.iter().all(|(c, _)| c[p] == options[0].0[p]) {
+        p += 1;
+    }
+    p
 }
 
 /// Greedy generation for each item, cut before the first stop string, or at EOS or the limit.
