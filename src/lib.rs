@@ -9,6 +9,7 @@ pub mod evalset;
 pub mod fsutil;
 pub mod hub;
 pub mod interrupt;
+pub mod kernels;
 pub mod level_worker;
 pub mod measure;
 pub mod model;

@@ -10,33 +10,79 @@
 //! a tied output shares the embedding's storage, and the KV cache is allocated once.
 
 use super::config::{Arch, ModelConfig};
+use crate::kernels::QMatMulOp;
 use anyhow::{Context, Result};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// A weight matrix: a quantized one multiplied by candle's quantized kernels, or a dense one
-/// (f32, f16 or bf16, kept in that type) multiplied in its own type.
+/// How quantized weights are multiplied, which decides what a level's quality numbers include.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoringMode {
+    /// Through the quantized kernels a deployment runs, which also quantize the activations
+    /// (on CPU to 8 bits): quality includes that error.
+    #[default]
+    Kernel,
+    /// The quantized weights dequantized and multiplied in f32: the error of the weights alone
+    /// (costs f32 memory).
+    Weights,
+}
+
+impl ScoringMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScoringMode::Kernel => "kernel",
+            ScoringMode::Weights => "weights",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<ScoringMode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "kernel" => Ok(ScoringMode::Kernel),
+            "weights" => Ok(ScoringMode::Weights),
+            other => {
+                anyhow::bail!("unknown scoring mode '{other}': valid modes are kernel, weights")
+            }
+        }
+    }
+}
+
+/// A weight matrix: a quantized one multiplied by qeval's kernels (`crate::kernels`) where it
+/// has one for the type and CPU, else by candle's; or a dense one (f32, f16 or bf16, kept in
+/// that type) multiplied in its own type.
 #[derive(Debug, Clone)]
 pub enum Linear {
+    Kernel(QMatMulOp),
     Quant(QMatMul),
     Dense(Tensor),
 }
 
 impl Linear {
     pub fn from_qtensor(q: Arc<QTensor>) -> Result<Self> {
+        Self::with_mode(q, ScoringMode::Kernel)
+    }
+
+    pub fn with_mode(q: Arc<QTensor>, mode: ScoringMode) -> Result<Self> {
         let dev = q.device();
+        if mode == ScoringMode::Weights {
+            return Ok(Linear::Dense(q.dequantize(&dev)?));
+        }
         Ok(match q.dtype() {
             GgmlDType::F32 => Linear::Dense(q.dequantize(&dev)?),
             GgmlDType::F16 => Linear::Dense(q.dequantize_f16(&dev)?),
             GgmlDType::BF16 => Linear::Dense(q.dequantize(&dev)?.to_dtype(DType::BF16)?),
-            _ => Linear::Quant(QMatMul::QTensor(q)),
+            _ => match QMatMulOp::new(q.clone()) {
+                Some(op) => Linear::Kernel(op),
+                None => Linear::Quant(QMatMul::QTensor(q)),
+            },
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
+            Linear::Kernel(k) => Ok(k.forward(x)?),
             Linear::Quant(m) => Ok(m.forward(x)?),
             Linear::Dense(w) => {
                 let dims = x.dims().to_vec();
@@ -239,10 +285,22 @@ impl Transformer {
     /// positions one sequence will hold (the KV cache is allocated for it once).
     pub fn new(
         cfg: &ModelConfig,
-        mut tensors: HashMap<String, Arc<QTensor>>,
+        tensors: HashMap<String, Arc<QTensor>>,
         max_seq: usize,
         device: &Device,
     ) -> Result<Self> {
+        Self::with_mode(cfg, tensors, max_seq, device, ScoringMode::Kernel)
+    }
+
+    /// As `new`, multiplying quantized weights as `mode` says.
+    pub fn with_mode(
+        cfg: &ModelConfig,
+        mut tensors: HashMap<String, Arc<QTensor>>,
+        max_seq: usize,
+        device: &Device,
+        mode: ScoringMode,
+    ) -> Result<Self> {
+        let lin = |q: Arc<QTensor>| Linear::with_mode(q, mode);
         let mut take = |name: &str| -> Result<Arc<QTensor>> {
             tensors
                 .remove(name)
@@ -255,8 +313,7 @@ impl Transformer {
             GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
                 match Linear::from_qtensor(embd_q)? {
                     Linear::Dense(t) => Embedding::Dense(t),
-                    Linear::Quant(QMatMul::QTensor(q)) => Embedding::Quant(q),
-                    Linear::Quant(_) => anyhow::bail!("unexpected dense token embedding"),
+                    _ => anyhow::bail!("unexpected quantized dense token embedding"),
                 }
             }
             _ => Embedding::Quant(embd_q),
@@ -272,10 +329,10 @@ impl Transformer {
             };
             layers.push(Layer {
                 attn_norm: vec(take(&p("attn_norm"))?)?,
-                wq: Linear::from_qtensor(take(&p("attn_q"))?)?,
-                wk: Linear::from_qtensor(take(&p("attn_k"))?)?,
-                wv: Linear::from_qtensor(take(&p("attn_v"))?)?,
-                wo: Linear::from_qtensor(take(&p("attn_output"))?)?,
+                wq: lin(take(&p("attn_q"))?)?,
+                wk: lin(take(&p("attn_k"))?)?,
+                wv: lin(take(&p("attn_v"))?)?,
+                wo: lin(take(&p("attn_output"))?)?,
                 q_norm: if has_qk_norm {
                     Some(vec(take(&p("attn_q_norm"))?)?)
                 } else {
@@ -292,9 +349,9 @@ impl Transformer {
                     None
                 },
                 ffn_norm: vec(take(&p("ffn_norm"))?)?,
-                gate: Linear::from_qtensor(take(&p("ffn_gate"))?)?,
-                up: Linear::from_qtensor(take(&p("ffn_up"))?)?,
-                down: Linear::from_qtensor(take(&p("ffn_down"))?)?,
+                gate: lin(take(&p("ffn_gate"))?)?,
+                up: lin(take(&p("ffn_up"))?)?,
+                down: lin(take(&p("ffn_down"))?)?,
                 post_ffw_norm: if is_gemma {
                     Some(vec(take(&p("post_ffw_norm"))?)?)
                 } else {
@@ -306,10 +363,13 @@ impl Transformer {
         }
         let norm = vec(take("output_norm.weight")?)?;
         let output = match tensors.remove("output.weight") {
-            Some(q) => Linear::from_qtensor(q)?,
+            Some(q) => lin(q)?,
             None => match &embed {
-                Embedding::Quant(q) => Linear::Quant(QMatMul::QTensor(q.clone())),
-                Embedding::Dense(t) => Linear::Dense(t.clone()),
+                Embedding::Quant(q) => lin(q.clone())?,
+                Embedding::Dense(t) => match mode {
+                    ScoringMode::Weights => Linear::Dense(t.to_dtype(DType::F32)?),
+                    ScoringMode::Kernel => Linear::Dense(t.clone()),
+                },
             },
         };
         let rope_global = Rope::new(cfg, cfg.rope_theta, max_seq, device)?;

@@ -1,0 +1,83 @@
+//! Times qeval's quantized matmul kernels against candle's on one matrix shape per type
+//! (SmolLM2's ffn_up: 1536×576, and 1536×1536 for k-quants), for one row (decode) and 128 rows
+//! (prefill), in the threads of the rayon pool (`RAYON_NUM_THREADS`).
+//!
+//! cargo run --release --example kernel_speed
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+use qeval::kernels::QMatMulOp;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn time(f: &mut dyn FnMut(), reps: usize) -> f64 {
+    f();
+    let mut best = f64::MAX;
+    for _ in 0..reps {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+fn main() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    println!("isa: {}", qeval::kernels::describe());
+    println!(
+        "{:<6} {:>5} {:>5} {:>12} {:>12} {:>7}",
+        "type", "k", "rows", "candle GOP/s", "qeval GOP/s", "ratio"
+    );
+    for dt in [
+        GgmlDType::Q4_0,
+        GgmlDType::Q4_1,
+        GgmlDType::Q5_0,
+        GgmlDType::Q5_1,
+        GgmlDType::Q8_0,
+        GgmlDType::Q4K,
+        GgmlDType::Q6K,
+    ] {
+        let shapes: &[(usize, usize)] = match dt {
+            GgmlDType::Q4K | GgmlDType::Q6K => &[(576, 1536)],
+            _ => &[(1536, 576), (576, 1536)],
+        };
+        for &(n, k) in shapes {
+            let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
+            let q = Arc::new(QTensor::quantize(&w, dt)?);
+            let cand = QMatMul::QTensor(q.clone());
+            let Some(ours) =
+                qeval::kernels::isa().and_then(|isa| QMatMulOp::with_isa(q.clone(), isa, true))
+            else {
+                println!("{dt:?}: no kernel on this CPU");
+                continue;
+            };
+            for m in [1usize, 128] {
+                let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+                let reps = if m == 1 { 200 } else { 10 };
+                let tc = time(
+                    &mut || {
+                        let _ = cand.forward(&x);
+                    },
+                    reps,
+                );
+                let to = time(
+                    &mut || {
+                        let _ = ours.forward(&x);
+                    },
+                    reps,
+                );
+                let ops = 2.0 * (m * n * k) as f64 / 1e9;
+                println!(
+                    "{:<6} {:>5} {:>5} {:>12.1} {:>12.1} {:>7.2}",
+                    format!("{dt:?}"),
+                    k,
+                    m,
+                    ops / tc,
+                    ops / to,
+                    tc / to
+                );
+            }
+        }
+    }
+    Ok(())
+}

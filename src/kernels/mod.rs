@@ -1,0 +1,572 @@
+//! qeval's own CPU matrix multiplication for quantized weights, as a candle custom op: the
+//! weight types candle leaves without x86 SIMD (Q4_1, Q5_0, Q5_1) and the common 32-block
+//! types (Q4_0, Q8_0) and k-quants (Q4_K, Q6_K), with the instruction set chosen at run time.
+//!
+//! Why: candle's quantized kernels pick their SIMD at compile time (`target_feature`), so a
+//! portable build (no `-C target-cpu=native`) runs scalar loops, and Q4_1/Q5_0/Q5_1 have no x86
+//! SIMD at all. Here the CPU is asked once (`is_x86_feature_detected!`) and the AVX2 or the
+//! AVX-512 VNNI version runs. The arithmetic is llama.cpp's: activations are quantized per
+//! row to 8 bits (Q8_0/Q8_1 blocks of 32, or Q8_K blocks of 256 for k-quants, scales rounded to
+//! f16 as ggml does), integer dot products per block, f32 accumulation. Prefill tiles four
+//! activation rows per unpacked weight block. Weights stay in their GGUF layout (no repacking,
+//! so measured memory is the file's).
+//!
+//! `QEVAL_KERNELS=candle` turns these kernels off (candle's own `QMatMul` runs), to compare.
+
+mod tiles;
+mod x86;
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use rayon::prelude::*;
+use std::sync::Arc;
+use std::sync::OnceLock;
+
+/// The instruction set the kernels use on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX2 + FMA + F16C.
+    Avx2,
+    /// The same plus AVX-512 F/BW/VL and VNNI (`vpdpbusd`; 32-value block types repacked into
+    /// tiles of 16 rows).
+    Avx512Vnni,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512-vnni",
+        }
+    }
+}
+
+/// What this CPU supports, asked once. `None`: no kernel here (not x86-64, no AVX2, or
+/// `QEVAL_KERNELS=candle`).
+pub fn isa() -> Option<Isa> {
+    static ISA: OnceLock<Option<Isa>> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        if std::env::var("QEVAL_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("candle")) {
+            return None;
+        }
+        detect()
+    })
+}
+
+/// The best instruction set this CPU runs, ignoring `QEVAL_KERNELS`.
+pub fn detect() -> Option<Isa> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c");
+        if !avx2 {
+            return None;
+        }
+        if is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+        {
+            return Some(Isa::Avx512Vnni);
+        }
+        Some(Isa::Avx2)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
+
+/// Which matmul implementation quantized weights use in this process, in words for results.json.
+pub fn describe() -> String {
+    match isa() {
+        Some(i) => format!(
+            "qeval {} for q4_0 q4_1 q5_0 q5_1 q8_0, candle for the rest",
+            i.name()
+        ),
+        None => "candle".to_string(),
+    }
+}
+
+/// The weight types with a kernel here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q4K,
+    Q6K,
+}
+
+impl Kind {
+    pub fn of(d: GgmlDType) -> Option<Kind> {
+        Some(match d {
+            GgmlDType::Q4_0 => Kind::Q4_0,
+            GgmlDType::Q4_1 => Kind::Q4_1,
+            GgmlDType::Q5_0 => Kind::Q5_0,
+            GgmlDType::Q5_1 => Kind::Q5_1,
+            GgmlDType::Q8_0 => Kind::Q8_0,
+            GgmlDType::Q4K => Kind::Q4K,
+            GgmlDType::Q6K => Kind::Q6K,
+            _ => return None,
+        })
+    }
+
+    /// Weights per block.
+    pub fn block(self) -> usize {
+        match self {
+            Kind::Q4K | Kind::Q6K => 256,
+            _ => 32,
+        }
+    }
+
+    /// Bytes per block in the GGUF layout.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            Kind::Q4_0 => 18,
+            Kind::Q4_1 => 20,
+            Kind::Q5_0 => 22,
+            Kind::Q5_1 => 24,
+            Kind::Q8_0 => 34,
+            Kind::Q4K => 144,
+            Kind::Q6K => 210,
+        }
+    }
+}
+
+/// Activations quantized to 8 bits, row-major: `qs` m×k, per block a scale `d`, `Σqs` in
+/// `sum`, `d × Σqs` in `s` (for the types with a minimum), and the sums of each 16 values in
+/// `bsums` (k-quants).
+pub struct QActs {
+    pub m: usize,
+    pub k: usize,
+    pub block: usize,
+    pub qs: Vec<i8>,
+    pub d: Vec<f32>,
+    pub s: Vec<f32>,
+    pub sum: Vec<i32>,
+    pub bsums: Vec<i16>,
+}
+
+fn f16_round(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
+}
+
+/// One row's slices of a `QActs`.
+struct RowOut<'a> {
+    qs: &'a mut [i8],
+    d: &'a mut [f32],
+    s: &'a mut [f32],
+    sum: &'a mut [i32],
+    bs: &'a mut [i16],
+}
+
+/// Quantize one row as llama.cpp's `quantize_row_q8_0/q8_1` (block 32: scale rounded to f16)
+/// or `quantize_row_q8_K` (block 256: f32 scale -max/127, sums of 16).
+fn quantize_row(x: &[f32], block: usize, o: RowOut<'_>) {
+    for (b, xb) in x.chunks_exact(block).enumerate() {
+        let q = &mut o.qs[b * block..(b + 1) * block];
+        let per = block / 16;
+        if block == 32 {
+            let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let db = amax / 127.0;
+            let id = if db != 0.0 { 1.0 / db } else { 0.0 };
+            let mut sum = 0i32;
+            for (qi, &v) in q.iter_mut().zip(xb) {
+                let r = (v * id).round() as i32;
+                *qi = r as i8;
+                sum += r;
+            }
+            o.d[b] = f16_round(db);
+            o.s[b] = f16_round(db * sum as f32);
+            o.sum[b] = sum;
+        } else {
+            // quantize_row_q8_K: the value of largest magnitude maps to -127.
+            let mut amax = 0f32;
+            let mut max = 0f32;
+            for &v in xb {
+                if v.abs() > amax {
+                    amax = v.abs();
+                    max = v;
+                }
+            }
+            if amax == 0.0 {
+                o.d[b] = 0.0;
+                q.fill(0);
+            } else {
+                let iscale = -127.0 / max;
+                for (qi, &v) in q.iter_mut().zip(xb) {
+                    *qi = ((iscale * v).round() as i32).clamp(-128, 127) as i8;
+                }
+                o.d[b] = 1.0 / iscale;
+            }
+            o.sum[b] = q.iter().map(|&v| v as i32).sum();
+        }
+        for j in 0..per {
+            o.bs[b * per + j] = q[j * 16..(j + 1) * 16].iter().map(|&v| v as i16).sum();
+        }
+    }
+}
+
+impl QActs {
+    pub fn quantize(x: &[f32], m: usize, k: usize, block: usize) -> QActs {
+        let nb = k / block;
+        let bs_len = k / 16;
+        let mut a = QActs {
+            m,
+            k,
+            block,
+            qs: vec![0; m * k],
+            d: vec![0.0; m * nb],
+            s: vec![0.0; m * nb],
+            sum: vec![0; m * nb],
+            bsums: vec![0; m * bs_len],
+        };
+        let rows =
+            a.qs.chunks_mut(k)
+                .zip(a.d.chunks_mut(nb))
+                .zip(a.s.chunks_mut(nb))
+                .zip(a.sum.chunks_mut(nb))
+                .zip(a.bsums.chunks_mut(bs_len))
+                .map(|((((qs, d), s), sum), bs)| RowOut { qs, d, s, sum, bs });
+        let work: Vec<(&[f32], RowOut<'_>)> = x.chunks(k).zip(rows).collect();
+        if m > 8 {
+            work.into_par_iter()
+                .for_each(|(x, o)| quantize_row(x, block, o));
+        } else {
+            // Decode: a row or a few, not worth a trip through the thread pool.
+            for (x, o) in work {
+                quantize_row(x, block, o);
+            }
+        }
+        a
+    }
+}
+
+/// Below this many multiply-adds a product runs on the calling thread: waking the pool
+/// costs more than it saves (decode's small matrices).
+const PARALLEL_MIN_MACS: usize = 1 << 19;
+
+/// The weight bytes as the kernel reads them.
+#[derive(Debug, Clone)]
+enum Weights {
+    /// candle's storage, GGUF block layout.
+    Gguf(Arc<QTensor>),
+    /// Reordered into tiles of 16 rows (`tiles`), the original freed.
+    Tiles(Arc<Vec<u8>>),
+}
+
+/// A quantized weight matrix (n outputs × k inputs) multiplied by our kernels.
+#[derive(Debug, Clone)]
+pub struct QMatMulOp {
+    w: Weights,
+    kind: Kind,
+    isa: Isa,
+    n: usize,
+    k: usize,
+}
+
+impl QMatMulOp {
+    /// The kernel for this weight, or `None` where there is none (type, device, CPU, or
+    /// `QEVAL_KERNELS=candle`): the caller then uses candle's `QMatMul`. On AVX-512 VNNI the
+    /// 32-value block types are repacked into tiles when nothing else holds the tensor (a
+    /// tied embedding keeps its layout, so no second copy exists).
+    pub fn new(w: Arc<QTensor>) -> Option<QMatMulOp> {
+        let isa = isa()?;
+        // candle 0.11 repacks Q4_K and Q6_K into AVX-512/AVX2 tiles of 16 rows itself, at
+        // run-time-detected SIMD, faster than the row kernels here: leave those to it.
+        let kind = Kind::of(w.dtype())?;
+        let n = w.shape().dims().first().copied().unwrap_or(0);
+        if matches!(kind, Kind::Q4K | Kind::Q6K) && n % 16 == 0 {
+            return None;
+        }
+        let sole = Arc::strong_count(&w) == 1;
+        Self::with_isa(w, isa, sole)
+    }
+
+    /// As `new`, with the instruction set named and whether tiles may be made (tests run
+    /// every variant this CPU has).
+    pub fn with_isa(w: Arc<QTensor>, isa: Isa, allow_tiles: bool) -> Option<QMatMulOp> {
+        if !w.device().is_cpu() {
+            return None;
+        }
+        let kind = Kind::of(w.dtype())?;
+        let (n, k) = w.shape().dims2().ok()?;
+        if k % kind.block() != 0 {
+            return None;
+        }
+        let tiles = allow_tiles && isa == Isa::Avx512Vnni && kind.block() == 32 && n % 16 == 0;
+        let w = if tiles {
+            let data = w.data().ok()?;
+            Weights::Tiles(Arc::new(tiles::repack(kind, &data, n, k / 32)))
+        } else {
+            Weights::Gguf(w)
+        };
+        Some(QMatMulOp { w, kind, isa, n, k })
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Whether the weights were repacked into tiles of 16 rows.
+    pub fn is_tiled(&self) -> bool {
+        matches!(self.w, Weights::Tiles(_))
+    }
+
+    /// x (..., k) → (..., n).
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let x2 = x.reshape((rows, self.k))?.contiguous()?;
+        let y = x2.apply_op1_no_bwd(self)?;
+        let mut out = dims;
+        let last = out.len() - 1;
+        out[last] = self.n;
+        y.reshape(out)
+    }
+
+    /// The product of `x` (m×k, row-major) with the weight's transpose into `dst` (m×n).
+    pub fn matmul(&self, x: &[f32], m: usize, dst: &mut [f32]) -> candle_core::Result<()> {
+        let acts = QActs::quantize(x, m, self.k, self.kind.block());
+        match &self.w {
+            Weights::Gguf(q) => {
+                let data = q.data()?;
+                matmul_rows(self.kind, self.isa, &data, self.n, self.k, &acts, dst);
+            }
+            Weights::Tiles(t) => matmul_tiles(self.kind, t, self.n, self.k, &acts, dst),
+        }
+        Ok(())
+    }
+}
+
+/// A pointer to the output shared by the workers; each writes its own columns.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Run `f(chunk)` for `chunks` chunks, in the pool when the product is large enough.
+fn for_chunks(chunks: usize, macs: usize, f: impl Fn(usize) + Sync + Send) {
+    if macs < PARALLEL_MIN_MACS || rayon::current_num_threads() <= 1 {
+        (0..chunks).for_each(f);
+    } else {
+        (0..chunks).into_par_iter().for_each(f);
+    }
+}
+
+/// GGUF layout: weight rows in chunks, four activation rows per unpacked weight block where
+/// there are four.
+fn matmul_rows(kind: Kind, isa: Isa, w: &[u8], n: usize, k: usize, a: &QActs, dst: &mut [f32]) {
+    let m = a.m;
+    let row_bytes = k / kind.block() * kind.block_bytes();
+    assert!(
+        w.len() >= n * row_bytes,
+        "weight data shorter than its shape"
+    );
+    assert!(dst.len() >= m * n, "output buffer too small");
+    let threads = rayon::current_num_threads().max(1);
+    // Enough chunks to balance, few enough that each streams a good run of weight rows.
+    let chunk = n.div_ceil(threads * 4).max(1);
+    let out = OutPtr(dst.as_mut_ptr());
+    for_chunks(n.div_ceil(chunk), m * n * k, |c| {
+        let w0 = c * chunk;
+        let w1 = (w0 + chunk).min(n);
+        let mut a0 = 0;
+        while a0 < m {
+            let r = if m - a0 >= 4 { 4 } else { 1 };
+            for wi in w0..w1 {
+                let wrow = &w[wi * row_bytes..(wi + 1) * row_bytes];
+                let mut res = [0f32; 4];
+                x86::dot_rows(kind, isa, wrow, a, a0, r, &mut res);
+                for (j, v) in res.iter().take(r).enumerate() {
+                    // Safety: row a0+j < m and column wi < n; each column belongs to one chunk.
+                    unsafe { *out.get().add((a0 + j) * n + wi) = *v };
+                }
+            }
+            a0 += r;
+        }
+    });
+}
+
+/// Tiles of 16 weight rows: each tile against every activation row, four at a time.
+fn matmul_tiles(kind: Kind, w: &[u8], n: usize, k: usize, a: &QActs, dst: &mut [f32]) {
+    let m = a.m;
+    let nb = k / 32;
+    let tile = nb * tiles::tile_bytes(kind);
+    let n_tiles = n / 16;
+    assert!(
+        w.len() >= n_tiles * tile,
+        "tiled weight data shorter than its shape"
+    );
+    assert!(dst.len() >= m * n, "output buffer too small");
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = n_tiles.div_ceil(threads * 4).max(1);
+    let out = OutPtr(dst.as_mut_ptr());
+    for_chunks(n_tiles.div_ceil(chunk), m * n * k, |c| {
+        let t0 = c * chunk;
+        let t1 = (t0 + chunk).min(n_tiles);
+        let mut a0 = 0;
+        while a0 < m {
+            let r = if m - a0 >= 4 { 4 } else { 1 };
+            for t in t0..t1 {
+                let mut res = [[0f32; 16]; 4];
+                #[cfg(target_arch = "x86_64")]
+                // Safety: tiles exist only when `detect` found AVX-512 F/BW/VNNI; the asserts
+                // above bound the tile and `a0 + r <= m`.
+                unsafe {
+                    let p = w.as_ptr().add(t * tile);
+                    if r == 4 {
+                        tiles::tile::<4>(kind, p, nb, a, a0, &mut res);
+                    } else {
+                        tiles::tile::<1>(kind, p, nb, a, a0, &mut res);
+                    }
+                }
+                for (j, row) in res.iter().take(r).enumerate() {
+                    // Safety: row a0+j < m, columns 16t..16t+16 <= n; each tile belongs to
+                    // one chunk.
+                    unsafe {
+                        let o = out.get().add((a0 + j) * n + 16 * t);
+                        std::ptr::copy_nonoverlapping(row.as_ptr(), o, 16);
+                    }
+                }
+            }
+            a0 += r;
+        }
+    });
+}
+
+impl CustomOp1 for QMatMulOp {
+    fn name(&self) -> &'static str {
+        "qeval-qmatmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, k) = layout.shape().dims2()?;
+        if k != self.k {
+            candle_core::bail!(
+                "qeval-qmatmul: input has {k} columns, the weight {}",
+                self.k
+            );
+        }
+        let x = match storage {
+            CpuStorage::F32(v) => v,
+            _ => candle_core::bail!("qeval-qmatmul: input must be f32"),
+        };
+        let (start, end) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("qeval-qmatmul: input not contiguous".into()))?;
+        let mut dst = vec![0f32; m * self.n];
+        self.matmul(&x[start..end], m, &mut dst)?;
+        Ok((CpuStorage::F32(dst), Shape::from((m, self.n))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::QMatMul;
+    use candle_core::{Device, Module};
+
+    /// Compare every kernel type on every instruction set this CPU has with candle's own
+    /// quantized matmul on the same quantized weights: one row (decode), rows in tiles of four
+    /// plus a remainder (prefill), k of several blocks.
+    #[test]
+    fn kernels_match_candle() {
+        let Some(best) = detect() else {
+            eprintln!("no AVX2 on this CPU: kernels not used, nothing to compare");
+            return;
+        };
+        // (instruction set, tiles allowed)
+        let mut isas = vec![(Isa::Avx2, false)];
+        if best == Isa::Avx512Vnni {
+            isas.push((Isa::Avx512Vnni, false));
+            isas.push((Isa::Avx512Vnni, true));
+        }
+        let dev = Device::Cpu;
+        let types = [
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q5_1,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q6K,
+        ];
+        for dt in types {
+            let k = if Kind::of(dt).map(|k| k.block()) == Some(256) {
+                512
+            } else {
+                576
+            };
+            // 48 rows: three tiles of 16; 37: no tiles (the row layout runs).
+            for n in [48usize, 37] {
+                let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+                let q = Arc::new(QTensor::quantize(&w, dt).unwrap());
+                let reference = QMatMul::QTensor(q.clone());
+                for m in [1usize, 3, 4, 9] {
+                    let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
+                    let want = reference.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+                    for &(isa, tiles) in &isas {
+                        let op = QMatMulOp::with_isa(q.clone(), isa, tiles).unwrap();
+                        let expect_tiles = tiles && n % 16 == 0 && op.kind().block() == 32;
+                        assert_eq!(op.is_tiled(), expect_tiles, "{dt:?} n={n}");
+                        let got = op.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+                        let scale = want.iter().flatten().fold(0f32, |a, v| a.max(v.abs()));
+                        // Q4_1/Q5_1 add min × (d·Σq) per block; llama.cpp rounds d·Σq to f16 once,
+                        // candle multiplies f16(Σq) by f16(d) in f16: up to 2^-10 of each block's term.
+                        let tol = match dt {
+                            GgmlDType::Q4_1 | GgmlDType::Q5_1 => 3e-3,
+                            _ => 1e-4,
+                        };
+                        for (i, (gr, wr)) in got.iter().zip(&want).enumerate() {
+                            for (j, (g, e)) in gr.iter().zip(wr).enumerate() {
+                                assert!(
+                                (g - e).abs() <= tol * scale,
+                                "{dt:?} {isa:?} tiles={tiles} n={n} m={m} [{i},{j}]: qeval {g} vs candle {e}"
+                            );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn activation_quantization_matches_llama_cpp_rules() {
+        // Block of 32: scale amax/127 rounded to f16, values rounded half away from zero.
+        let x: Vec<f32> = (0..32).map(|i| i as f32 - 15.5).collect();
+        let a = QActs::quantize(&x, 1, 32, 32);
+        assert_eq!(a.qs[31], 127);
+        assert_eq!(a.qs[0], -127);
+        assert_eq!(a.qs[16], 4); // 0.5 × 127/15.5 = 4.10
+        assert_eq!(a.d[0], half::f16::from_f32(15.5 / 127.0).to_f32());
+        let sum: i32 = a.qs.iter().map(|&v| v as i32).sum();
+        assert_eq!(
+            a.s[0],
+            half::f16::from_f32(15.5 / 127.0 * sum as f32).to_f32()
+        );
+        // Block of 256: the largest magnitude maps to -127 and the sums of 16 are kept.
+        let x: Vec<f32> = (0..256).map(|i| (i as f32 - 100.0) / 7.0).collect();
+        let a = QActs::quantize(&x, 1, 256, 256);
+        assert_eq!(a.qs[255], -127);
+        assert_eq!(
+            a.bsums[0],
+            a.qs[..16].iter().map(|&v| v as i16).sum::<i16>()
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! The AVX-512 VNNI path for the 32-value block types: weights repacked once into tiles of 16
+//! rows (same bytes as the GGUF blocks, only reordered), so that one `vpdpbusd` multiplies four
+//! weights of 16 rows by four activation bytes broadcast, and 16 outputs come out together.
+//!
+//! Tile layout for one block of 32 values of 16 rows (`Kind::block_bytes` × 16 bytes):
+//! the 16 f16 scales, the 16 f16 minimums (Q4_1, Q5_1), the 16 u32 high-bit words (Q5_0,
+//! Q5_1), then the values: for 4-bit types four 64-byte groups whose byte `4r+i` of group `g`
+//! is row r's `qs[4g+i]` (low nibble: value 4g+i, high nibble: value 16+4g+i); for Q8_0 eight
+//! groups of row r's values `4g..4g+4`, stored +128 (unsigned for `vpdpbusd`).
+
+use super::{Kind, QActs};
+
+/// Bytes of one tile-block.
+pub fn tile_bytes(kind: Kind) -> usize {
+    kind.block_bytes() * 16
+}
+
+/// Reorder a GGUF weight matrix (n rows, a multiple of 16, of `nb` blocks) into tiles.
+pub fn repack(kind: Kind, data: &[u8], n: usize, nb: usize) -> Vec<u8> {
+    let bb = kind.block_bytes();
+    let mut out = vec![0u8; n * nb * bb];
+    for t in 0..n / 16 {
+        for b in 0..nb {
+            let o = &mut out[(t * nb + b) * 16 * bb..(t * nb + b + 1) * 16 * bb];
+            for r in 0..16 {
+                let blk = &data[((t * 16 + r) * nb + b) * bb..][..bb];
+                o[2 * r..2 * r + 2].copy_from_slice(&blk[0..2]);
+                let (mut off, qs) = match kind {
+                    Kind::Q4_0 => (32, &blk[2..18]),
+                    Kind::Q4_1 => {
+                        o[32 + 2 * r..32 + 2 * r + 2].copy_from_slice(&blk[2..4]);
+                        (64, &blk[4..20])
+                    }
+                    Kind::Q5_0 => {
+                        o[32 + 4 * r..32 + 4 * r + 4].copy_from_slice(&blk[2..6]);
+                        (96, &blk[6..22])
+                    }
+                    Kind::Q5_1 => {
+                        o[32 + 2 * r..32 + 2 * r + 2].copy_from_slice(&blk[2..4]);
+                        o[64 + 4 * r..64 + 4 * r + 4].copy_from_slice(&blk[4..8]);
+                        (128, &blk[8..24])
+                    }
+                    _ => (32, &blk[2..34]),
+                };
+                let groups = qs.len() / 4;
+                for g in 0..groups {
+                    for i in 0..4 {
+                        let v = qs[4 * g + i];
+                        o[off + 4 * r + i] = if kind == Kind::Q8_0 { v ^ 0x80 } else { v };
+                    }
+                    off += 64;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Outputs of tile `t` (16 rows) for activation rows `a0..a0+R` into `res[r][0..16]`.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW and VNNI; `w` must hold the tile's `nb` tile-blocks and
+/// `a0 + R <= a.m`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
+pub unsafe fn tile<const R: usize>(
+    kind: Kind,
+    w: *const u8,
+    nb: usize,
+    a: &QActs,
+    a0: usize,
+    res: &mut [[f32; 16]; 4],
+) {
+    use std::arch::x86_64::*;
+    let tb = tile_bytes(kind);
+    let k = a.k;
+    let m4 = _mm512_set1_epi8(0x0F);
+    let spread = _mm512_set1_epi32(0x0020_4081);
+    let ones = _mm512_set1_epi32(0x0101_0101);
+    let mut acc = [_mm512_setzero_ps(); R];
+    let mut wg = [_mm512_setzero_si512(); 8];
+    for b in 0..nb {
+        let p = w.add(b * tb);
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
+        let (mw, hi, qs, offset) = match kind {
+            Kind::Q4_0 => (None, None, p.add(32), 8),
+            Kind::Q4_1 => (Some(p.add(32)), None, p.add(64), 0),
+            Kind::Q5_0 => (None, Some(p.add(32)), p.add(96), 16),
+            Kind::Q5_1 => (Some(p.add(32)), Some(p.add(64)), p.add(128), 0),
+            _ => (None, None, p.add(32), 128),
+        };
+        if kind == Kind::Q8_0 {
+            for (g, v) in wg.iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(qs.add(64 * g) as *const _);
+            }
+        } else {
+            for g in 0..4 {
+                let v = _mm512_loadu_si512(qs.add(64 * g) as *const _);
+                wg[g] = _mm512_and_si512(v, m4);
+                wg[g + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+            if let Some(h) = hi {
+                let h = _mm512_loadu_si512(h as *const _);
+                for (g, v) in wg.iter_mut().enumerate() {
+                    // bits 4g..4g+3 of each row's word → 0x10 in bytes 0..3 of its lane
+                    let t = _mm512_and_si512(
+                        _mm512_srlv_epi32(h, _mm512_set1_epi32(4 * g as i32)),
+                        _mm512_set1_epi32(0xF),
+                    );
+                    let s = _mm512_and_si512(_mm512_mullo_epi32(t, spread), ones);
+                    *v = _mm512_or_si512(*v, _mm512_slli_epi32(s, 4));
+                }
+            }
+        }
+        let mwv = mw.map(|m| _mm512_cvtph_ps(_mm256_loadu_si256(m as *const __m256i)));
+        for (r, accr) in acc.iter_mut().enumerate() {
+            let row = a0 + r;
+            let y = a.qs.as_ptr().add(row * k + b * 32) as *const i32;
+            let mut isum = _mm512_setzero_si512();
+            for (g, v) in wg.iter().enumerate() {
+                isum = _mm512_dpbusd_epi32(isum, *v, _mm512_set1_epi32(y.add(g).read_unaligned()));
+            }
+            let blk = row * (k / 32) + b;
+            if offset != 0 {
+                let corr = offset * *a.sum.get_unchecked(blk);
+                isum = _mm512_sub_epi32(isum, _mm512_set1_epi32(corr));
+            }
+            let dy = _mm512_set1_ps(*a.d.get_unchecked(blk));
+            *accr = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, dy), *accr);
+            if let Some(m) = mwv {
+                *accr = _mm512_fmadd_ps(m, _mm512_set1_ps(*a.s.get_unchecked(blk)), *accr);
+            }
+        }
+    }
+    for (r, v) in acc.iter().enumerate() {
+        _mm512_storeu_ps(res[r].as_mut_ptr(), *v);
+    }
+}
