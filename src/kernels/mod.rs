@@ -274,17 +274,24 @@ impl QMatMulOp {
     /// `QEVAL_KERNELS=candle`): the caller then uses candle's `QMatMul`. On AVX-512 VNNI the
     /// 32-value block types are repacked into tiles when nothing else holds the tensor (a
     /// tied embedding keeps its layout, so no second copy exists).
-    pub fn new(w: Arc<QTensor>) -> Option<QMatMulOp> {
-        let isa = isa()?;
+    /// The tensor comes back in `Err` where there is no kernel for it.
+    pub fn new(w: Arc<QTensor>) -> std::result::Result<QMatMulOp, Arc<QTensor>> {
+        let Some(isa) = isa() else {
+            return Err(w);
+        };
         // candle 0.11 repacks Q4_K and Q6_K into AVX-512/AVX2 tiles of 16 rows itself, at
         // run-time-detected SIMD, faster than the row kernels here: leave those to it.
-        let kind = Kind::of(w.dtype())?;
         let n = w.shape().dims().first().copied().unwrap_or(0);
-        if matches!(kind, Kind::Q4K | Kind::Q6K) && n % 16 == 0 {
-            return None;
+        match Kind::of(w.dtype()) {
+            None => return Err(w),
+            Some(Kind::Q4K | Kind::Q6K) if n % 16 == 0 => return Err(w),
+            Some(_) => {}
         }
         let sole = Arc::strong_count(&w) == 1;
-        Self::with_isa(w, isa, sole)
+        match Self::with_isa(w.clone(), isa, sole) {
+            Some(op) => Ok(op),
+            None => Err(w),
+        }
     }
 
     /// As `new`, with the instruction set named and whether tiles may be made (tests run

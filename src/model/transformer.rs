@@ -73,9 +73,9 @@ impl Linear {
             GgmlDType::F32 => Linear::Dense(q.dequantize(&dev)?),
             GgmlDType::F16 => Linear::Dense(q.dequantize_f16(&dev)?),
             GgmlDType::BF16 => Linear::Dense(q.dequantize(&dev)?.to_dtype(DType::BF16)?),
-            _ => match QMatMulOp::new(q.clone()) {
-                Some(op) => Linear::Kernel(op),
-                None => Linear::Quant(QMatMul::QTensor(q)),
+            _ => match QMatMulOp::new(q) {
+                Ok(op) => Linear::Kernel(op),
+                Err(q) => Linear::Quant(QMatMul::QTensor(q)),
             },
         })
     }
