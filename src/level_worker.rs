@@ -52,6 +52,12 @@ pub struct Outcome {
     pub quality: Option<QualitySummary>,
     pub prefill: Spread,
     pub decode: Spread,
+    /// Eval-scoring throughput (None when the tokens hold less than one window).
+    #[serde(default)]
+    pub eval: Option<Spread>,
+    /// The matmul implementation that ran (`speed::kernels_in_use`).
+    #[serde(default)]
+    pub kernels: String,
     pub peak_rss_bytes: Option<u64>,
     pub peak_rss_with_eval_bytes: Option<u64>,
     pub kv_cache_bytes: u64,
@@ -109,8 +115,21 @@ pub fn run(job_path: &Path) -> Result<()> {
     let b = speed::run(&mut model, &tokens, &job.bench, &device, &|done, total| {
         let _ = std::fs::write(&pf, format!("benchmark|{done}/{total}"));
     })?;
-    let benchmark_s = t2.elapsed().as_secs_f64();
     let peak_rss_bytes = memory::peak_rss_bytes();
+    // Eval-scoring throughput after the peak-RSS reading: its window of logits belongs to
+    // evaluation, not to a deployment.
+    let pf = job.progress_file.clone();
+    let eval = speed::eval_throughput(
+        &mut model,
+        &tokens,
+        &job.chunking,
+        job.bench.repeats,
+        &device,
+        &|done, total| {
+            let _ = std::fs::write(&pf, format!("eval speed|{done}/{total}"));
+        },
+    )?;
+    let benchmark_s = t2.elapsed().as_secs_f64();
 
     let t1 = Instant::now();
     let spill = if job.is_reference {
@@ -144,6 +163,8 @@ pub fn run(job_path: &Path) -> Result<()> {
         quality,
         prefill: b.prefill,
         decode: b.decode,
+        eval,
+        kernels: speed::kernels_in_use(),
         peak_rss_bytes,
         peak_rss_with_eval_bytes: memory::peak_rss_bytes(),
         kv_cache_bytes: model.kv_cache_bytes(),

@@ -27,6 +27,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let plan = qeval::plan::Plan::from_args(&args, threads)?;
             qeval::runner::execute(&plan)
         }
+        Command::Bench(args) => {
+            let threads = args.threads.unwrap_or_else(qeval::threads::default_threads);
+            qeval::threads::apply(threads);
+            let plan = qeval::plan::Plan::for_bench(&args, threads)?;
+            qeval::runner::execute(&plan)
+        }
         Command::Models { models } => {
             let c = qeval::catalog::Catalog::load(models.as_deref())?;
             print!("{}", qeval::report::table::models_table(&c));

@@ -3,7 +3,7 @@
 //! needs no model loading happens here, before any long work starts.
 
 use crate::catalog::Catalog;
-use crate::cli::RunArgs;
+use crate::cli::{BenchArgs, RunArgs};
 use crate::error::usage;
 use crate::evalset::{self, EvalSet};
 use crate::hub::{self, HubConfig};
@@ -68,6 +68,27 @@ pub struct Plan {
     pub seed: u64,
     /// How the reports judge and present the results (--budget, thresholds).
     pub report: crate::cli::ReportOptions,
+    /// `qeval bench`: speed only, no text or task evaluation.
+    pub bench_only: bool,
+}
+
+/// `reports/<model><suffix>-<timestamp>/`, the model name made safe for a folder name.
+fn default_out_dir(model_name: &str, suffix: &str) -> PathBuf {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let safe: String = model_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    PathBuf::from("reports").join(format!("{safe}{suffix}-{ts}"))
 }
 
 fn evalsets_root() -> PathBuf {
@@ -172,23 +193,7 @@ impl Plan {
         let limit = a.limit.or(if demo { Some(DEMO_LIMIT) } else { None });
         let out_dir = match &a.out {
             Some(o) => o.clone(),
-            None => {
-                let ts = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                let safe: String = model_name
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect();
-                PathBuf::from("reports").join(format!("{safe}-{ts}"))
-            }
+            None => default_out_dir(&model_name, ""),
         };
         check_out_dir(&out_dir)?;
 
@@ -289,7 +294,23 @@ impl Plan {
             report: a.report.clone(),
             max_memory,
             force: a.force,
+            bench_only: false,
         })
+    }
+
+    /// `qeval bench`: the plan of the equivalent `qeval run` (same model, levels, --gguf files,
+    /// threads and benchmark settings) with the text and task evaluation turned off.
+    pub fn for_bench(b: &BenchArgs, threads: usize) -> Result<Self> {
+        let mut a = b.to_run_args()?;
+        if a.out.is_none() {
+            let name = b.model.as_deref().unwrap_or(DEMO_MODEL);
+            a.out = Some(default_out_dir(name, "-bench"));
+        }
+        let mut plan = Plan::from_args(&a, threads)?;
+        plan.bench_only = true;
+        plan.chunks = None;
+        plan.limit = None;
+        Ok(plan)
     }
 }
 

@@ -35,7 +35,22 @@ pub struct Results {
     /// Task items sampled per task (--limit), or None for all.
     #[serde(default)]
     pub limit: Option<usize>,
+    /// What was measured: a full run (quality and speed) or `qeval bench` (speed only; every
+    /// quality field of every level is None). Files written before this field read as "run".
+    #[serde(default)]
+    pub mode: RunMode,
     pub levels: Vec<LevelResult>,
+}
+
+/// What a results file measured.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// `qeval run`: quality against the reference, memory and speed.
+    #[default]
+    Run,
+    /// `qeval bench`: speed only (prefill, decode, eval-scoring throughput); no quality fields.
+    Bench,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -138,6 +153,20 @@ pub struct LevelResult {
     pub decode: Option<Spread>,
     pub prefill_tokens: usize,
     pub decode_tokens: usize,
+    /// Eval-scoring throughput: tokens per second of scoring one `eval_tokens`-long text window
+    /// (the forward pass the text evaluation runs per chunk, logits included; llama-perplexity's
+    /// tokens/s). Median of `eval`. None in files written before it was measured.
+    #[serde(default)]
+    pub eval_tokens_per_sec: Option<f64>,
+    #[serde(default)]
+    pub eval: Option<Spread>,
+    /// Window length (--ctx) of the eval-scoring throughput; 0 when not measured.
+    #[serde(default)]
+    pub eval_tokens: usize,
+    /// Which matmul implementation ran this level (see `measure::speed::kernels_in_use`);
+    /// empty in files written before it was recorded.
+    #[serde(default)]
+    pub kernels: String,
     pub perplexity: Option<f64>,
     pub perplexity_se: Option<f64>,
     pub kld_mean: Option<f64>,

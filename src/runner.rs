@@ -83,6 +83,10 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             plan.ctx
         )));
     }
+    if plan.bench_only {
+        // Speed only: the text supplies the prompt and the eval-speed window, nothing is scored.
+        chunking.n_chunks = 0;
+    }
     let work = plan.out_dir.join(".work");
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let tokens_file = work.join("tokens.u32");
@@ -156,7 +160,13 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             LevelSource::GgufFile(p) => Some(p.clone()),
             LevelSource::Quantize => None,
         });
-    let reference_note = if let Some(p) = ref_from_file {
+    let reference_note = if plan.bench_only {
+        format!(
+            "qeval bench: speed only. No quality was measured, so no level is compared with the reference {}; levels quantized in-process are made from the {} weights of the source.",
+            plan.reference,
+            src.main_dtype()
+        )
+    } else if let Some(p) = ref_from_file {
         format!(
             "The reference {} is the GGUF file {} as stored (its quantized tensors run through candle's kernels); levels quantized in-process are made from the {} weights of the source.",
             plan.reference,
@@ -222,7 +232,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         },
         reference: plan.reference.name().into(),
         reference_note,
-        scoring_mode: "kernel".into(),
+        scoring_mode: if plan.bench_only { "none" } else { "kernel" }.into(),
         phases: Phases {
             download_s: plan.download_s,
             tokenize_s,
@@ -230,6 +240,11 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         },
         seed: plan.seed,
         limit: plan.limit,
+        mode: if plan.bench_only {
+            RunMode::Bench
+        } else {
+            RunMode::Run
+        },
         levels: Vec::new(),
     };
     let results_path = plan.out_dir.join("results.json");
@@ -277,21 +292,44 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         results.levels = kept;
     }
     results.save(&results_path)?;
-    note(
-        plan.quiet,
-        &format!(
-            "qeval: {} ({}, {} params, {}), {} tokens of '{}' in {} chunks of {}; reference {}",
-            plan.model_name,
-            cfg.arch.name(),
-            crate::report::table::human_count(n_params),
-            src.main_dtype(),
-            tokens.len(),
-            plan.evalset.name,
-            chunking.n_chunks,
-            plan.ctx,
-            plan.reference
-        ),
-    );
+    if plan.bench_only {
+        note(
+            plan.quiet,
+            &format!(
+                "qeval bench: {} ({}, {} params, {}), levels {}; pp{} tg{} eval{} on {} thread(s), {} repeat(s)",
+                plan.model_name,
+                cfg.arch.name(),
+                crate::report::table::human_count(n_params),
+                src.main_dtype(),
+                plan.levels
+                    .iter()
+                    .map(|l| l.level.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                plan.bench.prompt_tokens,
+                plan.bench.gen_tokens,
+                plan.ctx,
+                plan.threads,
+                plan.bench.repeats
+            ),
+        );
+    } else {
+        note(
+            plan.quiet,
+            &format!(
+                "qeval: {} ({}, {} params, {}), {} tokens of '{}' in {} chunks of {}; reference {}",
+                plan.model_name,
+                cfg.arch.name(),
+                crate::report::table::human_count(n_params),
+                src.main_dtype(),
+                tokens.len(),
+                plan.evalset.name,
+                chunking.n_chunks,
+                plan.ctx,
+                plan.reference
+            ),
+        );
+    }
 
     let mut any_failed = false;
     let mut interrupted = false;
@@ -346,7 +384,9 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         results.phases.total_s = t_resume + t_all.elapsed().as_secs_f64();
         results.save(&results_path)?;
         graded.save(&items_path)?;
-        crate::report::render_all(&results, &plan.out_dir, &plan.report)?;
+        if !plan.bench_only {
+            crate::report::render_all(&results, &plan.out_dir, &plan.report)?;
+        }
         if ref_failed {
             for other in plan.levels.iter().filter(|o| o.level != plan.reference) {
                 results.levels.push(failed_level(
@@ -369,7 +409,11 @@ pub fn execute(plan: &Plan) -> Result<i32> {
     };
     results.phases.total_s = t_resume + t_all.elapsed().as_secs_f64();
     results.save(&results_path)?;
-    crate::report::finish_run(&results, &plan.out_dir, &plan.report)?;
+    if plan.bench_only {
+        crate::report::bench::finish(&results, &plan.out_dir)?;
+    } else {
+        crate::report::finish_run(&results, &plan.out_dir, &plan.report)?;
+    }
     if interrupted {
         eprintln!(
             "qeval: interrupted with {} of {} levels done; run the same command again to finish the rest",
@@ -422,6 +466,10 @@ fn failed_level(level: Level, is_ref: bool, err: &str, plan: &Plan) -> LevelResu
         decode: None,
         prefill_tokens: plan.bench.prompt_tokens,
         decode_tokens: plan.bench.gen_tokens,
+        eval_tokens_per_sec: None,
+        eval: None,
+        eval_tokens: 0,
+        kernels: String::new(),
         perplexity: None,
         perplexity_se: None,
         kld_mean: None,
@@ -554,6 +602,14 @@ fn run_level(
             decode: Some(outcome.decode),
             prefill_tokens: plan.bench.prompt_tokens,
             decode_tokens: plan.bench.gen_tokens,
+            eval_tokens_per_sec: outcome.eval.as_ref().map(|s| s.median),
+            eval_tokens: if outcome.eval.is_some() {
+                chunking.ctx
+            } else {
+                0
+            },
+            eval: outcome.eval,
+            kernels: outcome.kernels,
             perplexity: scored.then_some(q.perplexity),
             perplexity_se: scored.then_some(q.perplexity_se),
             kld_mean: q.kld_mean,
@@ -812,6 +868,11 @@ fn check_resumable(prev: &Results, now: &Results, path: &Path) -> Result<()> {
         format!("{:?}", now.limit),
     );
     cmp("--seed", prev.seed.to_string(), now.seed.to_string());
+    cmp(
+        "mode (run or bench)",
+        format!("{:?}", prev.mode),
+        format!("{:?}", now.mode),
+    );
     cmp("--reference", prev.reference.clone(), now.reference.clone());
     cmp(
         "device/threads",

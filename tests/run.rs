@@ -118,6 +118,9 @@ fn smollm2_gguf_levels_order_by_quality_and_write_every_report() {
         );
         assert!(l.peak_rss_bytes.unwrap() > l.weight_bytes);
         assert!(l.prefill_tokens_per_sec.unwrap() > 0.0 && l.decode_tokens_per_sec.unwrap() > 0.0);
+        // eval-scoring throughput: one --ctx window per repeat
+        assert!(l.eval_tokens_per_sec.unwrap() > 0.0 && l.eval_tokens == 256);
+        assert_eq!(l.kernels, qeval::measure::speed::kernels_in_use());
         assert_eq!(l.scored_tokens, 2 * 127);
     }
     // SmolLM2's 576-wide rows do not fit k-quant blocks: q4_k falls back as llama.cpp does.

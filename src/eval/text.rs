@@ -62,6 +62,21 @@ impl Chunking {
     }
 }
 
+/// The forward pass text scoring runs for chunk `c`: reset the cache, run the whole window in
+/// one pass, and return the logits (one row per scored position) in host memory. The speed
+/// benchmark's eval-scoring throughput times exactly this.
+pub fn window_logits(
+    model: &mut Transformer,
+    tokens: &[u32],
+    ch: &Chunking,
+    c: usize,
+) -> Result<Vec<Vec<f32>>> {
+    model.reset();
+    let input = ch.input(tokens, c);
+    let logits = model.forward(&input, ch.first())?;
+    Ok(logits.to_vec2::<f32>()?)
+}
+
 /// Where the reference log-probabilities go or come from.
 pub enum Spill<'a> {
     Write(&'a Path),
@@ -107,10 +122,7 @@ pub fn score(
     let mut ref_lp = vec![0f32; vocab];
     let mut bytes = vec![0u8; vocab * 4];
     for c in 0..ch.n_chunks {
-        model.reset();
-        let input = ch.input(tokens, c);
-        let logits = model.forward(&input, first)?;
-        let rows = logits.to_vec2::<f32>()?;
+        let rows = window_logits(model, tokens, ch, c)?;
         for (j, row) in rows.iter().take(n).enumerate() {
             if let Some(bad) = row.iter().position(|x| !x.is_finite()) {
                 anyhow::bail!(

@@ -1,8 +1,11 @@
 //! Speed like llama-bench: prefill (pp, a prompt of N tokens in one pass) and decode
-//! (tg, N tokens generated one at a time from an empty context), after a warm-up, repeated,
-//! reported as median and spread. The device is synchronised before the clock is read.
+//! (tg, N tokens generated one at a time from an empty context), and eval-scoring throughput
+//! like llama-perplexity's tokens/s (one text window scored the way the text evaluation scores
+//! it), each after a warm-up, repeated, reported as median and spread. The device is
+//! synchronised before the clock is read.
 
 use crate::eval::metrics::argmax;
+use crate::eval::text::{self, Chunking};
 use crate::model::transformer::Transformer;
 use crate::results::Spread;
 use anyhow::Result;
@@ -14,6 +17,12 @@ pub struct BenchSettings {
     pub prompt_tokens: usize,
     pub gen_tokens: usize,
     pub repeats: usize,
+}
+
+/// Which matmul implementation runs the levels, as recorded in every level's `kernels`
+/// field. The one place it is decided.
+pub fn kernels_in_use() -> String {
+    "candle".to_string()
 }
 
 pub struct BenchResult {
@@ -107,6 +116,49 @@ pub fn run(
         prefill: spread(&pre),
         decode: spread(&dec),
     })
+}
+
+/// Eval-scoring throughput: tokens per second of scoring the first `ch.ctx`-token window of
+/// `tokens` exactly as the text evaluation does (`text::window_logits`: one forward pass,
+/// logits of the scored half copied to host memory; the log-softmax and metrics are not
+/// timed, as llama-perplexity's timings leave them out). A short window warms up first.
+/// None when `tokens` holds less than one window.
+pub fn eval_throughput(
+    m: &mut Transformer,
+    tokens: &[u32],
+    ch: &Chunking,
+    repeats: usize,
+    dev: &Device,
+    progress: &dyn Fn(usize, usize),
+) -> Result<Option<Spread>> {
+    if ch.ctx < 2 || tokens.len() < ch.ctx {
+        return Ok(None);
+    }
+    let window = Chunking {
+        ctx: ch.ctx,
+        n_chunks: 1,
+        bos_id: ch.bos_id,
+    };
+    let warm = Chunking {
+        ctx: ch.ctx.min(64),
+        ..window.clone()
+    };
+    text::window_logits(m, tokens, &warm, 0)?;
+    let n = repeats.max(1);
+    let mut samples = Vec::with_capacity(n);
+    progress(0, n);
+    for i in 0..n {
+        sync(dev)?;
+        let t = Instant::now();
+        let rows = text::window_logits(m, tokens, &window, 0)?;
+        sync(dev)?;
+        let secs = t.elapsed().as_secs_f64();
+        anyhow::ensure!(!rows.is_empty(), "the eval window returned no logits");
+        samples.push(window.ctx as f64 / secs);
+        progress(i + 1, n);
+    }
+    m.reset();
+    Ok(Some(spread(&samples)))
 }
 
 #[cfg(test)]

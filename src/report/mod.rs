@@ -2,6 +2,7 @@
 //! CSV, PNG and SVG plots, the terminal table and the recommendation. Each format, figure
 //! set and judgement lives in its own file; this one writes them out.
 
+pub mod bench;
 pub mod csv;
 pub mod figures;
 pub mod html;

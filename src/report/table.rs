@@ -71,6 +71,7 @@ pub fn headers(set: &ReportSet) -> Vec<&'static str> {
         "loss",
         "prefill t/s",
         "decode t/s",
+        "eval t/s",
     ]);
     h
 }
@@ -122,6 +123,10 @@ pub fn cells(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> Vec<String> {
             .map(|s| format!("{:.1} ±{:.1}", s.median, s.stddev))
             .unwrap_or_else(|| "-".into()),
         l.decode
+            .as_ref()
+            .map(|s| format!("{:.1} ±{:.1}", s.median, s.stddev))
+            .unwrap_or_else(|| "-".into()),
+        l.eval
             .as_ref()
             .map(|s| format!("{:.1} ±{:.1}", s.median, s.stddev))
             .unwrap_or_else(|| "-".into()),

@@ -1,0 +1,174 @@
+//! What `qeval bench` prints and writes besides results.json: the speed table (prefill, decode
+//! and eval-scoring throughput per level) and `bench.csv`, one row per level, for scripts
+//! (scripts/compare-llamacpp.sh reads it).
+
+use crate::fsutil::write_atomic;
+use crate::results::{LevelResult, Results, Spread};
+use anyhow::Result;
+use std::path::Path;
+
+/// The columns of `bench.csv`, in order.
+pub const CSV_HEADER: &str = "level,status,weight_bytes,bits_per_weight,threads,kernels,prefill_tokens,prefill_tokens_per_sec,prefill_stddev,decode_tokens,decode_tokens_per_sec,decode_stddev,eval_tokens,eval_tokens_per_sec,eval_stddev";
+
+fn med_sd(s: Option<&Spread>) -> String {
+    match s {
+        Some(s) => format!("{:.1} ±{:.1}", s.median, s.stddev),
+        None => "-".into(),
+    }
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.3}")).unwrap_or_default()
+}
+
+fn esc(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn row(l: &LevelResult) -> Vec<String> {
+    let name = if l.is_reference {
+        format!("{} (ref)", l.level)
+    } else {
+        l.level.clone()
+    };
+    if l.status != "ok" {
+        return vec![name, "FAILED".into(), "-".into(), "-".into(), "-".into()];
+    }
+    vec![
+        name,
+        format!("{:.1}", l.weight_bytes as f64 / 1e6),
+        med_sd(l.prefill.as_ref()),
+        med_sd(l.decode.as_ref()),
+        med_sd(l.eval.as_ref()),
+    ]
+}
+
+/// The terminal table: level, weight MB, pp / tg / eval tokens per second (median ± sd).
+pub fn table(r: &Results) -> String {
+    let first = r.levels.iter().find(|l| l.status == "ok");
+    let pp = first.map_or(0, |l| l.prefill_tokens);
+    let tg = first.map_or(0, |l| l.decode_tokens);
+    let ev = first.map_or(0, |l| l.eval_tokens);
+    let heads = vec![
+        "level".to_string(),
+        "weight MB".to_string(),
+        format!("pp{pp} t/s"),
+        format!("tg{tg} t/s"),
+        format!("eval{ev} t/s"),
+    ];
+    let rows: Vec<Vec<String>> = r.levels.iter().map(row).collect();
+    let mut w: Vec<usize> = heads.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (i, c) in row.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let pad = " ".repeat(w[i].saturating_sub(c.chars().count()));
+                if i == 0 {
+                    format!("{c}{pad}")
+                } else {
+                    format!("{pad}{c}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let kernels: Vec<&str> = {
+        let mut k: Vec<&str> = r
+            .levels
+            .iter()
+            .map(|l| l.kernels.as_str())
+            .filter(|k| !k.is_empty())
+            .collect();
+        k.dedup();
+        k
+    };
+    let mut s = format!(
+        "{} on {} ({}, {}), kernels: {}; median ±sd of {} repeat(s) after a warm-up\n",
+        r.model.name,
+        r.device.name,
+        r.device.kind,
+        super::table::threads(r.device.threads),
+        if kernels.is_empty() {
+            "-".to_string()
+        } else {
+            kernels.join(", ")
+        },
+        first
+            .and_then(|l| l.prefill.as_ref())
+            .map_or(0, |s| s.samples.len()),
+    );
+    s.push_str(&line(&heads));
+    s.push('\n');
+    s.push_str(
+        &w.iter()
+            .map(|n| "-".repeat(*n))
+            .collect::<Vec<_>>()
+            .join("  "),
+    );
+    s.push('\n');
+    for row in &rows {
+        s.push_str(&line(row));
+        s.push('\n');
+    }
+    for l in r.levels.iter().filter(|l| l.status != "ok") {
+        s.push_str(&format!(
+            "{}: {}\n",
+            l.level,
+            l.error.as_deref().unwrap_or("failed")
+        ));
+    }
+    s
+}
+
+/// `bench.csv`: one row per level, raw numbers (see `CSV_HEADER`).
+pub fn csv(r: &Results) -> String {
+    let mut s = format!("{CSV_HEADER}\n");
+    for l in &r.levels {
+        let sd = |x: Option<&Spread>| num(x.map(|s| s.stddev));
+        s.push_str(
+            &[
+                l.level.clone(),
+                l.status.clone(),
+                l.weight_bytes.to_string(),
+                format!("{:.4}", l.bits_per_weight),
+                r.device.threads.to_string(),
+                esc(&l.kernels),
+                l.prefill_tokens.to_string(),
+                num(l.prefill_tokens_per_sec),
+                sd(l.prefill.as_ref()),
+                l.decode_tokens.to_string(),
+                num(l.decode_tokens_per_sec),
+                sd(l.decode.as_ref()),
+                l.eval_tokens.to_string(),
+                num(l.eval_tokens_per_sec),
+                sd(l.eval.as_ref()),
+            ]
+            .join(","),
+        );
+        s.push('\n');
+    }
+    s
+}
+
+/// `qeval bench`, at its end: write bench.csv, print the table.
+pub fn finish(r: &Results, dir: &Path) -> Result<()> {
+    let path = dir.join("bench.csv");
+    write_atomic(&path, csv(r).as_bytes())?;
+    println!("{}", table(r));
+    println!(
+        "results in {} and {}",
+        dir.join("results.json").display(),
+        path.display()
+    );
+    Ok(())
+}
