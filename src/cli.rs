@@ -101,6 +101,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_tasks: bool,
 
+    /// How quantized levels are multiplied: `kernel` (the quantized kernels a deployment runs;
+    /// on CPU they also quantize activations to 8 bits, so quality includes that), `weights`
+    /// (the same weights dequantized and multiplied in f32: the error of the weights alone),
+    /// or `kernel,weights` for both in one sweep (weights-mode levels are named LEVEL-weights).
+    /// The reference always runs in kernel mode.
+    #[arg(long, default_value = "kernel", value_name = "MODES")]
+    pub scoring: String,
+
     /// Memory the run may use, e.g. 8GiB [default: the memory available now (Linux
     /// MemAvailable)]. Levels estimated to need more are refused before anything is loaded.
     #[arg(long, value_name = "SIZE")]
@@ -245,6 +253,7 @@ impl BenchArgs {
             data_dir: None,
             limit: None,
             no_tasks: true,
+            scoring: "kernel".into(),
             max_memory: self.max_memory.clone(),
             force: self.force,
             device: self.device.clone(),

@@ -18,6 +18,9 @@ use std::time::Instant;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Job {
     pub level: String,
+    /// How quantized weights are multiplied (`--scoring`).
+    #[serde(default)]
+    pub mode: crate::model::transformer::ScoringMode,
     pub level_file: PathBuf,
     pub tokens_file: PathBuf,
     pub spill_file: PathBuf,
@@ -103,7 +106,7 @@ pub fn run(job_path: &Path) -> Result<()> {
     let t0 = Instant::now();
     let (cfg, tensors) = crate::quant::quantize::read_level_file(&job.level_file, &device)?;
     let max_seq = job.max_seq;
-    let mut model = Transformer::new(&cfg, tensors, max_seq, &device)?;
+    let mut model = Transformer::with_mode(&cfg, tensors, max_seq, &device, job.mode)?;
     let load_s = t0.elapsed().as_secs_f64();
     let tokens = read_tokens(&job.tokens_file)?;
 

@@ -8,6 +8,7 @@ use crate::error::usage;
 use crate::evalset::{self, EvalSet};
 use crate::hub::{self, HubConfig};
 use crate::measure::speed::BenchSettings;
+use crate::model::transformer::ScoringMode;
 use crate::quant::Level;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,35 @@ pub enum LevelSource {
 pub struct LevelPlan {
     pub level: Level,
     pub source: LevelSource,
+    pub mode: ScoringMode,
+}
+
+impl LevelPlan {
+    /// The level's name in results, reports and work files: `q8_0`, or `q8_0-weights` in
+    /// weights mode.
+    pub fn key(&self) -> String {
+        match self.mode {
+            ScoringMode::Kernel => self.level.name().to_string(),
+            ScoringMode::Weights => format!("{}-weights", self.level.name()),
+        }
+    }
+}
+
+/// Parse `--scoring`: `kernel`, `weights` or both, comma-separated.
+pub fn parse_scoring(s: &str) -> Result<Vec<ScoringMode>> {
+    let mut modes = Vec::new();
+    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let m = ScoringMode::parse(part).map_err(|e| usage(format!("--scoring {s}: {e}")))?;
+        if !modes.contains(&m) {
+            modes.push(m);
+        }
+    }
+    if modes.is_empty() {
+        return Err(usage(format!(
+            "--scoring '{s}': give kernel, weights or kernel,weights"
+        )));
+    }
+    Ok(modes)
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +100,24 @@ pub struct Plan {
     pub report: crate::cli::ReportOptions,
     /// `qeval bench`: speed only, no text or task evaluation.
     pub bench_only: bool,
+    /// --scoring: the modes non-reference levels run in.
+    pub modes: Vec<ScoringMode>,
+}
+
+impl Plan {
+    /// The reference's entry: its level in kernel mode.
+    pub fn is_reference(&self, lp: &LevelPlan) -> bool {
+        lp.level == self.reference && lp.mode == ScoringMode::Kernel
+    }
+
+    /// `kernel`, `weights` or `kernel,weights`, for results.json.
+    pub fn scoring_name(&self) -> String {
+        self.modes
+            .iter()
+            .map(|m| m.name())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// `reports/<model><suffix>-<timestamp>/`, the model name made safe for a folder name.
@@ -254,18 +302,28 @@ impl Plan {
                 .max_by_key(|l| l.precision_rank())
                 .ok_or_else(|| usage("--quants is empty"))?,
         };
-        let mut ordered: Vec<LevelPlan> = levels
-            .iter()
-            .map(|&level| LevelPlan {
-                level,
-                source: gguf_levels
-                    .iter()
-                    .find(|(l, _)| *l == level)
-                    .map(|(_, p)| LevelSource::GgufFile(p.clone()))
-                    .unwrap_or(LevelSource::Quantize),
-            })
-            .collect();
-        ordered.sort_by_key(|lp| lp.level != reference);
+        let modes = parse_scoring(&a.scoring)?;
+        let mut ordered: Vec<LevelPlan> = Vec::new();
+        for &level in &levels {
+            let source = gguf_levels
+                .iter()
+                .find(|(l, _)| *l == level)
+                .map(|(_, p)| LevelSource::GgufFile(p.clone()))
+                .unwrap_or(LevelSource::Quantize);
+            // The reference always runs in kernel mode: every level is compared with it.
+            let mut want = modes.clone();
+            if level == reference && !want.contains(&ScoringMode::Kernel) {
+                want.insert(0, ScoringMode::Kernel);
+            }
+            for mode in want {
+                ordered.push(LevelPlan {
+                    level,
+                    source: source.clone(),
+                    mode,
+                });
+            }
+        }
+        ordered.sort_by_key(|lp| !(lp.level == reference && lp.mode == ScoringMode::Kernel));
         Ok(Plan {
             model_name,
             model_path,
@@ -295,6 +353,7 @@ impl Plan {
             max_memory,
             force: a.force,
             bench_only: false,
+            modes,
         })
     }
 

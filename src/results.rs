@@ -167,6 +167,10 @@ pub struct LevelResult {
     /// empty in files written before it was recorded.
     #[serde(default)]
     pub kernels: String,
+    /// `kernel` (quantized kernels, activations quantized too) or `weights` (dequantized
+    /// weights multiplied in f32); empty in files written before modes existed (kernel).
+    #[serde(default)]
+    pub scoring_mode: String,
     pub perplexity: Option<f64>,
     pub perplexity_se: Option<f64>,
     pub kld_mean: Option<f64>,

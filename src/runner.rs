@@ -8,7 +8,8 @@ use crate::fsutil::sha256_file;
 use crate::level_worker::{self, Job, Outcome};
 use crate::model::source::{Format, ModelSource};
 use crate::model::tokenizer::ModelTokenizer;
-use crate::plan::{LevelSource, Plan};
+use crate::model::transformer::ScoringMode;
+use crate::plan::{LevelPlan, LevelSource, Plan};
 use crate::quant::{quantize, Level};
 use crate::results::*;
 use anyhow::{Context, Result};
@@ -155,7 +156,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
     let ref_from_file = plan
         .levels
         .iter()
-        .find(|l| l.level == plan.reference)
+        .find(|l| plan.is_reference(l))
         .and_then(|l| match &l.source {
             LevelSource::GgufFile(p) => Some(p.clone()),
             LevelSource::Quantize => None,
@@ -232,7 +233,11 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         },
         reference: plan.reference.name().into(),
         reference_note,
-        scoring_mode: if plan.bench_only { "none" } else { "kernel" }.into(),
+        scoring_mode: if plan.bench_only {
+            "none".into()
+        } else {
+            plan.scoring_name()
+        },
         phases: Phases {
             download_s: plan.download_s,
             tokenize_s,
@@ -262,9 +267,10 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             .collect();
         graded.restore(&items_path, &kept)?;
         let ref_kept = kept.iter().any(|l| l.level == reference);
-        let others_left = plan.levels.iter().any(|l| {
-            l.level.name() != reference && !kept.iter().any(|k| k.level == l.level.name())
-        });
+        let others_left = plan
+            .levels
+            .iter()
+            .any(|l| l.key() != reference && !kept.iter().any(|k| k.level == l.key()));
         let spill_ok = chunking.n_chunks == 0
             || std::fs::metadata(&spill).map(|m| m.len()).ok()
                 == Some((chunking.scored_total() * cfg.vocab_size * 4) as u64);
@@ -303,7 +309,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
                 src.main_dtype(),
                 plan.levels
                     .iter()
-                    .map(|l| l.level.name())
+                    .map(|l| l.key())
                     .collect::<Vec<_>>()
                     .join(","),
                 plan.bench.prompt_tokens,
@@ -335,11 +341,11 @@ pub fn execute(plan: &Plan) -> Result<i32> {
     let mut interrupted = false;
     let t_resume = results.phases.total_s;
     for lp in &plan.levels {
-        let is_ref = lp.level == plan.reference;
+        let is_ref = plan.is_reference(lp);
         if results
             .levels
             .iter()
-            .any(|l| l.level == lp.level.name() && l.status == "ok")
+            .any(|l| l.level == lp.key() && l.status == "ok")
         {
             continue;
         }
@@ -350,8 +356,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         let r = run_level(
             plan,
             &src,
-            lp.level,
-            &lp.source,
+            lp,
             is_ref,
             &chunking,
             &work,
@@ -374,8 +379,8 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             }
             Err(e) => {
                 any_failed = true;
-                note(plan.quiet, &format!("level {} failed: {e:#}", lp.level));
-                failed_level(lp.level, is_ref, &format!("{e:#}"), plan)
+                note(plan.quiet, &format!("level {} failed: {e:#}", lp.key()));
+                failed_level(lp, is_ref, &format!("{e:#}"), plan)
             }
         };
         let ref_failed = is_ref && lr.status != "ok";
@@ -388,9 +393,9 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             crate::report::render_all(&results, &plan.out_dir, &plan.report)?;
         }
         if ref_failed {
-            for other in plan.levels.iter().filter(|o| o.level != plan.reference) {
+            for other in plan.levels.iter().filter(|o| !plan.is_reference(o)) {
                 results.levels.push(failed_level(
-                    other.level,
+                    other,
                     false,
                     "not run: the reference level failed, so there is nothing to compare with",
                     plan,
@@ -443,9 +448,10 @@ fn device_name(kind: &str) -> String {
     kind.to_string()
 }
 
-fn failed_level(level: Level, is_ref: bool, err: &str, plan: &Plan) -> LevelResult {
+fn failed_level(lp: &LevelPlan, is_ref: bool, err: &str, plan: &Plan) -> LevelResult {
     LevelResult {
-        level: level.name().into(),
+        level: lp.key(),
+        scoring_mode: lp.mode.name().into(),
         status: "failed".into(),
         error: Some(err.to_string()),
         source: String::new(),
@@ -491,8 +497,7 @@ fn failed_level(level: Level, is_ref: bool, err: &str, plan: &Plan) -> LevelResu
 fn run_level(
     plan: &Plan,
     src: &ModelSource,
-    level: Level,
-    source: &LevelSource,
+    lp: &LevelPlan,
     is_ref: bool,
     chunking: &Chunking,
     work: &Path,
@@ -500,8 +505,9 @@ fn run_level(
     spill: &Path,
     ctx: &Ctx,
 ) -> Result<(LevelResult, Vec<level_worker::TaskOutcome>)> {
+    let (level, key) = (lp.level, lp.key());
     let t_q = Instant::now();
-    let (weights, source_text) = match source {
+    let (weights, source_text) = match &lp.source {
         LevelSource::Quantize => {
             let pb = bar(
                 plan.quiet,
@@ -549,12 +555,13 @@ fn run_level(
         .filter(|c| c.fallback_reason.is_some())
         .cloned()
         .collect();
-    let level_file = work.join(format!("level-{}.gguf", level.name()));
+    let level_file = work.join(format!("level-{key}.gguf"));
     quantize::write_level_file(&level_file, &src.config, &weights)?;
     drop(weights);
 
     let job = Job {
-        level: level.name().into(),
+        level: key.clone(),
+        mode: lp.mode,
         level_file: level_file.clone(),
         tokens_file: tokens_file.to_path_buf(),
         spill_file: spill.to_path_buf(),
@@ -562,13 +569,13 @@ fn run_level(
         chunking: chunking.clone(),
         bench: plan.bench.clone(),
         device: plan.device.clone(),
-        outcome_file: work.join(format!("outcome-{}.json", level.name())),
-        progress_file: work.join(format!("progress-{}.txt", level.name())),
+        outcome_file: work.join(format!("outcome-{key}.json")),
+        progress_file: work.join(format!("progress-{key}.txt")),
         tasks_file: ctx.tasks_file.map(Path::to_path_buf),
         model_path: src.path.clone(),
         max_seq: ctx.max_seq,
     };
-    let job_path = work.join(format!("job-{}.json", level.name()));
+    let job_path = work.join(format!("job-{key}.json"));
     std::fs::write(&job_path, serde_json::to_vec_pretty(&job)?)?;
     let _ = std::fs::remove_file(&job.outcome_file);
     let _ = ctx.tasks;
@@ -581,7 +588,8 @@ fn run_level(
     let task_outcomes = outcome.tasks;
     Ok((
         LevelResult {
-            level: level.name().into(),
+            level: key,
+            scoring_mode: lp.mode.name().into(),
             status: "ok".into(),
             error: None,
             source: source_text,
@@ -911,7 +919,10 @@ fn check_memory(plan: &Plan, src: &ModelSource, max_seq: usize) -> Result<()> {
     let gb = |b: u64| format!("{:.2} GB", b as f64 / 1e9);
     let mut worst: Option<(Level, u64)> = None;
     for lp in &plan.levels {
-        let t = lp.level.base_dtype();
+        let t = match lp.mode {
+            ScoringMode::Kernel => lp.level.base_dtype(),
+            ScoringMode::Weights => candle_core::quantized::GgmlDType::F32,
+        };
         let weights = (n as f64 * t.type_size() as f64 / t.block_size() as f64) as u64;
         let need = crate::measure::memory::estimate_level_bytes(
             weights,

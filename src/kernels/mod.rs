@@ -151,6 +151,13 @@ pub struct QActs {
     pub bsums: Vec<i16>,
 }
 
+/// Round to nearest, ties to even, as llama.cpp's SIMD quantizers (`_mm256_round_ps`) do;
+/// the 1.5·2²³ trick is exact for |x| < 2²², and these values are at most 127.
+fn round_even(x: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0;
+    ((x + MAGIC) - MAGIC) as i32
+}
+
 fn f16_round(x: f32) -> f32 {
     half::f16::from_f32(x).to_f32()
 }
@@ -176,7 +183,7 @@ fn quantize_row(x: &[f32], block: usize, o: RowOut<'_>) {
             let id = if db != 0.0 { 1.0 / db } else { 0.0 };
             let mut sum = 0i32;
             for (qi, &v) in q.iter_mut().zip(xb) {
-                let r = (v * id).round() as i32;
+                let r = round_even(v * id);
                 *qi = r as i8;
                 sum += r;
             }
@@ -322,6 +329,35 @@ impl QMatMulOp {
     /// Whether the weights were repacked into tiles of 16 rows.
     pub fn is_tiled(&self) -> bool {
         matches!(self.w, Weights::Tiles(_))
+    }
+
+    /// A tiled op for a tensor that is also looked up as a token embedding (see
+    /// `embedding`), so that the output layer and the embedding share one copy; `Err` gives
+    /// the tensor back where there are no tiles for it.
+    pub fn tied(w: Arc<QTensor>) -> std::result::Result<QMatMulOp, Arc<QTensor>> {
+        let Some(isa) = isa() else {
+            return Err(w);
+        };
+        match Self::with_isa(w.clone(), isa, true) {
+            Some(op) if op.is_tiled() => Ok(op),
+            _ => Err(w),
+        }
+    }
+
+    /// Rows `ids` of the weight, dequantized: (len, k). Only for tiled weights.
+    pub fn embedding(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
+        let Weights::Tiles(t) = &self.w else {
+            candle_core::bail!("qeval-qmatmul: embedding lookup needs tiled weights");
+        };
+        let mut out = vec![0f32; ids.len() * self.k];
+        for (row, &id) in out.chunks_mut(self.k).zip(ids) {
+            let id = id as usize;
+            if id >= self.n {
+                candle_core::bail!("token id {id} outside the vocabulary of {}", self.n);
+            }
+            tiles::dequantize_row(self.kind, t, self.k / 32, id, row);
+        }
+        Tensor::from_vec(out, (ids.len(), self.k), &candle_core::Device::Cpu)
     }
 
     /// x (..., k) → (..., n).
@@ -524,6 +560,13 @@ mod tests {
                 let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
                 let q = Arc::new(QTensor::quantize(&w, dt).unwrap());
                 let reference = QMatMul::QTensor(q.clone());
+                let wq: Vec<f32> = q
+                    .dequantize(&dev)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
                 for m in [1usize, 3, 4, 9] {
                     let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
                     let want = reference.forward(&x).unwrap().to_vec2::<f32>().unwrap();
@@ -539,10 +582,22 @@ mod tests {
                             GgmlDType::Q4_1 | GgmlDType::Q5_1 => 3e-3,
                             _ => 1e-4,
                         };
+                        // Ties (x.5) in the activations round to even here, as llama.cpp's
+                        // SIMD quantizer does, and away from zero in candle: one step of one
+                        // activation, times the largest weight, per output at most.
+                        let max_w = wq.iter().fold(0f32, |a, v| a.max(v.abs()));
+                        let max_x = x
+                            .abs()
+                            .unwrap()
+                            .max_all()
+                            .unwrap()
+                            .to_scalar::<f32>()
+                            .unwrap();
+                        let tie = max_w * max_x / 127.0;
                         for (i, (gr, wr)) in got.iter().zip(&want).enumerate() {
                             for (j, (g, e)) in gr.iter().zip(wr).enumerate() {
                                 assert!(
-                                (g - e).abs() <= tol * scale,
+                                (g - e).abs() <= tol * scale + tie,
                                 "{dt:?} {isa:?} tiles={tiles} n={n} m={m} [{i},{j}]: qeval {g} vs candle {e}"
                             );
                             }
@@ -553,9 +608,37 @@ mod tests {
         }
     }
 
+    /// A token embedding read from tiles equals candle's dequantization of the same rows.
+    #[test]
+    fn tiled_embedding_rows_match_candle_dequantization() {
+        if detect() != Some(Isa::Avx512Vnni) {
+            eprintln!("no AVX-512 VNNI here: no tiles to read");
+            return;
+        }
+        let dev = Device::Cpu;
+        for dt in [
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q5_1,
+            GgmlDType::Q8_0,
+        ] {
+            let w = Tensor::randn(0f32, 1.0, (48, 96), &dev).unwrap();
+            let q = Arc::new(QTensor::quantize(&w, dt).unwrap());
+            let want = q.dequantize(&dev).unwrap().to_vec2::<f32>().unwrap();
+            let op = QMatMulOp::with_isa(q, Isa::Avx512Vnni, true).unwrap();
+            let ids = [0u32, 15, 16, 47, 21];
+            let got = op.embedding(&ids).unwrap().to_vec2::<f32>().unwrap();
+            for (row, &id) in got.iter().zip(&ids) {
+                assert_eq!(row, &want[id as usize], "{dt:?} row {id}");
+            }
+            assert!(op.embedding(&[48]).is_err());
+        }
+    }
+
     #[test]
     fn activation_quantization_matches_llama_cpp_rules() {
-        // Block of 32: scale amax/127 rounded to f16, values rounded half away from zero.
+        // Block of 32: scale amax/127 rounded to f16, values rounded to nearest (ties even).
         let x: Vec<f32> = (0..32).map(|i| i as f32 - 15.5).collect();
         let a = QActs::quantize(&x, 1, 32, 32);
         assert_eq!(a.qs[31], 127);

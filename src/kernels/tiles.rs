@@ -56,6 +56,48 @@ pub fn repack(kind: Kind, data: &[u8], n: usize, nb: usize) -> Vec<u8> {
     out
 }
 
+/// Row `i` of a tiled matrix of `nb` blocks, dequantized into `out` (a token-embedding
+/// lookup from the same bytes the output layer multiplies).
+pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, i: usize, out: &mut [f32]) {
+    let tb = tile_bytes(kind);
+    let (t, r) = (i / 16, i % 16);
+    let f16 = |b: &[u8], j: usize| half::f16::from_le_bytes([b[2 * j], b[2 * j + 1]]).to_f32();
+    for b in 0..nb {
+        let p = &w[(t * nb + b) * tb..][..tb];
+        let d = f16(p, r);
+        let (m, qh, qs) = match kind {
+            Kind::Q4_0 => (0.0, 0u32, &p[32..]),
+            Kind::Q4_1 => (f16(&p[32..], r), 0, &p[64..]),
+            Kind::Q5_0 => (
+                0.0,
+                u32::from_le_bytes([p[32 + 4 * r], p[33 + 4 * r], p[34 + 4 * r], p[35 + 4 * r]]),
+                &p[96..],
+            ),
+            Kind::Q5_1 => (
+                f16(&p[32..], r),
+                u32::from_le_bytes([p[64 + 4 * r], p[65 + 4 * r], p[66 + 4 * r], p[67 + 4 * r]]),
+                &p[128..],
+            ),
+            _ => (0.0, 0, &p[32..]),
+        };
+        let o = &mut out[b * 32..(b + 1) * 32];
+        for (j, v) in o.iter_mut().enumerate() {
+            *v = if kind == Kind::Q8_0 {
+                d * ((qs[(j / 4) * 64 + 4 * r + j % 4] ^ 0x80) as i8) as f32
+            } else {
+                let byte = qs[((j % 16) / 4) * 64 + 4 * r + j % 4];
+                let nib = if j < 16 { byte & 0x0F } else { byte >> 4 } as i32;
+                let q = nib | ((((qh >> j) & 1) as i32) << 4);
+                match kind {
+                    Kind::Q4_0 => d * (q - 8) as f32,
+                    Kind::Q5_0 => d * (q - 16) as f32,
+                    _ => d * q as f32 + m,
+                }
+            };
+        }
+    }
+}
+
 /// Outputs of tile `t` (16 rows) for activation rows `a0..a0+R` into `res[r][0..16]`.
 ///
 /// # Safety

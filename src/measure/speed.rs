@@ -22,7 +22,7 @@ pub struct BenchSettings {
 /// Which matmul implementation runs the levels, as recorded in every level's `kernels`
 /// field. The one place it is decided.
 pub fn kernels_in_use() -> String {
-    "candle".to_string()
+    crate::kernels::describe()
 }
 
 pub struct BenchResult {

@@ -103,6 +103,8 @@ impl Linear {
 #[derive(Debug, Clone)]
 enum Embedding {
     Quant(Arc<QTensor>),
+    /// Read from the tiles the tied output layer multiplies (one copy for both).
+    Tiled(QMatMulOp),
     Dense(Tensor),
 }
 
@@ -110,6 +112,7 @@ impl Embedding {
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Embedding::Quant(q) => q.embedding(ids)?,
+            Embedding::Tiled(op) => op.embedding(&ids.to_vec1::<u32>()?)?,
             Embedding::Dense(w) => {
                 let n = ids.dim(0)?;
                 w.index_select(ids, 0)?
@@ -301,6 +304,7 @@ impl Transformer {
         mode: ScoringMode,
     ) -> Result<Self> {
         let lin = |q: Arc<QTensor>| Linear::with_mode(q, mode);
+        let tied = !tensors.contains_key("output.weight");
         let mut take = |name: &str| -> Result<Arc<QTensor>> {
             tensors
                 .remove(name)
@@ -316,6 +320,12 @@ impl Transformer {
                     _ => anyhow::bail!("unexpected quantized dense token embedding"),
                 }
             }
+            // A tied output multiplies the embedding: tile it once and read the lookups
+            // from the tiles too.
+            _ if mode == ScoringMode::Kernel && tied => match QMatMulOp::tied(embd_q) {
+                Ok(op) => Embedding::Tiled(op),
+                Err(q) => Embedding::Quant(q),
+            },
             _ => Embedding::Quant(embd_q),
         };
         let mut layers = Vec::with_capacity(cfg.n_layer);
@@ -366,6 +376,7 @@ impl Transformer {
             Some(q) => lin(q)?,
             None => match &embed {
                 Embedding::Quant(q) => lin(q.clone())?,
+                Embedding::Tiled(op) => Linear::Kernel(op.clone()),
                 Embedding::Dense(t) => match mode {
                     ScoringMode::Weights => Linear::Dense(t.to_dtype(DType::F32)?),
                     ScoringMode::Kernel => Linear::Dense(t.clone()),

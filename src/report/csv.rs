@@ -23,7 +23,7 @@ fn esc(s: &str) -> String {
 }
 
 pub fn render(set: &ReportSet, opts: &ReportOptions) -> String {
-    let mut s = String::from("model,device,device_kind,device_name,threads,results_file,level,status,is_reference,reference,source,weight_bytes,bits_per_weight,peak_rss_bytes,peak_rss_with_eval_bytes,kv_cache_bytes,kv_cache_ctx,fit_bytes,fit_ctx,prefill_tokens_per_sec,prefill_stddev,decode_tokens_per_sec,decode_stddev,perplexity,perplexity_se,dppl_pct,kld_mean,kld_mean_se,kld_median,kld_p99,kld_max,top1_agreement,top1_agreement_se,rms_delta_p,rms_delta_p_se,scored_tokens,acc_delta_pts,acc_delta_low_pts,acc_delta_high_pts,eval_tokens_per_sec,eval_stddev,kernels\n");
+    let mut s = String::from("model,device,device_kind,device_name,threads,results_file,level,status,is_reference,reference,source,weight_bytes,bits_per_weight,peak_rss_bytes,peak_rss_with_eval_bytes,kv_cache_bytes,kv_cache_ctx,fit_bytes,fit_ctx,prefill_tokens_per_sec,prefill_stddev,decode_tokens_per_sec,decode_stddev,perplexity,perplexity_se,dppl_pct,kld_mean,kld_mean_se,kld_median,kld_p99,kld_max,top1_agreement,top1_agreement_se,rms_delta_p,rms_delta_p_se,scored_tokens,acc_delta_pts,acc_delta_low_pts,acc_delta_high_pts,eval_tokens_per_sec,eval_stddev,kernels,scoring_mode\n");
     for e in set.entries() {
         let r = &set.runs[e.run].results;
         let l = e.level;
@@ -80,6 +80,11 @@ pub fn render(set: &ReportSet, opts: &ReportOptions) -> String {
             f(l.eval_tokens_per_sec),
             f(l.eval.as_ref().map(|s| s.stddev)),
             esc(&l.kernels),
+            esc(if l.scoring_mode.is_empty() {
+                "kernel"
+            } else {
+                &l.scoring_mode
+            }),
         ];
         s.push_str(&row.join(","));
         s.push('\n');

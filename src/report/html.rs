@@ -262,7 +262,8 @@ fn provenance(set: &ReportSet) -> String {
 <li>Model: <b>{model}</b> ({arch}, {params} parameters, source {dtype}, {format}){repo}{rev}</li>
 <li>Files:<ul>{files}</ul></li>
 <li>Device: {kind}, {dname}, {threads}, {os}/{march}</li>
-<li>Eval set: {es} v{esv} ({espath}), {tokens} text tokens, {chunks} chunks of {ctx} tokens, {scored} scored; scoring mode {mode}; seed {seed}{limit}</li>
+<li>Eval set: {es} v{esv} ({espath}), {tokens} text tokens, {chunks} chunks of {ctx} tokens, {scored} scored; seed {seed}{limit}</li>
+<li>Scoring mode: {mode}. <i>kernel</i>: quality measured through the quantized kernels a deployment runs, which also quantize activations (on CPU to 8 bits), so KLD includes that; <i>weights</i> (levels named LEVEL-weights): the same quantized weights dequantized and multiplied in f32, the error of the weights alone. Matmul kernels: {kernels}</li>
 <li>Reference: {reference}. {note}</li>
 <li>qeval {ver} (git {git}), candle {candle}; run status {status}, {total:.0} s in all; created {created} (Unix time)</li>
 <li>Command: <code>{cmd}</code></li>
@@ -305,6 +306,11 @@ fn provenance(set: &ReportSet) -> String {
             ctx = r.evalset.ctx,
             scored = r.evalset.scored_tokens,
             mode = esc(&r.scoring_mode),
+            kernels = esc(&{
+                let mut k: Vec<&str> = r.levels.iter().map(|l| l.kernels.as_str()).filter(|k| !k.is_empty()).collect();
+                k.dedup();
+                if k.is_empty() { "not recorded".to_string() } else { k.join("; ") }
+            }),
             seed = r.seed,
             limit = r
                 .limit
