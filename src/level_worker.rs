@@ -97,8 +97,20 @@ pub fn write_tokens(path: &Path, toks: &[u32]) -> Result<()> {
     crate::fsutil::write_atomic(path, &b)
 }
 
-/// Run a job (the `__level` subcommand).
+/// Run a job (the `__level` subcommand) on a thread of the compute pool: a parallel kernel
+/// called from a pool thread works on its own share instead of sleeping until the pool's
+/// threads are done (one wake-up less per parallel op; it matters for decode).
 pub fn run(job_path: &Path) -> Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = job_path.to_path_buf();
+    rayon::spawn(move || {
+        let _ = tx.send(run_here(&path));
+    });
+    rx.recv()
+        .context("the level worker's compute thread ended without a result")?
+}
+
+fn run_here(job_path: &Path) -> Result<()> {
     let job: Job = serde_json::from_slice(
         &std::fs::read(job_path).with_context(|| format!("cannot read {}", job_path.display()))?,
     )?;

@@ -158,10 +158,15 @@ pub unsafe fn tile<const R: usize>(
         for (r, accr) in acc.iter_mut().enumerate() {
             let row = a0 + r;
             let y = a.qs.as_ptr().add(row * k + b * 32) as *const i32;
-            let mut isum = _mm512_setzero_si512();
+            // Four independent chains of two: one chain of eight waits on each vpdpbusd's
+            // latency, which is what bounds a single row (decode).
+            let mut s = [_mm512_setzero_si512(); 4];
             for (g, v) in wg.iter().enumerate() {
-                isum = _mm512_dpbusd_epi32(isum, *v, _mm512_set1_epi32(y.add(g).read_unaligned()));
+                let yg = _mm512_set1_epi32(y.add(g).read_unaligned());
+                s[g % 4] = _mm512_dpbusd_epi32(s[g % 4], *v, yg);
             }
+            let mut isum =
+                _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]), _mm512_add_epi32(s[2], s[3]));
             let blk = row * (k / 32) + b;
             if offset != 0 {
                 let corr = offset * *a.sum.get_unchecked(blk);

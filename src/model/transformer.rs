@@ -85,6 +85,9 @@ impl Linear {
             Linear::Kernel(k) => Ok(k.forward(x)?),
             Linear::Quant(m) => Ok(m.forward(x)?),
             Linear::Dense(w) => {
+                if let Some(y) = crate::kernels::f16::matmul(w, x)? {
+                    return Ok(y);
+                }
                 let dims = x.dims().to_vec();
                 let in_dim = dims[dims.len() - 1];
                 let rows: usize = dims[..dims.len() - 1].iter().product();
