@@ -449,3 +449,54 @@ fn a_level_with_non_finite_logits_fails_alone() {
         "the report shows it"
     );
 }
+
+/// `--scoring kernel,weights`: every non-reference level runs twice, the weights-mode copy
+/// named LEVEL-weights with its mode recorded; it holds f32 weights (more memory); its KLD is
+/// the weights' error alone, so at q8_0 (where 8-bit activations are a large share of the
+/// kernel's error) it is below the kernel-mode KLD; and the recommendation names no
+/// weights-mode level.
+#[test]
+fn scoring_modes_kernel_and_weights_in_one_sweep() {
+    let model = common::model("smollm2-135m-q4_1");
+    let out = tempfile::tempdir().unwrap();
+    let r = run_ok(
+        model.to_str().unwrap(),
+        "f16,q8_0",
+        out.path(),
+        &["--scoring", "kernel,weights"],
+    );
+    assert_eq!(r.scoring_mode, "kernel,weights");
+    let names: Vec<&str> = r.levels.iter().map(|l| l.level.as_str()).collect();
+    assert_eq!(names, ["f16", "f16-weights", "q8_0", "q8_0-weights"]);
+    let k = level(&r, "q8_0");
+    let w = level(&r, "q8_0-weights");
+    assert_eq!(k.scoring_mode, "kernel");
+    assert_eq!(w.scoring_mode, "weights");
+    assert!(level(&r, "f16").is_reference && !level(&r, "f16-weights").is_reference);
+    assert_eq!(k.weight_bytes, w.weight_bytes, "the same quantized weights");
+    assert!(w.peak_rss_bytes.unwrap() > k.peak_rss_bytes.unwrap() + 300_000_000);
+    let (kk, kw) = (k.kld_mean.unwrap(), w.kld_mean.unwrap());
+    assert!(
+        kw > 0.0 && kw < kk,
+        "weights-only KLD {kw} vs kernel KLD {kk}"
+    );
+    let summary = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
+    let recs: Vec<&str> = summary.lines().filter(|l| l.starts_with("- On ")).collect();
+    assert!(!recs.is_empty(), "no recommendation in summary.md");
+    for rec in recs {
+        let chosen = rec
+            .split_once("): ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or_default();
+        assert!(!chosen.is_empty() && !chosen.ends_with("-weights"), "{rec}");
+    }
+    let csv = std::fs::read_to_string(out.path().join("results.csv")).unwrap();
+    assert!(csv
+        .lines()
+        .next()
+        .unwrap()
+        .ends_with(",kernels,scoring_mode"));
+    assert!(csv
+        .lines()
+        .any(|l| l.contains(",q8_0-weights,") && l.ends_with(",weights")));
+}

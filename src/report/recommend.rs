@@ -169,9 +169,11 @@ pub fn recommend<'a>(set: &'a ReportSet, opts: &ReportOptions) -> Vec<Recommenda
     let entries = set.ok_entries();
     let mut out = Vec::new();
     for device in set.devices() {
+        // Weights-mode levels (`--scoring weights`) isolate the weights' error for analysis;
+        // a deployment runs the kernels, so only kernel-mode levels are recommended.
         let mine: Vec<Entry> = entries
             .iter()
-            .filter(|e| e.device == device)
+            .filter(|e| e.device == device && e.level.scoring_mode != "weights")
             .copied()
             .collect();
         let mut cur: Option<Recommendation> = None;
