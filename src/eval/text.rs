@@ -84,6 +84,8 @@ pub enum Spill<'a> {
 }
 
 /// Score the text with `model`; returns one `Position` per scored token.
+/// Also returns each window's forward speed (tokens of the window per second of its pass):
+/// the eval-scoring throughput of a run, measured on the evaluation itself.
 pub fn score(
     model: &mut Transformer,
     tokens: &[u32],
@@ -91,7 +93,7 @@ pub fn score(
     spill: Spill<'_>,
     vocab: usize,
     on_chunk: &dyn Fn(usize),
-) -> Result<Vec<Position>> {
+) -> Result<(Vec<Position>, Vec<f64>)> {
     let mut writer = None;
     let mut reader = None;
     match spill {
@@ -118,11 +120,14 @@ pub fn score(
     let first = ch.first();
     let n = ch.scored_per_chunk();
     let mut out = Vec::with_capacity(ch.scored_total());
+    let mut speeds = Vec::with_capacity(ch.n_chunks);
     let mut lp = vec![0f32; vocab];
     let mut ref_lp = vec![0f32; vocab];
     let mut bytes = vec![0u8; vocab * 4];
     for c in 0..ch.n_chunks {
+        let t = std::time::Instant::now();
         let rows = window_logits(model, tokens, ch, c)?;
+        speeds.push(ch.ctx as f64 / t.elapsed().as_secs_f64());
         for (j, row) in rows.iter().take(n).enumerate() {
             if let Some(bad) = row.iter().position(|x| !x.is_finite()) {
                 anyhow::bail!(
@@ -161,7 +166,7 @@ pub fn score(
     if let Some(mut w) = writer {
         w.flush()?;
     }
-    Ok(out)
+    Ok((out, speeds))
 }
 
 #[cfg(test)]

@@ -83,7 +83,7 @@ pub fn detect() -> Option<Isa> {
 pub fn describe() -> String {
     match isa() {
         Some(i) => format!(
-            "qeval {} for q4_0 q4_1 q5_0 q5_1 q8_0, candle for the rest",
+            "qeval {} for q4_0 q4_1 q5_0 q5_1 q8_0 f16, candle for the rest",
             i.name()
         ),
         None => "candle".to_string(),
