@@ -34,11 +34,12 @@ fn main() -> anyhow::Result<()> {
         GgmlDType::Q5_0,
         GgmlDType::Q5_1,
         GgmlDType::Q8_0,
+        GgmlDType::Q2K,
         GgmlDType::Q4K,
         GgmlDType::Q6K,
     ] {
         let shapes: &[(usize, usize)] = match dt {
-            GgmlDType::Q4K | GgmlDType::Q6K => &[(576, 1536)],
+            GgmlDType::Q2K | GgmlDType::Q4K | GgmlDType::Q6K => &[(576, 1536)],
             _ => &[(1536, 576), (576, 1536)],
         };
         for &(n, k) in shapes {

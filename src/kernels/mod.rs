@@ -83,7 +83,7 @@ pub fn detect() -> Option<Isa> {
 pub fn describe() -> String {
     match isa() {
         Some(i) => format!(
-            "qeval {} for q4_0 q4_1 q5_0 q5_1 q8_0 f16, candle for the rest",
+            "qeval {} for q4_0 q4_1 q5_0 q5_1 q8_0 f16 (q2_k on AVX-512 VNNI), candle for the rest",
             i.name()
         ),
         None => "candle".to_string(),
@@ -98,6 +98,8 @@ pub enum Kind {
     Q5_0,
     Q5_1,
     Q8_0,
+    /// Only in tiles (AVX-512 VNNI); elsewhere candle's kernel runs.
+    Q2K,
     Q4K,
     Q6K,
 }
@@ -110,6 +112,7 @@ impl Kind {
             GgmlDType::Q5_0 => Kind::Q5_0,
             GgmlDType::Q5_1 => Kind::Q5_1,
             GgmlDType::Q8_0 => Kind::Q8_0,
+            GgmlDType::Q2K => Kind::Q2K,
             GgmlDType::Q4K => Kind::Q4K,
             GgmlDType::Q6K => Kind::Q6K,
             _ => return None,
@@ -119,7 +122,7 @@ impl Kind {
     /// Weights per block.
     pub fn block(self) -> usize {
         match self {
-            Kind::Q4K | Kind::Q6K => 256,
+            Kind::Q2K | Kind::Q4K | Kind::Q6K => 256,
             _ => 32,
         }
     }
@@ -132,6 +135,7 @@ impl Kind {
             Kind::Q5_0 => 22,
             Kind::Q5_1 => 24,
             Kind::Q8_0 => 34,
+            Kind::Q2K => 84,
             Kind::Q4K => 144,
             Kind::Q6K => 210,
         }
@@ -313,10 +317,16 @@ impl QMatMulOp {
         if k % kind.block() != 0 {
             return None;
         }
-        let tiles = allow_tiles && isa == Isa::Avx512Vnni && kind.block() == 32 && n % 16 == 0;
+        let tiles = allow_tiles
+            && isa == Isa::Avx512Vnni
+            && (kind.block() == 32 || kind == Kind::Q2K)
+            && n % 16 == 0;
+        if kind == Kind::Q2K && !tiles {
+            return None;
+        }
         let w = if tiles {
             let data = w.data().ok()?;
-            Weights::Tiles(Arc::new(tiles::repack(kind, &data, n, k / 32)))
+            Weights::Tiles(Arc::new(tiles::repack(kind, &data, n, k / kind.block())))
         } else {
             Weights::Gguf(w)
         };
@@ -340,7 +350,7 @@ impl QMatMulOp {
             return Err(w);
         };
         match Self::with_isa(w.clone(), isa, true) {
-            Some(op) if op.is_tiled() => Ok(op),
+            Some(op) if op.is_tiled() && op.kind.block() == 32 => Ok(op),
             _ => Err(w),
         }
     }
@@ -445,7 +455,7 @@ fn matmul_rows(kind: Kind, isa: Isa, w: &[u8], n: usize, k: usize, a: &QActs, ds
 /// Tiles of 16 weight rows: each tile against every activation row, four at a time.
 fn matmul_tiles(kind: Kind, w: &[u8], n: usize, k: usize, a: &QActs, dst: &mut [f32]) {
     let m = a.m;
-    let nb = k / 32;
+    let nb = k / kind.block();
     let tile = nb * tiles::tile_bytes(kind);
     let n_tiles = n / 16;
     assert!(
@@ -547,6 +557,7 @@ mod tests {
             GgmlDType::Q5_0,
             GgmlDType::Q5_1,
             GgmlDType::Q8_0,
+            GgmlDType::Q2K,
             GgmlDType::Q4K,
             GgmlDType::Q6K,
         ];
@@ -572,8 +583,14 @@ mod tests {
                     let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
                     let want = reference.forward(&x).unwrap().to_vec2::<f32>().unwrap();
                     for &(isa, tiles) in &isas {
-                        let op = QMatMulOp::with_isa(q.clone(), isa, tiles).unwrap();
-                        let expect_tiles = tiles && n % 16 == 0 && op.kind().block() == 32;
+                        let kind = Kind::of(dt).unwrap();
+                        let expect_tiles =
+                            tiles && n % 16 == 0 && (kind.block() == 32 || kind == Kind::Q2K);
+                        let Some(op) = QMatMulOp::with_isa(q.clone(), isa, tiles) else {
+                            // q2_k has only the tiled kernel
+                            assert!(kind == Kind::Q2K && !expect_tiles, "{dt:?} n={n}");
+                            continue;
+                        };
                         assert_eq!(op.is_tiled(), expect_tiles, "{dt:?} n={n}");
                         let got = op.forward(&x).unwrap().to_vec2::<f32>().unwrap();
                         let scale = want.iter().flatten().fold(0f32, |a, v| a.max(v.abs()));

@@ -17,6 +17,9 @@ pub fn tile_bytes(kind: Kind) -> usize {
 
 /// Reorder a GGUF weight matrix (n rows, a multiple of 16, of `nb` blocks) into tiles.
 pub fn repack(kind: Kind, data: &[u8], n: usize, nb: usize) -> Vec<u8> {
+    if kind == Kind::Q2K {
+        return repack_q2k(data, n, nb);
+    }
     let bb = kind.block_bytes();
     let mut out = vec![0u8; n * nb * bb];
     for t in 0..n / 16 {
@@ -54,6 +57,119 @@ pub fn repack(kind: Kind, data: &[u8], n: usize, nb: usize) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Q2_K tile-block (16 rows × 84 bytes): the 16 f16 d, the 16 f16 dmin, the scale/min bytes
+/// as [sub-block][row] (16 × 16), then the 2-bit values: for each half j (128 values) and
+/// group g (0..8), row r's bytes `qs[32j+4g..32j+4g+4]`, whose bit pair t holds values
+/// `128j+32t+4g..+4` (GGUF order, regrouped by 4 bytes across rows).
+fn repack_q2k(data: &[u8], n: usize, nb: usize) -> Vec<u8> {
+    let bb = 84;
+    let mut out = vec![0u8; n * nb * bb];
+    for t in 0..n / 16 {
+        for b in 0..nb {
+            let o = &mut out[(t * nb + b) * 16 * bb..(t * nb + b + 1) * 16 * bb];
+            for r in 0..16 {
+                let blk = &data[((t * 16 + r) * nb + b) * bb..][..bb];
+                o[2 * r..2 * r + 2].copy_from_slice(&blk[80..82]);
+                o[32 + 2 * r..32 + 2 * r + 2].copy_from_slice(&blk[82..84]);
+                for s in 0..16 {
+                    o[64 + 16 * s + r] = blk[s];
+                }
+                for j in 0..2 {
+                    for g in 0..8 {
+                        let dst = 320 + (j * 8 + g) * 64 + 4 * r;
+                        let src = 16 + 32 * j + 4 * g;
+                        o[dst..dst + 4].copy_from_slice(&blk[src..src + 4]);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Q2_K tile of 16 rows against Q8_K activation rows `a0..a0+R`.
+///
+/// # Safety
+/// As `tile`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
+unsafe fn tile_q2k<const R: usize>(
+    w: *const u8,
+    nb: usize,
+    a: &QActs,
+    a0: usize,
+    res: &mut [[f32; 16]; 4],
+) {
+    use std::arch::x86_64::*;
+    let k = a.k;
+    let m3 = _mm512_set1_epi8(3);
+    let m4 = _mm512_set1_epi32(0xF);
+    let mut acc = [_mm512_setzero_ps(); R];
+    for b in 0..nb {
+        let p = w.add(b * 84 * 16);
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
+        let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i));
+        let mut sc = [_mm512_setzero_si512(); 16];
+        let mut mn = [_mm512_setzero_si512(); 16];
+        for s in 0..16 {
+            let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(64 + 16 * s) as *const __m128i));
+            sc[s] = _mm512_and_si512(v, m4);
+            mn[s] = _mm512_srli_epi32(v, 4);
+        }
+        let qs = p.add(320);
+        let mut isum = [_mm512_setzero_si512(); R];
+        let mut msum = [_mm512_setzero_si512(); R];
+        for j in 0..2 {
+            let raw: [__m512i; 8] =
+                std::array::from_fn(|g| _mm512_loadu_si512(qs.add((j * 8 + g) * 64) as *const _));
+            for t in 0..4 {
+                let sh = _mm512_set1_epi64(2 * t as i64);
+                let v: [__m512i; 8] = std::array::from_fn(|g| {
+                    _mm512_and_si512(_mm512_srl_epi16(raw[g], _mm512_castsi512_si128(sh)), m3)
+                });
+                let s0 = 8 * j + 2 * t;
+                for (r, isr) in isum.iter_mut().enumerate() {
+                    let y =
+                        a.qs.as_ptr().add((a0 + r) * k + b * 256 + 128 * j + 32 * t) as *const i32;
+                    let mut lo = _mm512_setzero_si512();
+                    let mut hi = _mm512_setzero_si512();
+                    for g in 0..4 {
+                        lo = _mm512_dpbusd_epi32(
+                            lo,
+                            v[g],
+                            _mm512_set1_epi32(y.add(g).read_unaligned()),
+                        );
+                        hi = _mm512_dpbusd_epi32(
+                            hi,
+                            v[g + 4],
+                            _mm512_set1_epi32(y.add(g + 4).read_unaligned()),
+                        );
+                    }
+                    *isr = _mm512_add_epi32(*isr, _mm512_mullo_epi32(lo, sc[s0]));
+                    *isr = _mm512_add_epi32(*isr, _mm512_mullo_epi32(hi, sc[s0 + 1]));
+                }
+            }
+        }
+        for (r, ms) in msum.iter_mut().enumerate() {
+            let bs = a.bsums.as_ptr().add(((a0 + r) * nb + b) * 16);
+            for (s, m) in mn.iter().enumerate() {
+                *ms = _mm512_add_epi32(
+                    *ms,
+                    _mm512_mullo_epi32(*m, _mm512_set1_epi32(*bs.add(s) as i32)),
+                );
+            }
+        }
+        for r in 0..R {
+            let dy = _mm512_set1_ps(*a.d.get_unchecked((a0 + r) * nb + b));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_mul_ps(d, dy), acc[r]);
+            acc[r] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum[r]), _mm512_mul_ps(dmin, dy), acc[r]);
+        }
+    }
+    for (r, v) in acc.iter().enumerate() {
+        _mm512_storeu_ps(res[r].as_mut_ptr(), *v);
+    }
 }
 
 /// Row `i` of a tiled matrix of `nb` blocks, dequantized into `out` (a token-embedding
@@ -114,6 +230,9 @@ pub unsafe fn tile<const R: usize>(
     res: &mut [[f32; 16]; 4],
 ) {
     use std::arch::x86_64::*;
+    if kind == Kind::Q2K {
+        return tile_q2k::<R>(w, nb, a, a0, res);
+    }
     let tb = tile_bytes(kind);
     let k = a.k;
     let m4 = _mm512_set1_epi8(0x0F);

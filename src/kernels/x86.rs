@@ -22,6 +22,7 @@ pub fn dot_rows(
     unsafe {
         let w = w.as_ptr();
         match (kind, isa, r) {
+            (Kind::Q2K, _, _) => unreachable!("q2_k runs only in tiles (QMatMulOp::with_isa)"),
             (Kind::Q4K, _, 4) => avx2::q4k::<4>(w, nb, a, a0, res),
             (Kind::Q4K, _, _) => avx2::q4k::<1>(w, nb, a, a0, res),
             (Kind::Q6K, _, 4) => avx2::q6k::<4>(w, nb, a, a0, res),
