@@ -84,6 +84,36 @@ pub enum Spill<'a> {
 }
 
 /// Score the text with `model`; returns one `Position` per scored token.
+/// `v` as little-endian bytes: the f32s' own memory on a little-endian machine, else through
+/// `buf`.
+fn f32_bytes<'a>(v: &'a [f32], buf: &'a mut [u8]) -> &'a [u8] {
+    if cfg!(target_endian = "little") {
+        // Safety: any f32 is 4 plain bytes; the slice covers exactly v's memory.
+        unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 4) }
+    } else {
+        for (k, x) in v.iter().enumerate() {
+            buf[k * 4..k * 4 + 4].copy_from_slice(&x.to_le_bytes());
+        }
+        &buf[..v.len() * 4]
+    }
+}
+
+/// Fill `v` from little-endian f32s read from `r` (straight into v's memory where the machine
+/// is little-endian).
+fn read_f32s(r: &mut impl Read, v: &mut [f32], buf: &mut [u8]) -> std::io::Result<()> {
+    if cfg!(target_endian = "little") {
+        // Safety: every 4-byte pattern is a valid f32; the slice covers exactly v's memory.
+        let b = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, v.len() * 4) };
+        r.read_exact(b)
+    } else {
+        r.read_exact(&mut buf[..v.len() * 4])?;
+        for (k, x) in v.iter_mut().enumerate() {
+            *x = f32::from_le_bytes([buf[k * 4], buf[k * 4 + 1], buf[k * 4 + 2], buf[k * 4 + 3]]);
+        }
+        Ok(())
+    }
+}
+
 /// Also returns each window's forward speed (tokens of the window per second of its pass):
 /// the eval-scoring throughput of a run, measured on the evaluation itself.
 pub fn score(
@@ -138,10 +168,7 @@ pub fn score(
             metrics::log_softmax(row, &mut lp);
             let target = tokens[c * ch.ctx + first + j + 1] as usize;
             if let Some(w) = writer.as_mut() {
-                for (k, x) in lp.iter().enumerate() {
-                    bytes[k * 4..k * 4 + 4].copy_from_slice(&x.to_le_bytes());
-                }
-                w.write_all(&bytes)?;
+                w.write_all(f32_bytes(&lp, &mut bytes))?;
                 out.push(Position {
                     nll: -(lp[target] as f64),
                     kld: 0.0,
@@ -149,15 +176,7 @@ pub fn score(
                     delta_p: 0.0,
                 });
             } else if let Some(r) = reader.as_mut() {
-                r.read_exact(&mut bytes)?;
-                for (k, x) in ref_lp.iter_mut().enumerate() {
-                    *x = f32::from_le_bytes([
-                        bytes[k * 4],
-                        bytes[k * 4 + 1],
-                        bytes[k * 4 + 2],
-                        bytes[k * 4 + 3],
-                    ]);
-                }
+                read_f32s(r, &mut ref_lp, &mut bytes)?;
                 out.push(metrics::compare(&ref_lp, &lp, target));
             }
         }

@@ -9,6 +9,9 @@ use candle_core::{Tensor, D};
 /// The most activation rows this path takes; more go to candle's GEMM.
 pub const MAX_ROWS: usize = 4;
 
+/// Activation rows per block of the many-row path (6 × 4 weight rows = 24 accumulators).
+const ROWS: usize = 6;
+
 /// x (..., k) × wᵀ for an f16 weight `w` (n×k) on the CPU, or `None` where this path does not
 /// apply (not f16, not CPU, too many rows, no AVX2/F16C).
 pub fn matmul(w: &Tensor, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -77,18 +80,18 @@ fn gemm_blocks(w: &[half::f16], n: usize, k: usize, x: &[f32], m: usize, dst: &m
     // over them (the activations stream once per chunk, not once per 4 weight rows).
     for_chunks(nblk.div_ceil(chunk), m * n * k, |c| {
         let blocks = c * chunk..((c + 1) * chunk).min(nblk);
-        for r0 in (0..m).step_by(4) {
+        for r0 in (0..m).step_by(ROWS) {
             for blk in blocks.clone() {
                 let i0 = blk * 4;
-                if i0 + 4 <= n && r0 + 4 <= m {
-                    let mut res = [[0f32; 4]; 4];
+                if i0 + 4 <= n && r0 + ROWS <= m {
+                    let mut res = [[0f32; 4]; ROWS];
                     #[cfg(target_arch = "x86_64")]
                     // Safety: only called where `isa()` found AVX-512 (checked in `matmul`);
                     // rows i0..i0+4 < n and r0..r0+4 < m are inside the slices.
                     unsafe {
-                        block4x4(
+                        block4::<ROWS>(
                             &w[i0 * k..(i0 + 4) * k],
-                            &x[r0 * k..(r0 + 4) * k],
+                            &x[r0 * k..(r0 + ROWS) * k],
                             k,
                             &mut res,
                         )
@@ -100,7 +103,7 @@ fn gemm_blocks(w: &[half::f16], n: usize, k: usize, x: &[f32], m: usize, dst: &m
                         }
                     }
                 } else {
-                    for r in r0..(r0 + 4).min(m) {
+                    for r in r0..(r0 + ROWS).min(m) {
                         for i in i0..(i0 + 4).min(n) {
                             let v = dot(&w[i * k..(i + 1) * k], &x[r * k..(r + 1) * k]);
                             // Safety: as above.
@@ -116,11 +119,11 @@ fn gemm_blocks(w: &[half::f16], n: usize, k: usize, x: &[f32], m: usize, dst: &m
 /// 4 weight rows × 4 activation rows, 16 lanes of k at a time, 16 accumulators.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,f16c,fma,avx2")]
-unsafe fn block4x4(w: &[half::f16], x: &[f32], k: usize, res: &mut [[f32; 4]; 4]) {
+unsafe fn block4<const RA: usize>(w: &[half::f16], x: &[f32], k: usize, res: &mut [[f32; 4]; RA]) {
     use std::arch::x86_64::*;
     let wp = w.as_ptr() as *const u16;
     let xp = x.as_ptr();
-    let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+    let mut acc = [[_mm512_setzero_ps(); 4]; RA];
     let mut j = 0;
     while j + 16 <= k {
         let wv = [
@@ -137,7 +140,7 @@ unsafe fn block4x4(w: &[half::f16], x: &[f32], k: usize, res: &mut [[f32; 4]; 4]
         }
         j += 16;
     }
-    for r in 0..4 {
+    for r in 0..RA {
         for i in 0..4 {
             let mut v = _mm512_reduce_add_ps(acc[r][i]);
             for t in j..k {
