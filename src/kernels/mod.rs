@@ -13,6 +13,8 @@
 //!
 //! `QEVAL_KERNELS=candle` turns these kernels off (candle's own `QMatMul` runs), to compare.
 
+pub mod attention;
+pub mod exp;
 pub mod f16;
 mod tiles;
 mod x86;

@@ -10,6 +10,7 @@
 //! a tied output shares the embedding's storage, and the KV cache is allocated once.
 
 use super::config::{Arch, ModelConfig};
+use crate::kernels::attention::{self, Visibility};
 use crate::kernels::QMatMulOp;
 use anyhow::{Context, Result};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
@@ -200,6 +201,19 @@ impl Placement {
         }
     }
 
+    /// For each new token, the index of the first new token of its segment.
+    fn seg_start(&self) -> Vec<usize> {
+        let mut v = Vec::with_capacity(self.segments.len());
+        let mut start = 0;
+        for (i, &g) in self.segments.iter().enumerate() {
+            if i > 0 && g != self.segments[i - 1] {
+                start = i;
+            }
+            v.push(start);
+        }
+        v
+    }
+
     fn is_contiguous(&self) -> bool {
         self.segments.iter().all(|&g| g == 0)
     }
@@ -233,6 +247,51 @@ impl Placement {
             return Ok(None);
         }
         Ok(Some(Tensor::from_vec(m, (s, t), dev)?))
+    }
+}
+
+/// The keys each new token sees for one kind of layer (global or sliding window): given to the
+/// fused CPU attention as ranges, built as an additive mask tensor only if the tensor path runs.
+struct LayerMask<'a> {
+    placement: &'a Placement,
+    seg_start: &'a [usize],
+    window: Option<usize>,
+    device: &'a Device,
+    mask: std::cell::OnceCell<Option<Tensor>>,
+}
+
+impl<'a> LayerMask<'a> {
+    fn new(
+        placement: &'a Placement,
+        seg_start: &'a [usize],
+        window: Option<usize>,
+        device: &'a Device,
+    ) -> Self {
+        LayerMask {
+            placement,
+            seg_start,
+            window,
+            device,
+            mask: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn visibility(&self) -> Visibility<'a> {
+        Visibility {
+            pos0: self.placement.pos0,
+            positions: &self.placement.positions,
+            seg_start: self.seg_start,
+            window: self.window,
+        }
+    }
+
+    /// The additive mask, built on first use.
+    fn tensor(&self) -> Result<Option<&Tensor>> {
+        if let Some(m) = self.mask.get() {
+            return Ok(m.as_ref());
+        }
+        let m = self.placement.mask(self.window, self.device)?;
+        Ok(self.mask.get_or_init(|| m).as_ref())
     }
 }
 
@@ -503,11 +562,12 @@ impl Transformer {
         if self.cfg.arch == Arch::Gemma3 {
             x = (x * (self.cfg.n_embd as f64).sqrt())?;
         }
-        let mask_global = placement.mask(None, &self.device)?;
-        let mask_local = match self.cfg.sliding_window {
-            Some(w) => placement.mask(Some(w), &self.device)?,
-            None => None,
-        };
+        let seg_start = placement.seg_start();
+        let mask_global = LayerMask::new(placement, &seg_start, None, &self.device);
+        let mask_local = self
+            .cfg
+            .sliding_window
+            .map(|w| LayerMask::new(placement, &seg_start, Some(w), &self.device));
         let idx = if placement.is_contiguous() {
             None
         } else {
@@ -530,11 +590,11 @@ impl Transformer {
         };
         let cfg = self.cfg.clone();
         for layer in self.layers.iter_mut() {
-            let (rope, mask) = match (&local, layer.window) {
-                (Some(r), Some(_)) => (r, &mask_local),
+            let (rope, mask) = match (&local, layer.window, &mask_local) {
+                (Some(r), Some(_), Some(m)) => (r, m),
                 _ => (&global, &mask_global),
             };
-            x = layer_forward(&cfg, layer, rope, mask.as_ref(), &x)?;
+            x = layer_forward(&cfg, layer, rope, mask, &x)?;
         }
         Ok(x)
     }
@@ -544,7 +604,7 @@ fn layer_forward(
     cfg: &ModelConfig,
     l: &mut Layer,
     (cos, sin): &(Tensor, Tensor),
-    mask: Option<&Tensor>,
+    mask: &LayerMask<'_>,
     x: &Tensor,
 ) -> Result<Tensor> {
     let (b, s, _) = x.dims3()?;
@@ -579,16 +639,21 @@ fn layer_forward(
         )
     };
     let (k, v) = l.cache.append(&k.contiguous()?, &v.contiguous()?)?;
-    let rep = nh / nkv;
-    let k = candle_transformers::utils::repeat_kv(k, rep)?.contiguous()?;
-    let v = candle_transformers::utils::repeat_kv(v, rep)?.contiguous()?;
     let scale = 1.0 / (hd as f64).sqrt();
-    let mut att = (q.matmul(&k.t()?)? * scale)?; // (b, nh, s, t)
-    if let Some(m) = mask {
-        att = att.broadcast_add(m)?;
-    }
-    let att = candle_nn::ops::softmax_last_dim(&att)?;
-    let o = att.matmul(&v)?.transpose(1, 2)?.reshape((b, s, nh * hd))?;
+    let o = match attention::attention(&q, &k, &v, &mask.visibility(), scale as f32)? {
+        Some(o) => o,
+        None => {
+            let rep = nh / nkv;
+            let k = candle_transformers::utils::repeat_kv(k, rep)?.contiguous()?;
+            let v = candle_transformers::utils::repeat_kv(v, rep)?.contiguous()?;
+            let mut att = (q.matmul(&k.t()?)? * scale)?; // (b, nh, s, t)
+            if let Some(m) = mask.tensor()? {
+                att = att.broadcast_add(m)?;
+            }
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            att.matmul(&v)?.transpose(1, 2)?.reshape((b, s, nh * hd))?
+        }
+    };
     let mut o = l.wo.forward(&o)?;
     if let Some(w) = &l.post_attn_norm {
         o = rms(&o, w, cfg.rms_eps)?;
