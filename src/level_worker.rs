@@ -2,6 +2,7 @@
 //! and write the outcome. One process per level keeps peak memory honest (peak RSS never goes
 //! down inside a process) and keeps a crash of one level from sinking the run.
 
+use crate::eval::checkpoint::{self, Checkpoint};
 use crate::eval::metrics::{self, QualitySummary};
 use crate::eval::taskprep::PreparedTask;
 use crate::eval::tasks::{self, ItemOutcome};
@@ -219,7 +220,7 @@ fn run_here(job_path: &Path) -> Result<()> {
     crate::fsutil::write_atomic(&job.outcome_file, &serde_json::to_vec_pretty(&outcome)?)
 }
 
-/// Score every choice/generate task of the job, one after the other.
+/// Score every choice/generate task of the job, one after the other, in checkpointed batches.
 fn run_tasks(
     model: &mut Transformer,
     tasks_file: &Path,
@@ -236,25 +237,45 @@ fn run_tasks(
         None
     };
     let mut out = Vec::new();
-    for t in &prepared {
-        let t0 = Instant::now();
+    for (ti, t) in prepared.iter().enumerate() {
         let total = t.len();
-        let pf = job.progress_file.clone();
-        let name = t.name.clone();
-        let progress = move |done: usize| {
-            let _ = std::fs::write(&pf, format!("{name}|{done}/{total}"));
+        let ids: Vec<&str> = match t.kind.as_str() {
+            "choice" => t.choice.iter().map(|c| c.id.as_str()).collect(),
+            _ => t.generate.iter().map(|g| g.id.as_str()).collect(),
         };
-        let outcomes = match (t.kind.as_str(), &tok, &t.params) {
-            ("choice", _, _) => tasks::score_choice(model, &t.choice, max_seq, &progress)?,
-            ("generate", Some(tok), Some(p)) => {
-                tasks::score_generate(model, tok, &t.generate, p, max_seq, &progress)?
-            }
-            (k, _, _) => anyhow::bail!("task {}: cannot run kind '{k}'", t.name),
-        };
+        // Outcomes are kept batch by batch, so a level stopped half-way resumes mid-task.
+        let fp = checkpoint::fingerprint(&[
+            &serde_json::to_vec(t)?,
+            job.level.as_bytes(),
+            job.model_path.to_string_lossy().as_bytes(),
+            &(max_seq as u64).to_le_bytes(),
+        ]);
+        let cp_path = job.outcome_file.with_extension(format!("task{ti}.jsonl"));
+        let mut cp = Checkpoint::open(&cp_path, &fp, &ids)?;
+        let batch = if t.kind == "generate" { 16 } else { 64 };
+        while cp.done() < total {
+            let (from, to) = (cp.done(), (cp.done() + batch).min(total));
+            let t0 = Instant::now();
+            let pf = job.progress_file.clone();
+            let name = t.name.clone();
+            let progress = move |done: usize| {
+                let _ = std::fs::write(&pf, format!("{name}|{}/{total}", from + done));
+            };
+            let outcomes = match (t.kind.as_str(), &tok, &t.params) {
+                ("choice", _, _) => {
+                    tasks::score_choice(model, &t.choice[from..to], max_seq, &progress)?
+                }
+                ("generate", Some(tok), Some(p)) => {
+                    tasks::score_generate(model, tok, &t.generate[from..to], p, max_seq, &progress)?
+                }
+                (k, _, _) => anyhow::bail!("task {}: cannot run kind '{k}'", t.name),
+            };
+            cp.append(t0.elapsed().as_secs_f64(), outcomes)?;
+        }
         out.push(TaskOutcome {
             name: t.name.clone(),
-            outcomes,
-            seconds: t0.elapsed().as_secs_f64(),
+            seconds: cp.seconds,
+            outcomes: cp.outcomes,
         });
     }
     Ok(out)

@@ -144,3 +144,110 @@ fn killed_run_resumes_to_the_same_numbers() {
         "scratch files are removed once complete"
     );
 }
+
+fn task_args<'a>(model: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "run",
+        "--model",
+        model,
+        "--quants",
+        "q8_0",
+        "--out",
+        out,
+        "--ctx",
+        "256",
+        "--chunks",
+        "1",
+        "--repeats",
+        "1",
+        "--prompt-tokens",
+        "32",
+        "--gen-tokens",
+        "4",
+        "--limit",
+        "200",
+        "--threads",
+        "2",
+        "--quiet",
+        "--keep-work",
+    ]
+}
+
+/// Lines of a file (0 when it does not exist).
+fn lines(p: &Path) -> usize {
+    std::fs::read_to_string(p)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+/// A level killed outright (SIGKILL to the whole process group, as a power cut or the end of a
+/// session does) in the middle of a task keeps the batches it finished: the same command
+/// continues from them, kept byte for byte, and ends with the same answers as a run that was
+/// never stopped.
+#[test]
+fn level_killed_mid_task_resumes_from_its_item_checkpoint() {
+    use std::os::unix::process::CommandExt;
+    let d = tempfile::tempdir().unwrap();
+    let model = common::model("smollm2-135m-q4_1");
+    let model = model.to_str().unwrap();
+    let a = d.path().join("a");
+    let b = d.path().join("b");
+    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+
+    let o = common::run(&task_args(model, a_s));
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let full = Results::load(&a.join("results.json")).unwrap();
+
+    let cp = b.join(".work").join("outcome-q8_0.task0.jsonl");
+    let mut child = common::qeval()
+        .args(task_args(model, b_s))
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    // Header and at least one batch of 64 choice items written.
+    while lines(&cp) < 2 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "no choice batch checkpointed"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run ended before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe {
+        libc::kill(-(child.id() as i32), libc::SIGKILL);
+    }
+    let _ = child.wait();
+    let before = std::fs::read_to_string(&cp).unwrap();
+    let kept: Vec<&str> = before.lines().filter(|l| l.ends_with('}')).collect();
+    assert!(kept.len() >= 2 && kept.len() < 5, "{} lines", kept.len());
+
+    let o = common::run(&task_args(model, b_s));
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let after = std::fs::read_to_string(&cp).unwrap();
+    for (i, l) in kept.iter().enumerate().skip(1) {
+        assert_eq!(
+            after.lines().nth(i),
+            Some(*l),
+            "batch {i} was scored again instead of kept"
+        );
+    }
+    assert_eq!(after.lines().count(), 1 + 200usize.div_ceil(64));
+    let resumed = Results::load(&b.join("results.json")).unwrap();
+    assert_eq!(resumed.status, RunStatus::Complete);
+    let q = |r: &Results| r.levels.iter().map(quality).collect::<Vec<_>>();
+    assert_eq!(q(&resumed), q(&full), "resumed level differs");
+    let items = |p: &Path| {
+        let mut v: Vec<String> = std::fs::read_to_string(p.join("items.jsonl"))
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(items(&b), items(&a), "per-item answers differ");
+}

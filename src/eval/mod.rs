@@ -1,5 +1,6 @@
 //! Evaluation: scoring a level's logits against the text and against the reference level.
 
+pub mod checkpoint;
 pub mod metrics;
 pub mod stats;
 pub mod taskprep;
