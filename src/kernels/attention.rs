@@ -91,6 +91,7 @@ pub fn attention(
             // Safety: each work item writes only its own head's columns of its own rows.
             let o = unsafe { std::slice::from_raw_parts_mut(dst.get().add((i * nh + h) * hd), hd) };
             // Safety: attention() runs only where isa() found AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
             unsafe {
                 avx2::one_query(
                     qrow,
@@ -102,6 +103,11 @@ pub fn attention(
                     o,
                 )
             };
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!(
+                "isa() is None off x86-64 ({} keys)",
+                keys.count() + o.len() + qrow.len()
+            );
         }
     });
     Ok(Some(Tensor::from_vec(out, (1, s, nh * hd), q.device())?))
@@ -251,23 +257,6 @@ mod avx2 {
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
         _mm_cvtss_f32(s)
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-mod avx2 {
-    /// Never called: `isa()` is `None` off x86-64.
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn one_query<'a>(
-        _q: &[f32],
-        _krow: impl Fn(usize) -> &'a [f32],
-        _vrow: impl Fn(usize) -> &'a [f32],
-        _keys: impl Iterator<Item = usize> + Clone,
-        _scores: &mut [f32],
-        _scale: f32,
-        _o: &mut [f32],
-    ) {
-        unreachable!("no AVX2 off x86-64")
     }
 }
 
