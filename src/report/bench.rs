@@ -61,27 +61,6 @@ pub fn table(r: &Results) -> String {
         format!("eval{ev} t/s"),
     ];
     let rows: Vec<Vec<String>> = r.levels.iter().map(row).collect();
-    let mut w: Vec<usize> = heads.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (i, c) in row.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| -> String {
-        cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let pad = " ".repeat(w[i].saturating_sub(c.chars().count()));
-                if i == 0 {
-                    format!("{c}{pad}")
-                } else {
-                    format!("{pad}{c}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-    };
     let kernels: Vec<&str> = {
         let mut k: Vec<&str> = r
             .levels
@@ -107,19 +86,7 @@ pub fn table(r: &Results) -> String {
             .and_then(|l| l.prefill.as_ref())
             .map_or(0, |s| s.samples.len()),
     );
-    s.push_str(&line(&heads));
-    s.push('\n');
-    s.push_str(
-        &w.iter()
-            .map(|n| "-".repeat(*n))
-            .collect::<Vec<_>>()
-            .join("  "),
-    );
-    s.push('\n');
-    for row in &rows {
-        s.push_str(&line(row));
-        s.push('\n');
-    }
+    s.push_str(&super::table::aligned(&heads, &rows, true));
     for l in r.levels.iter().filter(|l| l.status != "ok") {
         s.push_str(&format!(
             "{}: {}\n",

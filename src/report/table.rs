@@ -155,47 +155,52 @@ pub fn provenance_line(r: &Results, label: &str) -> String {
     )
 }
 
-/// The report as an aligned text table with provenance lines and notes.
-pub fn render(set: &ReportSet, opts: &ReportOptions) -> String {
-    let heads: Vec<String> = headers(set).iter().map(|h| h.to_string()).collect();
-    let rows = rows(set, opts);
+/// `heads` and `rows` as text columns two spaces apart, a line of dashes under the heads; every
+/// column left-aligned, or with `numbers_right` all but the first right-aligned.
+pub fn aligned(heads: &[String], rows: &[Vec<String>], numbers_right: bool) -> String {
     let mut w: Vec<usize> = heads.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
+    for row in rows {
         for (i, c) in row.iter().enumerate() {
             w[i] = w[i].max(c.chars().count());
         }
     }
+    let line = |cells: &[String]| -> String {
+        let cells: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let pad = " ".repeat(w[i].saturating_sub(c.chars().count()));
+                if numbers_right && i > 0 {
+                    format!("{pad}{c}")
+                } else {
+                    format!("{c}{pad}")
+                }
+            })
+            .collect();
+        let mut l = cells.join("  ").trim_end().to_string();
+        l.push('\n');
+        l
+    };
+    let mut s = line(heads);
+    let dashes: Vec<String> = w.iter().map(|n| "-".repeat(*n)).collect();
+    s.push_str(&dashes.join("  "));
+    s.push('\n');
+    for row in rows {
+        s.push_str(&line(row));
+    }
+    s
+}
+
+/// The report as an aligned text table with provenance lines and notes.
+pub fn render(set: &ReportSet, opts: &ReportOptions) -> String {
+    let heads: Vec<String> = headers(set).iter().map(|h| h.to_string()).collect();
+    let rows = rows(set, opts);
     let mut s = String::new();
     for run in &set.runs {
         s.push_str(&provenance_line(&run.results, &run.label));
         s.push('\n');
     }
-    let line = |cells: &[String]| -> String {
-        cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let pad = w[i].saturating_sub(c.chars().count());
-                format!("{c}{}", " ".repeat(pad))
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    s.push_str(&line(&heads));
-    s.push('\n');
-    s.push_str(
-        &w.iter()
-            .map(|n| "-".repeat(*n))
-            .collect::<Vec<_>>()
-            .join("  "),
-    );
-    s.push('\n');
-    for row in &rows {
-        s.push_str(&line(row));
-        s.push('\n');
-    }
+    s.push_str(&aligned(&heads, &rows, false));
     for e in set.entries().iter().filter(|e| e.level.status != "ok") {
         s.push_str(&format!(
             "{}: {}\n",
