@@ -678,6 +678,41 @@ fn swap_row_halves(w: &Tensor, n_head: usize, forward: bool) -> Result<Tensor> {
         .reshape((rows, cols))?)
 }
 
+/// Per-layer tensors: (Hugging Face name, canonical GGUF name, the architectures it holds for),
+/// first match wins in both directions. Gemma 3 norms the attention output and the FFN input
+/// separately; the others' `post_attention_layernorm` is the FFN's input norm.
+/// Which architectures a name pair holds for.
+type Holds = fn(Arch) -> bool;
+
+const LAYER_NAMES: &[(&str, &str, Holds)] = &[
+    ("input_layernorm", "attn_norm", |_| true),
+    ("self_attn.q_proj", "attn_q", |_| true),
+    ("self_attn.k_proj", "attn_k", |_| true),
+    ("self_attn.v_proj", "attn_v", |_| true),
+    ("self_attn.o_proj", "attn_output", |_| true),
+    ("self_attn.q_norm", "attn_q_norm", |_| true),
+    ("self_attn.k_norm", "attn_k_norm", |_| true),
+    ("post_attention_layernorm", "post_attention_norm", |a| {
+        a == Arch::Gemma3
+    }),
+    ("post_attention_layernorm", "ffn_norm", |a| {
+        a != Arch::Gemma3
+    }),
+    ("pre_feedforward_layernorm", "ffn_norm", |_| true),
+    ("post_feedforward_layernorm", "post_ffw_norm", |_| true),
+    ("mlp.gate_proj", "ffn_gate", |_| true),
+    ("mlp.up_proj", "ffn_up", |_| true),
+    ("mlp.down_proj", "ffn_down", |_| true),
+];
+
+/// Whole-model tensors: (Hugging Face name without `model.`, canonical GGUF name); the output
+/// layer's Hugging Face name is plain `lm_head.weight`.
+const MODEL_NAMES: &[(&str, &str)] = &[
+    ("embed_tokens.weight", "token_embd.weight"),
+    ("norm.weight", "output_norm.weight"),
+    ("lm_head.weight", "output.weight"),
+];
+
 /// Map a Hugging Face tensor name to its canonical GGUF name (None for tensors qeval ignores).
 pub fn canonical_name(hf: &str, arch: Arch) -> Option<String> {
     let mut n = hf;
@@ -686,67 +721,31 @@ pub fn canonical_name(hf: &str, arch: Arch) -> Option<String> {
             n = r;
         }
     }
-    match n {
-        "embed_tokens.weight" => return Some("token_embd.weight".into()),
-        "norm.weight" => return Some("output_norm.weight".into()),
-        "lm_head.weight" => return Some("output.weight".into()),
-        _ => {}
+    if let Some((_, c)) = MODEL_NAMES.iter().find(|(h, _)| *h == n) {
+        return Some(c.to_string());
     }
-    if hf == "lm_head.weight" {
-        return Some("output.weight".into());
-    }
-    let rest = n.strip_prefix("layers.")?;
-    let (i, t) = rest.split_once('.')?;
+    let (i, t) = n.strip_prefix("layers.")?.split_once('.')?;
     let i: usize = i.parse().ok()?;
     let t = t.strip_suffix(".weight")?;
-    let c = match (t, arch) {
-        ("input_layernorm", _) => "attn_norm",
-        ("self_attn.q_proj", _) => "attn_q",
-        ("self_attn.k_proj", _) => "attn_k",
-        ("self_attn.v_proj", _) => "attn_v",
-        ("self_attn.o_proj", _) => "attn_output",
-        ("self_attn.q_norm", _) => "attn_q_norm",
-        ("self_attn.k_norm", _) => "attn_k_norm",
-        ("post_attention_layernorm", Arch::Gemma3) => "post_attention_norm",
-        ("post_attention_layernorm", _) => "ffn_norm",
-        ("pre_feedforward_layernorm", _) => "ffn_norm",
-        ("post_feedforward_layernorm", _) => "post_ffw_norm",
-        ("mlp.gate_proj", _) => "ffn_gate",
-        ("mlp.up_proj", _) => "ffn_up",
-        ("mlp.down_proj", _) => "ffn_down",
-        _ => return None,
-    };
+    let (_, c, _) = LAYER_NAMES
+        .iter()
+        .find(|(h, _, holds)| *h == t && holds(arch))?;
     Some(format!("blk.{i}.{c}.weight"))
 }
 
 /// The Hugging Face name of a canonical tensor (used to write safetensors test models).
 pub fn hf_name(canon: &str, arch: Arch) -> Option<String> {
-    match canon {
-        "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
-        "output_norm.weight" => return Some("model.norm.weight".into()),
-        "output.weight" => return Some("lm_head.weight".into()),
-        _ => {}
+    if canon == "output.weight" {
+        return Some("lm_head.weight".into());
     }
-    let rest = canon.strip_prefix("blk.")?;
-    let (i, t) = rest.split_once('.')?;
+    if let Some((h, _)) = MODEL_NAMES.iter().find(|(_, c)| *c == canon) {
+        return Some(format!("model.{h}"));
+    }
+    let (i, t) = canon.strip_prefix("blk.")?.split_once('.')?;
     let t = t.strip_suffix(".weight")?;
-    let h = match (t, arch) {
-        ("attn_norm", _) => "input_layernorm",
-        ("attn_q", _) => "self_attn.q_proj",
-        ("attn_k", _) => "self_attn.k_proj",
-        ("attn_v", _) => "self_attn.v_proj",
-        ("attn_output", _) => "self_attn.o_proj",
-        ("attn_q_norm", _) => "self_attn.q_norm",
-        ("attn_k_norm", _) => "self_attn.k_norm",
-        ("post_attention_norm", _) => "post_attention_layernorm",
-        ("ffn_norm", Arch::Gemma3) => "pre_feedforward_layernorm",
-        ("ffn_norm", _) => "post_attention_layernorm",
-        ("post_ffw_norm", _) => "post_feedforward_layernorm",
-        ("ffn_gate", _) => "mlp.gate_proj",
-        ("ffn_up", _) => "mlp.up_proj",
-        ("ffn_down", _) => "mlp.down_proj",
-        _ => return None,
-    };
+    let (h, _, _) = LAYER_NAMES
+        .iter()
+        .find(|(_, c, holds)| *c == t && holds(arch))?;
     Some(format!("model.layers.{i}.{h}.weight"))
 }
 
