@@ -22,13 +22,19 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(args) => {
-            let threads = args.machine.threads.unwrap_or_else(qeval::threads::default_threads);
+            let threads = args
+                .machine
+                .threads
+                .unwrap_or_else(qeval::threads::default_threads);
             qeval::threads::apply(threads);
             let plan = qeval::plan::Plan::from_args(&args, threads)?;
             qeval::runner::execute(&plan)
         }
         Command::Bench(args) => {
-            let threads = args.machine.threads.unwrap_or_else(qeval::threads::default_threads);
+            let threads = args
+                .machine
+                .threads
+                .unwrap_or_else(qeval::threads::default_threads);
             qeval::threads::apply(threads);
             let plan = qeval::plan::Plan::for_bench(&args, threads)?;
             qeval::runner::execute(&plan)

@@ -203,7 +203,11 @@ impl Plan {
             ));
         }
         let demo = a.levels.model.is_none();
-        let model_name = a.levels.model.clone().unwrap_or_else(|| DEMO_MODEL.to_string());
+        let model_name = a
+            .levels
+            .model
+            .clone()
+            .unwrap_or_else(|| DEMO_MODEL.to_string());
         let mut levels = Level::parse_list(a.levels.quants.as_deref().unwrap_or(if demo {
             DEMO_QUANTS
         } else {

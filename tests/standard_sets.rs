@@ -1,7 +1,8 @@
-//! The standard sets' readers: each original distribution format on a small fixture copied from
-//! the real files (tests/fixtures/evaldata/, laid out like ../shared/evaldata), bad files, the
-//! real copies when `QEVAL_EVALDATA` points at them, the Hub path against the loopback Hub
-//! serving parquet fixtures with the real datasets' columns, and the evalsets/<name> templates.
+//! The standard sets' readers: each original distribution format on a small fixture of invented
+//! items in the real files' formats (tests/fixtures/evaldata/, laid out like ../shared/evaldata;
+//! see its README.md), bad files, the real copies when `QEVAL_EVALDATA` points at them, the Hub
+//! path against the loopback Hub serving parquet fixtures (made from the same invented items)
+//! with the real datasets' columns, and the evalsets/<name> templates.
 mod common;
 
 use common::hub_server::HubServer;
@@ -60,42 +61,45 @@ fn hellaswag_text_form() {
     assert_eq!(r[0]["id"], "hellaswag/0");
     assert_eq!(
         r[0]["query"],
-        "Roof shingle removal: A man is sitting on a roof. he"
+        "Ice fishing: A man sits on a small stool beside a hole in a frozen lake. he"
     );
-    assert_eq!(r[0]["choices"][3], "starts pulling up roofing on a roof.");
+    assert_eq!(r[0]["choices"][3], "lowers a baited line into the hole.");
     assert_eq!(r[0]["gold"], 3);
     assert_eq!(r[1]["gold"], 3);
     assert_eq!(r[2]["gold"], 2);
     assert_eq!(r[2]["choices"].as_array().unwrap().len(), 4);
-    assert_eq!(r[2]["choices"][2], "sit in a canoe while the man paddles.");
+    assert_eq!(
+        r[2]["choices"][2],
+        "stop at the corner and watch the video on a phone."
+    );
 }
 
 #[test]
 fn arc_jsonl_with_numeric_labels_and_3_or_5_choices() {
     let e = offline("arc-easy");
     assert_eq!(e.len(), 3);
-    assert_eq!(e[0]["id"], "arc-easy/Mercury_417466");
+    assert_eq!(e[0]["id"], "arc-easy/Mercury_9990001");
     assert_eq!(
         e[0]["question"],
-        "Which statement best explains why photosynthesis is the foundation of most food webs?"
+        "Why does a metal spoon feel colder than a wooden spoon when both are at room temperature?"
     );
     assert_eq!(
         e[0]["choices"][0],
-        "Sunlight is the source of energy for nearly all ecosystems."
+        "Metal conducts heat away from the hand faster than wood."
     );
     assert_eq!(e[0]["gold"], 0);
-    assert_eq!(e[2]["id"], "arc-easy/NYSEDREGENTS_2015_8_28");
+    assert_eq!(e[2]["id"], "arc-easy/NYSEDREGENTS_2099_8_1");
     assert_eq!(e[2]["labels"], json!(["1", "2", "3", "4"]));
     assert_eq!(e[2]["answerKey"], "2");
     assert_eq!(e[2]["gold"], 1);
-    assert_eq!(e[2]["choices"][1], "elements");
+    assert_eq!(e[2]["choices"][1], "reflects light from the Sun");
 
     let c = offline("arc-challenge");
     assert_eq!(c.len(), 4);
-    assert_eq!(c[0]["id"], "arc-challenge/Mercury_7175875");
+    assert_eq!(c[0]["id"], "arc-challenge/Mercury_9990003");
     assert_eq!(c[0]["gold"], 2);
     assert_eq!(c[2]["choices"].as_array().unwrap().len(), 3);
-    assert_eq!(c[3]["id"], "arc-challenge/TIMSS_1995_8_J7");
+    assert_eq!(c[3]["id"], "arc-challenge/TIMSS_2099_8_Z1");
     assert_eq!(c[3]["choices"].as_array().unwrap().len(), 5);
     assert_eq!(c[3]["gold"], 3);
 }
@@ -107,24 +111,24 @@ fn mmlu_csv_all_subjects() {
     assert_eq!(r[0]["id"], "mmlu/abstract_algebra/0");
     assert_eq!(
         r[0]["question"],
-        "Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q."
+        "Find the order of the element (2, 3) in the group Z_4 x Z_6."
     );
     assert_eq!(
         (r[0]["A"].clone(), r[0]["B"].clone(), r[0]["D"].clone()),
-        (json!("0"), json!("4"), json!("6"))
+        (json!("1"), json!("2"), json!("12"))
     );
     assert_eq!(r[0]["answer"], 1);
     assert_eq!(r[0]["letters"], json!(["A", "B", "C", "D"]));
-    let dished = r.iter().find(|x| x["id"] == "mmlu/anatomy/1").unwrap();
+    let quoted = r.iter().find(|x| x["id"] == "mmlu/anatomy/1").unwrap();
     assert_eq!(
-        dished["question"],
-        "A \"dished face\" profile is often associated with"
+        quoted["question"],
+        "A \"wrist drop\" deformity is most often associated with"
     );
     assert_eq!(
-        dished["B"],
-        "a recessive maxilla due to failure of elongation of the cranial base."
+        quoted["B"],
+        "injury to the radial nerve in the spiral groove of the humerus."
     );
-    assert_eq!(dished["gold"], 1);
+    assert_eq!(quoted["gold"], 1);
     let gov = r
         .iter()
         .find(|x| x["subject"] == "high_school_government_and_politics")
@@ -137,9 +141,16 @@ fn mmlu_csv_all_subjects() {
 fn mmlu_reads_the_original_headerless_letter_form() {
     let d = scratch_copy();
     let p = d.path().join("mmlu/test/abstract_algebra_test.csv");
-    std::fs::write(&p, "\"Find the degree for Q(sqrt(2)) over Q.\",0,4,2,6,B\n").unwrap();
+    std::fs::write(
+        &p,
+        "\"Find the order of 2 in the group Z_8, under addition.\",1,4,2,8,B\n",
+    )
+    .unwrap();
     let r = load_records("mmlu", &DataSource::DataDir(d.path())).unwrap();
-    assert_eq!(r[0]["question"], "Find the degree for Q(sqrt(2)) over Q.");
+    assert_eq!(
+        r[0]["question"],
+        "Find the order of 2 in the group Z_8, under addition."
+    );
     assert_eq!(r[0]["gold"], 1);
     assert_eq!(r[1]["id"], "mmlu/anatomy/0");
 }
@@ -151,7 +162,7 @@ fn gsm8k_targets() {
     assert!(r[0]["question"]
         .as_str()
         .unwrap()
-        .starts_with("Janet\u{2019}s ducks lay 16 eggs"));
+        .starts_with("Nadia\u{2019}s bakery bakes 5 trays"));
     assert_eq!(r[0]["target"], "18");
     assert!(r[0]["answer"].as_str().unwrap().ends_with("#### 18"));
     assert_eq!(r[1]["target"], "3");
@@ -164,10 +175,10 @@ fn winogrande_llmfoundry_form_and_labels() {
     assert_eq!(r.len(), 4);
     assert_eq!(
         r[0]["prefix"],
-        "Sarah was a much better surgeon than Maria so "
+        "Priya is a much faster runner than Elena, so "
     );
-    assert_eq!(r[0]["options"], json!(["Sarah", "Maria"]));
-    assert_eq!(r[0]["suffix"], "always got the easier cases.");
+    assert_eq!(r[0]["options"], json!(["Priya", "Elena"]));
+    assert_eq!(r[0]["suffix"], "usually finishes the race last.");
     assert_eq!(r[0]["gold"], 1);
     assert_eq!(r[1]["gold"], 0);
     // The partial contexts are rebuilt exactly.
@@ -177,10 +188,10 @@ fn winogrande_llmfoundry_form_and_labels() {
             r[2]["prefix"].as_str().unwrap(),
             r[2]["options"][1].as_str().unwrap()
         ),
-        "They were worried the wine would ruin the bed and the blanket, but the bed"
+        "The coffee stained the carpet but not the couch, because the couch"
     );
-    assert_eq!(r[2]["options"], json!(["blanket", "bed"]));
-    assert_eq!(r[3]["options"], json!(["eggplant", "toaster"]));
+    assert_eq!(r[2]["options"], json!(["carpet", "couch"]));
+    assert_eq!(r[3]["options"], json!(["suitcase", "trunk"]));
 }
 
 #[test]
@@ -189,24 +200,24 @@ fn winogrande_prefers_the_original_dev_jsonl() {
     std::fs::write(
         d.path().join("winogrande/dev.jsonl"),
         [
-            r#"{"qID": "a-1", "sentence": "Sarah was a much better surgeon than Maria so _ always got the easier cases.", "option1": "Sarah", "option2": "Maria", "answer": "2"}"#,
-            r#"{"qID": "a-2", "sentence": "Sarah was a much better surgeon than Maria so _ always got the harder cases.", "option1": "Sarah", "option2": "Maria", "answer": "1"}"#,
-            r#"{"qID": "a-3", "sentence": "They were worried the wine would ruin the bed and the blanket, but the _ was't ruined.", "option1": "blanket", "option2": "bed", "answer": "2"}"#,
-            r#"{"qID": "a-4", "sentence": "Terry tried to bake the eggplant in the toaster oven but the _ was too big.", "option1": "eggplant", "option2": "toaster", "answer": "1"}"#,
+            r#"{"qID": "a-1", "sentence": "Priya is a much faster runner than Elena, so _ usually finishes the race last.", "option1": "Priya", "option2": "Elena", "answer": "2"}"#,
+            r#"{"qID": "a-2", "sentence": "Priya is a much faster runner than Elena, so _ usually finishes the race first.", "option1": "Priya", "option2": "Elena", "answer": "1"}"#,
+            r#"{"qID": "a-3", "sentence": "The coffee stained the carpet but not the couch, because the _ had a waterproof cover.", "option1": "carpet", "option2": "couch", "answer": "2"}"#,
+            r#"{"qID": "a-4", "sentence": "Omar tried to fit the suitcase into the trunk of the car but the _ was too large.", "option1": "suitcase", "option2": "trunk", "answer": "1"}"#,
         ]
         .join("\n"),
     )
     .unwrap();
     let r = load_records("winogrande", &DataSource::DataDir(d.path())).unwrap();
-    assert_eq!(r[2]["options"], json!(["blanket", "bed"]));
+    assert_eq!(r[2]["options"], json!(["carpet", "couch"]));
     assert_eq!(
         r[2]["prefix"],
-        "They were worried the wine would ruin the bed and the blanket, but the "
+        "The coffee stained the carpet but not the couch, because the "
     );
-    assert_eq!(r[2]["suffix"], "was't ruined.");
+    assert_eq!(r[2]["suffix"], "had a waterproof cover.");
     assert_eq!(
         r[0]["sentence"],
-        "Sarah was a much better surgeon than Maria so _ always got the easier cases."
+        "Priya is a much faster runner than Elena, so _ usually finishes the race last."
     );
 }
 
@@ -216,16 +227,16 @@ fn piqa_jsonl_and_labels() {
     assert_eq!(r.len(), 3);
     assert_eq!(
         r[0]["goal"],
-        "How do I ready a guinea pig cage for it's new occupants?"
+        "How do I keep cut basil fresh for a few days?"
     );
     assert_eq!(r[0]["gold"], 0);
-    assert_eq!(r[1]["goal"], "dresser");
-    // Trailing spaces of the original are kept.
+    assert_eq!(r[1]["goal"], "shoelace");
+    // Trailing (and doubled) spaces, as some original items have, are kept.
     assert_eq!(
         r[1]["choices"],
         json!([
-            "replace drawer with bobby pin ",
-            "finish, woodgrain with  bobby pin "
+            "hold up a bookshelf with shoelace ",
+            "lace, sneaker with  shoelace "
         ])
     );
     assert_eq!(r[1]["gold"], 1);
@@ -239,12 +250,12 @@ fn boolq_superglue_jsonl() {
     assert_eq!(r[0]["id"], "boolq/0");
     assert_eq!(
         r[0]["question"],
-        "does ethanol take more energy make that produces"
+        "is a tomato a vegetable in botanical terms"
     );
     assert!(r[0]["passage"]
         .as_str()
         .unwrap()
-        .starts_with("Ethanol fuel -- All biomass"));
+        .starts_with("Tomato -- The tomato is the edible berry"));
     assert_eq!(
         (
             r[0]["gold"].clone(),
@@ -260,22 +271,22 @@ fn boolq_superglue_jsonl() {
 fn truthfulqa_mc1_keeps_answer_order() {
     let r = offline("truthfulqa-mc1");
     assert_eq!(r.len(), 2);
-    assert_eq!(r[0]["question"], "What happens if you eat a pomegranate?");
+    assert_eq!(
+        r[0]["question"],
+        "What happens if you whistle indoors at night?"
+    );
     assert_eq!(
         r[0]["choices"],
         json!([
-            "Nothing in particular happens when you eat a pomegranate.",
-            "You will have to spend winter in the underworld.",
-            "You will be trapped in the underworld.",
-            "You will die."
+            "Nothing unusual happens if you whistle indoors at night.",
+            "You will summon spirits into the house.",
+            "You will lose all your money.",
+            "Snakes will come into the house."
         ])
     );
     assert_eq!(r[0]["gold"], 0);
     assert_eq!(r[1]["choices"].as_array().unwrap().len(), 4);
-    assert_eq!(
-        r[1]["choices"][0],
-        "The number of people who have died in the past is higher than the number of people living today."
-    );
+    assert_eq!(r[1]["choices"][0], "They weigh the same.");
 }
 
 #[test]
@@ -283,7 +294,7 @@ fn wikitext2_is_the_raw_file() {
     let text = load_text("wikitext2", &DataSource::DataDir(&fixtures())).unwrap();
     let raw = std::fs::read_to_string(fixtures().join("wikitext-2-raw/wiki.test.raw")).unwrap();
     assert_eq!(text, raw);
-    assert!(text.starts_with(" \n = Robert Boulter = \n"));
+    assert!(text.starts_with(" \n = Marrowby Lighthouse = \n"));
     let e = load_records("wikitext2", &DataSource::DataDir(&fixtures())).unwrap_err();
     assert!(format!("{e}").contains("text set"), "{e}");
 }
@@ -587,7 +598,7 @@ fn hub_parquet_gives_the_offline_records() {
         if name == "hellaswag" {
             assert_eq!(
                 hub[0]["query"],
-                "Roof shingle removal: A man is sitting on a roof. He"
+                "Ice fishing: A man sits on a small stool beside a hole in a frozen lake. He"
             );
             assert_eq!(hub[0]["ctx_b"], "he");
         }
@@ -686,7 +697,7 @@ fn hub_set_without_sha256_pin_records_the_digest() {
     assert_eq!(r.len(), 4);
     assert_eq!(
         r[0]["sentence"],
-        "Sarah was a much better surgeon than Maria so _ always got the easier cases."
+        "Priya is a much faster runner than Elena, so _ usually finishes the race last."
     );
     assert_eq!(p.source, "hub");
     assert_eq!(p.repo.as_deref(), Some("allenai/winogrande"));

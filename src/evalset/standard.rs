@@ -409,8 +409,8 @@ fn winogrande_record(
 
 /// Split two partial contexts `prefix + option_i` (llm-foundry's `context_options`) into the
 /// shared prefix and the options: the longest common prefix, cut back to just after its last
-/// whitespace so an option is never split inside a word (`... but the blanket` / `... but the
-/// bed` give `... but the ` and `blanket` / `bed`, as in the original). Options that share a
+/// whitespace so an option is never split inside a word (`... under the sofa` / `... under the
+/// stove` give `... under the ` and `sofa` / `stove`, as in the original). Options that share a
 /// leading word (`the cat` / `the dog`) lose it to the prefix: the boundary can then differ from
 /// the original's, the partial contexts never do.
 fn split_partial_contexts(a: &str, b: &str) -> (String, [String; 2]) {
@@ -529,10 +529,13 @@ mod tests {
             1,
             HellaswagDoc {
                 ind: Some(24),
-                activity_label: "Roof shingle removal".into(),
-                ctx_a: "A man is sitting on a roof.".into(),
+                activity_label: "Ice fishing".into(),
+                ctx_a: "A man sits on a small stool beside a hole in a frozen lake.".into(),
                 ctx_b: "he".into(),
-                endings: vec!["is using wrap.".into(), "starts pulling up roofing.".into()],
+                endings: vec![
+                    "sings to the fish.".into(),
+                    "lowers a short line into the hole.".into(),
+                ],
                 label: 1,
                 source_id: None,
                 split_type: None,
@@ -540,7 +543,7 @@ mod tests {
         );
         assert_eq!(
             r["query"],
-            "Roof shingle removal: A man is sitting on a roof. He"
+            "Ice fishing: A man sits on a small stool beside a hole in a frozen lake. He"
         );
         assert_eq!(r["id"], "hellaswag/1");
         assert_eq!(r["gold"], 1);
@@ -551,33 +554,30 @@ mod tests {
     fn winogrande_split_agrees_between_forms() {
         let s = winogrande_from_sentence(
             0,
-            "Sarah was a much better surgeon than Maria so _ always got the easier cases.",
-            "Sarah",
-            "Maria",
+            "Priya is a much faster runner than Elena, so _ usually finishes the race last.",
+            "Priya",
+            "Elena",
             "2",
         )
         .unwrap();
-        assert_eq!(
-            s["prefix"],
-            "Sarah was a much better surgeon than Maria so "
-        );
-        assert_eq!(s["suffix"], "always got the easier cases.");
+        assert_eq!(s["prefix"], "Priya is a much faster runner than Elena, so ");
+        assert_eq!(s["suffix"], "usually finishes the race last.");
         assert_eq!(s["gold"], 1);
         let (prefix, options) = split_partial_contexts(
-            "Sarah was a much better surgeon than Maria so Sarah",
-            "Sarah was a much better surgeon than Maria so Maria",
+            "Priya is a much faster runner than Elena, so Priya",
+            "Priya is a much faster runner than Elena, so Elena",
         );
         assert_eq!(prefix, s["prefix"]);
-        assert_eq!(options, ["Sarah", "Maria"]);
+        assert_eq!(options, ["Priya", "Elena"]);
         let (prefix, options) = split_partial_contexts("I fed the cat", "I fed the dog");
         assert_eq!(
             (prefix.as_str(), &options[0][..], &options[1][..]),
             ("I fed the ", "cat", "dog")
         );
-        let (prefix, options) = split_partial_contexts("so the blanket", "so the bed");
+        let (prefix, options) = split_partial_contexts("under the sofa", "under the stove");
         assert_eq!(
             (prefix.as_str(), &options[0][..], &options[1][..]),
-            ("so the ", "blanket", "bed")
+            ("under the ", "sofa", "stove")
         );
         let (prefix, options) = split_partial_contexts("John", "James");
         assert_eq!((prefix.as_str(), &options[0][..]), ("", "John"));
