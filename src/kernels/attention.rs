@@ -378,27 +378,20 @@ mod tests {
                     window,
                 };
                 let scale = 1.0 / (hd as f32).sqrt();
-                let got = attention(&q, &k, &v, &vis, scale)
-                    .unwrap()
-                    .expect("the fused path applies")
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap();
-                let kd: Vec<f32> = k
-                    .contiguous()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap();
-                let vd: Vec<f32> = v
-                    .contiguous()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap();
+                let flat = |t: &Tensor| -> Vec<f32> {
+                    t.contiguous()
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap()
+                };
+                let got = flat(
+                    &attention(&q, &k, &v, &vis, scale)
+                        .unwrap()
+                        .expect("the fused path applies"),
+                );
+                let (kd, vd) = (flat(&k), flat(&v));
                 let want = reference(
                     &qv,
                     &kd,
