@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write the fuzz seed corpus under fuzz/seeds/ (committed; re-run to regenerate).
+"""Write the fuzz seed corpus under fuzz/seeds/ (scripts/make-fixtures.sh runs this; the GGUF
+files are generated, not committed, and tests/fuzz_regressions.rs reads the two tiny models).
 
 gguf_metadata: two tiny but complete GGUF models written here by hand (a llama with a
 gpt2/BPE tokenizer and rope_freqs, a gemma3 with a sentencepiece tokenizer), so mutations

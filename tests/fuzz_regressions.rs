@@ -10,8 +10,14 @@ use qeval::model::tokenizer::gguf_tokenizer_from_reader;
 use std::io::Cursor;
 use std::path::Path;
 
-const TINY_LLAMA: &[u8] = include_bytes!("../fuzz/seeds/gguf_metadata/tiny-llama-bpe.gguf");
-const TINY_GEMMA: &[u8] = include_bytes!("../fuzz/seeds/gguf_metadata/tiny-gemma3-spm.gguf");
+/// The seed models fuzz/make_seeds.py writes (via scripts/make-fixtures.sh).
+fn tiny_llama() -> Vec<u8> {
+    common::generated("fuzz/seeds/gguf_metadata/tiny-llama-bpe.gguf")
+}
+
+fn tiny_gemma() -> Vec<u8> {
+    common::generated("fuzz/seeds/gguf_metadata/tiny-gemma3-spm.gguf")
+}
 
 /// Overwrite the bytes `skip` bytes after the first occurrence of `needle`.
 fn patched(base: &[u8], needle: &str, skip: usize, new: &[u8]) -> Vec<u8> {
@@ -49,7 +55,7 @@ fn header_error(bytes: &[u8]) -> String {
 #[test]
 fn the_seed_models_pass_the_whole_metadata_path() -> anyhow::Result<()> {
     let path = Path::new("tiny.gguf");
-    let h = read_gguf_header(&mut Cursor::new(TINY_LLAMA), path)?;
+    let h = read_gguf_header(&mut Cursor::new(tiny_llama()), path)?;
     assert_eq!(h.config.arch.name(), "llama");
     assert_eq!(
         (h.config.n_layer, h.config.n_embd, h.config.n_kv_head),
@@ -58,14 +64,14 @@ fn the_seed_models_pass_the_whole_metadata_path() -> anyhow::Result<()> {
     assert_eq!(h.config.vocab_size, 26);
     assert_eq!(h.config.rope_freq_factors.as_ref().map(Vec::len), Some(2));
     assert_eq!(h.file_type.as_deref(), Some("f32"));
-    let tok = gguf_tokenizer_from_reader(&mut Cursor::new(TINY_LLAMA), path)?;
+    let tok = gguf_tokenizer_from_reader(&mut Cursor::new(tiny_llama()), path)?;
     // "hello" is one merged token (id 25), " w" a merged pair (id 22); BOS (0) first.
     assert_eq!(tok.encode("hello w", true)?, vec![0, 25, 22]);
 
-    let h = read_gguf_header(&mut Cursor::new(TINY_GEMMA), path)?;
+    let h = read_gguf_header(&mut Cursor::new(tiny_gemma()), path)?;
     assert_eq!(h.config.arch.name(), "gemma3");
     assert_eq!(h.config.sliding_window, Some(32));
-    let tok = gguf_tokenizer_from_reader(&mut Cursor::new(TINY_GEMMA), path)?;
+    let tok = gguf_tokenizer_from_reader(&mut Cursor::new(tiny_gemma()), path)?;
     let ids = tok.encode("hello", false)?;
     assert!(!ids.is_empty() && ids.iter().all(|&i| (i as usize) < tok.vocab_size()));
     Ok(())
@@ -73,7 +79,7 @@ fn the_seed_models_pass_the_whole_metadata_path() -> anyhow::Result<()> {
 
 #[test]
 fn alignment_zero_is_refused_before_candle_divides_by_it() {
-    let bytes = with_u32(TINY_LLAMA, "general.alignment", 0);
+    let bytes = with_u32(&tiny_llama(), "general.alignment", 0);
     let msg = header_error(&bytes);
     assert!(msg.contains("general.alignment is 0"), "{msg}");
     // The tokenizer path reads the same header.
@@ -87,7 +93,7 @@ fn alignment_zero_is_refused_before_candle_divides_by_it() {
 #[test]
 fn billions_of_layers_fail_fast() {
     // Checking every layer's tensors used to build 4e9 x 9 names first.
-    let msg = header_error(&with_u32(TINY_LLAMA, "llama.block_count", u32::MAX));
+    let msg = header_error(&with_u32(&tiny_llama(), "llama.block_count", u32::MAX));
     assert!(msg.contains("layers 4294967295 is out of range"), "{msg}");
 }
 
@@ -98,10 +104,14 @@ fn absurd_dimensions_are_refused() {
         ("llama.feed_forward_length", "feed-forward length"),
         ("llama.context_length", "context length"),
     ] {
-        let msg = header_error(&with_u32(TINY_LLAMA, key, u32::MAX));
+        let msg = header_error(&with_u32(&tiny_llama(), key, u32::MAX));
         assert!(msg.contains(what) && msg.contains("out of range"), "{msg}");
     }
-    let msg = header_error(&with_u32(TINY_GEMMA, "gemma3.attention.sliding_window", 0));
+    let msg = header_error(&with_u32(
+        &tiny_gemma(),
+        "gemma3.attention.sliding_window",
+        0,
+    ));
     assert!(msg.contains("sliding window 0"), "{msg}");
 }
 
@@ -109,7 +119,7 @@ fn absurd_dimensions_are_refused() {
 fn tensor_offset_near_the_end_of_u64_does_not_wrap() {
     // A tensor info is name, n_dims (4), dims (8 each), type (4), offset (8).
     let bytes = patched(
-        TINY_LLAMA,
+        &tiny_llama(),
         "output_norm.weight",
         4 + 8 + 4,
         &(u64::MAX - 7).to_le_bytes(),
@@ -125,7 +135,7 @@ fn tensor_offset_near_the_end_of_u64_does_not_wrap() {
 fn tensor_shape_whose_size_overflows_is_refused() {
     // token_embd has two dims; make each 2^40 (the element count overflows u64).
     let big = (1u64 << 40).to_le_bytes();
-    let bytes = patched(TINY_LLAMA, "token_embd.weight", 4, &big);
+    let bytes = patched(&tiny_llama(), "token_embd.weight", 4, &big);
     let bytes = patched(&bytes, "token_embd.weight", 4 + 8, &big);
     let msg = header_error(&bytes);
     assert!(
@@ -136,7 +146,7 @@ fn tensor_shape_whose_size_overflows_is_refused() {
 
 #[test]
 fn rope_freqs_of_the_wrong_size_is_refused() {
-    let bytes = patched(TINY_LLAMA, "rope_freqs.weight", 4, &3u64.to_le_bytes());
+    let bytes = patched(&tiny_llama(), "rope_freqs.weight", 4, &3u64.to_le_bytes());
     let msg = header_error(&bytes);
     assert!(msg.contains("rope_freqs.weight has shape [3]"), "{msg}");
 }
@@ -145,7 +155,7 @@ fn rope_freqs_of_the_wrong_size_is_refused() {
 fn the_binary_reports_a_crafted_header_without_panicking() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let model = tmp.path().join("aligned-0.gguf");
-    std::fs::write(&model, with_u32(TINY_LLAMA, "general.alignment", 0)).expect("write");
+    std::fs::write(&model, with_u32(&tiny_llama(), "general.alignment", 0)).expect("write");
     let out = tmp.path().join("out");
     let o = common::run(&[
         "run",

