@@ -28,8 +28,7 @@ fn main() {
         }
     }
     println!("cargo:rerun-if-changed=src");
-    let git = git_hash;
-    println!("cargo:rustc-env=QEVAL_GIT_HASH={git}");
+    println!("cargo:rustc-env=QEVAL_GIT_HASH={git_hash}");
     let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
     let mut candle = "unknown".to_string();
     let mut in_candle = false;

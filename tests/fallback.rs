@@ -98,6 +98,7 @@ fn candle_path_agrees_with_qevals_kernels() {
         assert!(la.len() >= 6, "{name}: {} choice items", la.len());
         for (id, x) in &la {
             let y = &lb[id];
+            assert_eq!(x.len(), y.len(), "{name} item {id}: choice counts differ");
             for (u, v) in x.iter().zip(y) {
                 assert!(
                     (u - v).abs() < TOL_LP,
