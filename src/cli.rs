@@ -149,6 +149,21 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_tasks: bool,
 
+    /// Your own prompts: a JSONL file (one {"id", "messages" or "prompt", "max_tokens",
+    /// "reference", "match", "tags"} per line; see evalsets/prompts/README.md), a folder of
+    /// such files, or - for standard input. Conversations are rendered with the model's own
+    /// chat template; every level answers every prompt greedily, and each level's answers are
+    /// compared with the reference level's (teacher-forced KLD on the reference's answer,
+    /// identical answers, first divergence, chrF, match with a prompt's "reference"). Answers
+    /// go to prompts.jsonl, side by side in report.html.
+    #[arg(long, value_name = "FILE|DIR|-")]
+    pub prompts: Option<PathBuf>,
+
+    /// The chat template for --prompts: the name of one of the model's named templates
+    /// (e.g. tool_use), or a .jinja file [default: the model's own template].
+    #[arg(long, value_name = "NAME|FILE", requires = "prompts")]
+    pub chat_template: Option<String>,
+
     /// How quantized levels are multiplied: `kernel` (the quantized kernels a deployment runs;
     /// on CPU they also quantize activations to 8 bits, so quality includes that), `weights`
     /// (the same weights dequantized and multiplied in f32: the error of the weights alone),
@@ -217,6 +232,8 @@ impl BenchArgs {
             data_dir: None,
             limit: None,
             no_tasks: true,
+            prompts: None,
+            chat_template: None,
             scoring: "kernel".into(),
             machine: self.machine.clone(),
             out: self.out.clone(),
@@ -249,6 +266,12 @@ pub struct ReportOptions {
     /// large losses on tasks.
     #[arg(long, value_name = "A,B,C", default_value = "1,3,10", value_parser = crate::report::options::parse_thresholds)]
     pub acc_thresholds: crate::report::options::Thresholds,
+
+    /// What the recommendation ranks levels by: `kld` (mean KLD on the eval text),
+    /// `prompts-kld` (teacher-forced KLD on the reference's answers to your --prompts), or
+    /// `task:NAME` (the accuracy drop on the task NAME, e.g. task:hellaswag).
+    #[arg(long, default_value = "kld", value_name = "METRIC", value_parser = crate::report::options::parse_quality_metric)]
+    pub quality_metric: crate::report::options::QualityMetric,
 
     /// Merge results of different models or eval sets into one report anyway.
     #[arg(long)]

@@ -35,6 +35,9 @@ pub struct Job {
     /// Choice/generate tasks (JSON list of `PreparedTask`), when the eval set has any.
     #[serde(default)]
     pub tasks_file: Option<PathBuf>,
+    /// Users' prompts (JSON `eval::prompts::PromptJob`), with --prompts.
+    #[serde(default)]
+    pub prompts_file: Option<PathBuf>,
     /// The source model, for the tokenizer generation tasks decode with.
     pub model_path: PathBuf,
     /// Positions the KV cache must hold.
@@ -72,6 +75,9 @@ pub struct Outcome {
     pub benchmark_s: f64,
     #[serde(default)]
     pub tasks: Vec<TaskOutcome>,
+    /// Answers to the users' prompts, in prompt order.
+    #[serde(default)]
+    pub prompts: Vec<crate::eval::prompts::PromptOutcome>,
 }
 
 /// Open the compute device by name.
@@ -202,6 +208,26 @@ fn run_here(job_path: &Path) -> Result<()> {
         Some(f) => run_tasks(&mut model, f, &job, max_seq)?,
         None => Vec::new(),
     };
+    let prompt_outcomes = match &job.prompts_file {
+        Some(f) => {
+            let pj: crate::eval::prompts::PromptJob = serde_json::from_slice(
+                &std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?,
+            )?;
+            let tok = crate::model::tokenizer::load_for(&job.model_path)?;
+            let pf = job.progress_file.clone();
+            crate::eval::prompts::run(
+                &mut model,
+                &tok,
+                &pj,
+                max_seq,
+                cfg.vocab_size,
+                &|done, total| {
+                    let _ = std::fs::write(&pf, format!("prompts|{done}/{total}"));
+                },
+            )?
+        }
+        None => Vec::new(),
+    };
     let outcome = Outcome {
         quality,
         prefill: b.prefill,
@@ -216,6 +242,7 @@ fn run_here(job_path: &Path) -> Result<()> {
         evaluate_s,
         benchmark_s,
         tasks: task_outcomes,
+        prompts: prompt_outcomes,
     };
     crate::fsutil::write_atomic(&job.outcome_file, &serde_json::to_vec_pretty(&outcome)?)
 }

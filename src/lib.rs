@@ -14,6 +14,7 @@ pub mod level_worker;
 pub mod measure;
 pub mod model;
 pub mod plan;
+pub mod prompts;
 pub mod pypi;
 pub mod quant;
 pub mod report;

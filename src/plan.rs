@@ -102,6 +102,17 @@ pub struct Plan {
     pub bench_only: bool,
     /// --scoring: the modes non-reference levels run in.
     pub modes: Vec<ScoringMode>,
+    /// --prompts: the users' prompts (read here, rendered once the tokenizer is loaded).
+    pub prompts: Option<PromptsPlan>,
+}
+
+/// `--prompts` and `--chat-template`, read and checked.
+#[derive(Debug, Clone)]
+pub struct PromptsPlan {
+    /// The --prompts argument as given.
+    pub path: String,
+    pub items: Vec<crate::prompts::PromptItem>,
+    pub chat_template: Option<String>,
 }
 
 impl Plan {
@@ -243,6 +254,40 @@ impl Plan {
             evalset.tasks.clear();
         }
         let limit = a.limit.or(if demo { Some(DEMO_LIMIT) } else { None });
+        match &a.report.quality_metric {
+            crate::report::options::QualityMetric::PromptsKld if a.prompts.is_none() => {
+                return Err(usage(
+                    "--quality-metric prompts-kld ranks by the KLD on your prompts' answers: give --prompts FILE too",
+                ))
+            }
+            crate::report::options::QualityMetric::Task(name)
+                if !evalset.tasks.iter().any(|t| &t.name == name) =>
+            {
+                return Err(usage(format!(
+                    "--quality-metric task:{name}: the eval set '{}' has no task of that name ({})",
+                    evalset.name,
+                    if evalset.tasks.is_empty() {
+                        "it has no tasks".to_string()
+                    } else {
+                        evalset
+                            .tasks
+                            .iter()
+                            .map(|t| t.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                )))
+            }
+            _ => {}
+        }
+        let prompts = match &a.prompts {
+            Some(p) => Some(PromptsPlan {
+                path: p.display().to_string(),
+                items: crate::prompts::load(p)?,
+                chat_template: a.chat_template.clone(),
+            }),
+            None => None,
+        };
         let out_dir = match &a.out {
             Some(o) => o.clone(),
             None => default_out_dir(&model_name, ""),
@@ -358,6 +403,7 @@ impl Plan {
             force: a.machine.force,
             bench_only: false,
             modes,
+            prompts,
         })
     }
 

@@ -40,6 +40,9 @@ pub struct Results {
     #[serde(default)]
     pub mode: RunMode,
     pub levels: Vec<LevelResult>,
+    /// `--prompts`: how the users' prompts were rendered (None without prompts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<PromptsInfo>,
 }
 
 /// What a results file measured.
@@ -187,6 +190,66 @@ pub struct LevelResult {
     /// Task accuracy (choice / generate tasks), one entry per task and metric.
     #[serde(default)]
     pub tasks: Vec<TaskResult>,
+    /// Users' prompts (`--prompts`): this level's answers against the reference level's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<PromptSummary>,
+}
+
+/// A mean over prompts with its 95% bootstrap interval (prompts resampled, fixed seed).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Interval {
+    pub mean: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Free-text metrics of one level on a set of prompts, each prompt weighing the same.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PromptMetrics {
+    pub n_prompts: usize,
+    /// Teacher-forced KL(reference ‖ level) on the reference's own answer tokens, nats per
+    /// token (each prompt's mean, then the mean over prompts).
+    pub kld_mean: Interval,
+    /// Teacher-forced top-1 agreement on the same positions.
+    pub top1_agreement: Interval,
+    /// Fraction of prompts whose greedy answer is token for token the reference's.
+    pub identical: Interval,
+    /// Median token position of the first difference, over the prompts whose answers differ.
+    pub first_divergence_median: Option<f64>,
+    /// chrF (character 1-6-grams, β = 2, 0-100) of the answer against the reference's answer.
+    pub chrf: Interval,
+    /// Prompts with a `reference` whose answer matched it (None when no prompt has one).
+    pub reference_match: Option<Interval>,
+    pub n_with_reference: usize,
+}
+
+/// A level's result on the users' prompts: over all prompts and per tag.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PromptSummary {
+    pub all: PromptMetrics,
+    pub by_tag: BTreeMap<String, PromptMetrics>,
+    /// Tokens this level generated, and positions scored teacher-forced.
+    pub answer_tokens: usize,
+    pub scored_tokens: usize,
+    pub seconds: f64,
+}
+
+/// How the users' prompts were turned into tokens (`--prompts`), for every level alike.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PromptsInfo {
+    /// The `--prompts` argument.
+    pub path: String,
+    pub n_prompts: usize,
+    /// The chat template's name and where it came from; None when every prompt is plain text.
+    pub template: Option<String>,
+    pub template_origin: Option<String>,
+    pub template_sha256: Option<String>,
+    /// What `strftime_now` returned in templates (UTC), as YYYY-MM-DD HH:MM:SS.
+    pub template_date: String,
+    /// Token ids that end an answer.
+    pub stop_tokens: Vec<u32>,
+    /// Seed of the bootstrap intervals.
+    pub seed: u64,
 }
 
 /// One task metric at one level, with its interval and the paired comparison with the

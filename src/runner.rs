@@ -103,6 +103,26 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         Some(f)
     };
     let task_positions = tasks.iter().map(|t| t.max_positions()).max().unwrap_or(0);
+    let mut prompts = match &plan.prompts {
+        Some(p) if !plan.bench_only => Some(crate::prompts::stage::Stage::new(
+            p,
+            &plan.model_path,
+            &tok,
+            &work,
+        )?),
+        _ => None,
+    };
+    let prompt_positions = prompts
+        .as_ref()
+        .map(|p| p.prep.max_positions())
+        .unwrap_or(0);
+    if prompt_positions > cfg.context_length {
+        return Err(usage(format!(
+            "--prompts {}: the longest prompt with its max_tokens needs {prompt_positions} positions, more than the model's context length {}; shorten it or lower its max_tokens",
+            plan.prompts.as_ref().map(|p| p.path.as_str()).unwrap_or_default(),
+            cfg.context_length
+        )));
+    }
     if !has_text {
         // The speed benchmark's prompt then comes from the tasks' own inputs.
         chunking.n_chunks = 0;
@@ -123,7 +143,8 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         .ctx
         .max(plan.bench.prompt_tokens)
         .max(plan.bench.gen_tokens + 8)
-        .max(task_positions.min(cfg.context_length));
+        .max(task_positions.min(cfg.context_length))
+        .max(prompt_positions);
     check_memory(plan, &src, max_seq)?;
     let mut graded = Graded::default();
     if !tasks.is_empty() {
@@ -251,9 +272,11 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             RunMode::Run
         },
         levels: Vec::new(),
+        prompts: prompts.as_ref().map(|p| p.info(plan.seed)),
     };
     let results_path = plan.out_dir.join("results.json");
     let items_path = plan.out_dir.join("items.jsonl");
+    let prompts_path = plan.out_dir.join("prompts.jsonl");
     let spill = work.join("reference.logprobs.f32");
     // Resume: keep what an earlier run of the same measurement into this --out finished.
     if results_path.exists() {
@@ -266,6 +289,9 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             .filter(|l| l.status == "ok")
             .collect();
         graded.restore(&items_path, &kept)?;
+        if let Some(p) = prompts.as_mut() {
+            p.restore(&prompts_path, &kept)?;
+        }
         let ref_kept = kept.iter().any(|l| l.level == reference);
         let others_left = plan
             .levels
@@ -275,11 +301,18 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             || std::fs::metadata(&spill).map(|m| m.len()).ok()
                 == Some((chunking.scored_total() * cfg.vocab_size * 4) as u64);
         let graded_ok = tasks.is_empty() || !graded.reference.is_empty();
-        if ref_kept && others_left && !(spill_ok && graded_ok) {
+        let prompts_ok = prompts
+            .as_ref()
+            .is_none_or(|p| p.reference_ready(cfg.vocab_size));
+        if ref_kept && others_left && !(spill_ok && graded_ok && prompts_ok) {
             // The reference's log-probabilities are gone: measure it again (same numbers).
             kept.retain(|l| l.level != reference);
             graded = Graded::default();
             graded.restore(&items_path, &kept)?;
+            if let Some(p) = prompts.as_mut() {
+                p.drop_reference();
+                p.restore(&prompts_path, &kept)?;
+            }
         }
         note(
             false,
@@ -353,6 +386,10 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             interrupted = true;
             break;
         }
+        let prompts_file = match prompts.as_ref() {
+            Some(p) => Some(p.job_file(&lp.key(), is_ref, &work)?),
+            None => None,
+        };
         let r = run_level(
             plan,
             &src,
@@ -365,11 +402,15 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             &Ctx {
                 tasks: &tasks,
                 tasks_file: tasks_file.as_deref(),
+                prompts_file: prompts_file.as_deref(),
                 max_seq,
             },
         );
-        let lr = match r.and_then(|(mut lr, outs)| {
+        let lr = match r.and_then(|(mut lr, outs, answers)| {
             lr.tasks = graded.grade(&tasks, &outs, &lr.level, is_ref, plan.seed)?;
+            if let Some(p) = prompts.as_mut() {
+                lr.prompts = Some(p.grade(answers, &lr.level, is_ref, plan.seed)?);
+            }
             Ok(lr)
         }) {
             Ok(lr) => lr,
@@ -389,6 +430,9 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         results.phases.total_s = t_resume + t_all.elapsed().as_secs_f64();
         results.save(&results_path)?;
         graded.save(&items_path)?;
+        if let Some(p) = &prompts {
+            p.save(&prompts_path)?;
+        }
         if !plan.bench_only {
             crate::report::render_all(&results, &plan.out_dir, &plan.report)?;
         }
@@ -490,6 +534,7 @@ fn failed_level(lp: &LevelPlan, is_ref: bool, err: &str, plan: &Plan) -> LevelRe
         scored_tokens: 0,
         times: Default::default(),
         tasks: Vec::new(),
+        prompts: None,
     }
 }
 
@@ -504,7 +549,7 @@ fn run_level(
     tokens_file: &Path,
     spill: &Path,
     ctx: &Ctx,
-) -> Result<(LevelResult, Vec<level_worker::TaskOutcome>)> {
+) -> Result<LevelRun> {
     let (level, key) = (lp.level, lp.key());
     let t_q = Instant::now();
     let (weights, source_text) = match &lp.source {
@@ -572,6 +617,7 @@ fn run_level(
         outcome_file: work.join(format!("outcome-{key}.json")),
         progress_file: work.join(format!("progress-{key}.txt")),
         tasks_file: ctx.tasks_file.map(Path::to_path_buf),
+        prompts_file: ctx.prompts_file.map(Path::to_path_buf),
         model_path: src.path.clone(),
         max_seq: ctx.max_seq,
     };
@@ -586,6 +632,7 @@ fn run_level(
     let q = outcome.quality.unwrap_or_default();
     let scored = q.n_tokens > 0;
     let task_outcomes = outcome.tasks;
+    let prompt_outcomes = outcome.prompts;
     Ok((
         LevelResult {
             level: key,
@@ -637,10 +684,19 @@ fn run_level(
                 benchmark_s: outcome.benchmark_s,
             },
             tasks: Vec::new(),
+            prompts: None,
         },
         task_outcomes,
+        prompt_outcomes,
     ))
 }
+
+/// A level's result and what its worker answered, for grading.
+type LevelRun = (
+    LevelResult,
+    Vec<level_worker::TaskOutcome>,
+    Vec<crate::eval::prompts::PromptOutcome>,
+);
 
 fn spawn_worker(plan: &Plan, job: &Job, job_path: &Path, n_chunks: usize) -> Result<Outcome> {
     // On Linux /proc/self/exe runs this very binary even if the file was replaced (e.g. rebuilt)
@@ -724,6 +780,7 @@ fn spawn_worker(plan: &Plan, job: &Job, job_path: &Path, n_chunks: usize) -> Res
 struct Ctx<'a> {
     tasks: &'a [crate::eval::taskprep::PreparedTask],
     tasks_file: Option<&'a Path>,
+    prompts_file: Option<&'a Path>,
     max_seq: usize,
 }
 
@@ -876,6 +933,23 @@ fn check_resumable(prev: &Results, now: &Results, path: &Path) -> Result<()> {
         format!("{:?}", now.limit),
     );
     cmp("--seed", prev.seed.to_string(), now.seed.to_string());
+    let prompts = |r: &Results| {
+        r.prompts
+            .as_ref()
+            .map(|p| {
+                format!(
+                    "{} ({} prompts, template {})",
+                    p.path,
+                    p.n_prompts,
+                    p.template_sha256
+                        .as_deref()
+                        .map(|h| &h[..12])
+                        .unwrap_or("none")
+                )
+            })
+            .unwrap_or_else(|| "none".into())
+    };
+    cmp("--prompts", prompts(prev), prompts(now));
     cmp(
         "mode (run or bench)",
         format!("{:?}", prev.mode),

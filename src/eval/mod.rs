@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod metrics;
+pub mod prompts;
 pub mod stats;
 pub mod taskprep;
 pub mod tasks;

@@ -77,6 +77,10 @@ pub struct ModelTokenizer {
     pub eos_ids: Vec<u32>,
     /// What it is, for the results file (e.g. "gguf gpt2 bpe, pre=smollm").
     pub description: String,
+    /// Control, user-defined and unknown tokens of a GGUF vocabulary, longest first: the
+    /// pieces `encode_special` matches in text (llama.cpp's `parse_special`). Empty for a
+    /// tokenizer.json, whose added tokens the tokenizer itself matches.
+    specials: Vec<(String, u32)>,
 }
 
 impl ModelTokenizer {
@@ -98,6 +102,50 @@ impl ModelTokenizer {
             Inner::Spm(s) => ids.extend(s.encode(text)),
         }
         Ok(ids)
+    }
+
+    /// Token ids of text that may hold special tokens written out (a rendered chat template):
+    /// each special token's text becomes that token, the text between is encoded as usual,
+    /// as llama.cpp tokenizes with `parse_special`. BOS first when `with_bos`.
+    pub fn encode_special(&self, text: &str, with_bos: bool) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        if with_bos {
+            ids.extend(self.bos_id);
+        }
+        let mut rest = text;
+        while !rest.is_empty() {
+            // The earliest special token in the rest, the longest on a tie.
+            let hit = self
+                .specials
+                .iter()
+                .filter_map(|(s, id)| rest.find(s.as_str()).map(|at| (at, s.len(), *id)))
+                .min_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            match hit {
+                Some((at, len, id)) => {
+                    if at > 0 {
+                        ids.extend(self.encode(&rest[..at], false)?);
+                    }
+                    ids.push(id);
+                    rest = &rest[at + len..];
+                }
+                None => {
+                    ids.extend(self.encode(rest, false)?);
+                    break;
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The id of a token written out, if the vocabulary has it as one token.
+    pub fn special_id(&self, text: &str) -> Option<u32> {
+        if let Some((_, id)) = self.specials.iter().find(|(s, _)| s == text) {
+            return Some(*id);
+        }
+        match &self.inner {
+            Inner::Hf(t) => t.token_to_id(text),
+            Inner::Spm(_) => None,
+        }
     }
 
     /// Load `tokenizer.json` (and `tokenizer_config.json` for the BOS setting) from a model directory.
@@ -131,6 +179,7 @@ impl ModelTokenizer {
             add_bos: bos_id.is_some(),
             bos_id,
             description: "tokenizer.json".into(),
+            specials: Vec::new(),
         })
     }
 
@@ -209,6 +258,16 @@ impl ModelTokenizer {
         }
         eos_ids.sort_unstable();
         eos_ids.dedup();
+        // llama.cpp's special-token cache: control (3), user-defined (4) and unknown (2) tokens.
+        let mut specials: Vec<(String, u32)> = tokens
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| {
+                !t.is_empty() && types.get(*i).is_some_and(|ty| [2, 3, 4].contains(ty))
+            })
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
         let add_bos_md = md("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok());
         match model.as_str() {
             "gpt2" => {
@@ -227,6 +286,7 @@ impl ModelTokenizer {
                     bos_id: if add_bos { bos_id } else { None },
                     eos_ids: eos_ids.clone(),
                     description: format!("gguf gpt2 byte-level bpe, pre={pre}"),
+                    specials,
                 })
             }
             "llama" => {
@@ -249,6 +309,7 @@ impl ModelTokenizer {
                     description: format!(
                         "gguf sentencepiece (llama.cpp spm), add_space_prefix={add_space_prefix}"
                     ),
+                    specials,
                 })
             }
             other => Err(usage(format!(

@@ -150,6 +150,7 @@ mod tests {
                 results: r,
                 source: None,
                 items: vec![],
+                prompts: vec![],
                 label: String::new(),
             })
             .collect();

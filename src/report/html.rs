@@ -395,6 +395,12 @@ figcaption { color: var(--muted); font-size: 0.9em; } .files { white-space: nowr
 details summary { cursor: pointer; font-weight: 600; margin: 1em 0; }
 code { font-size: 0.88em; word-break: break-all; }
 nav a { margin-right: 0.8em; }
+details.prompt { border: 1px solid var(--line); border-radius: 4px; padding: 0 0.8em; margin: 0.4em 0; }
+details.prompt > summary { margin: 0.5em 0; font-weight: 500; } details.prompt[data-same] > summary { color: var(--muted); }
+.pa pre, .pp pre { white-space: pre-wrap; word-break: break-word; background: #f7f7f7; padding: 0.4em 0.6em; margin: 0.2em 0 0.6em; font-size: 0.88em; }
+.pa.ref pre { background: #eef6fb; } .pa.same summary { font-weight: 400; margin: 0.3em 0; }
+mark { background: #ffe08a; } mark.end { background: #f6c1c1; font-size: 0.8em; }
+button[data-sort] { font-size: 0.85em; }
 @media (max-width: 640px) { body { font-size: 15px; padding: 0.3em 0.6em; } h1 { font-size: 1.35em; } th, td { padding: 4px 5px; } }
 "#;
 
@@ -476,6 +482,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
         .collect();
     let tasks = tasks_section(set, opts);
     let examples = examples_section(set);
+    let prompts = super::prompts::html_section(set);
     format!(
         r##"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -484,7 +491,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
 <style>{STYLE}</style></head><body>
 <h1>qeval: {model}</h1>
 <p class="lead">{arch}, {params} parameters, source {dtype}. Measured on {devices}. Eval set <b>{es}</b> v{esv}: {scored} scored tokens in {chunks} chunks of {ctx}. Reference level: <b>{reference}</b>.</p>
-<nav><a href="#recommendation">Recommendation</a><a href="#plots">Plots</a><a href="#table">Table</a>{tasks_link}{examples_link}<a href="#provenance">Provenance</a></nav>
+<nav><a href="#recommendation">Recommendation</a><a href="#plots">Plots</a><a href="#table">Table</a>{tasks_link}{examples_link}{prompts_link}<a href="#provenance">Provenance</a></nav>
 <h2 id="recommendation">Recommendation</h2>
 <div class="rec"><ul>
 {recs}</ul></div>
@@ -496,7 +503,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
 <h2 id="table">Every level and metric</h2>
 <p class="note">Click a column to sort. ± is one standard error (PPL, KLD, same top-1) or the standard deviation over repeats (speeds). KLD: KL divergence of the level's next-token distribution from the reference's, nats per token (0 = identical). Same top-1: share of tokens where both pick the same most likely token. ΔPPL: perplexity change against the reference. Loss: the KLD's class under the thresholds above. Peak RSS: {rssm}.</p>
 <div class="scroll">{table}</div>
-{tasks}{examples}
+{tasks}{examples}{prompts}
 <h2>How each level was made</h2>
 <ul>{made}</ul>
 <h2 id="provenance">Provenance</h2>
@@ -525,6 +532,11 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
             ""
         } else {
             "<a href=\"#examples\">Examples</a>"
+        },
+        prompts_link = if prompts.is_empty() {
+            ""
+        } else {
+            "<a href=\"#prompts\">Your prompts</a>"
         },
         thresholds = esc(&recommend::thresholds_text(opts)),
         rssm = esc(r

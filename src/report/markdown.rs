@@ -115,6 +115,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
         }
         s.push('\n');
     }
+    s.push_str(&super::prompts::markdown_section(set));
     s.push_str("## Plots\n\n");
     for f in figures {
         s.push_str(&format!(

@@ -14,6 +14,8 @@ pub struct Run {
     pub source: Option<PathBuf>,
     /// Per-item answers from the matching items*.jsonl (empty when absent).
     pub items: Vec<Item>,
+    /// Answers to the users' prompts from the matching prompts*.jsonl (empty when absent).
+    pub prompts: Vec<crate::prompts::compare::PromptRecord>,
     /// Short device label, unique within the report: "cpu 2t", "cuda 1t (H100)".
     pub label: String,
 }
@@ -88,6 +90,16 @@ pub fn items_path(results: &Path) -> PathBuf {
     results.with_file_name(format!("items{suffix}.jsonl"))
 }
 
+/// `results.json` → `prompts.jsonl`, `results-gpu.json` → `prompts-gpu.jsonl`.
+pub fn prompts_path(results: &Path) -> PathBuf {
+    let items = items_path(results);
+    let name = items
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("items.jsonl");
+    results.with_file_name(name.replacen("items", "prompts", 1))
+}
+
 fn identity_model(r: &Results) -> String {
     let mut h: Vec<&str> = r.model.files.iter().map(|f| f.sha256.as_str()).collect();
     h.sort();
@@ -117,10 +129,12 @@ impl ReportSet {
                 }
                 let results = Results::load(&f)?;
                 let items = items::load(&items_path(&f))?;
+                let prompts = crate::prompts::compare::load_records(&prompts_path(&f))?;
                 runs.push(Run {
                     results,
                     source: Some(f),
                     items,
+                    prompts,
                     label: String::new(),
                 });
             }
@@ -135,6 +149,7 @@ impl ReportSet {
                 results,
                 source: None,
                 items,
+                prompts: Vec::new(),
                 label: String::new(),
             }],
             warnings: Vec::new(),
@@ -342,6 +357,7 @@ mod tests {
             results: r,
             source: None,
             items: vec![],
+            prompts: vec![],
             label: String::new(),
         }
     }

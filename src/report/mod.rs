@@ -12,6 +12,7 @@ pub mod merge;
 pub mod options;
 pub mod pareto;
 pub mod plot;
+pub mod prompts;
 pub mod quality;
 pub mod recommend;
 pub mod table;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 /// Write every report of `set` into `dir` (atomically, file by file); returns the paths.
 pub fn render_set(set: &ReportSet, dir: &Path, opts: &ReportOptions) -> Result<Vec<PathBuf>> {
+    recommend::check_metric(set, opts)?;
     let mut out = Vec::new();
     let mut put = |name: &str, data: &[u8]| -> Result<()> {
         let p = dir.join(name);
@@ -57,8 +59,11 @@ pub fn terminal(set: &ReportSet, opts: &ReportOptions) -> String {
 }
 
 fn single(r: &Results, dir: &Path) -> Result<ReportSet> {
-    let items = items::load(&merge::items_path(&dir.join("results.json")))?;
-    Ok(ReportSet::single(r.clone(), items))
+    let results = dir.join("results.json");
+    let items = items::load(&merge::items_path(&results))?;
+    let mut set = ReportSet::single(r.clone(), items);
+    set.runs[0].prompts = crate::prompts::compare::load_records(&merge::prompts_path(&results))?;
+    Ok(set)
 }
 
 /// `qeval run`, after every level: the reports of the run so far (with OUT/items.jsonl).

@@ -28,6 +28,52 @@ pub struct Budgets(pub Vec<Budget>);
 /// The budgets the recommendation uses when none are given.
 pub const DEFAULT_BUDGETS: &str = "4GiB,8GiB,16GiB,24GiB,80GiB";
 
+/// What the recommendation ranks levels by (`--quality-metric`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum QualityMetric {
+    /// Mean KLD on the eval text.
+    #[default]
+    Kld,
+    /// Teacher-forced KLD on the reference level's answers to the users' prompts.
+    PromptsKld,
+    /// The accuracy drop on one task (its headline metric), in percentage points.
+    Task(String),
+}
+
+impl QualityMetric {
+    /// The flag's spelling: `kld`, `prompts-kld`, `task:NAME`.
+    pub fn name(&self) -> String {
+        match self {
+            QualityMetric::Kld => "kld".into(),
+            QualityMetric::PromptsKld => "prompts-kld".into(),
+            QualityMetric::Task(t) => format!("task:{t}"),
+        }
+    }
+
+    /// The loss in words, for sentences: "KLD", "KLD on your prompts", "hellaswag accuracy drop".
+    pub fn describe(&self) -> String {
+        match self {
+            QualityMetric::Kld => "mean KLD on the eval text".into(),
+            QualityMetric::PromptsKld => "teacher-forced KLD on your prompts".into(),
+            QualityMetric::Task(t) => format!("accuracy drop on {t}"),
+        }
+    }
+}
+
+/// Parse `--quality-metric`.
+pub fn parse_quality_metric(s: &str) -> Result<QualityMetric, String> {
+    match s.trim() {
+        "kld" => Ok(QualityMetric::Kld),
+        "prompts-kld" => Ok(QualityMetric::PromptsKld),
+        t => match t.strip_prefix("task:") {
+            Some(name) if !name.trim().is_empty() => Ok(QualityMetric::Task(name.trim().into())),
+            _ => Err(format!(
+                "'{s}': expected kld, prompts-kld or task:NAME (a task of the eval set, e.g. task:hellaswag)"
+            )),
+        },
+    }
+}
+
 /// Three increasing cut points between negligible, small, noticeable and large.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds(pub [f64; 3]);
@@ -48,6 +94,17 @@ impl Severity {
             Severity::Small => "small",
             Severity::Noticeable => "noticeable",
             Severity::Large => "large",
+        }
+    }
+}
+
+impl crate::cli::ReportOptions {
+    /// The thresholds of the ranking metric: KLD thresholds for `kld` and `prompts-kld`,
+    /// accuracy thresholds (points) for `task:NAME`.
+    pub fn metric_thresholds(&self) -> Thresholds {
+        match self.quality_metric {
+            QualityMetric::Task(_) => self.acc_thresholds,
+            _ => self.kld_thresholds,
         }
     }
 }
@@ -163,6 +220,7 @@ impl Default for ReportOptions {
             budget_context: 4096,
             kld_thresholds: Thresholds([0.01, 0.05, 0.2]),
             acc_thresholds: Thresholds([1.0, 3.0, 10.0]),
+            quality_metric: QualityMetric::Kld,
             allow_mixed: false,
         }
     }

@@ -2,6 +2,7 @@
 //! ΔPPL %, the headline task metrics, the mean accuracy delta, and whether a difference is
 //! distinguishable from noise.
 
+use super::options::QualityMetric;
 use crate::results::{LevelResult, Results, TaskResult};
 
 /// 1.96: the two-sided 95% normal quantile.
@@ -86,6 +87,46 @@ pub fn kld(l: &LevelResult) -> (f64, f64) {
         Some(k) if k.is_finite() => (k, l.kld_mean_se.unwrap_or(0.0)),
         _ => (f64::INFINITY, 0.0),
     }
+}
+
+/// The loss the recommendation ranks by (`--quality-metric`) and its standard error: 0 at
+/// the reference, infinite when the level lacks the measurement. `kld` and `prompts-kld`
+/// in nats per token; `task:NAME` the accuracy drop in percentage points.
+pub fn loss(l: &LevelResult, m: &QualityMetric) -> (f64, f64) {
+    if l.is_reference {
+        return (0.0, 0.0);
+    }
+    match m {
+        QualityMetric::Kld => kld(l),
+        QualityMetric::PromptsKld => match &l.prompts {
+            Some(p) if p.all.kld_mean.mean.is_finite() => (
+                p.all.kld_mean.mean,
+                (p.all.kld_mean.high - p.all.kld_mean.low) / (2.0 * Z95),
+            ),
+            _ => (f64::INFINITY, 0.0),
+        },
+        QualityMetric::Task(name) => {
+            match headline_tasks(l).into_iter().find(|t| &t.task == name) {
+                Some(t) => match t.delta_vs_reference {
+                    Some(d) => (
+                        -d * 100.0,
+                        match (t.delta_ci_low, t.delta_ci_high) {
+                            (Some(a), Some(b)) => (b - a) * 100.0 / (2.0 * Z95),
+                            _ => 0.0,
+                        },
+                    ),
+                    None => (f64::INFINITY, 0.0),
+                },
+                None => (f64::INFINITY, 0.0),
+            }
+        }
+    }
+}
+
+/// Two losses whose difference is within 1.96 combined standard errors.
+pub fn within_noise(a: &LevelResult, b: &LevelResult, m: &QualityMetric) -> bool {
+    let ((ka, sa), (kb, sb)) = (loss(a, m), loss(b, m));
+    ka.is_finite() && kb.is_finite() && (ka - kb).abs() <= Z95 * (sa * sa + sb * sb).sqrt()
 }
 
 /// Two KLD means whose difference is within 1.96 combined standard errors.

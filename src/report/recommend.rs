@@ -90,24 +90,25 @@ fn choose<'a>(entries: &[Entry<'a>], budget: u64, opts: &ReportOptions) -> Optio
             fit: f,
         });
     }
+    let m = &opts.quality_metric;
     let best = fits
         .iter()
         .min_by(|a, b| {
-            quality::kld(a.0.level)
+            quality::loss(a.0.level, m)
                 .0
-                .total_cmp(&quality::kld(b.0.level).0)
+                .total_cmp(&quality::loss(b.0.level, m).0)
         })?
         .0;
     let negligible = |l: &LevelResult| {
-        let k = quality::kld(l).0;
-        k.is_finite() && opts.kld_thresholds.classify(k) == Severity::Negligible
+        let k = quality::loss(l, m).0;
+        k.is_finite() && opts.metric_thresholds().classify(k) == Severity::Negligible
     };
     let best_negligible = negligible(best.level);
     let tied: Vec<(Entry, Fit)> = fits
         .iter()
         .filter(|(e, _)| {
             (best_negligible && negligible(e.level))
-                || quality::kld_within_noise(e.level, best.level)
+                || quality::within_noise(e.level, best.level, m)
         })
         .cloned()
         .collect();
@@ -244,6 +245,14 @@ pub fn quality_words(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> String
         if let Some(t) = l.top1_agreement {
             parts.push(format!("{:.1}% same top token", t * 100.0));
         }
+        if let Some(p) = &l.prompts {
+            parts.push(format!(
+                "on your prompts KLD {} ({}), {:.0}% of answers identical",
+                kld_text(p.all.kld_mean.mean),
+                opts.kld_thresholds.classify(p.all.kld_mean.mean).word(),
+                p.all.identical.mean * 100.0
+            ));
+        }
         if let Some(d) = quality::dppl_pct(run, l) {
             parts.push(format!("PPL {d:+.1}%"));
         }
@@ -325,13 +334,14 @@ pub fn sentence(set: &ReportSet, r: &Recommendation, opts: &ReportOptions) -> St
                         )
                     })
                     .collect();
+                let metric = opts.quality_metric.describe();
                 let why = if *why_equal == "negligible" {
                     format!(
-                        "every one is below the negligible threshold (KLD < {})",
-                        opts.kld_thresholds.0[0]
+                        "every one is below the negligible threshold ({metric} < {})",
+                        opts.metric_thresholds().0[0]
                     )
                 } else {
-                    "their KLDs differ by less than 1.96 standard errors".to_string()
+                    format!("their {metric} values differ by less than 1.96 standard errors")
                 };
                 s.push_str(&format!(
                     " Equal in quality to {}: {why}, so not ranked; {} is the fastest.",
@@ -349,9 +359,48 @@ pub fn thresholds_text(opts: &ReportOptions) -> String {
     let [a, b, c] = opts.kld_thresholds.0;
     let [x, y, z] = opts.acc_thresholds.0;
     format!(
-        "Loss words: mean KLD below {a} nats/token is negligible, below {b} small, below {c} noticeable, else large (--kld-thresholds); an accuracy drop below {x} points is negligible, below {y} small, below {z} noticeable, else large (--acc-thresholds). A level fits a budget when its weights, its KV cache at {} tokens (--budget-context, scaled from the measured cache) and its measured overhead (peak resident memory beyond weights and measured cache) fit.",
+        "Levels are ranked by {} (--quality-metric {}). Loss words: mean KLD below {a} nats/token is negligible, below {b} small, below {c} noticeable, else large (--kld-thresholds); an accuracy drop below {x} points is negligible, below {y} small, below {z} noticeable, else large (--acc-thresholds). A level fits a budget when its weights, its KV cache at {} tokens (--budget-context, scaled from the measured cache) and its measured overhead (peak resident memory beyond weights and measured cache) fit.",
+        opts.quality_metric.describe(),
+        opts.quality_metric.name(),
         opts.budget_context
     )
+}
+
+/// Refuse a `--quality-metric` the results cannot rank by, naming what they hold.
+pub fn check_metric(set: &ReportSet, opts: &ReportOptions) -> anyhow::Result<()> {
+    let entries = set.ok_entries();
+    match &opts.quality_metric {
+        super::options::QualityMetric::Kld => Ok(()),
+        super::options::QualityMetric::PromptsKld => {
+            if entries.iter().any(|e| e.level.prompts.is_some()) {
+                Ok(())
+            } else {
+                Err(crate::error::usage(
+                    "--quality-metric prompts-kld: these results have no answers to users' prompts; run with --prompts FILE, or rank by kld",
+                ))
+            }
+        }
+        super::options::QualityMetric::Task(name) => {
+            let mut tasks: Vec<&str> = entries
+                .iter()
+                .flat_map(|e| e.level.tasks.iter().map(|t| t.task.as_str()))
+                .collect();
+            tasks.sort();
+            tasks.dedup();
+            if tasks.contains(&name.as_str()) {
+                Ok(())
+            } else {
+                Err(crate::error::usage(format!(
+                    "--quality-metric task:{name}: no task of that name in these results ({})",
+                    if tasks.is_empty() {
+                        "they have no tasks".to_string()
+                    } else {
+                        format!("tasks: {}", tasks.join(", "))
+                    }
+                )))
+            }
+        }
+    }
 }
 
 /// Every recommendation as sentences.
