@@ -24,6 +24,10 @@ pub struct ChatTemplate {
     pub source: String,
     pub bos_token: String,
     pub eos_token: String,
+    /// The unknown and padding tokens, passed as transformers passes every special token
+    /// (None: left undefined, as for a tokenizer without one).
+    pub unk_token: Option<String>,
+    pub pad_token: Option<String>,
 }
 
 /// A calendar date and time for `strftime_now` (UTC).
@@ -151,34 +155,47 @@ impl ChatTemplate {
     /// Render `messages` (transformers' `apply_chat_template(..., tokenize=False)`).
     pub fn render(&self, messages: &[Message], opts: &RenderOptions) -> Result<String> {
         let mut env = environment(opts.now);
-        env.add_template_owned("chat", self.source.clone())
+        env.add_template_owned("chat", without_generation_blocks(&self.source))
             .map_err(|e| usage(format!("chat template ({}): {}", self.origin, describe(&e))))?;
         let tmpl = env
             .get_template("chat")
             .map_err(|e| usage(format!("chat template ({}): {}", self.origin, describe(&e))))?;
         let msgs: Vec<Value> = messages
             .iter()
-            .map(|m| {
-                Value::from_iter([
-                    ("role", Value::from(m.role.as_str())),
-                    ("content", Value::from(m.content.as_str())),
-                ])
-            })
+            .map(|m| minijinja::context! { role => m.role.as_str(), content => m.content.as_str() })
             .collect();
-        let ctx = Value::from_iter([
-            ("messages", Value::from(msgs)),
-            ("tools", Value::from(())),
-            ("documents", Value::from(())),
-            (
-                "add_generation_prompt",
-                Value::from(opts.add_generation_prompt),
-            ),
-            ("bos_token", Value::from(self.bos_token.as_str())),
-            ("eos_token", Value::from(self.eos_token.as_str())),
-        ]);
+        let ctx = minijinja::context! {
+            messages => msgs,
+            tools => Value::from(()),
+            documents => Value::from(()),
+            add_generation_prompt => opts.add_generation_prompt,
+            bos_token => self.bos_token.as_str(),
+            eos_token => self.eos_token.as_str(),
+            unk_token => self.unk_token.as_deref().map(Value::from).unwrap_or(Value::UNDEFINED),
+            pad_token => self.pad_token.as_deref().map(Value::from).unwrap_or(Value::UNDEFINED),
+        };
         tmpl.render(ctx)
             .map_err(|e| usage(format!("chat template ({}): {}", self.origin, describe(&e))))
     }
+}
+
+/// transformers' `{% generation %}` … `{% endgeneration %}` only marks the assistant's tokens
+/// for training masks and renders its body unchanged: the same as an `if true` block, whose
+/// whitespace-control markers are kept.
+fn without_generation_blocks(src: &str) -> String {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(r"\{%([-+]?)\s*(end)?generation\s*([-+]?)%\}").expect("valid regex")
+    });
+    re.replace_all(src, |c: &regex::Captures| {
+        let kw = if c.get(2).is_some() {
+            "endif"
+        } else {
+            "if true"
+        };
+        format!("{{%{} {kw} {}%}}", &c[1], &c[3])
+    })
+    .into_owned()
 }
 
 /// A minijinja error with its cause chain, on one line.
@@ -215,6 +232,11 @@ pub fn environment(now: DateTime) -> Environment<'static> {
         },
     );
     env.add_filter("tojson", tojson);
+    // jinja2's `iterable` is Python's iter(): false for None (minijinja's says true), true
+    // for an undefined value.
+    env.add_test("iterable", |v: Value| {
+        !v.is_none() && (v.is_undefined() || v.try_iter().is_ok())
+    });
     env
 }
 
@@ -422,13 +444,17 @@ pub fn from_gguf(path: &Path) -> Result<Vec<ChatTemplate>> {
             .collect(),
         _ => Vec::new(),
     };
-    let token = |key: &str| -> String {
+    let token_opt = |key: &str| -> Option<String> {
         ct.metadata
             .get(key)
             .and_then(|v| v.to_u32().ok())
             .and_then(|i| tokens.get(i as usize).cloned())
-            .unwrap_or_default()
     };
+    let token = |key: &str| -> String { token_opt(key).unwrap_or_default() };
+    let (unk, pad) = (
+        token_opt("tokenizer.ggml.unknown_token_id"),
+        token_opt("tokenizer.ggml.padding_token_id"),
+    );
     let (bos, eos) = (
         token("tokenizer.ggml.bos_token_id"),
         token("tokenizer.ggml.eos_token_id"),
@@ -463,6 +489,8 @@ pub fn from_gguf(path: &Path) -> Result<Vec<ChatTemplate>> {
             source: src.clone(),
             bos_token: bos.clone(),
             eos_token: eos.clone(),
+            unk_token: unk.clone(),
+            pad_token: pad.clone(),
         });
     }
     Ok(out)
@@ -489,12 +517,16 @@ pub fn from_dir(dir: &Path) -> Result<Vec<ChatTemplate>> {
         }
     };
     let (bos, eos) = (special("bos_token"), special("eos_token"));
+    let opt = |s: String| (!s.is_empty()).then_some(s);
+    let (unk, pad) = (opt(special("unk_token")), opt(special("pad_token")));
     let mk = |name: &str, origin: String, source: String| ChatTemplate {
         name: name.to_string(),
         origin,
         source,
         bos_token: bos.clone(),
         eos_token: eos.clone(),
+        unk_token: unk.clone(),
+        pad_token: pad.clone(),
     };
     let jinja = dir.join("chat_template.jinja");
     if let Ok(src) = std::fs::read_to_string(&jinja) {
@@ -530,9 +562,16 @@ pub fn choose(
     choice: Option<&str>,
     model: &Path,
 ) -> Result<Option<ChatTemplate>> {
-    let (bos, eos) = model_templates
+    let (bos, eos, unk, pad) = model_templates
         .first()
-        .map(|t| (t.bos_token.clone(), t.eos_token.clone()))
+        .map(|t| {
+            (
+                t.bos_token.clone(),
+                t.eos_token.clone(),
+                t.unk_token.clone(),
+                t.pad_token.clone(),
+            )
+        })
         .unwrap_or_default();
     match choice {
         None => Ok(model_templates.into_iter().find(|t| t.name == "default")),
@@ -548,6 +587,8 @@ pub fn choose(
                 source: src,
                 bos_token: bos,
                 eos_token: eos,
+                unk_token: unk,
+                pad_token: pad,
             }))
         }
         Some(c) => {
@@ -582,6 +623,8 @@ mod tests {
             source: src.into(),
             bos_token: "<s>".into(),
             eos_token: "</s>".into(),
+            unk_token: None,
+            pad_token: None,
         }
     }
 
@@ -660,6 +703,14 @@ mod tests {
             .render(&[], &opts())
             .unwrap();
         assert_eq!(out, "Today Date: 26 Jul 2026");
+    }
+
+    #[test]
+    fn generation_blocks_render_their_body() {
+        let out = t("{% for m in messages %}{%- generation -%} [{{ m.role }}] {%- endgeneration %}{% endfor %}|{{ none is iterable }}|{{ messages is iterable }}")
+            .render(&msgs(), &opts())
+            .unwrap();
+        assert_eq!(out, "[system][user]|False|True");
     }
 
     #[test]
