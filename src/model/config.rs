@@ -11,6 +11,9 @@ use std::path::Path;
 #[serde(rename_all = "snake_case")]
 pub enum Arch {
     Llama,
+    /// Qwen2, Qwen2.5, DeepSeek-R1-Distill-Qwen: llama with biases on the Q/K/V projections
+    /// and NEOX rope.
+    Qwen2,
     Qwen3,
     Gemma3,
 }
@@ -19,6 +22,7 @@ impl Arch {
     pub fn name(self) -> &'static str {
         match self {
             Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Gemma3 => "gemma3",
         }
@@ -51,7 +55,7 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     /// Weight-layout facts that follow from the architecture: llama GGUFs use interleaved
-    /// rope (llama.cpp permutes Q/K at conversion), qwen3 and gemma3 use the NEOX layout.
+    /// rope (llama.cpp permutes Q/K at conversion), qwen2, qwen3 and gemma3 use the NEOX layout.
     pub fn rope_interleaved(&self) -> bool {
         self.arch == Arch::Llama
     }
@@ -126,11 +130,12 @@ impl ModelConfig {
             })?;
         let arch = match arch_s.as_str() {
             "llama" => Arch::Llama,
+            "qwen2" => Arch::Qwen2,
             "qwen3" => Arch::Qwen3,
             "gemma3" => Arch::Gemma3,
             other => {
                 return Err(usage(format!(
-                "{}: architecture '{other}' is not supported; qeval runs llama, qwen3 and gemma3",
+                "{}: architecture '{other}' is not supported; qeval runs llama, qwen2, qwen3 and gemma3",
                 path.display()
             )))
             }
@@ -151,6 +156,18 @@ impl ModelConfig {
                 as usize)
         };
         let f = |k: &str, d: f32| -> f32 { get(k).and_then(|v| Ok(v.to_f32()?)).unwrap_or(d) };
+        if arch == Arch::Qwen2 {
+            // Rope scaling (YaRN for long-context Qwen2.5) changes the rope angles; not implemented.
+            if let Ok(t) = get("rope.scaling.type") {
+                let t = t.to_string().map(|s| s.as_str()).unwrap_or("?");
+                if t != "none" {
+                    return Err(usage(format!(
+                        "{}: GGUF metadata '{arch_s}.rope.scaling.type' is '{t}'; qeval does not implement rope scaling for qwen2",
+                        path.display()
+                    )));
+                }
+            }
+        }
         let n_embd = u("embedding_length")?;
         let n_head = u("attention.head_count")?;
         let head_dim = u("attention.key_length").unwrap_or(n_embd / n_head.max(1));
@@ -204,21 +221,25 @@ impl ModelConfig {
             .to_string();
         let arch = match model_type.as_str() {
             "llama" => Arch::Llama,
+            "qwen2" => Arch::Qwen2,
             "qwen3" => Arch::Qwen3,
             "gemma3" | "gemma3_text" => Arch::Gemma3,
             "" => {
                 return Err(usage(format!(
-                    "{}: missing key 'model_type'; expected one of llama, qwen3, gemma3_text",
+                    "{}: missing key 'model_type'; expected one of llama, qwen2, qwen3, gemma3_text",
                     path.display()
                 )))
             }
             other => {
                 return Err(usage(format!(
-                    "{}: model_type '{other}' is not supported; qeval runs llama, qwen3 and gemma3",
+                    "{}: model_type '{other}' is not supported; qeval runs llama, qwen2, qwen3 and gemma3",
                     path.display()
                 )))
             }
         };
+        if arch == Arch::Qwen2 {
+            refuse_unimplemented_qwen2(&v, path)?;
+        }
         let req = |k: &str| -> Result<usize> {
             v.get(k)
                 .and_then(|x| x.as_u64())
@@ -299,6 +320,46 @@ impl ModelConfig {
         cfg.check(&path.display().to_string())?;
         Ok(cfg)
     }
+}
+
+/// Qwen2 `config.json` keys that change the forward pass in ways qeval does not implement:
+/// refused, naming the key, rather than silently computing another model.
+fn refuse_unimplemented_qwen2(v: &serde_json::Value, path: &Path) -> Result<()> {
+    let refuse = |key: &str, value: &serde_json::Value, why: &str| {
+        Err(usage(format!(
+            "{}: key '{key}' is {value}, but qeval does not implement {why} for qwen2 and refuses rather than compute a different model",
+            path.display()
+        )))
+    };
+    if let Some(x) = v.get("use_sliding_window") {
+        if x.as_bool() == Some(true) {
+            return refuse("use_sliding_window", x, "sliding-window attention");
+        }
+    }
+    if let Some(lt) = v.get("layer_types").and_then(|x| x.as_array()) {
+        if lt.iter().any(|t| t.as_str() != Some("full_attention")) {
+            return refuse(
+                "layer_types",
+                &serde_json::Value::String("not all full_attention".into()),
+                "sliding-window attention",
+            );
+        }
+    }
+    if let Some(x) = v.get("rope_scaling") {
+        let kind = x
+            .get("rope_type")
+            .or_else(|| x.get("type"))
+            .and_then(|t| t.as_str());
+        if !x.is_null() && kind != Some("default") {
+            return refuse("rope_scaling", x, "rope scaling");
+        }
+    }
+    if let Some(x) = v.get("hidden_act") {
+        if x.as_str() != Some("silu") {
+            return refuse("hidden_act", x, "activations other than silu");
+        }
+    }
+    Ok(())
 }
 
 /// Llama 3.x rope scaling as per-dimension divisors of the rope frequencies (what llama.cpp's

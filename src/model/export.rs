@@ -3,7 +3,7 @@
 //! models, and to build small synthetic models for the tests of the k-quant paths.
 
 use super::config::{Arch, ModelConfig};
-use super::source::{hf_name, unpermute_qk, ModelSource};
+use super::source::{hf_name, unpermute_bias, unpermute_qk, ModelSource};
 use anyhow::{Context, Result};
 use candle_core::Tensor;
 use std::collections::HashMap;
@@ -13,6 +13,7 @@ use std::path::Path;
 pub fn hf_config_json(cfg: &ModelConfig, tied: bool) -> serde_json::Value {
     let model_type = match cfg.arch {
         Arch::Llama => "llama",
+        Arch::Qwen2 => "qwen2",
         Arch::Qwen3 => "qwen3",
         Arch::Gemma3 => "gemma3_text",
     };
@@ -30,6 +31,10 @@ pub fn hf_config_json(cfg: &ModelConfig, tied: bool) -> serde_json::Value {
         "max_position_embeddings": cfg.context_length,
         "tie_word_embeddings": tied,
     });
+    if cfg.arch == Arch::Qwen2 {
+        v["use_sliding_window"] = false.into();
+        v["hidden_act"] = "silu".into();
+    }
     if cfg.arch == Arch::Gemma3 {
         v["rope_local_base_freq"] = cfg.rope_theta_local.into();
         v["sliding_window"] = cfg.sliding_window.unwrap_or(512).into();
@@ -51,6 +56,8 @@ pub fn to_hf(
         let t = match cfg.arch {
             Arch::Llama if name.ends_with("attn_q.weight") => unpermute_qk(&t, cfg.n_head)?,
             Arch::Llama if name.ends_with("attn_k.weight") => unpermute_qk(&t, cfg.n_kv_head)?,
+            Arch::Llama if name.ends_with("attn_q.bias") => unpermute_bias(&t, cfg.n_head)?,
+            Arch::Llama if name.ends_with("attn_k.bias") => unpermute_bias(&t, cfg.n_kv_head)?,
             Arch::Gemma3 if name.ends_with("norm.weight") => (t - 1.0)?,
             _ => t,
         };

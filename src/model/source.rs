@@ -390,7 +390,12 @@ fn check_complete(tensors: &[TensorMeta], config: &ModelConfig, path: &Path) -> 
             .iter()
             .map(move |t| format!("blk.{i}.{t}.weight"))
     });
-    for n in top.into_iter().chain(layers) {
+    let biases = (0..config.n_layer).flat_map(|i| {
+        required_layer_biases(config.arch)
+            .iter()
+            .map(move |t| format!("blk.{i}.{t}.bias"))
+    });
+    for n in top.into_iter().chain(layers).chain(biases) {
         if !have.contains(n.as_str()) {
             return Err(usage(format!(
                 "{}: the {} model is missing tensor '{n}'",
@@ -594,16 +599,32 @@ impl ModelSource {
         match c.arch {
             Arch::Llama if name.ends_with("attn_q.weight") => permute_qk(&t, c.n_head),
             Arch::Llama if name.ends_with("attn_k.weight") => permute_qk(&t, c.n_kv_head),
+            // A bias is permuted as the rows it is added to (llama.cpp's converter does too).
+            Arch::Llama if name.ends_with("attn_q.bias") => permute_bias(&t, c.n_head),
+            Arch::Llama if name.ends_with("attn_k.bias") => permute_bias(&t, c.n_kv_head),
             Arch::Gemma3 if name.ends_with("norm.weight") => Ok((t + 1.0)?),
             _ => Ok(t),
         }
     }
 }
 
+/// Projections whose bias every layer of an architecture must have (canonical names without
+/// `.bias`). Biases are 1-D, so every level keeps them f32.
+pub fn required_layer_biases(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::Qwen2 => &["attn_q", "attn_k", "attn_v"],
+        Arch::Llama | Arch::Qwen3 | Arch::Gemma3 => &[],
+    }
+}
+
+/// Layer tensors that may carry a `.bias` (canonical names); the forward pass adds these
+/// wherever a model has them.
+const BIASED: &[&str] = &["attn_q", "attn_k", "attn_v"];
+
 /// Tensors every layer of an architecture must have (canonical names without `.weight`).
 pub fn required_layer_tensors(arch: Arch) -> &'static [&'static str] {
     match arch {
-        Arch::Llama => &[
+        Arch::Llama | Arch::Qwen2 => &[
             "attn_norm",
             "attn_q",
             "attn_k",
@@ -660,6 +681,18 @@ fn tensor_order(name: &str) -> (usize, usize, String) {
 /// llama.cpp's converter permutation of Q/K rows for interleaved rope.
 pub fn permute_qk(w: &Tensor, n_head: usize) -> Result<Tensor> {
     swap_row_halves(w, n_head, true)
+}
+
+/// [`permute_qk`] of a Q/K bias (one row per output).
+pub fn permute_bias(b: &Tensor, n_head: usize) -> Result<Tensor> {
+    let n = b.dim(0)?;
+    Ok(permute_qk(&b.reshape((n, 1))?, n_head)?.reshape(n)?)
+}
+
+/// [`unpermute_qk`] of a Q/K bias.
+pub fn unpermute_bias(b: &Tensor, n_head: usize) -> Result<Tensor> {
+    let n = b.dim(0)?;
+    Ok(unpermute_qk(&b.reshape((n, 1))?, n_head)?.reshape(n)?)
 }
 
 /// The inverse of [`permute_qk`]: canonical (GGUF) Q/K rows back to Hugging Face layout.
@@ -726,11 +759,14 @@ pub fn canonical_name(hf: &str, arch: Arch) -> Option<String> {
     }
     let (i, t) = n.strip_prefix("layers.")?.split_once('.')?;
     let i: usize = i.parse().ok()?;
-    let t = t.strip_suffix(".weight")?;
+    let (t, kind) = split_kind(t)?;
     let (_, c, _) = LAYER_NAMES
         .iter()
         .find(|(h, _, holds)| *h == t && holds(arch))?;
-    Some(format!("blk.{i}.{c}.weight"))
+    if kind == "bias" && !BIASED.contains(c) {
+        return None;
+    }
+    Some(format!("blk.{i}.{c}.{kind}"))
 }
 
 /// The Hugging Face name of a canonical tensor (used to write safetensors test models).
@@ -742,11 +778,20 @@ pub fn hf_name(canon: &str, arch: Arch) -> Option<String> {
         return Some(format!("model.{h}"));
     }
     let (i, t) = canon.strip_prefix("blk.")?.split_once('.')?;
-    let t = t.strip_suffix(".weight")?;
+    let (t, kind) = split_kind(t)?;
     let (h, _, _) = LAYER_NAMES
         .iter()
         .find(|(_, c, holds)| *c == t && holds(arch))?;
-    Some(format!("model.layers.{i}.{h}.weight"))
+    Some(format!("model.layers.{i}.{h}.{kind}"))
+}
+
+/// `attn_q.weight` -> (`attn_q`, `weight`); also `.bias`.
+fn split_kind(t: &str) -> Option<(&str, &'static str)> {
+    if let Some(t) = t.strip_suffix(".weight") {
+        Some((t, "weight"))
+    } else {
+        t.strip_suffix(".bias").map(|t| (t, "bias"))
+    }
 }
 
 #[cfg(test)]
@@ -755,13 +800,27 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for arch in [Arch::Llama, Arch::Qwen3, Arch::Gemma3] {
+        for arch in [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Gemma3] {
             for t in required_layer_tensors(arch) {
                 let c = format!("blk.3.{t}.weight");
                 let h = hf_name(&c, arch).unwrap();
                 assert_eq!(canonical_name(&h, arch).unwrap(), c, "{arch:?} {h}");
             }
+            for t in required_layer_biases(arch) {
+                let c = format!("blk.3.{t}.bias");
+                let h = hf_name(&c, arch).unwrap();
+                assert_eq!(canonical_name(&h, arch).unwrap(), c, "{arch:?} {h}");
+            }
         }
+        assert_eq!(
+            hf_name("blk.0.attn_k.bias", Arch::Qwen2).unwrap(),
+            "model.layers.0.self_attn.k_proj.bias"
+        );
+        // Biases qeval does not add are not read (a norm's bias, an MLP bias).
+        assert_eq!(
+            canonical_name("model.layers.0.mlp.up_proj.bias", Arch::Qwen2),
+            None
+        );
     }
 
     #[test]
@@ -777,5 +836,11 @@ mod tests {
         // row order within a head: HF [0,1,2,3] (halves) -> GGUF interleaved [0,2,1,3]
         let rows: Vec<f32> = p.to_vec2::<f32>().unwrap().iter().map(|r| r[0]).collect();
         assert_eq!(rows, vec![0.0, 16.0, 8.0, 24.0, 32.0, 48.0, 40.0, 56.0]);
+        // A bias moves with its rows.
+        let b = w.narrow(1, 0, 1).unwrap().reshape(8).unwrap();
+        let pb = permute_bias(&b, 2).unwrap();
+        assert_eq!(pb.to_vec1::<f32>().unwrap(), rows);
+        let back = unpermute_bias(&pb, 2).unwrap();
+        assert_eq!(back.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap());
     }
 }

@@ -1,12 +1,12 @@
-//! The forward pass of llama, qwen3 and gemma3, returning the logits of every requested
+//! The forward pass of llama, qwen2, qwen3 and gemma3, returning the logits of every requested
 //! position in one pass.
 //!
 //! Why this exists instead of candle-transformers' `quantized_llama` & co: those return only
 //! the last position's logits (enough for generation, not for scoring a window), keep an
 //! extra f32 copy of the token embedding, convert f16/bf16 weights to f32 at load, and grow
 //! the KV cache by concatenation. Here one implementation serves the three architectures
-//! (they differ in a few switches: Q/K norms, Gemma's extra norms, GELU, embedding scale,
-//! sliding-window layers and the rope layout), weights keep the type the level gave them,
+//! (they differ in a few switches: Q/K/V biases, Q/K norms, Gemma's extra norms, GELU,
+//! embedding scale, sliding-window layers and the rope layout), weights keep the type the level gave them,
 //! a tied output shares the embedding's storage, and the KV cache is allocated once.
 
 use super::config::{Arch, ModelConfig};
@@ -133,6 +133,10 @@ struct Layer {
     wk: Linear,
     wv: Linear,
     wo: Linear,
+    /// Qwen2: biases added to the Q/K/V projections (f32 at every level).
+    bq: Option<Tensor>,
+    bk: Option<Tensor>,
+    bv: Option<Tensor>,
     q_norm: Option<Tensor>,
     k_norm: Option<Tensor>,
     post_attn_norm: Option<Tensor>,
@@ -393,6 +397,19 @@ impl Transformer {
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
             let p = |t: &str| format!("blk.{i}.{t}.weight");
+            // Biases: required where the architecture has them, added wherever present.
+            let needs_bias = cfg.arch == Arch::Qwen2;
+            let mut bias = |t: &str| -> Result<Option<Tensor>> {
+                let name = format!("blk.{i}.{t}.bias");
+                let q = if needs_bias {
+                    Some(take(&name)?)
+                } else {
+                    take(&name).ok()
+                };
+                q.map(|q| vec(q)?.to_dtype(DType::F32).map_err(Into::into))
+                    .transpose()
+            };
+            let (bq, bk, bv) = (bias("attn_q")?, bias("attn_k")?, bias("attn_v")?);
             let is_gemma = cfg.arch == Arch::Gemma3;
             let has_qk_norm = matches!(cfg.arch, Arch::Qwen3 | Arch::Gemma3);
             let window = match cfg.sliding_window {
@@ -405,6 +422,9 @@ impl Transformer {
                 wk: lin(take(&p("attn_k"))?)?,
                 wv: lin(take(&p("attn_v"))?)?,
                 wo: lin(take(&p("attn_output"))?)?,
+                bq,
+                bk,
+                bv,
                 q_norm: if has_qk_norm {
                     Some(vec(take(&p("attn_q_norm"))?)?)
                 } else {
@@ -610,15 +630,22 @@ fn layer_forward(
     let (b, s, _) = x.dims3()?;
     let (nh, nkv, hd) = (cfg.n_head, cfg.n_kv_head, cfg.head_dim);
     let h = rms(x, &l.attn_norm, cfg.rms_eps)?;
-    let q = l.wq.forward(&h)?.reshape((b, s, nh, hd))?.transpose(1, 2)?;
-    let k =
-        l.wk.forward(&h)?
-            .reshape((b, s, nkv, hd))?
-            .transpose(1, 2)?;
-    let v =
-        l.wv.forward(&h)?
-            .reshape((b, s, nkv, hd))?
-            .transpose(1, 2)?;
+    let proj = |w: &Linear, bias: &Option<Tensor>| -> Result<Tensor> {
+        let y = w.forward(&h)?;
+        Ok(match bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    };
+    let q = proj(&l.wq, &l.bq)?
+        .reshape((b, s, nh, hd))?
+        .transpose(1, 2)?;
+    let k = proj(&l.wk, &l.bk)?
+        .reshape((b, s, nkv, hd))?
+        .transpose(1, 2)?;
+    let v = proj(&l.wv, &l.bv)?
+        .reshape((b, s, nkv, hd))?
+        .transpose(1, 2)?;
     let q = match &l.q_norm {
         Some(w) => rms(&q, w, cfg.rms_eps)?,
         None => q.contiguous()?,
