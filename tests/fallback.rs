@@ -101,7 +101,7 @@ fn candle_path_agrees_with_qevals_kernels() {
             assert_eq!(x.len(), y.len(), "{name} item {id}: choice counts differ");
             for (u, v) in x.iter().zip(y) {
                 assert!(
-                    (u - v).abs() < TOL_LP,
+                    (u - v).abs() < TOL_LP + TOL_PPL * v.abs(),
                     "{name} item {id}: log-probabilities {x:?} vs {y:?}"
                 );
             }
@@ -109,8 +109,11 @@ fn candle_path_agrees_with_qevals_kernels() {
     }
 }
 
-/// candle's f16 matmul rounds the activations to f16, qeval's keeps them f32. Measured here:
-/// perplexity 8.4e-4 (SmolLM2) and 3.4e-4 (Gemma 3) apart relative, log-probabilities at most
-/// 0.021; a missing causal or window mask moves them by far more.
+/// candle's f16 matmul rounds the activations to f16, qeval's keeps them f32. Measured on an
+/// AVX-512 Xeon: perplexity 8.4e-4 (SmolLM2) and 3.4e-4 (Gemma 3) apart relative,
+/// log-probabilities at most 0.021. On an AVX2-only AMD EPYC (other kernel paths) a choice's
+/// summed log-probability of -31.61 came out 0.055 apart (0.17%), so the log-probability
+/// tolerance also grows with the sum, at the perplexity's relative rate; a missing causal or
+/// window mask moves them by far more.
 const TOL_PPL: f64 = 2e-3;
 const TOL_LP: f64 = 0.05;

@@ -440,7 +440,7 @@ pub fn from_gguf(path: &Path) -> Result<Vec<ChatTemplate>> {
     let tokens: Vec<String> = match ct.metadata.get("tokenizer.ggml.tokens") {
         Some(G::Array(a)) => a
             .iter()
-            .map(|t| t.to_string().map(|s| s.clone()).unwrap_or_default())
+            .map(|t| t.to_string().cloned().unwrap_or_default())
             .collect(),
         _ => Vec::new(),
     };

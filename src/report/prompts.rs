@@ -261,8 +261,13 @@ pub fn html_section(set: &ReportSet) -> String {
     // Worst first: the largest KLD any level has on the prompt.
     blocks.sort_by(|a, b| b.0.total_cmp(&a.0));
     s.push_str("<h3 id=\"answers\">Answers side by side</h3>\n<p class=\"note\">Each prompt with the reference's answer and every level's; the part of an answer after its first difference from the reference's is <mark>marked</mark>; identical answers are folded. Sort: <button type=\"button\" data-sort=\"kld\">worst KLD first</button> <button type=\"button\" data-sort=\"div\">earliest divergence first</button> <button type=\"button\" data-sort=\"order\">file order</button></p>\n<div id=\"prompt-list\">\n");
-    for (_, b) in blocks {
-        s.push_str(&b);
+    // The three worst prompts open, the rest folded.
+    for (i, (_, b)) in blocks.into_iter().enumerate() {
+        if i < 3 {
+            s.push_str(&b.replacen("<details class=\"prompt\"", "<details open class=\"prompt\"", 1));
+        } else {
+            s.push_str(&b);
+        }
     }
     s.push_str("</div>\n<script>document.querySelectorAll('button[data-sort]').forEach(function(b){b.addEventListener('click',function(){var k=b.getAttribute('data-sort');var l=document.getElementById('prompt-list');var xs=Array.prototype.slice.call(l.children);xs.sort(function(x,y){var a=parseFloat(x.getAttribute('data-'+k)),c=parseFloat(y.getAttribute('data-'+k));return k==='kld'?c-a:a-c;});xs.forEach(function(x){l.appendChild(x);});});});</script>\n");
     s
