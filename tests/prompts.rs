@@ -321,6 +321,26 @@ fn bad_prompts_are_refused_before_anything_runs() {
     let e = common::stderr(&o);
     assert!(e.contains("bad.jsonl:2") && e.contains("'text'"), "{e}");
 
+    // Standard input works the same way, named as <stdin>.
+    let mut child = common::qeval()
+        .args(["run", "--prompts", "-", "--out", out.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"{\"id\": \"a\", \"prompt\": \"x\", \"max_tokens\": -3}\n")
+            .unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = common::stderr(&o);
+    assert!(e.contains("<stdin>:1: key 'max_tokens'"), "{e}");
+
     let good = d.path().join("good.jsonl");
     std::fs::write(&good, PROMPTS).unwrap();
     let o = run_prompts(&out, &good, &["--chat-template", "tool_use"]);

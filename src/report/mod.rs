@@ -52,6 +52,13 @@ pub fn render_set(set: &ReportSet, dir: &Path, opts: &ReportOptions) -> Result<V
 pub fn terminal(set: &ReportSet, opts: &ReportOptions) -> String {
     let mut s = table::render(set, opts);
     s.push_str("\nRecommendation:\n");
+    if opts.quality_metric != options::QualityMetric::Kld {
+        s.push_str(&format!(
+            "  (levels ranked by {}, --quality-metric {})\n",
+            opts.quality_metric.describe(),
+            opts.quality_metric.name()
+        ));
+    }
     for line in recommend::sentences(set, opts) {
         s.push_str(&format!("  {line}\n"));
     }

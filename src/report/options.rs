@@ -50,6 +50,15 @@ impl QualityMetric {
         }
     }
 
+    /// The loss's short name: "KLD", "KLD on your prompts", "drop on hellaswag (points)".
+    pub fn short(&self) -> String {
+        match self {
+            QualityMetric::Kld => "KLD".into(),
+            QualityMetric::PromptsKld => "KLD on your prompts".into(),
+            QualityMetric::Task(t) => format!("accuracy drop on {t} (points)"),
+        }
+    }
+
     /// The loss in words, for sentences: "KLD", "KLD on your prompts", "hellaswag accuracy drop".
     pub fn describe(&self) -> String {
         match self {

@@ -185,7 +185,11 @@ pub fn html_section(set: &ReportSet) -> String {
                 esc(&rref.level),
                 rref.tokens.len(),
                 rref.finish,
-                esc(&rref.answer)
+                if rref.answer.is_empty() {
+                    "(no answer: the model ended its turn at once)".to_string()
+                } else {
+                    esc(&rref.answer)
+                }
             );
             if let Some(rf) = &rref.reference {
                 body.push_str(&format!(
@@ -264,7 +268,11 @@ pub fn html_section(set: &ReportSet) -> String {
     // The three worst prompts open, the rest folded.
     for (i, (_, b)) in blocks.into_iter().enumerate() {
         if i < 3 {
-            s.push_str(&b.replacen("<details class=\"prompt\"", "<details open class=\"prompt\"", 1));
+            s.push_str(&b.replacen(
+                "<details class=\"prompt\"",
+                "<details open class=\"prompt\"",
+                1,
+            ));
         } else {
             s.push_str(&b);
         }

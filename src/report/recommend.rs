@@ -334,7 +334,7 @@ pub fn sentence(set: &ReportSet, r: &Recommendation, opts: &ReportOptions) -> St
                         )
                     })
                     .collect();
-                let metric = opts.quality_metric.describe();
+                let metric = opts.quality_metric.short();
                 let why = if *why_equal == "negligible" {
                     format!(
                         "every one is below the negligible threshold ({metric} < {})",
