@@ -9,7 +9,7 @@ use crate::model::tokenizer::ModelTokenizer;
 use crate::model::transformer::Transformer;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 
 /// One prompt as tokens (chat template applied, BOS handled) and its answer budget.
@@ -98,13 +98,12 @@ pub fn run(
         Some(_) => None,
     };
     let mut spill_r = match job.reference {
-        Some(_) => Some(
+        Some(_) => Some(BufReader::new(
             std::fs::File::open(&job.spill_file)
                 .with_context(|| format!("cannot open {}", job.spill_file.display()))?,
-        ),
+        )),
         None => None,
     };
-    let mut offset = 0u64;
     let mut out = Vec::with_capacity(total);
     let mut lp = vec![0f32; vocab];
     let mut ref_lp = vec![0f32; vocab];
@@ -159,7 +158,7 @@ pub fn run(
                     }
                     hits += 1;
                 } else if let Some(r) = spill_r.as_mut() {
-                    r.seek(SeekFrom::Start(offset))?;
+                    // Rows were written in prompt and position order: read them in that order.
                     r.read_exact(&mut raw).with_context(|| {
                         format!(
                             "{}: the reference's log-probabilities end early",
@@ -172,7 +171,6 @@ pub fn run(
                     kld += kl_divergence(&ref_lp, &lp);
                     hits += usize::from(argmax(&ref_lp) == argmax(&lp));
                 }
-                offset += (vocab * 4) as u64;
             }
         }
         let n = targets.len().max(1) as f64;

@@ -127,7 +127,7 @@ pub fn mcnemar_exact_p(b: usize, c: usize) -> f64 {
 
 /// Percentile `q` (0..1) of sorted values, linear interpolation between order statistics
 /// (numpy's default, Hyndman & Fan type 7).
-fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
+pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;
     let lo = pos.floor() as usize;
     let hi = pos.ceil() as usize;

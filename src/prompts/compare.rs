@@ -136,15 +136,10 @@ pub fn bootstrap_mean(xs: &[f64], seed: u64) -> Interval {
         .map(|_| (0..n).map(|_| xs[rng.random_range(0..n)]).sum::<f64>() / n as f64)
         .collect();
     means.sort_by(f64::total_cmp);
-    let pct = |q: f64| {
-        let pos = q * (means.len() - 1) as f64;
-        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-        means[lo] + (means[hi] - means[lo]) * (pos - lo as f64)
-    };
     Interval {
         mean,
-        low: pct(0.025),
-        high: pct(0.975),
+        low: crate::eval::stats::percentile_sorted(&means, 0.025),
+        high: crate::eval::stats::percentile_sorted(&means, 0.975),
     }
 }
 
@@ -229,19 +224,11 @@ pub fn summarize(items: &[PromptItem], records: &[PromptRecord], seed: u64) -> P
 
 fn metrics(rs: &[&PromptRecord], seed: u64) -> PromptMetrics {
     let col = |f: &dyn Fn(&PromptRecord) -> f64| -> Vec<f64> { rs.iter().map(|r| f(r)).collect() };
-    let mut div: Vec<f64> = rs
+    let div: Vec<f64> = rs
         .iter()
         .filter_map(|r| r.first_divergence.map(|d| d as f64))
         .collect();
-    div.sort_by(f64::total_cmp);
-    let median = (!div.is_empty()).then(|| {
-        let m = div.len() / 2;
-        if div.len() % 2 == 1 {
-            div[m]
-        } else {
-            (div[m - 1] + div[m]) / 2.0
-        }
-    });
+    let median = (!div.is_empty()).then(|| crate::eval::metrics::quantile(&div, 0.5));
     let matched: Vec<f64> = rs
         .iter()
         .filter_map(|r| r.reference_match.map(|m| f64::from(u8::from(m))))
@@ -260,24 +247,7 @@ fn metrics(rs: &[&PromptRecord], seed: u64) -> PromptMetrics {
 
 /// Read `prompts.jsonl`; a missing file is no records.
 pub fn load_records(path: &std::path::Path) -> Result<Vec<PromptRecord>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| {
-                crate::error::usage(format!(
-                    "{} line {}: not a prompt record: {e}",
-                    path.display(),
-                    i + 1
-                ))
-            })
-        })
-        .collect()
+    crate::fsutil::read_jsonl(path, "a prompt record")
 }
 
 /// Write `prompts.jsonl` (atomically).

@@ -293,12 +293,8 @@ impl JsonWriter {
             ValueKind::Undefined | ValueKind::None => out.push_str("null"),
             ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
             ValueKind::Number => {
-                if let Some(i) = v.as_i64() {
-                    if v.to_string().contains(['.', 'e', 'E', 'n', 'i']) {
-                        out.push_str(&python_float(i as f64));
-                    } else {
-                        out.push_str(&i.to_string());
-                    }
+                if let (true, Some(i)) = (v.is_integer(), v.as_i64()) {
+                    out.push_str(&i.to_string());
                 } else {
                     let f: f64 = f64::try_from(v.clone()).map_err(|_| {
                         Error::new(ErrorKind::InvalidOperation, "tojson: not a number")
@@ -670,12 +666,12 @@ mod tests {
 
     #[test]
     fn tojson_writes_what_python_json_dumps_writes() {
-        let out = t("{{ messages | tojson }}|{{ messages[1] | tojson(indent=2) }}|{{ [1, 2.5, true, none] | tojson }}")
+        let out = t("{{ messages | tojson }}|{{ messages[1] | tojson(indent=2) }}|{{ [1, 2.5, 2.0, true, none] | tojson }}")
             .render(&msgs(), &opts())
             .unwrap();
         assert_eq!(
             out,
-            "[{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Say \\\"hé\\\" \\\\ 中文\\n\"}]|{\n  \"role\": \"user\",\n  \"content\": \"Say \\\"hé\\\" \\\\ 中文\\n\"\n}|[1, 2.5, true, null]"
+            "[{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Say \\\"hé\\\" \\\\ 中文\\n\"}]|{\n  \"role\": \"user\",\n  \"content\": \"Say \\\"hé\\\" \\\\ 中文\\n\"\n}|[1, 2.5, 2.0, true, null]"
         );
         let out = t("{{ 'é' | tojson(ensure_ascii=true) }}")
             .render(&[], &opts())

@@ -1,7 +1,7 @@
 //! Per-item answers (`items.jsonl` next to a results file) and the items where a level
 //! disagreed with the reference level.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,24 +23,10 @@ pub struct Item {
 
 /// Read an items file; a missing file is no items.
 pub fn load(path: &Path) -> Result<Vec<Item>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| {
-                crate::error::usage(format!(
-                    "{} line {}: not an item record ({{\"level\", \"task\", \"id\", \"correct\", ...}}): {e}",
-                    path.display(),
-                    i + 1
-                ))
-            })
-        })
-        .collect()
+    crate::fsutil::read_jsonl(
+        path,
+        "an item record ({\"level\", \"task\", \"id\", \"correct\", ...})",
+    )
 }
 
 /// A level's answer next to the reference's on the same item.
