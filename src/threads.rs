@@ -12,7 +12,7 @@ pub const CANDLE_SPIN_LIMIT: &str = "500";
 /// Apply `threads` to every pool qeval and candle use. Must run before any candle op.
 pub fn apply(threads: usize) {
     let n = threads.max(1).to_string();
-    // Safe here: called at the start of main, before any other thread exists.
+    // Safe here: called once planning is done, before any compute or worker thread exists.
     std::env::set_var("RAYON_NUM_THREADS", &n);
     std::env::set_var("CANDLE_NUM_THREADS", &n);
     // candle's pool spins 25,000 times before it parks; between its own ops (the k-quant

@@ -402,7 +402,8 @@ fn build_bpe(
         .map(|(t, _)| AddedToken::from(t.clone(), false).normalized(false))
         .collect();
     if !user.is_empty() {
-        t.add_tokens(&user);
+        t.add_tokens(user)
+            .map_err(|e| anyhow::anyhow!("cannot add the GGUF's user-defined tokens: {e}"))?;
     }
     Ok(t)
 }

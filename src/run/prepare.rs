@@ -1,0 +1,377 @@
+//! Everything a run does once, before its first level: open the model source and its
+//! tokenizer, tokenize the text and cut it into chunks, prepare the tasks and the prompts,
+//! size the KV cache, refuse levels that would not fit in memory, write the worker's shared
+//! inputs into the work folder, and start results.json with the run's provenance. Owns no
+//! level ([`super::level`]) and no resuming ([`super::resume`]).
+
+use super::console::note;
+use super::protocol::write_tokens;
+use crate::error::usage;
+use crate::eval::taskprep::PreparedTask;
+use crate::eval::text::Chunking;
+use crate::fsutil::sha256_file;
+use crate::locate::Located;
+use crate::model::source::{Format, ModelSource};
+use crate::model::tokenizer::ModelTokenizer;
+use crate::model::transformer::ScoringMode;
+use crate::plan::{LevelPlan, LevelSource, Plan};
+use crate::prompts::stage::Stage;
+use crate::quant::Level;
+use crate::results::*;
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What every level shares: the source, the tokens and tasks (also as files in `work`), the
+/// prompts and the KV capacity.
+pub struct Prepared {
+    /// Where the plan's files are on this machine.
+    pub loc: Located,
+    pub src: ModelSource,
+    pub tok: ModelTokenizer,
+    pub tokens: Vec<u32>,
+    pub chunking: Chunking,
+    pub tasks: Vec<PreparedTask>,
+    pub prompts: Option<Stage>,
+    /// Positions the KV cache must hold: the longest of the chunks, benchmark, tasks, prompts.
+    pub max_seq: usize,
+    pub work: PathBuf,
+    pub tokens_file: PathBuf,
+    pub tasks_file: Option<PathBuf>,
+    /// The reference's log-probabilities, streamed by the reference and read by every level.
+    pub spill_file: PathBuf,
+    pub tokenize_s: f64,
+}
+
+/// Load, tokenize and check everything the levels share.
+pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
+    let src = ModelSource::open(&loc.model_path)?;
+    let tok = match src.format {
+        Format::Gguf => crate::model::tokenizer::gguf_tokenizer(&loc.model_path)?,
+        Format::Safetensors => ModelTokenizer::from_dir(&loc.model_path)?,
+    };
+    let cfg = &src.config;
+    if tok.vocab_size() > cfg.vocab_size {
+        return Err(usage(format!(
+            "{}: the tokenizer has {} tokens but the model's vocabulary has {}; tokenizer and weights do not belong together",
+            loc.model_path.display(),
+            tok.vocab_size(),
+            cfg.vocab_size
+        )));
+    }
+    if plan.ctx > cfg.context_length {
+        return Err(usage(format!(
+            "--ctx {}: larger than the model's context length {}",
+            plan.ctx, cfg.context_length
+        )));
+    }
+    let t_tok = Instant::now();
+    // An eval set of tasks only (e.g. --evalset hellaswag) has no text to score.
+    let has_text = !plan.evalset.text.trim().is_empty();
+    let mut tokens = if has_text {
+        tok.encode(&plan.evalset.text, tok.add_bos)?
+    } else {
+        Vec::new()
+    };
+    let tokenize_s = t_tok.elapsed().as_secs_f64();
+    let mut chunking = Chunking::new(
+        tokens.len(),
+        plan.ctx,
+        plan.chunks,
+        if tok.add_bos { tok.bos_id } else { None },
+    );
+    if has_text && chunking.n_chunks == 0 {
+        return Err(usage(format!(
+            "eval text '{}' has {} tokens, shorter than one chunk of --ctx {}; give a longer text or a smaller --ctx",
+            plan.evalset.name,
+            tokens.len(),
+            plan.ctx
+        )));
+    }
+    if plan.bench_only {
+        // Speed only: the text supplies the prompt and the eval-speed window, nothing is scored.
+        chunking.n_chunks = 0;
+    }
+    let work = plan.out_dir.join(".work");
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let t_prep = Instant::now();
+    let tasks =
+        crate::eval::taskprep::prepare(&plan.evalset, &tok, &plan.data, plan.limit, plan.seed)?;
+    let tasks_file = if tasks.is_empty() {
+        None
+    } else {
+        let f = work.join("tasks.json");
+        crate::fsutil::write_atomic(&f, &serde_json::to_vec(&tasks)?)?;
+        Some(f)
+    };
+    let prompts = match &plan.prompts {
+        Some(p) if !plan.bench_only => Some(Stage::new(p, &loc.model_path, &tok, &work)?),
+        _ => None,
+    };
+    if !has_text {
+        // The speed benchmark's prompt then comes from the tasks' own inputs.
+        chunking.n_chunks = 0;
+        tokens = prompt_from_tasks(&tasks, plan.bench.prompt_tokens);
+    }
+    let tokens_file = work.join("tokens.u32");
+    write_tokens(&tokens_file, &tokens)?;
+    let max_seq = kv_positions(plan, &src, &tasks, prompts.as_ref())?;
+    check_memory(plan, &src, max_seq)?;
+    if !tasks.is_empty() {
+        note(
+            plan.quiet,
+            &format!(
+                "tasks: {} (prepared in {:.1}s)",
+                tasks
+                    .iter()
+                    .map(|t| format!("{} {} ({} items)", t.name, t.kind, t.len()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                t_prep.elapsed().as_secs_f64()
+            ),
+        );
+    }
+    Ok(Prepared {
+        loc,
+        spill_file: work.join("reference.logprobs.f32"),
+        src,
+        tok,
+        tokens,
+        chunking,
+        tasks,
+        prompts,
+        max_seq,
+        tokens_file,
+        tasks_file,
+        work,
+        tokenize_s,
+    })
+}
+
+/// The tasks' own inputs, up to about `want` tokens: the benchmark's prompt when the eval set
+/// has no text.
+fn prompt_from_tasks(tasks: &[PreparedTask], want: usize) -> Vec<u32> {
+    let mut tokens = Vec::new();
+    for t in tasks {
+        for c in &t.choice {
+            tokens.extend(c.options.iter().flat_map(|(a, b)| a.iter().chain(b)));
+        }
+        for g in &t.generate {
+            tokens.extend_from_slice(&g.prompt);
+        }
+        if tokens.len() >= want {
+            break;
+        }
+    }
+    tokens
+}
+
+/// Positions the KV cache must hold; refuses prompts longer than the model's context.
+fn kv_positions(
+    plan: &Plan,
+    src: &ModelSource,
+    tasks: &[PreparedTask],
+    prompts: Option<&Stage>,
+) -> Result<usize> {
+    let cfg = &src.config;
+    let task_positions = tasks.iter().map(|t| t.max_positions()).max().unwrap_or(0);
+    let prompt_positions = prompts.map(|p| p.prep.max_positions()).unwrap_or(0);
+    if prompt_positions > cfg.context_length {
+        return Err(usage(format!(
+            "--prompts {}: the longest prompt with its max_tokens needs {prompt_positions} positions, more than the model's context length {}; shorten it or lower its max_tokens",
+            plan.prompts.as_ref().map(|p| p.path.as_str()).unwrap_or_default(),
+            cfg.context_length
+        )));
+    }
+    Ok(plan
+        .ctx
+        .max(plan.bench.prompt_tokens)
+        .max(plan.bench.gen_tokens + 8)
+        .max(task_positions.min(cfg.context_length))
+        .max(prompt_positions))
+}
+
+/// results.json as it starts: the run's provenance, no level yet.
+pub fn new_results(plan: &Plan, prep: &Prepared) -> Result<Results> {
+    let (src, cfg, tok) = (&prep.src, &prep.src.config, &prep.tok);
+    let mut files = Vec::new();
+    for f in &src.files {
+        files.push(FileInfo {
+            name: f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            bytes: std::fs::metadata(f)
+                .with_context(|| format!("cannot read {}", f.display()))?
+                .len(),
+            sha256: sha256_file(f)?,
+        });
+    }
+    Ok(Results {
+        schema_version: SCHEMA_VERSION,
+        qeval_version: env!("CARGO_PKG_VERSION").into(),
+        qeval_git: env!("QEVAL_GIT_HASH").into(),
+        candle_version: env!("QEVAL_CANDLE_VERSION").into(),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        command_line: plan.command_line.clone(),
+        status: RunStatus::Running,
+        model: ModelInfo {
+            name: plan.model_name.clone(),
+            arch: cfg.arch.name().into(),
+            repo: prep.loc.repo.clone(),
+            revision: prep.loc.revision.clone(),
+            format: format!("{:?}", src.format).to_lowercase(),
+            path: prep.loc.model_path.display().to_string(),
+            files,
+            n_params: src.n_params(),
+            source_dtype: src.main_dtype(),
+            source_is_quantized: src.is_quantized(),
+            context_length: cfg.context_length,
+            vocab_size: cfg.vocab_size,
+            tokenizer: tok.description.clone(),
+        },
+        device: DeviceInfo {
+            kind: plan.device.clone(),
+            name: device_name(&plan.device),
+            threads: plan.threads,
+            os: std::env::consts::OS.into(),
+            arch: std::env::consts::ARCH.into(),
+        },
+        evalset: EvalsetInfo {
+            name: plan.evalset.name.clone(),
+            version: plan.evalset.version.clone(),
+            path: plan.evalset.dir.display().to_string(),
+            text_tokens: prep.tokens.len(),
+            ctx: plan.ctx,
+            chunks: prep.chunking.n_chunks,
+            scored_tokens: prep.chunking.scored_total(),
+            add_bos: tok.add_bos,
+        },
+        reference: plan.reference.name().into(),
+        reference_note: reference_note(plan, prep)?,
+        scoring_mode: if plan.bench_only {
+            "none".into()
+        } else {
+            plan.scoring_name()
+        },
+        phases: Phases {
+            download_s: prep.loc.download_s,
+            tokenize_s: prep.tokenize_s,
+            total_s: 0.0,
+        },
+        seed: plan.seed,
+        limit: plan.limit,
+        mode: if plan.bench_only {
+            RunMode::Bench
+        } else {
+            RunMode::Run
+        },
+        levels: Vec::new(),
+        prompts: prep.prompts.as_ref().map(|p| p.info(plan.seed)),
+    })
+}
+
+/// What the reference is, in a sentence for the reports.
+fn reference_note(plan: &Plan, prep: &Prepared) -> Result<String> {
+    let src = &prep.src;
+    let ref_from_file = match plan.levels.iter().find(|l| plan.is_reference(l)) {
+        Some(LevelPlan {
+            source: LevelSource::GgufFile(f),
+            ..
+        }) => Some(prep.loc.path_of(f)?),
+        _ => None,
+    };
+    Ok(if plan.bench_only {
+        format!(
+            "qeval bench: speed only. No quality was measured, so no level is compared with the reference {}; levels quantized in-process are made from the {} weights of the source.",
+            plan.reference,
+            src.main_dtype()
+        )
+    } else if let Some(p) = ref_from_file {
+        format!(
+            "The reference {} is the GGUF file {} as stored (its quantized tensors run through candle's kernels); levels quantized in-process are made from the {} weights of the source.",
+            plan.reference,
+            p.display(),
+            src.main_dtype()
+        )
+    } else if src.is_quantized() {
+        format!(
+            "The source is itself quantized ({} GGUF): the reference {} is the dequantized {} weights, not the original full-precision model, and every other level is made by dequantizing and requantizing them.",
+            src.main_dtype(),
+            plan.reference,
+            src.main_dtype()
+        )
+    } else {
+        format!(
+            "The reference {} is made from the {} weights of the source.",
+            plan.reference,
+            src.main_dtype()
+        )
+    })
+}
+
+fn device_name(kind: &str) -> String {
+    if kind == "cpu" {
+        if let Ok(s) = std::fs::read_to_string("/proc/cpuinfo") {
+            if let Some(l) = s.lines().find(|l| l.starts_with("model name")) {
+                if let Some((_, v)) = l.split_once(':') {
+                    return v.trim().to_string();
+                }
+            }
+        }
+        return "cpu".into();
+    }
+    kind.to_string()
+}
+
+/// Refuse, before anything is loaded, levels estimated to need more memory than the run may use.
+fn check_memory(plan: &Plan, src: &ModelSource, max_seq: usize) -> Result<()> {
+    let Some(limit) = plan.max_memory else {
+        return Ok(());
+    };
+    let cfg = &src.config;
+    let n = src.n_params();
+    let gb = |b: u64| format!("{:.2} GB", b as f64 / 1e9);
+    let mut worst: Option<(Level, u64)> = None;
+    for lp in &plan.levels {
+        let t = match lp.mode {
+            ScoringMode::Kernel => lp.level.base_dtype(),
+            ScoringMode::Weights => candle_core::quantized::GgmlDType::F32,
+        };
+        let weights = (n as f64 * t.type_size() as f64 / t.block_size() as f64) as u64;
+        let need = crate::measure::memory::estimate_level_bytes(
+            weights,
+            cfg.kv_cache_bytes(max_seq),
+            plan.ctx,
+            cfg.vocab_size,
+        );
+        if worst.is_none_or(|(_, w)| need > w) {
+            worst = Some((lp.level, need));
+        }
+    }
+    let Some((level, need)) = worst else {
+        return Ok(());
+    };
+    if need <= limit {
+        return Ok(());
+    }
+    let msg = format!(
+        "level {level} needs about {} (weights of {} parameters, KV cache for {max_seq} positions, logits and runtime) but {} is available",
+        gb(need),
+        crate::report::table::human_count(n),
+        gb(limit),
+    );
+    if plan.force {
+        note(
+            plan.quiet,
+            &format!("warning: {msg}; going on because of --force"),
+        );
+        return Ok(());
+    }
+    Err(usage(format!(
+        "{msg}; drop that level from --quants, free memory, or pass --force to try anyway"
+    )))
+}
