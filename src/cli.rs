@@ -89,19 +89,19 @@ pub struct MachineArgs {
     pub device: String,
 
     /// Threads for every pool (rayon and candle's quantized-matmul pool) [default: all cores].
-    #[arg(long)]
+    #[arg(allow_negative_numbers = true, long)]
     pub threads: Option<usize>,
 
     /// Benchmark repeats after a warm-up (median and spread are reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 3)]
     pub repeats: usize,
 
     /// Prompt length of the prefill benchmark (llama-bench pp).
-    #[arg(long, default_value_t = 512)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 512)]
     pub prompt_tokens: usize,
 
     /// Generated tokens of the decode benchmark (llama-bench tg).
-    #[arg(long, default_value_t = 128)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 128)]
     pub gen_tokens: usize,
 
     /// Memory the run may use, e.g. 8GiB [default: the memory available now (Linux
@@ -154,11 +154,11 @@ pub struct RunArgs {
     pub text: Option<PathBuf>,
 
     /// Tokens per evaluation chunk (llama.cpp's -c); the second half of each chunk is scored.
-    #[arg(long, default_value_t = 512)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 512)]
     pub ctx: usize,
 
     /// Evaluate at most this many chunks [default: all; 6 for the demo].
-    #[arg(long)]
+    #[arg(allow_negative_numbers = true, long)]
     pub chunks: Option<usize>,
 
     /// Read standard sets (--evalset hellaswag, arc-easy, ...) from this folder of their original
@@ -168,7 +168,7 @@ pub struct RunArgs {
 
     /// Score a sample of N items per choice/generate task, chosen with --seed (the same items at
     /// every level) [default: all; 40 for the demo].
-    #[arg(long, value_name = "N")]
+    #[arg(allow_negative_numbers = true, long, value_name = "N")]
     pub limit: Option<usize>,
 
     /// Skip the eval set's choice and generate tasks (text quality, speed and memory only).
@@ -233,7 +233,7 @@ pub struct BenchArgs {
     pub text: Option<PathBuf>,
 
     /// Window length of the eval-scoring throughput (as `qeval run --ctx` scores text).
-    #[arg(long, default_value_t = 512)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 512)]
     pub ctx: usize,
 
     #[command(flatten)]

@@ -276,6 +276,23 @@ fn bad_inputs_get_clear_errors() {
         &["run", "--model", smol_s, "--limit", "0", "--out", out_s],
         &["--limit 0"],
     );
+    // Zero and negative counts name their flag.
+    expect_usage_error(
+        &["run", "--model", smol_s, "--threads", "0", "--out", out_s],
+        &["--threads 0", "at least 1"],
+    );
+    expect_usage_error(
+        &["bench", "--model", smol_s, "--threads", "0", "--out", out_s],
+        &["--threads 0"],
+    );
+    expect_usage_error(
+        &["run", "--model", smol_s, "--repeats", "0", "--out", out_s],
+        &["--repeats 0"],
+    );
+    expect_usage_error(
+        &["run", "--model", smol_s, "--threads", "-2", "--out", out_s],
+        &["invalid value '-2' for '--threads"],
+    );
     // A model larger than the memory it may use is refused before loading.
     expect_usage_error(
         &[
@@ -347,4 +364,50 @@ fn bad_inputs_get_clear_errors() {
     std::fs::write(&old, r#"{"schema_version": 0}"#).unwrap();
     expect_usage_error(&["report", old.to_str().unwrap()], &["schema_version 0"]);
     assert!(!Path::new(out_s).join("results.json").exists());
+}
+
+/// A bare `qeval` (the README's `cargo run --release`) starts the offline demo: it plans the
+/// demo's four levels on SmolLM2 and announces them; stopped once it has said so.
+#[test]
+fn bare_qeval_runs_the_demo() {
+    use std::io::{BufRead, BufReader};
+    let _ = common::model("smollm2-135m-q4_1"); // the demo's model, cached by fetch-models.sh
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = common::qeval()
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut announced = false;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("qeval: smollm2-135m-q4_1") {
+            assert!(line.contains("reference f16"), "{line}");
+            assert!(line.contains("in 6 chunks"), "{line}");
+            announced = true;
+            break;
+        }
+        seen.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        announced,
+        "no demo announcement; stderr: {}",
+        seen.join("\n")
+    );
+    // The demo's report folder, in the working directory as the README says.
+    let reports: Vec<_> = std::fs::read_dir(dir.path().join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        reports.iter().any(|r| r.starts_with("smollm2-135m-q4_1-")),
+        "{reports:?}"
+    );
+    let help = common::run(&["--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout)
+        .contains("With no command, qeval runs the offline demo"));
 }
