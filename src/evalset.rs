@@ -542,7 +542,7 @@ pub struct DataOpts {
 
 /// The records of a standard set, and a name for messages.
 pub fn standard_records(name: &str, data: &DataOpts) -> Result<(Vec<Record>, String)> {
-    let hub = crate::hub::HubConfig::from_env();
+    let hub = crate::fetch::hub::HubConfig::from_env();
     let from = match &data.data_dir {
         Some(d) => standard::DataSource::DataDir(d),
         None => standard::DataSource::Hub(&hub),
@@ -557,7 +557,7 @@ pub fn standard_records(name: &str, data: &DataOpts) -> Result<(Vec<Record>, Str
 
 /// The text of a standard text set (wikitext2).
 pub fn standard_text(name: &str, data: &DataOpts) -> Result<String> {
-    let hub = crate::hub::HubConfig::from_env();
+    let hub = crate::fetch::hub::HubConfig::from_env();
     let from = match &data.data_dir {
         Some(d) => standard::DataSource::DataDir(d),
         None => standard::DataSource::Hub(&hub),

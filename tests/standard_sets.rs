@@ -6,11 +6,11 @@
 mod common;
 
 use common::hub_server::HubServer;
-use qeval::evalset::standard::hub_data::{self, HubPin};
+use qeval::evalset::standard::hub_data;
 use qeval::evalset::standard::{
     self, load_records, load_records_with_provenance, load_text, DataSource, Record,
 };
-use qeval::hub::HubConfig;
+use qeval::fetch::hub::{HubConfig, HubPin};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

@@ -123,7 +123,7 @@ pub fn is_standard(name: &str) -> bool {
 /// Where to read from: a data dir laid out like `../shared/evaldata` (offline), or the Hub.
 pub enum DataSource<'a> {
     DataDir(&'a Path),
-    Hub(&'a crate::hub::HubConfig),
+    Hub(&'a crate::fetch::hub::HubConfig),
 }
 
 /// Where a standard set's data came from, for results.json and reports.

@@ -1,15 +1,14 @@
 //! The standard sets from their Hugging Face datasets repos: owns each set's pin (repo,
-//! revision, parquet file, sha256), fetching the file once into the Hugging Face cache through
-//! hf-hub (`datasets--org--name/`, the same layout `huggingface_hub` uses, so a download made by
-//! Python is reused), checking it against the pin, and mapping the parquet columns to the same
-//! records as the offline readers.
+//! revision, parquet file, sha256) and mapping the parquet columns to the same records as the
+//! offline readers. It must not fetch by itself: the file is fetched and checked against the
+//! pin by the one Hub client ([`crate::fetch::hub::fetch_pinned`]).
 //!
 //! Pins: every revision below is a commit of the datasets repo; the sha256 values were taken
 //! from public projects that pin the same files (each agreed across independent projects where
-//! noted). Two pins have no sha256 (WinoGrande, BoolQ): no published value could be found from
-//! here. For them the file's sha256 is computed, recorded in [`Provenance`] (with
-//! `verified: false`) and printed when first downloaded, so a run still says exactly which bytes
-//! it used; fill the value in here once it is known.
+//! noted). Two pins have no published sha256 (WinoGrande, BoolQ): no published value could be
+//! found from here. For them the first download's sha256 is recorded next to the cached file
+//! (and in [`Provenance`], with `verified: false`) and every later use is checked against it;
+//! fill the published value in here once it is known.
 
 use super::parquet_rows::read_rows;
 use super::{
@@ -17,30 +16,13 @@ use super::{
     truthfulqa_mc1_record, wikitext_from_lines, winogrande_from_sentence, FileDigest, HellaswagDoc,
     Provenance, Record,
 };
-use crate::hub::HubConfig;
-use anyhow::{anyhow, Context, Result};
-use hf_hub::api::sync::{ApiBuilder, ApiError};
-use hf_hub::{Cache, Repo, RepoType};
+use crate::fetch::hub::{fetch_pinned, HubConfig, HubPin, PinnedFile};
+use anyhow::{anyhow, Result};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
 
-/// Where a standard set lives on the Hub.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HubPin {
-    /// Datasets repo, `org/name`.
-    pub repo: String,
-    /// A commit of that repo.
-    pub revision: String,
-    /// Path of the parquet file inside the repo.
-    pub file: String,
-    /// Its sha256, when known; checked after every download and on every use from the cache.
-    pub sha256: Option<String>,
-    /// Its size in bytes, when known; checked with the sha256.
-    pub bytes: Option<u64>,
-}
+/// What to do instead when the Hub cannot be used (ends the fetch errors).
+const ALTERNATIVE: &str = "read the set from files in its original format with --data-dir DIR";
 
 /// (set, repo, revision, file, sha256, bytes).
 type PinRow = (
@@ -181,16 +163,16 @@ pub fn load_records_pinned(
     cfg: &HubConfig,
     pin: &HubPin,
 ) -> Result<(Vec<Record>, Provenance)> {
-    let fetched = fetch(cfg, pin)?;
+    let fetched = fetch_pinned(cfg, pin, ALTERNATIVE)?;
     let rows = read_rows(&fetched.path)?;
     let records = records_from_rows(name, &rows)
         .map_err(|e| anyhow!("{} `{}` at {}: {e}", pin.repo, pin.file, pin.revision))?;
-    Ok((records, fetched.provenance(cfg, pin)))
+    Ok((records, provenance(&fetched, cfg, pin)))
 }
 
 /// wiki.test.raw rebuilt from the pinned parquet copy (one row per line).
 pub fn load_wikitext2_pinned(cfg: &HubConfig, pin: &HubPin) -> Result<(String, Provenance)> {
-    let fetched = fetch(cfg, pin)?;
+    let fetched = fetch_pinned(cfg, pin, ALTERNATIVE)?;
     let rows = read_rows(&fetched.path)?;
     let lines = rows
         .iter()
@@ -205,7 +187,7 @@ pub fn load_wikitext2_pinned(cfg: &HubConfig, pin: &HubPin) -> Result<(String, P
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok((wikitext_from_lines(lines), fetched.provenance(cfg, pin)))
+    Ok((wikitext_from_lines(lines), provenance(&fetched, cfg, pin)))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -378,203 +360,19 @@ fn record_from_row(
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Fetching into the Hugging Face cache
-
-struct Fetched {
-    path: PathBuf,
-    commit: String,
-    sha256: String,
-    bytes: u64,
-}
-
-impl Fetched {
-    fn provenance(&self, cfg: &HubConfig, pin: &HubPin) -> Provenance {
-        Provenance {
-            source: "hub".into(),
-            location: cfg.endpoint.trim_end_matches('/').to_string(),
-            repo: Some(pin.repo.clone()),
-            revision: Some(pin.revision.clone()),
-            commit: Some(self.commit.clone()),
-            files: vec![FileDigest {
-                path: pin.file.clone(),
-                sha256: self.sha256.clone(),
-                bytes: self.bytes,
-                verified: pin.sha256.is_some(),
-            }],
-        }
-    }
-}
-
-fn is_commit_sha(s: &str) -> bool {
-    s.len() == 40
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-fn sha256_file(path: &Path) -> Result<(String, u64)> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if k == 0 {
-            break;
-        }
-        n += k as u64;
-        h.update(&buf[..k]);
-    }
-    Ok((h.finalize().iter().map(|b| format!("{b:02x}")).collect(), n))
-}
-
-/// Check a file against the pin; the sha256 and size it has.
-fn check(path: &Path, pin: &HubPin) -> Result<(String, u64)> {
-    let (sha, bytes) = sha256_file(path)?;
-    let size_ok = pin.bytes.is_none_or(|b| b == bytes);
-    let sha_ok = pin
-        .sha256
-        .as_deref()
-        .is_none_or(|s| s.eq_ignore_ascii_case(&sha));
-    if !(size_ok && sha_ok) {
-        anyhow::bail!(
-            "`{}` of datasets repo `{}` at revision `{}` does not match its pin: expected sha256 \
-             {} ({} bytes), got {sha} ({bytes} bytes) in {}",
-            pin.file,
-            pin.repo,
-            pin.revision,
-            pin.sha256.as_deref().unwrap_or("(none)"),
-            pin.bytes.map_or("any".to_string(), |b| b.to_string()),
-            path.display()
-        );
-    }
-    Ok((sha, bytes))
-}
-
-/// The pinned file in the Hugging Face cache, downloaded once (unless offline) and checked.
-fn fetch(cfg: &HubConfig, pin: &HubPin) -> Result<Fetched> {
-    let repo = Repo::with_revision(pin.repo.clone(), RepoType::Dataset, pin.revision.clone());
-    let repo_dir = cfg.cache_dir.join(repo.folder_name());
-    let commit = if is_commit_sha(&pin.revision) {
-        Some(pin.revision.clone())
-    } else {
-        std::fs::read_to_string(repo_dir.join("refs").join(&pin.revision))
-            .ok()
-            .map(|c| c.trim().to_string())
-    };
-    if let Some(commit) = &commit {
-        let cached = repo_dir.join("snapshots").join(commit).join(&pin.file);
-        if cached.is_file() {
-            let (sha256, bytes) = check(&cached, pin).map_err(|e| {
-                e.context(format!(
-                    "the cached copy is not the pinned file; delete {} to fetch it again",
-                    cached.display()
-                ))
-            })?;
-            return Ok(Fetched {
-                path: cached,
-                commit: commit.clone(),
-                sha256,
-                bytes,
-            });
-        }
-    }
-    let what = format!(
-        "`{}` of datasets repo `{}` at revision `{}`",
-        pin.file, pin.repo, pin.revision
-    );
-    if cfg.offline {
-        anyhow::bail!(
-            "offline mode (HF_HUB_OFFLINE) is on and {what} is not in the Hugging Face cache at {}. \
-             Run once with network access, or read the set from files in its original format with \
-             --data-dir DIR.",
-            cfg.cache_dir.display()
-        );
-    }
-    let api = ApiBuilder::from_cache(Cache::new(cfg.cache_dir.clone()))
-        .with_endpoint(cfg.endpoint.trim_end_matches('/').to_string())
-        .with_token(cfg.token.clone())
-        .with_progress(cfg.progress)
-        .with_retries(3)
-        .with_user_agent(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
-        .build()
-        .map_err(|e| download_error(cfg, &what, e))?;
-    let path = api
-        .repo(repo.clone())
-        .download(&pin.file)
-        .map_err(|e| download_error(cfg, &what, e))?;
-    let commit = path
-        .parent()
-        .and_then(|p| {
-            // snapshots/<commit>/<file with its folders>
-            let depth = Path::new(&pin.file).components().count();
-            p.ancestors().nth(depth - 1)
-        })
-        .and_then(|p| p.file_name())
-        .map(|c| c.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match check(&path, pin) {
-        Ok((sha256, bytes)) => {
-            if pin.sha256.is_none() {
-                eprintln!(
-                    "note: {what} has no sha256 pin in qeval; downloaded file has sha256 {sha256} \
-                     ({bytes} bytes)"
-                );
-            }
-            Ok(Fetched {
-                path,
-                commit,
-                sha256,
-                bytes,
-            })
-        }
-        Err(e) => {
-            // Do not leave a wrong file where the next run would pick it up.
-            if let Ok(blob) = std::fs::canonicalize(&path) {
-                let _ = std::fs::remove_file(&blob);
-            }
-            let _ = std::fs::remove_file(&path);
-            Err(e.context(format!("downloaded {what} from {}, but it is not the pinned file (removed it from the cache)", cfg.endpoint)))
-        }
-    }
-}
-
-/// An hf-hub error as a message that says what failed and what to do; never shows the token.
-fn download_error(cfg: &HubConfig, what: &str, err: ApiError) -> anyhow::Error {
-    let endpoint = cfg.endpoint.trim_end_matches('/');
-    let msg = match err {
-        ApiError::RequestError(e) => {
-            let summary = e.to_string();
-            match (*e).into_response() {
-                Some(resp) => {
-                    let status = resp.status();
-                    let server = resp
-                        .header("x-error-message")
-                        .map(|m| format!(" ({m})"))
-                        .unwrap_or_default();
-                    let hint = match status {
-                        401 | 403 => " The repo may be gated or private: set HF_TOKEN to a token with access.",
-                        404 => " Check HF_ENDPOINT; the pinned revision or file may be gone from the repo.",
-                        _ => "",
-                    };
-                    format!("fetching {what} from {endpoint} failed: HTTP {status}{server}.{hint}")
-                }
-                None => format!(
-                    "cannot fetch {what} from {endpoint}: {summary}. Check the network and \
-                     HF_ENDPOINT, or read the set from files in its original format with --data-dir DIR."
-                ),
-            }
-        }
-        other => format!(
-            "failed to fetch {what} from {endpoint} into the cache at {}: {other}",
-            cfg.cache_dir.display()
-        ),
-    };
-    match &cfg.token {
-        Some(t) if !t.is_empty() => anyhow!(msg.replace(t.as_str(), "<redacted>")),
-        _ => anyhow!(msg),
+/// Where the records came from: the Hub, the pin, and the file's digest.
+fn provenance(fetched: &PinnedFile, cfg: &HubConfig, pin: &HubPin) -> Provenance {
+    Provenance {
+        source: "hub".into(),
+        location: cfg.endpoint.trim_end_matches('/').to_string(),
+        repo: Some(pin.repo.clone()),
+        revision: Some(pin.revision.clone()),
+        commit: Some(fetched.commit.clone()),
+        files: vec![FileDigest {
+            path: pin.file.clone(),
+            sha256: fetched.sha256.clone(),
+            bytes: fetched.bytes,
+            verified: fetched.verified,
+        }],
     }
 }
