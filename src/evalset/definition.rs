@@ -272,7 +272,7 @@ fn text_spec(t: &TaskRaw, origin: &str) -> Result<TaskKind> {
         (t.prompt.is_some(), "prompt"),
         (t.metrics.is_some(), "metrics"),
     ] {
-        forbid(present, key, origin, &name, k)?;
+        forbid(present, key, origin, name, k)?;
     }
     Ok(TaskKind::Text)
 }
