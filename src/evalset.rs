@@ -3,6 +3,8 @@
 //! joined files), `choice` (log-likelihood of each choice) and `generate` (greedy decoding, answer
 //! extraction, exact match). Tasks reuse each other with `extends`. Everything is checked at load:
 //! unknown keys, missing fields, bad templates and regexes are errors naming the file, line and key.
+//! This module owns finding and loading a set (its text tasks' text, the source of standard
+//! sets' data); it must not score anything (that is `eval`) nor fetch by itself (`fetch`).
 
 //!
 //! Files by idea: [`definition`] (the evalset.toml format), [`template`] (prompt templates),

@@ -36,7 +36,7 @@ impl Target<'_> {
         }
         self.error(format!(
             "{} not found (404): the repo at commit {} has no such file; files there: {}. \
-             See {}/{}/tree/{}",
+             See {}/tree/{}",
             self.what(Some(file)),
             remote.commit,
             if listing.is_empty() {
@@ -44,10 +44,17 @@ impl Target<'_> {
             } else {
                 listing.join(", ")
             },
-            self.cfg.endpoint(),
-            self.repo,
+            self.web_url(),
             self.revision
         ))
+    }
+
+    /// The repo's page on the Hub: `{endpoint}/{repo}`, or `{endpoint}/datasets/{repo}`.
+    fn web_url(&self) -> String {
+        match self.kind {
+            hf_hub::RepoType::Dataset => format!("{}/datasets/{}", self.cfg.endpoint(), self.repo),
+            _ => format!("{}/{}", self.cfg.endpoint(), self.repo),
+        }
     }
 
     /// Turn an hf-hub error into a message that says what went wrong and what to do.
@@ -112,6 +119,7 @@ impl Target<'_> {
         let endpoint = self.cfg.endpoint();
         let (repo, revision) = (self.repo, self.revision);
         let kind = kind_name(self.kind);
+        let url = self.web_url();
         let token_state = if self.cfg.token.is_some() {
             "a token was sent (from HF_TOKEN or the token file) but it was refused or has no \
              access to this repo"
@@ -126,7 +134,7 @@ impl Target<'_> {
             ),
             (401 | 403, _) => format!(
                 "access to {what} was denied: HTTP {status}{server}; {token_state}. If the model \
-                 is gated, open {endpoint}/{repo} while logged in, accept its licence, then set \
+                 is gated, open {url} while logged in, accept its licence, then set \
                  HF_TOKEN to a read token of that account (https://huggingface.co/settings/tokens)."
             ),
             (404, "RepoNotFound") => format!(
@@ -140,7 +148,7 @@ impl Target<'_> {
             (404, _) => match file {
                 Some(f) => format!(
                     "`{f}` not found (HTTP 404) in {kind} `{repo}` at revision `{revision}` on \
-                     {endpoint}{server}. See {endpoint}/{repo}/tree/{revision}"
+                     {endpoint}{server}. See {url}/tree/{revision}"
                 ),
                 None => format!(
                     "{what} not found on {endpoint} (HTTP 404){server}. Check the repo id, the \
