@@ -7,8 +7,8 @@
 //! sets' data); it must not score anything (that is `eval`) nor fetch by itself (`fetch`).
 
 //!
-//! Files by idea: [`definition`] (the evalset.toml format), [`template`] (prompt templates),
-//! [`items`] (items files and templated items), [`standard`] (the standard benchmarks).
+//! Files by idea: `definition` (the evalset.toml format), `template` (prompt templates),
+//! `items` (items files and templated items), [`standard`] (the standard benchmarks).
 
 mod definition;
 mod items;

@@ -11,18 +11,18 @@
 //! the snapshot symlink and the ref. What hf-hub 0.4.3 does not do is done here, one idea per
 //! file:
 //!
-//! * [`cache`]: the cache layout (`models--org--name/`, `datasets--org--name/`: `blobs/`,
+//! * `cache`: the cache layout (`models--org--name/`, `datasets--org--name/`: `blobs/`,
 //!   `snapshots/<commit>/`, `refs/`, `.no_exist/`), lookups by commit sha and offline lookups,
 //!   blob reuse and known-absent markers.
-//! * [`resolve`]: repo / revision / file names, resolving a revision to a commit (the Hub's
+//! * `resolve`: repo / revision / file names, resolving a revision to a commit (the Hub's
 //!   model-info API) and making one file present in its snapshot.
-//! * [`download`]: the one retry/resume policy and progress bars for every download, and the
+//! * `download`: the one retry/resume policy and progress bars for every download, and the
 //!   integrity check of what was downloaded.
-//! * [`errors`]: hf-hub's raw HTTP/transport errors mapped to messages that say what to do
+//! * `errors`: hf-hub's raw HTTP/transport errors mapped to messages that say what to do
 //!   (HF_TOKEN, the licence page, HF_HUB_OFFLINE, ...); the token never appears in a message.
-//! * [`select`]: which files of a model repo make a full-precision safetensors model
+//! * `select`: which files of a model repo make a full-precision safetensors model
 //!   (config, tokenizer, single file or index + shards).
-//! * [`pinned`]: files pinned to a commit and a sha256 (the standard evaluation sets).
+//! * `pinned`: files pinned to a commit and a sha256 (the standard evaluation sets).
 
 mod cache;
 mod download;

@@ -4,7 +4,7 @@
 //! its Hub pin, the files of its original distribution under `--data-dir`, how one Hub row
 //! becomes one item and how the distribution files become items. Adding a set is one file here
 //! plus one line in [`SETS`] (and its `evalsets/<name>/evalset.toml`). This module must not
-//! fetch or open files itself: the shared readers ([`super::offline`], [`super::columns`],
+//! fetch or open files itself: the shared readers (`super::offline`, `super::columns`,
 //! [`crate::fetch::hub`]) do that.
 
 mod arc;
