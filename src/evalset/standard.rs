@@ -119,7 +119,7 @@ pub fn load_text_with_provenance(name: &str, from: &DataSource) -> Result<(Strin
     }
     match from {
         DataSource::DataDir(dir) => offline::load_text(set, dir),
-        DataSource::Hub(cfg) => hub_data::load_wikitext2(cfg),
+        DataSource::Hub(cfg) => hub_data::load_text(name, cfg),
     }
 }
 

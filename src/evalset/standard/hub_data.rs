@@ -27,8 +27,13 @@ pub fn load_records(name: &str, cfg: &HubConfig) -> Result<(Vec<Record>, Provena
     load_records_pinned(name, cfg, &set(name)?.pin().to_hub_pin())
 }
 
+/// The text of text set `name` (wikitext2) from its built-in pin.
+pub fn load_text(name: &str, cfg: &HubConfig) -> Result<(String, Provenance)> {
+    load_text_pinned(name, cfg, &set(name)?.pin().to_hub_pin())
+}
+
 pub fn load_wikitext2(cfg: &HubConfig) -> Result<(String, Provenance)> {
-    load_wikitext2_pinned(cfg, &set("wikitext2")?.pin().to_hub_pin())
+    load_text("wikitext2", cfg)
 }
 
 /// The records of standard set `name` from the parquet file that `pin` names (the built-in
@@ -47,9 +52,14 @@ pub fn load_records_pinned(
 
 /// wiki.test.raw rebuilt from the pinned parquet copy (one row per line).
 pub fn load_wikitext2_pinned(cfg: &HubConfig, pin: &HubPin) -> Result<(String, Provenance)> {
+    load_text_pinned("wikitext2", cfg, pin)
+}
+
+/// The text of text set `name` from the parquet file that `pin` names.
+pub fn load_text_pinned(name: &str, cfg: &HubConfig, pin: &HubPin) -> Result<(String, Provenance)> {
     let fetched = fetch_pinned(cfg, pin, ALTERNATIVE)?;
     let rows = read_rows(&fetched.path)?;
-    let text = set("wikitext2")?
+    let text = set(name)?
         .hub_text(&rows)
         .map_err(|e| anyhow!("{} `{}`: {e}", pin.repo, pin.file))?;
     Ok((text, provenance(&fetched, cfg, pin)))
