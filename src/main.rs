@@ -47,6 +47,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 fn run_plan(plan: &qeval::plan::Plan) -> anyhow::Result<i32> {
     qeval::threads::apply(plan.threads);
     qeval::plan::check_out_dir(&plan.out_dir)?;
-    let located = qeval::locate::locate(plan)?;
+    let located = qeval::fetch::locate::locate(plan)?;
     qeval::run::execute(plan, located)
 }

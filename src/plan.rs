@@ -247,7 +247,7 @@ impl Plan {
         };
         let mut evalset = match &a.text {
             Some(t) => evalset::from_text_file(t)?,
-            None => evalset::load(&evalset::resolve(&a.evalset, &evalsets_root())?, &data)?,
+            None => evalset::load(&evalset::resolve(&a.evalset, &evalsets_root())?)?,
         };
         if a.no_tasks {
             evalset.tasks.clear();
@@ -527,4 +527,78 @@ fn model_ref(name: &str, catalog: &Catalog) -> Result<ModelRef> {
         repo,
         revision: e.revision.clone().unwrap_or_else(|| "main".into()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(["qeval", "run"].iter().chain(args)).expect("flags parse");
+        match cli.command {
+            Some(Command::Run(a)) => *a,
+            other => panic!("not a run: {other:?}"),
+        }
+    }
+
+    /// Planning names what to fetch without fetching it or writing anything: a Hub model, a
+    /// Hub GGUF level and a standard text set that is read from the Hub make a plan on a
+    /// machine with no network, and the output folder is not created.
+    #[test]
+    fn planning_needs_no_network_and_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        let a = run_args(&[
+            "--model",
+            "hf:no-such-org/no-such-model@abc123",
+            "--quants",
+            "f16,q8_0",
+            "--gguf",
+            "q4_k_m=hf:no-such-org/no-such-gguf/model-Q4_K_M.gguf",
+            "--evalset",
+            "wikitext2",
+            "--threads",
+            "1",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ]);
+        let plan = Plan::from_args(&a).expect("a plan without the network");
+        assert!(!out.exists(), "planning created {}", out.display());
+        match &plan.model {
+            ModelRef::Hub { repo, revision } => {
+                assert_eq!(repo, "no-such-org/no-such-model");
+                assert_eq!(revision, "abc123");
+            }
+            other => panic!("{other:?}"),
+        }
+        let keys: Vec<String> = plan.levels.iter().map(|l| l.key()).collect();
+        assert_eq!(keys, ["f16", "q8_0", "q4_k_m"]);
+        assert!(matches!(plan.levels[0].source, LevelSource::Quantize));
+        match &plan.levels[2].source {
+            LevelSource::GgufFile(FileRef::Hub {
+                repo,
+                revision,
+                file,
+            }) => {
+                assert_eq!(repo, "no-such-org/no-such-gguf");
+                assert_eq!(revision, "main");
+                assert_eq!(file, "model-Q4_K_M.gguf");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(plan.evalset.has_text());
+        assert!(matches!(
+            plan.evalset.text.as_slice(),
+            [crate::evalset::TextPart::Standard(s)] if s == "wikitext2"
+        ));
+        assert_eq!(plan.threads, 1);
+    }
+
+    #[test]
+    fn zero_threads_is_refused_by_name() {
+        let err = Plan::from_args(&run_args(&["--threads", "0"])).expect_err("refused");
+        assert!(format!("{err}").contains("--threads 0"), "{err}");
+    }
 }

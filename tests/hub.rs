@@ -1,10 +1,10 @@
-//! Integration tests for `qeval::hub`: real hf-hub client code against a loopback
+//! Integration tests for `qeval::fetch::hub`: real hf-hub client code against a loopback
 //! stand-in for the Hugging Face Hub (`common::hub_server`), into temporary caches.
 
 mod common;
 
 use common::hub_server::HubServer;
-use qeval::hub::{fetch_file, fetch_safetensors_model, resolved_commit, HubConfig};
+use qeval::fetch::hub::{fetch_file, fetch_safetensors_model, resolved_commit, HubConfig};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -584,7 +584,10 @@ fn download_cut_in_an_earlier_run_resumes_in_the_next() -> anyhow::Result<()> {
     let msg = error_text(fetch_file(&cfg, REPO, "main", SHARD1));
     assert!(msg.contains(SHARD1) && msg.contains("resume"), "{msg}");
     let first_run = server.data_transfers(SHARD1);
-    assert_eq!(first_run.len(), qeval::hub::DOWNLOAD_ATTEMPTS as usize);
+    assert_eq!(
+        first_run.len(),
+        qeval::fetch::hub::DOWNLOAD_ATTEMPTS as usize
+    );
     // Each attempt continued the previous one.
     for (i, t) in first_run.iter().enumerate() {
         assert_eq!(t.range_start(), Some(7_000 * i as u64), "{first_run:?}");

@@ -288,7 +288,7 @@ fn qwen2_config_keys_that_change_the_math_are_refused() {
 
 /// The real model, if `scripts/fetch-models.sh --qwen` has cached it.
 fn cached_coder() -> Option<PathBuf> {
-    let p = qeval::pypi::cache_dir()
+    let p = qeval::fetch::pypi::cache_dir()
         .join("models")
         .join("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
     if p.is_file() {

@@ -6,11 +6,11 @@
 mod common;
 
 use common::hub_server::HubServer;
-use qeval::evalset::standard::hub_data::{self, HubPin};
+use qeval::evalset::standard::hub_data;
 use qeval::evalset::standard::{
     self, load_records, load_records_with_provenance, load_text, DataSource, Record,
 };
-use qeval::hub::HubConfig;
+use qeval::fetch::hub::{HubConfig, HubPin};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -810,6 +810,67 @@ fn hub_missing_file_is_a_clear_error() {
     );
     assert!(
         e.contains("HTTP 404") && e.contains("no_such_file.parquet") && e.contains("baber/piqa"),
+        "{e}"
+    );
+}
+
+#[test]
+fn hub_dataset_download_cut_mid_file_resumes_like_model_files() {
+    // Data sets go through the one Hub client: the same retries, each continuing the partial
+    // file from where the cut left it.
+    let pin = fixture_pin("gsm8k");
+    let server = HubServer::start(&hub_fixtures(), &pin.revision);
+    let cache = tempfile::tempdir().unwrap();
+    const CUT: usize = 100;
+    server.cut_download_once(&pin.file, CUT);
+    let (r, prov) =
+        hub_data::load_records_pinned("gsm8k", &hub_cfg(&server, cache.path()), &pin).unwrap();
+    assert_eq!(r.len(), 3);
+    assert!(prov.files[0].verified);
+    let transfers = server.data_transfers(&pin.file);
+    assert_eq!(transfers.len(), 2, "{transfers:?}");
+    assert!(
+        transfers[0].cut && transfers[0].body_bytes == CUT,
+        "{transfers:?}"
+    );
+    assert_eq!(
+        transfers[1].range.as_deref(),
+        Some(format!("bytes={CUT}-").as_str())
+    );
+}
+
+#[test]
+fn hub_set_without_sha256_pin_is_checked_against_the_recorded_digest() {
+    // BoolQ's pin has no published sha256: the first download records one next to the cached
+    // file, and a cached copy that no longer matches it is refused.
+    let pin = hub_data::pin("boolq").unwrap();
+    assert!(pin.sha256.is_none());
+    let server = HubServer::start(&hub_fixtures(), &pin.revision);
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = hub_cfg(&server, cache.path());
+    let (_, p) = load_records_with_provenance("boolq", &DataSource::Hub(&cfg)).unwrap();
+    assert!(!p.files[0].verified);
+    let snapshot = cache
+        .path()
+        .join("datasets--aps--super_glue/snapshots")
+        .join(&pin.revision)
+        .join(&pin.file);
+    let record = PathBuf::from(format!("{}.sha256", snapshot.display()));
+    let recorded = std::fs::read_to_string(&record).unwrap();
+    assert!(recorded.starts_with(&p.files[0].sha256), "{recorded}");
+    // Again from the cache: the same digest is fine.
+    load_records("boolq", &DataSource::Hub(&cfg)).unwrap();
+    // A changed cached file is refused, naming the record.
+    let blob = std::fs::canonicalize(&snapshot).unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(&blob, bytes).unwrap();
+    let e = format!(
+        "{:#}",
+        load_records("boolq", &DataSource::Hub(&cfg)).unwrap_err()
+    );
+    assert!(
+        e.contains("changed since its first download") && e.contains(".sha256"),
         "{e}"
     );
 }

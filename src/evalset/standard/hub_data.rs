@@ -1,177 +1,39 @@
-//! The standard sets from their Hugging Face datasets repos: owns each set's pin (repo,
-//! revision, parquet file, sha256), fetching the file once into the Hugging Face cache through
-//! hf-hub (`datasets--org--name/`, the same layout `huggingface_hub` uses, so a download made by
-//! Python is reused), checking it against the pin, and mapping the parquet columns to the same
-//! records as the offline readers.
-//!
-//! Pins: every revision below is a commit of the datasets repo; the sha256 values were taken
-//! from public projects that pin the same files (each agreed across independent projects where
-//! noted). Two pins have no sha256 (WinoGrande, BoolQ): no published value could be found from
-//! here. For them the file's sha256 is computed, recorded in [`Provenance`] (with
-//! `verified: false`) and printed when first downloaded, so a run still says exactly which bytes
-//! it used; fill the value in here once it is known.
+//! The standard sets from their Hugging Face datasets repos: owns turning a set's pin into its
+//! records or text — the file is fetched and checked against the pin (or against the sha256
+//! recorded at its first download, for the pins without a published one: WinoGrande and BoolQ)
+//! by the one Hub client ([`crate::fetch::hub::fetch_pinned`]), read as parquet rows, and each
+//! row mapped by the set's own file ([`super::sets`]). It must not hold pins or column mappings
+//! itself: those live with each set.
 
 use super::parquet_rows::read_rows;
-use super::{
-    arc_record, boolq_record, gsm8k_record, hellaswag_from_doc, mmlu_record, piqa_record,
-    truthfulqa_mc1_record, wikitext_from_lines, winogrande_from_sentence, FileDigest, HellaswagDoc,
-    Provenance, Record,
-};
-use crate::hub::HubConfig;
-use anyhow::{anyhow, Context, Result};
-use hf_hub::api::sync::{ApiBuilder, ApiError};
-use hf_hub::{Cache, Repo, RepoType};
-use serde_json::Value;
-use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use super::sets::{self, StandardSet};
+use super::{FileDigest, Provenance, Record};
+use crate::fetch::hub::{fetch_pinned, HubConfig, HubPin, PinnedFile};
+use anyhow::{anyhow, Result};
 
-/// Where a standard set lives on the Hub.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HubPin {
-    /// Datasets repo, `org/name`.
-    pub repo: String,
-    /// A commit of that repo.
-    pub revision: String,
-    /// Path of the parquet file inside the repo.
-    pub file: String,
-    /// Its sha256, when known; checked after every download and on every use from the cache.
-    pub sha256: Option<String>,
-    /// Its size in bytes, when known; checked with the sha256.
-    pub bytes: Option<u64>,
-}
-
-/// (set, repo, revision, file, sha256, bytes).
-type PinRow = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-    Option<u64>,
-);
-
-const PINS: &[PinRow] = &[
-    // lm-eval's `hellaswag` task reads Rowan/hellaswag; validation split, 10,042 rows.
-    // sha256 and size agree across several independent projects that pin this file.
-    (
-        "hellaswag",
-        "Rowan/hellaswag",
-        "218ec52e09a7e7462a5400043bb9a69a41d06b76",
-        "data/validation-00000-of-00001.parquet",
-        Some("899813071e1e95efafec90f856e1987d2150fa4d020fc005df6962c259f660cd"),
-        Some(6_315_951),
-    ),
-    // allenai/ai2_arc test splits (2,376 / 1,172 rows); sha256 agree across independent projects.
-    (
-        "arc-easy",
-        "allenai/ai2_arc",
-        "210d026faf9955653af8916fad021475a3f00453",
-        "ARC-Easy/test-00000-of-00001.parquet",
-        Some("4160597d618ae851c7eb04e281574f3f654776216ac6b6641588d64527b47177"),
-        None,
-    ),
-    (
-        "arc-challenge",
-        "allenai/ai2_arc",
-        "210d026faf9955653af8916fad021475a3f00453",
-        "ARC-Challenge/test-00000-of-00001.parquet",
-        Some("62f03257e737aed263f55c6abf87c7bb0028a44a6bdd2a26eb1279eb42c1d1e9"),
-        None,
-    ),
-    // cais/mmlu, config `all`, test split (14,042 rows, all 57 subjects).
-    (
-        "mmlu",
-        "cais/mmlu",
-        "c30699e8356da336a370243923dbaf21066bb9fe",
-        "all/test-00000-of-00001.parquet",
-        Some("74a41822ce7d3def56e1682f958469c04642a5336a5ce912fa375fdb90fb25d7"),
-        Some(3_504_718),
-    ),
-    // openai/gsm8k, config `main`, test split (1,319 rows).
-    (
-        "gsm8k",
-        "openai/gsm8k",
-        "740312add88f781978c0658806c59bc2815b9866",
-        "main/test-00000-of-00001.parquet",
-        Some("ee7b8da9e381df27b9e3f7758a159ab2bdaa4dbaa910546cbbc47e0cb44e4f59"),
-        Some(419_088),
-    ),
-    // allenai/winogrande, config `winogrande_xl`, validation split (1,267 rows) — as lm-eval.
-    // No published sha256 found: recorded on first download (see the module docs).
-    (
-        "winogrande",
-        "allenai/winogrande",
-        "01e74176c63542e6b0bcb004dcdea22d94fb67b5",
-        "winogrande_xl/validation-00000-of-00001.parquet",
-        None,
-        None,
-    ),
-    // baber/piqa: the parquet copy of ybisk/piqa that lm-eval's `piqa` task reads now
-    // (validation, 1,838 rows). sha256 from one public project only.
-    (
-        "piqa",
-        "baber/piqa",
-        "142f6d7367fd9877f0fb3b5734ea6a545f54cdd1",
-        "piqa_validation.parquet",
-        Some("2b17ee1215b1ceb2ddabf4c90a05c5a8b833bef9d207960f57d111c43a2080f3"),
-        None,
-    ),
-    // aps/super_glue (lm-eval's `super_glue`), config `boolq`, validation split (3,270 rows).
-    // No published sha256 found: recorded on first download (see the module docs).
-    (
-        "boolq",
-        "aps/super_glue",
-        "3de24cf8022e94f4ee4b9d55a6f539891524d646",
-        "boolq/validation-00000-of-00001.parquet",
-        None,
-        None,
-    ),
-    // truthfulqa/truthful_qa, config `multiple_choice`, validation split (817 rows).
-    (
-        "truthfulqa-mc1",
-        "truthfulqa/truthful_qa",
-        "741b8276f2d1982aa3d5b832d3ee81ed3b896490",
-        "multiple_choice/validation-00000-of-00001.parquet",
-        Some("23f08e230ca4ed66babf3a72419af7cbde1f3d734dd396ac4cf6d088bd162afd"),
-        Some(271_033),
-    ),
-    // Salesforce/wikitext, config `wikitext-2-raw-v1`, test split: one row per line of
-    // wiki.test.raw (4,358 rows).
-    (
-        "wikitext2",
-        "Salesforce/wikitext",
-        "b08601e04326c79dfdd32d625aee71d232d685c3",
-        "wikitext-2-raw-v1/test-00000-of-00001.parquet",
-        Some("5f1bea067869d04849c0f975a2b29c4ff47d867f484f5010ea5e861eab246d91"),
-        Some(732_610),
-    ),
-];
+/// What to do instead when the Hub cannot be used (ends the fetch errors).
+const ALTERNATIVE: &str = "read the set from files in its original format with --data-dir DIR";
 
 /// The built-in pin of a standard set.
 pub fn pin(name: &str) -> Option<HubPin> {
-    PINS.iter()
-        .find(|p| p.0 == name)
-        .map(|&(_, repo, revision, file, sha256, bytes)| HubPin {
-            repo: repo.into(),
-            revision: revision.into(),
-            file: file.into(),
-            sha256: sha256.map(str::to_string),
-            bytes,
-        })
+    sets::find(name).map(|s| s.pin().to_hub_pin())
 }
 
-fn builtin_pin(name: &str) -> Result<HubPin> {
-    pin(name).ok_or_else(|| anyhow!("no Hub pin for standard set '{name}'"))
+fn set(name: &str) -> Result<&'static dyn StandardSet> {
+    sets::find(name).ok_or_else(|| anyhow!("no Hub pin for standard set '{name}'"))
 }
 
 pub fn load_records(name: &str, cfg: &HubConfig) -> Result<(Vec<Record>, Provenance)> {
-    load_records_pinned(name, cfg, &builtin_pin(name)?)
+    load_records_pinned(name, cfg, &set(name)?.pin().to_hub_pin())
+}
+
+/// The text of text set `name` (wikitext2) from its built-in pin.
+pub fn load_text(name: &str, cfg: &HubConfig) -> Result<(String, Provenance)> {
+    load_text_pinned(name, cfg, &set(name)?.pin().to_hub_pin())
 }
 
 pub fn load_wikitext2(cfg: &HubConfig) -> Result<(String, Provenance)> {
-    load_wikitext2_pinned(cfg, &builtin_pin("wikitext2")?)
+    load_text("wikitext2", cfg)
 }
 
 /// The records of standard set `name` from the parquet file that `pin` names (the built-in
@@ -181,400 +43,49 @@ pub fn load_records_pinned(
     cfg: &HubConfig,
     pin: &HubPin,
 ) -> Result<(Vec<Record>, Provenance)> {
-    let fetched = fetch(cfg, pin)?;
+    let fetched = fetch_pinned(cfg, pin, ALTERNATIVE)?;
     let rows = read_rows(&fetched.path)?;
     let records = records_from_rows(name, &rows)
         .map_err(|e| anyhow!("{} `{}` at {}: {e}", pin.repo, pin.file, pin.revision))?;
-    Ok((records, fetched.provenance(cfg, pin)))
+    Ok((records, provenance(&fetched, cfg, pin)))
 }
 
 /// wiki.test.raw rebuilt from the pinned parquet copy (one row per line).
 pub fn load_wikitext2_pinned(cfg: &HubConfig, pin: &HubPin) -> Result<(String, Provenance)> {
-    let fetched = fetch(cfg, pin)?;
+    load_text_pinned("wikitext2", cfg, pin)
+}
+
+/// The text of text set `name` from the parquet file that `pin` names.
+pub fn load_text_pinned(name: &str, cfg: &HubConfig, pin: &HubPin) -> Result<(String, Provenance)> {
+    let fetched = fetch_pinned(cfg, pin, ALTERNATIVE)?;
     let rows = read_rows(&fetched.path)?;
-    let lines = rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.get("text").and_then(Value::as_str).ok_or_else(|| {
-                anyhow!(
-                    "{} `{}`: row {i}: expected a string column `text`",
-                    pin.repo,
-                    pin.file
-                )
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((wikitext_from_lines(lines), fetched.provenance(cfg, pin)))
-}
-
-// ---------------------------------------------------------------------------------------
-// Columns → records
-
-fn get<'r>(r: &'r Record, key: &str) -> std::result::Result<&'r Value, String> {
-    r.get(key).ok_or_else(|| format!("missing column `{key}`"))
-}
-
-fn get_str<'r>(r: &'r Record, key: &str) -> std::result::Result<&'r str, String> {
-    get(r, key)?
-        .as_str()
-        .ok_or_else(|| format!("column `{key}` must be a string"))
-}
-
-fn get_int(r: &Record, key: &str) -> std::result::Result<i64, String> {
-    let v = get(r, key)?;
-    v.as_i64()
-        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-        .ok_or_else(|| format!("column `{key}` must be an integer, found {v}"))
-}
-
-fn get_strs(v: &Value, what: &str) -> std::result::Result<Vec<String>, String> {
-    v.as_array()
-        .and_then(|a| {
-            a.iter()
-                .map(|x| x.as_str().map(str::to_string))
-                .collect::<Option<Vec<_>>>()
-        })
-        .ok_or_else(|| format!("`{what}` must be a list of strings"))
-}
-
-fn index(i: i64, n: usize, what: &str) -> std::result::Result<usize, String> {
-    usize::try_from(i)
-        .ok()
-        .filter(|i| *i < n)
-        .ok_or_else(|| format!("`{what}` {i} is not an index into {n} choices"))
+    let text = set(name)?
+        .hub_text(&rows)
+        .map_err(|e| anyhow!("{} `{}`: {e}", pin.repo, pin.file))?;
+    Ok((text, provenance(&fetched, cfg, pin)))
 }
 
 /// Map the Hub's columns of set `name` to its records.
 pub fn records_from_rows(name: &str, rows: &[Record]) -> std::result::Result<Vec<Record>, String> {
-    let mut per_subject: HashMap<String, usize> = HashMap::new();
-    let mut out = Vec::with_capacity(rows.len());
-    for (row, r) in rows.iter().enumerate() {
-        let rec = record_from_row(name, row, r, &mut per_subject)
-            .map_err(|e| format!("row {row}: {e}"))?;
-        out.push(rec);
-    }
-    if out.is_empty() {
-        return Err("the file has no rows".into());
-    }
-    Ok(out)
-}
-
-fn record_from_row(
-    name: &str,
-    row: usize,
-    r: &Record,
-    per_subject: &mut HashMap<String, usize>,
-) -> std::result::Result<Record, String> {
-    match name {
-        "hellaswag" => {
-            let endings = get_strs(get(r, "endings")?, "endings")?;
-            let label = index(get_int(r, "label")?, endings.len(), "label")?;
-            Ok(hellaswag_from_doc(
-                row,
-                HellaswagDoc {
-                    ind: r.get("ind").and_then(Value::as_i64),
-                    activity_label: get_str(r, "activity_label")?.to_string(),
-                    ctx_a: get_str(r, "ctx_a")?.to_string(),
-                    ctx_b: get_str(r, "ctx_b")?.to_string(),
-                    endings,
-                    label,
-                    source_id: r
-                        .get("source_id")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    split_type: r
-                        .get("split_type")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                },
-            ))
-        }
-        "arc-easy" | "arc-challenge" => {
-            let choices = get(r, "choices")?;
-            let texts = get_strs(
-                choices.get("text").ok_or("`choices` has no `text`")?,
-                "choices.text",
-            )?;
-            let labels = get_strs(
-                choices.get("label").ok_or("`choices` has no `label`")?,
-                "choices.label",
-            )?;
-            if texts.len() != labels.len() {
-                return Err("`choices.text` and `choices.label` differ in length".into());
-            }
-            arc_record(
-                name,
-                get_str(r, "id")?,
-                get_str(r, "question")?,
-                texts,
-                labels,
-                get_str(r, "answerKey")?,
-            )
-        }
-        "mmlu" => {
-            let subject = get_str(r, "subject")?;
-            let choices = get_strs(get(r, "choices")?, "choices")?;
-            if choices.len() != 4 {
-                return Err(format!("expected 4 choices, found {}", choices.len()));
-            }
-            let answer = index(get_int(r, "answer")?, 4, "answer")?;
-            let n = per_subject.entry(subject.to_string()).or_insert(0);
-            let rec = mmlu_record(subject, *n, get_str(r, "question")?, choices, answer);
-            *n += 1;
-            Ok(rec)
-        }
-        "gsm8k" => gsm8k_record(row, get_str(r, "question")?, get_str(r, "answer")?),
-        "winogrande" => winogrande_from_sentence(
-            row,
-            get_str(r, "sentence")?,
-            get_str(r, "option1")?,
-            get_str(r, "option2")?,
-            &get_int(r, "answer")?.to_string(),
-        ),
-        "piqa" => {
-            let label = index(get_int(r, "label")?, 2, "label")?;
-            Ok(piqa_record(
-                row,
-                get_str(r, "goal")?,
-                get_str(r, "sol1")?,
-                get_str(r, "sol2")?,
-                label,
-            ))
-        }
-        "boolq" => {
-            let label = match get(r, "label")? {
-                Value::Bool(b) => *b,
-                _ => index(get_int(r, "label")?, 2, "label")? == 1,
-            };
-            let idx = match r.get("idx") {
-                Some(_) => get_int(r, "idx")?,
-                None => row as i64,
-            };
-            Ok(boolq_record(
-                idx,
-                get_str(r, "question")?,
-                get_str(r, "passage")?,
-                label,
-            ))
-        }
-        "truthfulqa-mc1" => {
-            let t = get(r, "mc1_targets")?;
-            let choices = get_strs(
-                t.get("choices").ok_or("`mc1_targets` has no `choices`")?,
-                "mc1_targets.choices",
-            )?;
-            let labels = t
-                .get("labels")
-                .and_then(Value::as_array)
-                .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<_>>>())
-                .ok_or("`mc1_targets.labels` must be a list of integers")?;
-            if labels.len() != choices.len() {
-                return Err("`mc1_targets` choices and labels differ in length".into());
-            }
-            truthfulqa_mc1_record(row, get_str(r, "question")?, choices, &labels)
-        }
-        other => Err(format!("no Hub column mapping for standard set '{other}'")),
+    match sets::find(name) {
+        Some(set) => set.hub_items(rows),
+        None => Err(format!("no Hub column mapping for standard set '{name}'")),
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Fetching into the Hugging Face cache
-
-struct Fetched {
-    path: PathBuf,
-    commit: String,
-    sha256: String,
-    bytes: u64,
-}
-
-impl Fetched {
-    fn provenance(&self, cfg: &HubConfig, pin: &HubPin) -> Provenance {
-        Provenance {
-            source: "hub".into(),
-            location: cfg.endpoint.trim_end_matches('/').to_string(),
-            repo: Some(pin.repo.clone()),
-            revision: Some(pin.revision.clone()),
-            commit: Some(self.commit.clone()),
-            files: vec![FileDigest {
-                path: pin.file.clone(),
-                sha256: self.sha256.clone(),
-                bytes: self.bytes,
-                verified: pin.sha256.is_some(),
-            }],
-        }
-    }
-}
-
-fn is_commit_sha(s: &str) -> bool {
-    s.len() == 40
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-fn sha256_file(path: &Path) -> Result<(String, u64)> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if k == 0 {
-            break;
-        }
-        n += k as u64;
-        h.update(&buf[..k]);
-    }
-    Ok((h.finalize().iter().map(|b| format!("{b:02x}")).collect(), n))
-}
-
-/// Check a file against the pin; the sha256 and size it has.
-fn check(path: &Path, pin: &HubPin) -> Result<(String, u64)> {
-    let (sha, bytes) = sha256_file(path)?;
-    let size_ok = pin.bytes.is_none_or(|b| b == bytes);
-    let sha_ok = pin
-        .sha256
-        .as_deref()
-        .is_none_or(|s| s.eq_ignore_ascii_case(&sha));
-    if !(size_ok && sha_ok) {
-        anyhow::bail!(
-            "`{}` of datasets repo `{}` at revision `{}` does not match its pin: expected sha256 \
-             {} ({} bytes), got {sha} ({bytes} bytes) in {}",
-            pin.file,
-            pin.repo,
-            pin.revision,
-            pin.sha256.as_deref().unwrap_or("(none)"),
-            pin.bytes.map_or("any".to_string(), |b| b.to_string()),
-            path.display()
-        );
-    }
-    Ok((sha, bytes))
-}
-
-/// The pinned file in the Hugging Face cache, downloaded once (unless offline) and checked.
-fn fetch(cfg: &HubConfig, pin: &HubPin) -> Result<Fetched> {
-    let repo = Repo::with_revision(pin.repo.clone(), RepoType::Dataset, pin.revision.clone());
-    let repo_dir = cfg.cache_dir.join(repo.folder_name());
-    let commit = if is_commit_sha(&pin.revision) {
-        Some(pin.revision.clone())
-    } else {
-        std::fs::read_to_string(repo_dir.join("refs").join(&pin.revision))
-            .ok()
-            .map(|c| c.trim().to_string())
-    };
-    if let Some(commit) = &commit {
-        let cached = repo_dir.join("snapshots").join(commit).join(&pin.file);
-        if cached.is_file() {
-            let (sha256, bytes) = check(&cached, pin).map_err(|e| {
-                e.context(format!(
-                    "the cached copy is not the pinned file; delete {} to fetch it again",
-                    cached.display()
-                ))
-            })?;
-            return Ok(Fetched {
-                path: cached,
-                commit: commit.clone(),
-                sha256,
-                bytes,
-            });
-        }
-    }
-    let what = format!(
-        "`{}` of datasets repo `{}` at revision `{}`",
-        pin.file, pin.repo, pin.revision
-    );
-    if cfg.offline {
-        anyhow::bail!(
-            "offline mode (HF_HUB_OFFLINE) is on and {what} is not in the Hugging Face cache at {}. \
-             Run once with network access, or read the set from files in its original format with \
-             --data-dir DIR.",
-            cfg.cache_dir.display()
-        );
-    }
-    let api = ApiBuilder::from_cache(Cache::new(cfg.cache_dir.clone()))
-        .with_endpoint(cfg.endpoint.trim_end_matches('/').to_string())
-        .with_token(cfg.token.clone())
-        .with_progress(cfg.progress)
-        .with_retries(3)
-        .with_user_agent(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
-        .build()
-        .map_err(|e| download_error(cfg, &what, e))?;
-    let path = api
-        .repo(repo.clone())
-        .download(&pin.file)
-        .map_err(|e| download_error(cfg, &what, e))?;
-    let commit = path
-        .parent()
-        .and_then(|p| {
-            // snapshots/<commit>/<file with its folders>
-            let depth = Path::new(&pin.file).components().count();
-            p.ancestors().nth(depth - 1)
-        })
-        .and_then(|p| p.file_name())
-        .map(|c| c.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match check(&path, pin) {
-        Ok((sha256, bytes)) => {
-            if pin.sha256.is_none() {
-                eprintln!(
-                    "note: {what} has no sha256 pin in qeval; downloaded file has sha256 {sha256} \
-                     ({bytes} bytes)"
-                );
-            }
-            Ok(Fetched {
-                path,
-                commit,
-                sha256,
-                bytes,
-            })
-        }
-        Err(e) => {
-            // Do not leave a wrong file where the next run would pick it up.
-            if let Ok(blob) = std::fs::canonicalize(&path) {
-                let _ = std::fs::remove_file(&blob);
-            }
-            let _ = std::fs::remove_file(&path);
-            Err(e.context(format!("downloaded {what} from {}, but it is not the pinned file (removed it from the cache)", cfg.endpoint)))
-        }
-    }
-}
-
-/// An hf-hub error as a message that says what failed and what to do; never shows the token.
-fn download_error(cfg: &HubConfig, what: &str, err: ApiError) -> anyhow::Error {
-    let endpoint = cfg.endpoint.trim_end_matches('/');
-    let msg = match err {
-        ApiError::RequestError(e) => {
-            let summary = e.to_string();
-            match (*e).into_response() {
-                Some(resp) => {
-                    let status = resp.status();
-                    let server = resp
-                        .header("x-error-message")
-                        .map(|m| format!(" ({m})"))
-                        .unwrap_or_default();
-                    let hint = match status {
-                        401 | 403 => " The repo may be gated or private: set HF_TOKEN to a token with access.",
-                        404 => " Check HF_ENDPOINT; the pinned revision or file may be gone from the repo.",
-                        _ => "",
-                    };
-                    format!("fetching {what} from {endpoint} failed: HTTP {status}{server}.{hint}")
-                }
-                None => format!(
-                    "cannot fetch {what} from {endpoint}: {summary}. Check the network and \
-                     HF_ENDPOINT, or read the set from files in its original format with --data-dir DIR."
-                ),
-            }
-        }
-        other => format!(
-            "failed to fetch {what} from {endpoint} into the cache at {}: {other}",
-            cfg.cache_dir.display()
-        ),
-    };
-    match &cfg.token {
-        Some(t) if !t.is_empty() => anyhow!(msg.replace(t.as_str(), "<redacted>")),
-        _ => anyhow!(msg),
+/// Where the records came from: the Hub, the pin, and the file's digest.
+fn provenance(fetched: &PinnedFile, cfg: &HubConfig, pin: &HubPin) -> Provenance {
+    Provenance {
+        source: "hub".into(),
+        location: cfg.endpoint.trim_end_matches('/').to_string(),
+        repo: Some(pin.repo.clone()),
+        revision: Some(pin.revision.clone()),
+        commit: Some(fetched.commit.clone()),
+        files: vec![FileDigest {
+            path: pin.file.clone(),
+            sha256: fetched.sha256.clone(),
+            bytes: fetched.bytes,
+            verified: fetched.verified,
+        }],
     }
 }

@@ -1,6 +1,7 @@
 //! Reading a parquet file (as the Hugging Face Hub ships data sets) into JSON-like rows, one
 //! `serde_json` object per row with the file's column names: strings, integers, booleans,
-//! floats, lists and structs (`{"choices": {"text": [...], "label": [...]}}`).
+//! floats, lists and structs (`{"choices": {"text": [...], "label": [...]}}`). It must not know
+//! any set's columns (each set maps its own, see `sets`).
 
 use super::Record;
 use anyhow::{Context, Result};

