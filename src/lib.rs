@@ -1,7 +1,6 @@
 //! qeval as a library: every stage of a run (plan, model, quantization, evaluation,
 //! measurement, results, reports) as its own module, so the binary and the tests use the same code.
 
-pub mod catalog;
 pub mod cli;
 pub mod error;
 pub mod eval;

