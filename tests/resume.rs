@@ -247,3 +247,75 @@ fn level_killed_mid_task_resumes_from_its_item_checkpoint() {
     };
     assert_eq!(items(&b), items(&a), "per-item answers differ");
 }
+
+/// A reference that fails when a resumed run measures it again (its streamed log-probabilities
+/// were gone, and the file it is taken from now holds another model) marks the levels still to
+/// run as not run, keeps the levels already done, and lists every level once.
+#[test]
+fn reference_failing_on_resume_lists_each_level_once() {
+    let smol = model();
+    let gemma = common::model("gemma3-270m-q4_k_m");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out_s = out.to_str().unwrap();
+    let f16 = dir.path().join("f16.gguf");
+    std::os::unix::fs::symlink(&smol, &f16).unwrap();
+    let gguf = format!("f16={}", f16.display());
+    let first = common::run(&run_args(
+        &smol,
+        out_s,
+        &[
+            "--quants",
+            "f16,q8_0",
+            "--gguf",
+            &gguf,
+            "--chunks",
+            "1",
+            "--no-tasks",
+        ],
+    ));
+    assert_eq!(first.status.code(), Some(0), "{}", common::stderr(&first));
+    assert_eq!(ok_levels(&out.join("results.json")), 2);
+
+    std::fs::remove_file(&f16).unwrap();
+    std::os::unix::fs::symlink(&gemma, &f16).unwrap();
+    let second = common::run(&run_args(
+        &smol,
+        out_s,
+        &[
+            "--quants",
+            "f16,q8_0,q4_0",
+            "--gguf",
+            &gguf,
+            "--chunks",
+            "1",
+            "--no-tasks",
+        ],
+    ));
+    let err = common::stderr(&second);
+    assert_eq!(second.status.code(), Some(3), "{err}");
+    let r = Results::load(&out.join("results.json")).unwrap();
+    let names: Vec<&str> = r.levels.iter().map(|l| l.level.as_str()).collect();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(names.len(), unique.len(), "a level listed twice: {names:?}");
+    assert_eq!(unique, ["f16", "q4_0", "q8_0"]);
+    let get = |n: &str| r.levels.iter().find(|l| l.level == n).unwrap();
+    assert_ne!(get("f16").status, "ok");
+    assert!(
+        get("f16")
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not the same model"),
+        "{:?}",
+        get("f16").error
+    );
+    assert_eq!(get("q8_0").status, "ok", "a level already done is kept");
+    assert!(get("q4_0")
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("the reference level failed"));
+}

@@ -70,7 +70,15 @@ pub fn execute(plan: &Plan, loc: Located) -> Result<i32> {
         let ref_failed = is_ref && lr.status != "ok";
         record(&mut results, lr);
         if ref_failed {
-            for other in plan.levels.iter().filter(|o| !plan.is_reference(o)) {
+            let not_done = |o: &&LevelPlan| {
+                !plan.is_reference(o)
+                    && !results
+                        .levels
+                        .iter()
+                        .any(|l| l.level == o.key() && l.status == "ok")
+            };
+            let left: Vec<&LevelPlan> = plan.levels.iter().filter(not_done).collect();
+            for other in left {
                 record(
                     &mut results,
                     level::failed_level(
