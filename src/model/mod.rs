@@ -1,5 +1,7 @@
 //! Models: where weights come from (GGUF or safetensors, local or Hub), their configuration,
-//! their tokenizer, and the forward pass that returns every position's logits.
+//! their tokenizer, and the forward pass that returns every position's logits. It knows nothing
+//! of levels' names, eval sets, workers or results: it is given tensors and tokens and answers
+//! logits.
 
 pub mod config;
 pub mod export;

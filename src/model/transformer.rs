@@ -362,6 +362,10 @@ impl Transformer {
     }
 
     /// As `new`, multiplying quantized weights as `mode` says.
+    ///
+    /// Long (~120 lines) for a reason: it is the one place that maps each architecture's tensor
+    /// names to layers (llama, qwen2/3, gemma3: biases, norms, tied output), and reads best as
+    /// one table from top to bottom.
     pub fn with_mode(
         cfg: &ModelConfig,
         mut tensors: HashMap<String, Arc<QTensor>>,

@@ -1,5 +1,7 @@
 //! Quantization levels and how a level is made: per-tensor type choice (llama.cpp's recipes),
-//! block-size fallbacks, and in-process quantization of the reference weights with rayon.
+//! block-size fallbacks, and in-process quantization of the reference weights with rayon. It
+//! turns weights into weights; running them (`model`, `run`) and judging them (`eval`) are not
+//! its business.
 
 pub mod level;
 pub mod quantize;
