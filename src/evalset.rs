@@ -75,35 +75,49 @@ impl EvalSet {
     }
 }
 
-/// Find an eval set by name (a folder under `evalsets/`) or path.
-pub fn resolve(spec: &str, evalsets_root: &Path) -> Result<PathBuf> {
+/// Where an eval set's definition is: a folder with evalset.toml, or a standard benchmark's
+/// built-in definition.
+#[derive(Debug, Clone)]
+pub enum EvalSetSource {
+    Dir(PathBuf),
+    Standard(&'static dyn standard::StandardSet),
+}
+
+impl std::fmt::Debug for dyn standard::StandardSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "standard:{}", self.name())
+    }
+}
+
+/// Find an eval set by path, by name under `evalsets/`, or by a standard benchmark's name (a
+/// folder of that name overrides the built-in definition).
+pub fn resolve(spec: &str, evalsets_root: &Path) -> Result<EvalSetSource> {
     let p = Path::new(spec);
     if p.join("evalset.toml").exists() {
-        return Ok(p.to_path_buf());
+        return Ok(EvalSetSource::Dir(p.to_path_buf()));
     }
     let named = evalsets_root.join(spec);
     if named.join("evalset.toml").exists() {
-        return Ok(named);
+        return Ok(EvalSetSource::Dir(named));
     }
-    let known: Vec<String> = std::fs::read_dir(evalsets_root)
+    if let Some(set) = standard::sets::find(spec) {
+        return Ok(EvalSetSource::Standard(set));
+    }
+    let mut known: Vec<String> = std::fs::read_dir(evalsets_root)
         .map(|rd| {
-            let mut v: Vec<String> = rd
-                .filter_map(|e| e.ok())
+            rd.filter_map(|e| e.ok())
                 .filter(|e| e.path().join("evalset.toml").exists())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            v.sort();
-            v
+                .collect()
         })
         .unwrap_or_default();
+    known.extend(standard::names().iter().map(|n| n.to_string()));
+    known.sort();
+    known.dedup();
     Err(usage(format!(
-        "--evalset '{spec}': no evalset.toml at that path or under {}; known eval sets: {}",
+        "--evalset '{spec}': no evalset.toml at that path or under {}, and no standard benchmark of that name; known eval sets: {}",
         evalsets_root.display(),
-        if known.is_empty() {
-            "none".into()
-        } else {
-            known.join(", ")
-        }
+        known.join(", ")
     )))
 }
 
@@ -142,10 +156,20 @@ pub fn standard_text(name: &str, data: &DataOpts) -> Result<String> {
 /// Load and validate an eval set folder: its definition and the local files of its text tasks.
 /// Standard text sets and the items of choice/generate tasks are read when the run starts
 /// ([`EvalSet::text`], `read_jsonl`, or the standard-set readers).
-pub fn load(dir: &Path) -> Result<EvalSet> {
-    let def_path = dir.join("evalset.toml");
-    let src = std::fs::read_to_string(&def_path)
-        .with_context(|| format!("cannot read {}", def_path.display()))?;
+pub fn load(from: &EvalSetSource) -> Result<EvalSet> {
+    let (src, def_path, dir) = match from {
+        EvalSetSource::Dir(dir) => {
+            let def_path = dir.join("evalset.toml");
+            let src = std::fs::read_to_string(&def_path)
+                .with_context(|| format!("cannot read {}", def_path.display()))?;
+            (src, def_path, dir.clone())
+        }
+        EvalSetSource::Standard(set) => {
+            let dir = PathBuf::from(format!("standard:{}", set.name()));
+            (set.definition().to_string(), dir.join("evalset.toml"), dir)
+        }
+    };
+    let dir = dir.as_path();
     let (h, tasks) = parse(&src, &def_path, dir)?;
     let mut text = Vec::new();
     let mut rest = Vec::new();
@@ -220,15 +244,43 @@ mod tests {
     fn err_of(toml: &str) -> String {
         let d = tempfile::tempdir().unwrap();
         write_set(d.path(), toml);
-        load(d.path()).unwrap_err().to_string()
+        load(&EvalSetSource::Dir(d.path().into()))
+            .unwrap_err()
+            .to_string()
     }
 
     const HEAD: &str = "name='x'\nversion='1'\n";
 
+    /// A standard benchmark's name finds its built-in definition (one file: its set's), and a
+    /// folder of that name under evalsets/ overrides it.
+    #[test]
+    fn standard_names_resolve_to_their_built_in_definition() {
+        let root = tempfile::tempdir().unwrap();
+        for set in standard::SETS {
+            let from = resolve(set.name(), root.path()).unwrap();
+            assert!(matches!(from, EvalSetSource::Standard(s) if s.name() == set.name()));
+            let es = load(&from).unwrap();
+            assert_eq!(es.name, set.name());
+            assert!(es.has_text() || !es.tasks.is_empty(), "{}", set.name());
+        }
+        std::fs::create_dir(root.path().join("hellaswag")).unwrap();
+        write_set(
+            &root.path().join("hellaswag"),
+            &format!("{HEAD}[[task]]\nname='t'\nkind='text'\nfiles=['a.txt']\n"),
+        );
+        std::fs::write(root.path().join("hellaswag/a.txt"), "words").unwrap();
+        assert!(matches!(
+            resolve("hellaswag", root.path()).unwrap(),
+            EvalSetSource::Dir(_)
+        ));
+        let err = resolve("hellaswagg", root.path()).unwrap_err().to_string();
+        assert!(err.contains("hellaswag") && err.contains("mmlu"), "{err}");
+    }
+
     #[test]
     fn default_set_loads_with_its_tasks() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("evalsets/default");
-        let s = load(&root).unwrap();
+        let s = load(&EvalSetSource::Dir(root)).unwrap();
         assert_eq!(s.name, "default");
         assert!(
             s.text(&DataOpts::default())
@@ -286,7 +338,7 @@ mod tests {
             d.path(),
             &format!("{HEAD}[[task]]\nname='a'\nkind='choice'\nitems='i.jsonl'\ncontext='Q: {{q}}'\nchoices='c'\nanswer='g'\n[[task]]\nname='b'\nextends='a'\nitems='j.jsonl'\n"),
         );
-        let s = load(d.path()).unwrap();
+        let s = load(&EvalSetSource::Dir(d.path().into())).unwrap();
         assert_eq!(s.tasks.len(), 2);
         assert_eq!(
             s.tasks[1].from,

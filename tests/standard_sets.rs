@@ -735,7 +735,7 @@ fn hub_wikitext2_rebuilds_the_raw_file() {
 }
 
 // ---------------------------------------------------------------------------------------
-// evalsets/<name>/evalset.toml: each template uses only fields the records have.
+// Each standard set's built-in definition: each template uses only fields the records have.
 
 fn template_fields(t: &str) -> Vec<String> {
     let t = t.replace("{{", "").replace("}}", "");
@@ -747,15 +747,15 @@ fn template_fields(t: &str) -> Vec<String> {
 
 #[test]
 fn evalset_templates_use_fields_the_records_have() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("evalsets");
-    for name in standard::names() {
-        let path = root.join(name).join("evalset.toml");
-        let def: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap())
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for set in standard::SETS {
+        let name = &set.name();
+        let path = format!("the built-in definition of {name}");
+        let def: toml::Value =
+            toml::from_str(set.definition()).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(def["name"].as_str(), Some(*name));
         let tasks = def["task"].as_array().unwrap();
         for t in tasks {
-            assert_eq!(t["source"].as_str(), Some(*name), "{}", path.display());
+            assert_eq!(t["source"].as_str(), Some(*name), "{path}");
             assert!(t
                 .get("note")
                 .and_then(|n| n.as_str())

@@ -5,7 +5,7 @@
 //! its record shape — lives in one file under [`sets`], listed once in [`SETS`]; this module
 //! must not know any one set's format.
 //!
-//! Every record has an `id` and the fields its `evalsets/<name>/evalset.toml` templates use
+//! Every record has an `id` and the fields its definition's templates use
 //! ([`StandardSet::fields`]); the derived fields (`query`, `choices`, `gold`, `prefix`,
 //! `suffix`, `A`..`D`, ...) are computed by the set so that a plain template reproduces
 //! lm-evaluation-harness's prompt for the same task.

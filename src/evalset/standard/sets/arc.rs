@@ -15,12 +15,31 @@ pub struct Arc {
     /// The test split's file under the data dir.
     file: &'static [&'static str; 1],
     pin: Pin,
+    /// Its eval set definition (tasks, lm-eval's prompt as templates, metrics), evalset.toml.
+    definition: &'static str,
 }
 
 // allenai/ai2_arc test splits (2,376 / 1,172 rows); sha256 agree across independent projects.
 pub const ARC_EASY: Arc = Arc {
     name: "arc-easy",
     file: &["arc/ARC-Easy-Test.jsonl"],
+    definition: r#"# ARC-Easy test (2,376 items), read by src/evalset/standard.rs from --data-dir or the Hub
+# (allenai/ai2_arc, pinned). Same prompt as lm-evaluation-harness's `arc_easy` task.
+name = "arc-easy"
+version = "1.0.0"
+description = "AI2 Reasoning Challenge, Easy set, test split: grade-school science questions, 3-5 choices (Clark et al. 2018)."
+
+[[task]]
+name = "arc-easy"
+kind = "choice"
+source = "arc-easy"
+context = "Question: {question}\nAnswer:"
+choices = "choices"
+continuation = " {choice}"
+answer = "gold"
+metrics = ["acc", "acc_norm"]
+note = "Zero-shot, as lm-eval's default; same prompt and choices."
+"#,
     pin: Pin {
         repo: "allenai/ai2_arc",
         revision: "210d026faf9955653af8916fad021475a3f00453",
@@ -33,6 +52,23 @@ pub const ARC_EASY: Arc = Arc {
 pub const ARC_CHALLENGE: Arc = Arc {
     name: "arc-challenge",
     file: &["arc/ARC-Challenge-Test.jsonl"],
+    definition: r#"# ARC-Challenge test (1,172 items), read by src/evalset/standard.rs from --data-dir or the Hub
+# (allenai/ai2_arc, pinned). Same prompt as lm-evaluation-harness's `arc_challenge` task.
+name = "arc-challenge"
+version = "1.0.0"
+description = "AI2 Reasoning Challenge, Challenge set, test split: grade-school science questions, 3-5 choices (Clark et al. 2018)."
+
+[[task]]
+name = "arc-challenge"
+kind = "choice"
+source = "arc-challenge"
+context = "Question: {question}\nAnswer:"
+choices = "choices"
+continuation = " {choice}"
+answer = "gold"
+metrics = ["acc", "acc_norm"]
+note = "Zero-shot, as lm-eval's default; same prompt and choices."
+"#,
     pin: Pin {
         repo: "allenai/ai2_arc",
         revision: "210d026faf9955653af8916fad021475a3f00453",
@@ -43,6 +79,10 @@ pub const ARC_CHALLENGE: Arc = Arc {
 };
 
 impl StandardSet for Arc {
+    fn definition(&self) -> &'static str {
+        self.definition
+    }
+
     fn name(&self) -> &'static str {
         self.name
     }

@@ -13,7 +13,31 @@ const FILE: &str = "boolq/val.jsonl";
 
 pub struct Boolq;
 
+/// Its eval set definition (what `--evalset boolq` runs): tasks, lm-eval's prompt format as
+/// templates over the record fields, metrics and notes, in the evalset.toml format.
+const DEFINITION: &str = r#"# BoolQ validation (3,270 items), read by src/evalset/standard.rs from --data-dir or the Hub
+# (aps/super_glue `boolq`, pinned). Same prompt as lm-evaluation-harness's `boolq` task.
+name = "boolq"
+version = "1.0.0"
+description = "BoolQ (Clark et al. 2019) validation, SuperGLUE packaging: yes/no questions about a passage."
+
+[[task]]
+name = "boolq"
+kind = "choice"
+source = "boolq"
+context = "{passage}\nQuestion: {question}?\nAnswer:"
+choices = "choices"
+continuation = " {choice}"
+answer = "gold"
+metrics = ["acc"]
+note = "Zero-shot, as lm-eval's default; same prompt and the choices ' no' / ' yes'."
+"#;
+
 impl StandardSet for Boolq {
+    fn definition(&self) -> &'static str {
+        DEFINITION
+    }
+
     fn name(&self) -> &'static str {
         "boolq"
     }

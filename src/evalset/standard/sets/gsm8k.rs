@@ -12,7 +12,33 @@ const FILE: &str = "gsm8k/test.jsonl";
 
 pub struct Gsm8k;
 
+/// Its eval set definition (what `--evalset gsm8k` runs): tasks, lm-eval's prompt format as
+/// templates over the record fields, metrics and notes, in the evalset.toml format.
+const DEFINITION: &str = r#"# GSM8K test (1,319 items), read by src/evalset/standard.rs from --data-dir or the Hub
+# (openai/gsm8k `main`, pinned). Prompt of lm-evaluation-harness's `gsm8k` task.
+name = "gsm8k"
+version = "1.0.0"
+description = "GSM8K (Cobbe et al. 2021) test split: grade-school math word problems with a numeric answer."
+
+[[task]]
+name = "gsm8k"
+kind = "generate"
+source = "gsm8k"
+prompt = "Question: {question}\nAnswer:"
+answer = "target"
+max_tokens = 256
+stop = ["\n\n", "Question:"]
+extract = "(-?[0-9][0-9,]*(?:\\.[0-9]+)?)"
+metrics = ["exact_match"]
+fewshot = 5
+note = "lm-eval: 5-shot from the train split, each example showing the full worked solution, and strict-match on '#### <number>'. qeval: the 5 examples are the first 5 test items (excluded from scoring) and show only the final number (the `target` field), so the model answers directly and the first number of its answer is compared; a direct-answer variant, not directly comparable with lm-eval's chain-of-thought score."
+"#;
+
 impl StandardSet for Gsm8k {
+    fn definition(&self) -> &'static str {
+        DEFINITION
+    }
+
     fn name(&self) -> &'static str {
         "gsm8k"
     }

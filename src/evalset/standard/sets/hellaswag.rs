@@ -15,7 +15,31 @@ const JSONL: &str = "hellaswag/hellaswag_val.jsonl";
 
 pub struct Hellaswag;
 
+/// Its eval set definition (what `--evalset hellaswag` runs): tasks, lm-eval's prompt format as
+/// templates over the record fields, metrics and notes, in the evalset.toml format.
+const DEFINITION: &str = r#"# HellaSwag validation (10,042 items), read by src/evalset/standard.rs from --data-dir or the Hub
+# (Rowan/hellaswag, pinned). Same prompt as lm-evaluation-harness's `hellaswag` task.
+name = "hellaswag"
+version = "1.0.0"
+description = "HellaSwag validation: commonsense sentence completion, 4 endings (Zellers et al. 2019)."
+
+[[task]]
+name = "hellaswag"
+kind = "choice"
+source = "hellaswag"
+context = "{query}"
+choices = "choices"
+continuation = " {choice}"
+answer = "gold"
+metrics = ["acc", "acc_norm"]
+note = "Zero-shot, as lm-eval's default. From the Hub, `query` is lm-eval's preprocessed `activity_label: ctx_a Ctx_b`. With --data-dir the data is llama.cpp's 6-lines-per-task text, which joins ctx_a and ctx_b without lm-eval's capitalisation of ctx_b ('... a frozen lake. he' where lm-eval has '... a frozen lake. He'); if hellaswag/hellaswag_val.jsonl (the original) is in the data dir it is used instead and the prompt is lm-eval's exactly."
+"#;
+
 impl StandardSet for Hellaswag {
+    fn definition(&self) -> &'static str {
+        DEFINITION
+    }
+
     fn name(&self) -> &'static str {
         "hellaswag"
     }

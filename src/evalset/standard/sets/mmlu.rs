@@ -76,7 +76,31 @@ pub const MMLU_SUBJECTS: &[&str] = &[
 
 pub struct Mmlu;
 
+/// Its eval set definition (what `--evalset mmlu` runs): tasks, lm-eval's prompt format as
+/// templates over the record fields, metrics and notes, in the evalset.toml format.
+const DEFINITION: &str = r#"# MMLU test, all 57 subjects (14,042 items), read by src/evalset/standard.rs from --data-dir or the
+# Hub (cais/mmlu `all`, pinned). Prompt of lm-evaluation-harness's `mmlu` default template.
+name = "mmlu"
+version = "1.0.0"
+description = "MMLU (Hendrycks et al. 2021) test split, 57 subjects, 4 lettered choices."
+
+[[task]]
+name = "mmlu"
+kind = "choice"
+source = "mmlu"
+context = "The following are multiple choice questions (with answers) about {subject_name}.\n\n{question}\nA. {A}\nB. {B}\nC. {C}\nD. {D}\nAnswer:"
+choices = "letters"
+continuation = " {choice}"
+answer = "gold"
+metrics = ["acc"]
+note = "Zero-shot (lm-eval's `mmlu` group is zero-shot by default; the Open LLM Leaderboard used 5-shot). One task over all 57 subjects, so its accuracy is the mean over items; lm-eval reports the same item mean for the `mmlu` group and also per-subject and per-category scores, which qeval does not split out."
+"#;
+
 impl StandardSet for Mmlu {
+    fn definition(&self) -> &'static str {
+        DEFINITION
+    }
+
     fn name(&self) -> &'static str {
         "mmlu"
     }

@@ -1,9 +1,9 @@
 //! The standard benchmarks, one file each: owns the [`StandardSet`] trait and [`SETS`], the one
 //! list of them. A set's file holds everything about it — its name, the fields its records
-//! carry for the `evalsets/<name>/evalset.toml` templates (which reproduce lm-eval's prompt),
-//! its Hub pin, the files of its original distribution under `--data-dir`, how one Hub row
-//! becomes one item and how the distribution files become items. Adding a set is one file here
-//! plus one line in [`SETS`] (and its `evalsets/<name>/evalset.toml`). This module must not
+//! carry, its eval set definition (tasks and templates that reproduce lm-eval's prompt), its Hub
+//! pin, the files of its original distribution under `--data-dir`, how one Hub row becomes one
+//! item and how the distribution files become items. Adding a set is one file here plus its
+//! line in [`SETS`] (and the file's `mod` line). This module must not
 //! fetch or open files itself: the shared readers (`super::offline`, `super::columns`,
 //! [`crate::fetch::hub`]) do that.
 
@@ -84,6 +84,10 @@ pub trait StandardSet {
     fn fields(&self) -> &'static str;
     /// Its pinned file on the Hub.
     fn pin(&self) -> Pin;
+    /// Its eval set definition in the evalset.toml format: the tasks, lm-eval's prompt format
+    /// as templates over [`StandardSet::fields`], metrics and notes (what `--evalset NAME`
+    /// runs when no `evalsets/NAME` folder overrides it).
+    fn definition(&self) -> &'static str;
     /// The files of its original distribution it reads, relative to `--data-dir` (alternatives
     /// included).
     fn offline_files(&self) -> &'static [&'static str];

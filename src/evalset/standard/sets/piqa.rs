@@ -13,7 +13,31 @@ const LABELS: &str = "piqa/valid-labels.lst";
 
 pub struct Piqa;
 
+/// Its eval set definition (what `--evalset piqa` runs): tasks, lm-eval's prompt format as
+/// templates over the record fields, metrics and notes, in the evalset.toml format.
+const DEFINITION: &str = r#"# PIQA validation (1,838 items), read by src/evalset/standard.rs from --data-dir or the Hub
+# (baber/piqa, pinned). Same prompt as lm-evaluation-harness's `piqa` task.
+name = "piqa"
+version = "1.0.0"
+description = "PIQA (Bisk et al. 2020) validation: physical commonsense, 2 solutions."
+
+[[task]]
+name = "piqa"
+kind = "choice"
+source = "piqa"
+context = "Question: {goal}\nAnswer:"
+choices = "choices"
+continuation = " {choice}"
+answer = "gold"
+metrics = ["acc", "acc_norm"]
+note = "Zero-shot, as lm-eval's default; same prompt and choices."
+"#;
+
 impl StandardSet for Piqa {
+    fn definition(&self) -> &'static str {
+        DEFINITION
+    }
+
     fn name(&self) -> &'static str {
         "piqa"
     }

@@ -13,7 +13,27 @@ const FILE: &str = "wikitext-2-raw/wiki.test.raw";
 
 pub struct Wikitext2;
 
+/// Its eval set definition (what `--evalset wikitext2` runs): tasks, lm-eval's prompt format as
+/// templates over the record fields, metrics and notes, in the evalset.toml format.
+const DEFINITION: &str = r#"# WikiText-2 raw, test split: the text llama-perplexity reads as wiki.test.raw. Read by
+# src/evalset/standard.rs from --data-dir (wikitext-2-raw/wiki.test.raw) or the Hub
+# (Salesforce/wikitext `wikitext-2-raw-v1`, pinned; rebuilt byte for byte from its one-row-per-line form).
+name = "wikitext2"
+version = "1.0.0"
+description = "WikiText-2 raw test split (Merity et al. 2016), 1,290,590 bytes: perplexity, KLD and top-1 as in the core run."
+
+[[task]]
+name = "wikitext2"
+kind = "text"
+source = "wikitext2"
+note = "The whole raw test file as one text, as llama-perplexity reads it (not lm-eval's `wikitext` task, which scores documents separately and reports word/byte perplexity)."
+"#;
+
 impl StandardSet for Wikitext2 {
+    fn definition(&self) -> &'static str {
+        DEFINITION
+    }
+
     fn name(&self) -> &'static str {
         "wikitext2"
     }

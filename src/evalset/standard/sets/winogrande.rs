@@ -20,7 +20,31 @@ const LABELS: &str = "winogrande/dev-labels.lst";
 
 pub struct Winogrande;
 
+/// Its eval set definition (what `--evalset winogrande` runs): tasks, lm-eval's prompt format as
+/// templates over the record fields, metrics and notes, in the evalset.toml format.
+const DEFINITION: &str = r#"# WinoGrande dev (1,267 items), read by src/evalset/standard.rs from --data-dir or the Hub
+# (allenai/winogrande `winogrande_xl`, pinned). lm-evaluation-harness's partial evaluation.
+name = "winogrande"
+version = "1.0.0"
+description = "WinoGrande v1.1 dev/validation (Sakaguchi et al. 2019): fill-in-the-blank pronoun resolution, 2 options."
+
+[[task]]
+name = "winogrande"
+kind = "choice"
+source = "winogrande"
+context = "{prefix}{choice}"
+choices = "options"
+continuation = " {suffix}"
+answer = "gold"
+metrics = ["acc"]
+note = "Partial scoring as lm-eval: the context differs per option (sentence up to the blank, then the option) and the shared rest of the sentence is scored. With --data-dir and llm-foundry's reformatted file the prefix/option boundary is recovered from the two partial contexts; the scored texts are identical."
+"#;
+
 impl StandardSet for Winogrande {
+    fn definition(&self) -> &'static str {
+        DEFINITION
+    }
+
     fn name(&self) -> &'static str {
         "winogrande"
     }
