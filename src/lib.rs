@@ -6,6 +6,7 @@ pub mod cli;
 pub mod error;
 pub mod eval;
 pub mod evalset;
+pub mod fmt;
 pub mod fsutil;
 pub mod hub;
 pub mod interrupt;

@@ -78,7 +78,7 @@ pub struct Plan {
     pub evalset: EvalSet,
     pub ctx: usize,
     pub chunks: Option<usize>,
-    pub device: String,
+    pub device: crate::results::DeviceKind,
     pub threads: usize,
     pub bench: BenchSettings,
     pub out_dir: PathBuf,
@@ -97,7 +97,7 @@ pub struct Plan {
     /// Seed of everything random (bootstrap, --limit sampling); recorded in results.json.
     pub seed: u64,
     /// How the reports judge and present the results (--budget, thresholds).
-    pub report: crate::cli::ReportOptions,
+    pub report: crate::report::options::ReportOptions,
     /// `qeval bench`: speed only, no text or task evaluation.
     pub bench_only: bool,
     /// --scoring: the modes non-reference levels run in.
@@ -161,19 +161,17 @@ fn evalsets_root() -> PathBuf {
 }
 
 /// Check a `--device` value against what this build can do.
-pub fn check_device(device: &str) -> Result<()> {
+pub fn check_device(device: crate::results::DeviceKind) -> Result<()> {
+    use crate::results::DeviceKind;
     match device {
-        "cpu" => Ok(()),
-        "cuda" if !cfg!(feature = "cuda") => Err(usage(
+        DeviceKind::Cpu => Ok(()),
+        DeviceKind::Cuda if !cfg!(feature = "cuda") => Err(usage(
             "--device cuda: this qeval was built without CUDA support; rebuild with `cargo build --release --features cuda` (needs the CUDA toolkit)",
         )),
-        "metal" if !cfg!(feature = "metal") => Err(usage(
+        DeviceKind::Metal if !cfg!(feature = "metal") => Err(usage(
             "--device metal: this qeval was built without Metal support; rebuild with `cargo build --release --features metal` (macOS)",
         )),
-        "cuda" | "metal" => Ok(()),
-        other => Err(usage(format!(
-            "--device '{other}' is not valid; use cpu, cuda or metal"
-        ))),
+        DeviceKind::Cuda | DeviceKind::Metal => Ok(()),
     }
 }
 
@@ -201,7 +199,7 @@ fn resolve_gguf_spec(spec: &str, hub_cfg: &HubConfig) -> Result<PathBuf> {
 
 impl Plan {
     pub fn from_args(a: &RunArgs, threads: usize) -> Result<Self> {
-        check_device(&a.machine.device)?;
+        check_device(a.machine.device)?;
         if a.ctx < 8 {
             return Err(usage(format!("--ctx {}: must be at least 8 tokens", a.ctx)));
         }
@@ -383,7 +381,7 @@ impl Plan {
             evalset,
             ctx: a.ctx,
             chunks: a.chunks.or(if demo { Some(DEMO_CHUNKS) } else { None }),
-            device: a.machine.device.clone(),
+            device: a.machine.device,
             threads,
             bench: BenchSettings {
                 prompt_tokens: a.machine.prompt_tokens,

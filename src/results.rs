@@ -1,6 +1,8 @@
 //! The versioned results record: the one interface between running and reporting.
 //! Written after every level (atomically), so a crash loses nothing already measured;
-//! every report is rendered from this file alone.
+//! every report is rendered from this file alone. It owns the record's types (and the
+//! `items.jsonl` record, [`ItemRecord`]) and their serde names, which old files must keep
+//! loading with; it must not measure, render or import `report`, `runner` or `cli`.
 
 use crate::fsutil::write_atomic;
 use anyhow::{Context, Result};
@@ -91,9 +93,134 @@ pub struct ModelInfo {
     pub tokenizer: String,
 }
 
+/// The compute device a run used (`--device`); serialized as `cpu`, `cuda`, `metal`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    #[default]
+    Cpu,
+    Cuda,
+    Metal,
+}
+
+impl DeviceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Cuda => "cuda",
+            DeviceKind::Metal => "metal",
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether a level finished; serialized as `ok` or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LevelStatus {
+    Ok,
+    Failed,
+}
+
+impl LevelStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            LevelStatus::Ok => "ok",
+            LevelStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for LevelStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How quantized weights are multiplied, which decides what a level's quality numbers include;
+/// serialized as `kernel` or `weights`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoringMode {
+    /// Through the quantized kernels a deployment runs, which also quantize the activations
+    /// (on CPU to 8 bits): quality includes that error.
+    #[default]
+    Kernel,
+    /// The quantized weights dequantized and multiplied in f32: the error of the weights alone
+    /// (costs f32 memory).
+    Weights,
+}
+
+impl ScoringMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScoringMode::Kernel => "kernel",
+            ScoringMode::Weights => "weights",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<ScoringMode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "kernel" => Ok(ScoringMode::Kernel),
+            "weights" => Ok(ScoringMode::Weights),
+            other => {
+                anyhow::bail!("unknown scoring mode '{other}': valid modes are kernel, weights")
+            }
+        }
+    }
+
+    /// A level's mode as files store it: files written before modes existed have `""`,
+    /// which means kernel.
+    fn deserialize_level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() {
+            return Ok(ScoringMode::Kernel);
+        }
+        ScoringMode::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for ScoringMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a task scores: a choice among options, or generated text; serialized as `choice` or
+/// `generate`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    #[default]
+    Choice,
+    Generate,
+}
+
+impl TaskKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::Choice => "choice",
+            TaskKind::Generate => "generate",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeviceInfo {
-    pub kind: String,
+    pub kind: DeviceKind,
     pub name: String,
     pub threads: usize,
     pub os: String,
@@ -132,8 +259,7 @@ pub struct Spread {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LevelResult {
     pub level: String,
-    /// "ok" or "failed".
-    pub status: String,
+    pub status: LevelStatus,
     pub error: Option<String>,
     /// Where the weights came from, in words.
     pub source: String,
@@ -171,9 +297,10 @@ pub struct LevelResult {
     #[serde(default)]
     pub kernels: String,
     /// `kernel` (quantized kernels, activations quantized too) or `weights` (dequantized
-    /// weights multiplied in f32); empty in files written before modes existed (kernel).
-    #[serde(default)]
-    pub scoring_mode: String,
+    /// weights multiplied in f32); empty or absent in files written before modes existed
+    /// (read as kernel).
+    #[serde(default, deserialize_with = "ScoringMode::deserialize_level")]
+    pub scoring_mode: ScoringMode,
     pub perplexity: Option<f64>,
     pub perplexity_se: Option<f64>,
     pub kld_mean: Option<f64>,
@@ -258,8 +385,7 @@ pub struct PromptsInfo {
 pub struct TaskResult {
     /// Task name, e.g. "hellaswag" or "default/choice".
     pub task: String,
-    /// "choice" or "generate".
-    pub kind: String,
+    pub kind: TaskKind,
     /// "acc", "acc_norm" or "exact_match".
     pub metric: String,
     /// Fraction of items right, 0..1.
@@ -288,12 +414,46 @@ pub struct TaskResult {
     pub items_per_sec: f64,
 }
 
+/// One line of `items.jsonl`: one task item as one level answered it. The runner writes it,
+/// resumes from it and the reports read it; this is the only encoder and decoder of the file.
+/// Fields are declared in alphabetical order, which is the order the file has always had.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ItemRecord {
+    /// Whether the answer was right by the task's primary (last) metric.
+    pub correct: bool,
+    /// Whether it was right by each of the task's metrics.
+    #[serde(default)]
+    pub correct_by_metric: BTreeMap<String, bool>,
+    #[serde(default)]
+    pub gold: String,
+    pub id: String,
+    pub level: String,
+    /// Choice tasks: summed log-probability of each option.
+    #[serde(default)]
+    pub logprobs: Vec<f64>,
+    /// The primary metric `correct` is judged by.
+    #[serde(default)]
+    pub metric: String,
+    #[serde(default)]
+    pub prediction: String,
+    #[serde(default)]
+    pub prompt: String,
+    pub task: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LevelTimes {
     pub quantize_s: f64,
     pub load_s: f64,
     pub evaluate_s: f64,
     pub benchmark_s: f64,
+}
+
+impl LevelResult {
+    /// Whether the level finished (its numbers can be reported).
+    pub fn is_ok(&self) -> bool {
+        self.status == LevelStatus::Ok
+    }
 }
 
 impl Results {
@@ -325,8 +485,6 @@ impl Results {
 
     /// The reference level's entry, if it finished.
     pub fn reference_level(&self) -> Option<&LevelResult> {
-        self.levels
-            .iter()
-            .find(|l| l.is_reference && l.status == "ok")
+        self.levels.iter().find(|l| l.is_reference && l.is_ok())
     }
 }

@@ -236,8 +236,8 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             tokenizer: tok.description.clone(),
         },
         device: DeviceInfo {
-            kind: plan.device.clone(),
-            name: device_name(&plan.device),
+            kind: plan.device,
+            name: device_name(plan.device),
             threads: plan.threads,
             os: std::env::consts::OS.into(),
             arch: std::env::consts::ARCH.into(),
@@ -283,11 +283,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         let prev = Results::load(&results_path)?;
         check_resumable(&prev, &results, &results_path)?;
         let reference = results.reference.clone();
-        let mut kept: Vec<LevelResult> = prev
-            .levels
-            .into_iter()
-            .filter(|l| l.status == "ok")
-            .collect();
+        let mut kept: Vec<LevelResult> = prev.levels.into_iter().filter(|l| l.is_ok()).collect();
         graded.restore(&items_path, &kept)?;
         if let Some(p) = prompts.as_mut() {
             p.restore(&prompts_path, &kept)?;
@@ -338,7 +334,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
                 "qeval bench: {} ({}, {} params, {}), levels {}; pp{} tg{} eval{} on {} thread(s), {} repeat(s)",
                 plan.model_name,
                 cfg.arch.name(),
-                crate::report::table::human_count(n_params),
+                crate::fmt::count(n_params),
                 src.main_dtype(),
                 plan.levels
                     .iter()
@@ -359,7 +355,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
                 "qeval: {} ({}, {} params, {}), {} tokens of '{}' in {} chunks of {}; reference {}",
                 plan.model_name,
                 cfg.arch.name(),
-                crate::report::table::human_count(n_params),
+                crate::fmt::count(n_params),
                 src.main_dtype(),
                 tokens.len(),
                 plan.evalset.name,
@@ -378,7 +374,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         if results
             .levels
             .iter()
-            .any(|l| l.level == lp.key() && l.status == "ok")
+            .any(|l| l.level == lp.key() && l.is_ok())
         {
             continue;
         }
@@ -424,7 +420,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
                 failed_level(lp, is_ref, &format!("{e:#}"), plan)
             }
         };
-        let ref_failed = is_ref && lr.status != "ok";
+        let ref_failed = is_ref && !lr.is_ok();
         results.levels.retain(|l| l.level != lr.level);
         results.levels.push(lr);
         results.phases.total_s = t_resume + t_all.elapsed().as_secs_f64();
@@ -448,7 +444,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
             break;
         }
     }
-    any_failed |= results.levels.iter().any(|l| l.status != "ok");
+    any_failed |= results.levels.iter().any(|l| !l.is_ok());
     results.status = if interrupted {
         RunStatus::Interrupted
     } else if any_failed {
@@ -466,7 +462,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
     if interrupted {
         eprintln!(
             "qeval: interrupted with {} of {} levels done; run the same command again to finish the rest",
-            results.levels.iter().filter(|l| l.status == "ok").count(),
+            results.levels.iter().filter(|l| l.is_ok()).count(),
             plan.levels.len()
         );
         // Keep .work: the reference's log-probabilities let a resumed run skip it.
@@ -478,8 +474,8 @@ pub fn execute(plan: &Plan) -> Result<i32> {
     Ok(if any_failed { EXIT_INCOMPLETE } else { 0 })
 }
 
-fn device_name(kind: &str) -> String {
-    if kind == "cpu" {
+fn device_name(kind: DeviceKind) -> String {
+    if kind == DeviceKind::Cpu {
         if let Ok(s) = std::fs::read_to_string("/proc/cpuinfo") {
             if let Some(l) = s.lines().find(|l| l.starts_with("model name")) {
                 if let Some((_, v)) = l.split_once(':') {
@@ -489,14 +485,14 @@ fn device_name(kind: &str) -> String {
         }
         return "cpu".into();
     }
-    kind.to_string()
+    kind.name().to_string()
 }
 
 fn failed_level(lp: &LevelPlan, is_ref: bool, err: &str, plan: &Plan) -> LevelResult {
     LevelResult {
         level: lp.key(),
-        scoring_mode: lp.mode.name().into(),
-        status: "failed".into(),
+        scoring_mode: lp.mode,
+        status: LevelStatus::Failed,
         error: Some(err.to_string()),
         source: String::new(),
         is_reference: is_ref,
@@ -613,7 +609,7 @@ fn run_level(
         is_reference: is_ref,
         chunking: chunking.clone(),
         bench: plan.bench.clone(),
-        device: plan.device.clone(),
+        device: plan.device,
         outcome_file: work.join(format!("outcome-{key}.json")),
         progress_file: work.join(format!("progress-{key}.txt")),
         tasks_file: ctx.tasks_file.map(Path::to_path_buf),
@@ -636,8 +632,8 @@ fn run_level(
     Ok((
         LevelResult {
             level: key,
-            scoring_mode: lp.mode.name().into(),
-            status: "ok".into(),
+            scoring_mode: lp.mode,
+            status: LevelStatus::Ok,
             error: None,
             source: source_text,
             is_reference: is_ref,
@@ -789,7 +785,7 @@ struct Ctx<'a> {
 #[derive(Default)]
 struct Graded {
     reference: std::collections::HashMap<(String, String), Vec<bool>>,
-    lines: Vec<String>,
+    lines: Vec<ItemRecord>,
 }
 
 impl Graded {
@@ -806,12 +802,12 @@ impl Graded {
             let Some(o) = outs.iter().find(|o| o.name == t.name) else {
                 anyhow::bail!("worker returned no outcome for task {}", t.name);
             };
-            let mut by_metric = vec![serde_json::Map::new(); t.len()];
+            let mut by_metric = vec![std::collections::BTreeMap::new(); t.len()];
             for (mi, metric) in t.metrics.iter().enumerate() {
                 let judged = crate::eval::taskprep::judge(t, metric, &o.outcomes)?;
                 let correct: Vec<bool> = judged.iter().map(|(c, _)| *c).collect();
                 for (m, c) in by_metric.iter_mut().zip(&correct) {
-                    m.insert(metric.clone(), serde_json::Value::Bool(*c));
+                    m.insert(metric.clone(), *c);
                 }
                 let key = (t.name.clone(), metric.clone());
                 if is_ref {
@@ -823,27 +819,26 @@ impl Graded {
                     self.reference.get(&key).map(|v| v.as_slice())
                 };
                 let mut tr = crate::eval::stats::task_result(
-                    &t.name, &t.kind, metric, &correct, reference, seed,
+                    &t.name, t.kind, metric, &correct, reference, seed,
                 )?;
                 tr.seconds = o.seconds;
                 tr.items_per_sec = t.len() as f64 / o.seconds.max(1e-9);
                 results.push(tr);
                 // One line per item, for the task's last (primary) metric.
                 if mi + 1 == t.metrics.len() {
-                    for (i, (c, pred)) in judged.iter().enumerate() {
-                        let line = serde_json::json!({
-                            "level": level,
-                            "task": t.name,
-                            "metric": metric,
-                            "id": o.outcomes[i].id,
-                            "correct": c,
-                            "correct_by_metric": by_metric[i],
-                            "prediction": pred,
-                            "gold": t.golds[i],
-                            "prompt": t.prompts[i],
-                            "logprobs": o.outcomes[i].logprobs,
+                    for (i, (c, pred)) in judged.into_iter().enumerate() {
+                        self.lines.push(ItemRecord {
+                            level: level.to_string(),
+                            task: t.name.clone(),
+                            metric: metric.clone(),
+                            id: o.outcomes[i].id.clone(),
+                            correct: c,
+                            correct_by_metric: std::mem::take(&mut by_metric[i]),
+                            prediction: pred,
+                            gold: t.golds[i].clone(),
+                            prompt: t.prompts[i].clone(),
+                            logprobs: o.outcomes[i].logprobs.clone(),
                         });
-                        self.lines.push(line.to_string());
                     }
                 }
             }
@@ -862,24 +857,20 @@ impl Graded {
             .map(|l| l.level.clone());
         let mut by_key: std::collections::HashMap<(String, String), Vec<bool>> = Default::default();
         for line in text.lines() {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .with_context(|| format!("{}: a line is not JSON", path.display()))?;
-            let level = v["level"].as_str().unwrap_or_default();
-            if !kept.iter().any(|l| l.level == level) {
+            let v: ItemRecord = serde_json::from_str(line)
+                .with_context(|| format!("{}: a line is not an item record", path.display()))?;
+            if !kept.iter().any(|l| l.level == v.level) {
                 continue;
             }
-            if Some(level) == reference.as_deref() {
-                let task = v["task"].as_str().unwrap_or_default().to_string();
-                if let Some(m) = v["correct_by_metric"].as_object() {
-                    for (metric, c) in m {
-                        by_key
-                            .entry((task.clone(), metric.clone()))
-                            .or_default()
-                            .push(c.as_bool().unwrap_or(false));
-                    }
+            if Some(&v.level) == reference.as_ref() {
+                for (metric, c) in &v.correct_by_metric {
+                    by_key
+                        .entry((v.task.clone(), metric.clone()))
+                        .or_default()
+                        .push(*c);
                 }
             }
-            self.lines.push(line.to_string());
+            self.lines.push(v);
         }
         self.reference = by_key;
         Ok(())
@@ -889,8 +880,11 @@ impl Graded {
         if self.lines.is_empty() {
             return Ok(());
         }
-        let mut s = self.lines.join("\n");
-        s.push('\n');
+        let mut s = String::new();
+        for l in &self.lines {
+            s.push_str(&serde_json::to_string(l)?);
+            s.push('\n');
+        }
         crate::fsutil::write_atomic(path, s.as_bytes())
     }
 }
@@ -990,7 +984,6 @@ fn check_memory(plan: &Plan, src: &ModelSource, max_seq: usize) -> Result<()> {
     };
     let cfg = &src.config;
     let n = src.n_params();
-    let gb = |b: u64| format!("{:.2} GB", b as f64 / 1e9);
     let mut worst: Option<(Level, u64)> = None;
     for lp in &plan.levels {
         let t = match lp.mode {
@@ -1016,9 +1009,9 @@ fn check_memory(plan: &Plan, src: &ModelSource, max_seq: usize) -> Result<()> {
     }
     let msg = format!(
         "level {level} needs about {} (weights of {} parameters, KV cache for {max_seq} positions, logits and runtime) but {} is available",
-        gb(need),
-        crate::report::table::human_count(n),
-        gb(limit),
+        crate::fmt::gb(need),
+        crate::fmt::count(n),
+        crate::fmt::gb(limit),
     );
     if plan.force {
         note(

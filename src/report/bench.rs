@@ -10,13 +10,6 @@ use std::path::Path;
 /// The columns of `bench.csv`, in order.
 pub const CSV_HEADER: &str = "level,status,weight_bytes,bits_per_weight,threads,kernels,prefill_tokens,prefill_tokens_per_sec,prefill_stddev,decode_tokens,decode_tokens_per_sec,decode_stddev,eval_tokens,eval_tokens_per_sec,eval_stddev";
 
-fn med_sd(s: Option<&Spread>) -> String {
-    match s {
-        Some(s) => format!("{:.1} ±{:.1}", s.median, s.stddev),
-        None => "-".into(),
-    }
-}
-
 fn num(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.3}")).unwrap_or_default()
 }
@@ -35,21 +28,21 @@ fn row(l: &LevelResult) -> Vec<String> {
     } else {
         l.level.clone()
     };
-    if l.status != "ok" {
+    if !l.is_ok() {
         return vec![name, "FAILED".into(), "-".into(), "-".into(), "-".into()];
     }
     vec![
         name,
-        format!("{:.1}", l.weight_bytes as f64 / 1e6),
-        med_sd(l.prefill.as_ref()),
-        med_sd(l.decode.as_ref()),
-        med_sd(l.eval.as_ref()),
+        crate::fmt::mb(l.weight_bytes),
+        crate::fmt::rate(l.prefill.as_ref()),
+        crate::fmt::rate(l.decode.as_ref()),
+        crate::fmt::rate(l.eval.as_ref()),
     ]
 }
 
 /// The terminal table: level, weight MB, pp / tg / eval tokens per second (median ± sd).
 pub fn table(r: &Results) -> String {
-    let first = r.levels.iter().find(|l| l.status == "ok");
+    let first = r.levels.iter().find(|l| l.is_ok());
     let pp = first.map_or(0, |l| l.prefill_tokens);
     let tg = first.map_or(0, |l| l.decode_tokens);
     let ev = first.map_or(0, |l| l.eval_tokens);
@@ -76,7 +69,7 @@ pub fn table(r: &Results) -> String {
         r.model.name,
         r.device.name,
         r.device.kind,
-        super::table::threads(r.device.threads),
+        crate::fmt::threads(r.device.threads),
         if kernels.is_empty() {
             "-".to_string()
         } else {
@@ -87,7 +80,7 @@ pub fn table(r: &Results) -> String {
             .map_or(0, |s| s.samples.len()),
     );
     s.push_str(&super::table::aligned(&heads, &rows, true));
-    for l in r.levels.iter().filter(|l| l.status != "ok") {
+    for l in r.levels.iter().filter(|l| !l.is_ok()) {
         s.push_str(&format!(
             "{}: {}\n",
             l.level,
@@ -105,7 +98,7 @@ pub fn csv(r: &Results) -> String {
         s.push_str(
             &[
                 l.level.clone(),
-                l.status.clone(),
+                l.status.to_string(),
                 l.weight_bytes.to_string(),
                 format!("{:.4}", l.bits_per_weight),
                 r.device.threads.to_string(),

@@ -4,7 +4,7 @@
 use super::merge::ReportSet;
 use super::quality;
 use super::recommend::fit;
-use crate::cli::ReportOptions;
+use crate::report::options::ReportOptions;
 
 fn f(v: Option<f64>) -> String {
     v.map(|x| format!("{x}")).unwrap_or_default()
@@ -32,7 +32,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions) -> String {
         let row = [
             esc(&r.model.name),
             esc(e.device),
-            esc(&r.device.kind),
+            esc(r.device.kind.name()),
             esc(&r.device.name),
             r.device.threads.to_string(),
             esc(&set.runs[e.run]
@@ -41,7 +41,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions) -> String {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()),
             esc(&l.level),
-            esc(&l.status),
+            esc(l.status.name()),
             l.is_reference.to_string(),
             esc(&r.reference),
             esc(&l.source),
@@ -51,7 +51,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions) -> String {
             u(l.peak_rss_with_eval_bytes),
             l.kv_cache_bytes.to_string(),
             l.kv_cache_ctx.to_string(),
-            if l.status == "ok" {
+            if l.is_ok() {
                 ft.need_bytes.to_string()
             } else {
                 String::new()
@@ -80,11 +80,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions) -> String {
             f(l.eval_tokens_per_sec),
             f(l.eval.as_ref().map(|s| s.stddev)),
             esc(&l.kernels),
-            esc(if l.scoring_mode.is_empty() {
-                "kernel"
-            } else {
-                &l.scoring_mode
-            }),
+            esc(l.scoring_mode.name()),
         ];
         s.push_str(&row.join(","));
         s.push('\n');
@@ -108,7 +104,7 @@ pub fn render_tasks(set: &ReportSet) -> Option<String> {
                 esc(&e.level.level),
                 e.level.is_reference.to_string(),
                 esc(&t.task),
-                esc(&t.kind),
+                esc(t.kind.name()),
                 esc(&t.metric),
                 t.value.to_string(),
                 t.ci_low.to_string(),

@@ -6,7 +6,7 @@ use super::merge::{Entry, ReportSet};
 use super::pareto::Better;
 use super::plot::{self, BarMember, Bars, Point, Scatter, Series, VLine};
 use super::quality;
-use crate::cli::ReportOptions;
+use crate::report::options::ReportOptions;
 use anyhow::Result;
 
 /// A rendered figure with its file stem ("kld_vs_memory") and words for it.
@@ -97,7 +97,11 @@ impl YAxis {
                 let (k, se) = quality::kld(l);
                 k.is_finite().then_some({
                     if se > 0.0 {
-                        (k, Some(k - quality::Z95 * se), Some(k + quality::Z95 * se))
+                        (
+                            k,
+                            Some(k - crate::eval::stats::Z_95 * se),
+                            Some(k + crate::eval::stats::Z_95 * se),
+                        )
                     } else {
                         (k, None, None)
                     }

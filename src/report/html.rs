@@ -8,7 +8,7 @@ use super::figures::Figure;
 use super::items;
 use super::merge::{Entry, ReportSet};
 use super::{quality, recommend, table};
-use crate::cli::ReportOptions;
+use crate::report::options::ReportOptions;
 
 /// Escape text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -65,7 +65,7 @@ fn sort_keys(set: &ReportSet, e: &Entry) -> Vec<Option<f64>> {
     if set.multi_device() {
         v.push(None);
     }
-    let ok = l.status == "ok";
+    let ok = l.is_ok();
     let k = quality::kld(l).0;
     v.extend([
         Some(l.bits_per_weight),
@@ -101,7 +101,7 @@ fn levels_table(set: &ReportSet, opts: &ReportOptions) -> String {
     for e in set.entries() {
         let cls = if e.level.is_reference {
             " class=\"ref\""
-        } else if e.level.status != "ok" {
+        } else if !e.level.is_ok() {
             " class=\"failed\""
         } else {
             ""
@@ -145,12 +145,12 @@ fn tasks_section(set: &ReportSet, opts: &ReportOptions) -> String {
                     }
                 }
             };
-            let pct = |v: Option<f64>| v.map(|x| format!("{:+.1}", x * 100.0)).unwrap_or_default();
+            let pct = |v: Option<f64>| v.map(crate::fmt::points).unwrap_or_default();
             rows.push_str(&format!(
                 "<tr><td>{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td data-v=\"{}\">{:.1}% [{:.1}, {:.1}]</td><td data-v=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"t\">{}</td></tr>\n",
                 esc(&e.label(set.multi_device())),
                 esc(&t.task),
-                esc(&t.kind),
+                esc(t.kind.name()),
                 esc(&t.metric),
                 t.value,
                 t.value * 100.0,
@@ -277,7 +277,7 @@ fn provenance(set: &ReportSet) -> String {
                 .unwrap_or_default(),
             model = esc(&r.model.name),
             arch = esc(&r.model.arch),
-            params = table::human_count(r.model.n_params),
+            params = crate::fmt::count(r.model.n_params),
             dtype = esc(&r.model.source_dtype),
             format = esc(&r.model.format),
             repo = r
@@ -293,9 +293,9 @@ fn provenance(set: &ReportSet) -> String {
                 .map(|x| format!(" revision {}", esc(x)))
                 .unwrap_or_default(),
             files = files,
-            kind = esc(&r.device.kind),
+            kind = esc(r.device.kind.name()),
             dname = esc(&r.device.name),
-            threads = table::threads(r.device.threads),
+            threads = crate::fmt::threads(r.device.threads),
             os = esc(&r.device.os),
             march = esc(&r.device.arch),
             es = esc(&r.evalset.name),
@@ -350,13 +350,13 @@ fn levels_made(set: &ReportSet) -> String {
         let mix: Vec<String> = l
             .type_mix
             .iter()
-            .map(|(k, v)| format!("{k}: {}", table::human_count(*v)))
+            .map(|(k, v)| format!("{k}: {}", crate::fmt::count(*v)))
             .collect();
         s.push_str(&format!(
             "<li><b>{}</b>: {}{}. {:.2} bits per weight; parameters per type: {}. {} tensor(s) fell back to another type.{}</li>\n",
             esc(&l.level),
             esc(&l.source),
-            if l.status == "ok" { "" } else { " — FAILED" },
+            if l.is_ok() { "" } else { " — FAILED" },
             l.bits_per_weight,
             esc(&mix.join(", ")),
             l.fallbacks.len(),
@@ -476,7 +476,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
                 "{} ({}, {})",
                 x.label,
                 x.results.device.name,
-                table::threads(x.results.device.threads)
+                crate::fmt::threads(x.results.device.threads)
             )
         })
         .collect();
@@ -514,7 +514,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
 "##,
         model = esc(&r.model.name),
         arch = esc(&r.model.arch),
-        params = table::human_count(r.model.n_params),
+        params = crate::fmt::count(r.model.n_params),
         dtype = esc(&r.model.source_dtype),
         devices = esc(&devices.join("; ")),
         es = esc(&r.evalset.name),

@@ -322,7 +322,7 @@ impl ReportSet {
     pub fn ok_entries(&self) -> Vec<Entry<'_>> {
         self.entries()
             .into_iter()
-            .filter(|e| e.level.status == "ok")
+            .filter(|e| e.level.is_ok())
             .collect()
     }
 
@@ -393,7 +393,7 @@ mod tests {
         assert!(!s.multi_device());
         assert_eq!(s.devices(), vec!["cpu 2t"]);
         let mut g = example();
-        g.device.kind = "cuda".into();
+        g.device.kind = crate::results::DeviceKind::Cuda;
         g.device.name = "NVIDIA H100 80GB HBM3".into();
         let s = ReportSet::from_runs(vec![run(a), run(g)], false).unwrap();
         assert_eq!(s.runs[0].label, "cpu 2t (Intel Xeon)");

@@ -17,8 +17,8 @@ pub mod quality;
 pub mod recommend;
 pub mod table;
 
-use crate::cli::ReportOptions;
 use crate::fsutil::write_atomic;
+use crate::report::options::ReportOptions;
 use crate::results::Results;
 use anyhow::Result;
 use merge::ReportSet;

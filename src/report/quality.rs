@@ -3,10 +3,10 @@
 //! distinguishable from noise.
 
 use super::options::QualityMetric;
+// The two-sided 95% normal quantile (one constant for the whole crate).
 use crate::results::{LevelResult, Results, TaskResult};
 
-/// 1.96: the two-sided 95% normal quantile.
-pub const Z95: f64 = 1.96;
+use crate::eval::stats::Z_95 as Z95;
 
 /// Perplexity change against the run's reference, in percent.
 pub fn dppl_pct(run: &Results, l: &LevelResult) -> Option<f64> {
@@ -142,7 +142,7 @@ mod tests {
     fn task(name: &str, metric: &str, d: f64, lo: f64, hi: f64) -> TaskResult {
         TaskResult {
             task: name.into(),
-            kind: "choice".into(),
+            kind: crate::results::TaskKind::Choice,
             metric: metric.into(),
             value: 0.5,
             delta_vs_reference: Some(d),

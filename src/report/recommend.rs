@@ -6,8 +6,8 @@
 use super::merge::{Entry, ReportSet};
 use super::options::{Budget, Severity};
 use super::quality;
-use super::table::human_bytes;
-use crate::cli::ReportOptions;
+use crate::fmt::bytes as human_bytes;
+use crate::report::options::ReportOptions;
 use crate::results::LevelResult;
 
 /// Memory a level needs to serve a context of `ctx` tokens.
@@ -174,7 +174,9 @@ pub fn recommend<'a>(set: &'a ReportSet, opts: &ReportOptions) -> Vec<Recommenda
         // a deployment runs the kernels, so only kernel-mode levels are recommended.
         let mine: Vec<Entry> = entries
             .iter()
-            .filter(|e| e.device == device && e.level.scoring_mode != "weights")
+            .filter(|e| {
+                e.device == device && e.level.scoring_mode != crate::results::ScoringMode::Weights
+            })
             .copied()
             .collect();
         let mut cur: Option<Recommendation> = None;
@@ -231,7 +233,7 @@ pub fn quality_words(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> String
     } else {
         let (k, se) = quality::kld(l);
         if k.is_finite() {
-            let stat = if k - quality::Z95 * se <= 0.0 {
+            let stat = if k - crate::eval::stats::Z_95 * se <= 0.0 {
                 ", statistically indistinguishable from 0"
             } else {
                 ""

@@ -1,56 +1,13 @@
-//! The table of every level and metric (the same cells in the terminal, HTML and Markdown)
-//! and number formatting.
+//! The table of every level and metric: the same cells in the terminal, HTML and Markdown.
+//! It owns which cells a level shows; number formatting is `crate::fmt`'s, and it must not
+//! read files.
 
 use super::merge::{Entry, ReportSet};
 use super::quality;
 use crate::catalog::Catalog;
-use crate::cli::ReportOptions;
+use crate::fmt::{self, opt, pm};
+use crate::report::options::ReportOptions;
 use crate::results::Results;
-
-pub fn human_bytes(b: u64) -> String {
-    let b = b as f64;
-    if b >= 1e9 {
-        format!("{:.2} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else {
-        format!("{:.0} kB", b / 1e3)
-    }
-}
-
-/// "1 thread", "2 threads".
-pub fn threads(n: usize) -> String {
-    if n == 1 {
-        "1 thread".into()
-    } else {
-        format!("{n} threads")
-    }
-}
-
-pub fn human_count(n: u64) -> String {
-    let f = n as f64;
-    if f >= 1e9 {
-        format!("{:.2}B", f / 1e9)
-    } else if f >= 1e6 {
-        format!("{:.1}M", f / 1e6)
-    } else {
-        format!("{n}")
-    }
-}
-
-fn opt(v: Option<f64>, prec: usize) -> String {
-    match v {
-        Some(x) if x.is_finite() => format!("{x:.prec$}"),
-        _ => "-".into(),
-    }
-}
-
-fn pm(v: Option<f64>, se: Option<f64>, prec: usize) -> String {
-    match (v, se) {
-        (Some(x), Some(s)) if x.is_finite() && s.is_finite() => format!("{x:.prec$} ±{s:.prec$}"),
-        _ => opt(v, prec),
-    }
-}
 
 /// Column headers shared by the terminal table, the HTML table and summary.md; the
 /// device column only when the report has several devices.
@@ -87,7 +44,7 @@ pub fn cells(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> Vec<String> {
     if set.multi_device() {
         v.push(e.device.to_string());
     }
-    if l.status != "ok" {
+    if !l.is_ok() {
         v.push("FAILED".into());
         let n = headers(set).len();
         v.extend(std::iter::repeat_n("-".to_string(), n - v.len()));
@@ -96,9 +53,9 @@ pub fn cells(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> Vec<String> {
     let k = quality::kld(l).0;
     v.extend([
         format!("{:.2}", l.bits_per_weight),
-        human_bytes(l.weight_bytes),
+        fmt::bytes(l.weight_bytes),
         l.peak_rss_bytes
-            .map(human_bytes)
+            .map(fmt::bytes)
             .unwrap_or_else(|| "-".into()),
         pm(l.perplexity, l.perplexity_se, 3),
         quality::dppl_pct(&set.runs[e.run].results, l)
@@ -118,18 +75,9 @@ pub fn cells(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> Vec<String> {
         } else {
             "-".into()
         },
-        l.prefill
-            .as_ref()
-            .map(|s| format!("{:.1} ±{:.1}", s.median, s.stddev))
-            .unwrap_or_else(|| "-".into()),
-        l.decode
-            .as_ref()
-            .map(|s| format!("{:.1} ±{:.1}", s.median, s.stddev))
-            .unwrap_or_else(|| "-".into()),
-        l.eval
-            .as_ref()
-            .map(|s| format!("{:.1} ±{:.1}", s.median, s.stddev))
-            .unwrap_or_else(|| "-".into()),
+        fmt::rate(l.prefill.as_ref()),
+        fmt::rate(l.decode.as_ref()),
+        fmt::rate(l.eval.as_ref()),
     ]);
     v
 }
@@ -147,7 +95,7 @@ pub fn provenance_line(r: &Results, label: &str) -> String {
         r.model.arch,
         r.device.name,
         label,
-        threads(r.device.threads),
+        fmt::threads(r.device.threads),
         r.evalset.name,
         r.evalset.version,
         r.evalset.scored_tokens,
@@ -201,7 +149,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions) -> String {
         s.push('\n');
     }
     s.push_str(&aligned(&heads, &rows, false));
-    for e in set.entries().iter().filter(|e| e.level.status != "ok") {
+    for e in set.entries().iter().filter(|e| !e.level.is_ok()) {
         s.push_str(&format!(
             "{}: {}\n",
             e.label(set.multi_device()),
