@@ -77,8 +77,13 @@ pub struct FileInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelInfo {
-    /// The name given to --model.
+    /// The name given to --model, as typed (a catalog name, hf:ORG/REPO or a local path).
     pub name: String,
+    /// The model's name for titles and headings: the catalog name, the Hub repo id, the GGUF's
+    /// `general.name` or the file's stem. Empty in files written before it was recorded; read
+    /// it through [`ModelInfo::display`].
+    #[serde(default)]
+    pub display_name: String,
     pub arch: String,
     pub repo: Option<String>,
     pub revision: Option<String>,
@@ -449,6 +454,62 @@ pub struct LevelTimes {
     pub benchmark_s: f64,
 }
 
+/// A model's name for titles and headings, from what is known about it: a `--model` that is
+/// not a path (a catalog name) as typed; `hf:ORG/REPO` as its repo id; a path as the GGUF's
+/// `general_name` when given, else the file's stem (a directory's name).
+pub fn display_name(given: &str, general_name: Option<&str>) -> String {
+    if let Some(repo) = given.strip_prefix("hf:") {
+        return repo.trim_end_matches('/').to_string();
+    }
+    let is_path = given.contains(['/', '\\']) || given.to_ascii_lowercase().ends_with(".gguf");
+    if !is_path {
+        return given.to_string();
+    }
+    if let Some(g) = general_name.map(str::trim).filter(|g| !g.is_empty()) {
+        return g.to_string();
+    }
+    let file = Path::new(given.trim_end_matches(['/', '\\']))
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(given);
+    let stem = if file.to_ascii_lowercase().ends_with(".gguf") {
+        &file[..file.len() - ".gguf".len()]
+    } else {
+        file
+    };
+    if stem.is_empty() {
+        given.to_string()
+    } else {
+        stem.to_string()
+    }
+}
+
+impl ModelInfo {
+    /// The name reports show: the recorded display name, or for files written before it was
+    /// recorded, [`display_name`] of the `--model` text.
+    pub fn display(&self) -> String {
+        if self.display_name.is_empty() {
+            display_name(&self.name, None)
+        } else {
+            self.display_name.clone()
+        }
+    }
+
+    /// What makes two results files measurements of the same model, whatever `--model` was
+    /// typed: the files' hashes (sorted), else the repo and revision, else the name.
+    pub fn identity(&self) -> String {
+        let mut h: Vec<&str> = self.files.iter().map(|f| f.sha256.as_str()).collect();
+        if !h.is_empty() {
+            h.sort_unstable();
+            return format!("sha256 {}", h.join(","));
+        }
+        match &self.repo {
+            Some(repo) => format!("{repo}@{}", self.revision.as_deref().unwrap_or("")),
+            None => self.name.clone(),
+        }
+    }
+}
+
 impl LevelResult {
     /// Whether the level finished (its numbers can be reported).
     pub fn is_ok(&self) -> bool {
@@ -486,5 +547,104 @@ impl Results {
     /// The reference level's entry, if it finished.
     pub fn reference_level(&self) -> Option<&LevelResult> {
         self.levels.iter().find(|l| l.is_reference && l.is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(dir: &str) -> Results {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("reports/{dir}/results.json"));
+        Results::load(&p).expect("a committed example results file")
+    }
+
+    #[test]
+    fn committed_results_load_with_typed_fields() {
+        let r = committed("example");
+        assert_eq!(r.device.kind, DeviceKind::Cpu);
+        assert_eq!(r.levels.len(), 4);
+        assert!(r.levels.iter().all(|l| l.status == LevelStatus::Ok));
+        assert!(r
+            .levels
+            .iter()
+            .all(|l| l.scoring_mode == ScoringMode::Kernel));
+        assert_eq!(r.model.display(), "smollm2-135m-q4_1");
+        assert!(r.reference_level().is_some());
+        // Written with --model as a local path, before display names were recorded.
+        let q = committed("prompts-qwen2.5-coder");
+        assert_eq!(q.model.display(), "qwen2.5-coder-1.5b-instruct-q4_k_m");
+        committed("prompts");
+    }
+
+    #[test]
+    fn typed_fields_keep_their_serialized_names() {
+        let r = committed("example");
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["device"]["kind"], "cpu");
+        assert_eq!(v["levels"][0]["status"], "ok");
+        assert_eq!(v["levels"][0]["scoring_mode"], "kernel");
+        assert_eq!(v["model"]["display_name"], "");
+        let mut l: serde_json::Value = v["levels"][0].clone();
+        l["status"] = "failed".into();
+        l["scoring_mode"] = "".into();
+        let back: LevelResult = serde_json::from_value(l).unwrap();
+        assert_eq!(back.status, LevelStatus::Failed);
+        assert_eq!(back.scoring_mode, ScoringMode::Kernel);
+        let t: TaskResult = serde_json::from_str(
+            r#"{"task":"t","kind":"generate","metric":"exact_match","value":0.5,"ci_low":0.1,"ci_high":0.9,"n":2,"delta_vs_reference":null,"delta_ci_low":null,"delta_ci_high":null,"mcnemar_p":null,"flips_lost":null,"flips_gained":null,"min_detectable_delta":null,"seconds":1.0,"items_per_sec":2.0}"#,
+        )
+        .unwrap();
+        assert_eq!(t.kind, TaskKind::Generate);
+        assert_eq!(DeviceKind::Metal.to_string(), "metal");
+    }
+
+    #[test]
+    fn display_names_are_names_not_paths() {
+        assert_eq!(display_name("smollm2-135m-q4_1", None), "smollm2-135m-q4_1");
+        assert_eq!(
+            display_name("hf:HuggingFaceTB/SmolLM2-135M", None),
+            "HuggingFaceTB/SmolLM2-135M"
+        );
+        assert_eq!(
+            display_name("/m/qwen2.5-coder-1.5b-q4_k_m.gguf", None),
+            "qwen2.5-coder-1.5b-q4_k_m"
+        );
+        assert_eq!(
+            display_name("./model.GGUF", Some("Qwen2.5 Coder 1.5B")),
+            "Qwen2.5 Coder 1.5B"
+        );
+        assert_eq!(display_name("/models/Qwen2.5-0.5B/", None), "Qwen2.5-0.5B");
+        assert_eq!(display_name("model.gguf", Some("  ")), "model");
+    }
+
+    #[test]
+    fn item_records_keep_the_file_format() {
+        let mut r = ItemRecord {
+            level: "q8_0".into(),
+            task: "t".into(),
+            metric: "acc_norm".into(),
+            id: "7".into(),
+            correct: true,
+            prediction: "b".into(),
+            gold: "b".into(),
+            prompt: "p".into(),
+            logprobs: vec![-1.5, -0.25],
+            ..Default::default()
+        };
+        r.correct_by_metric.insert("acc_norm".into(), true);
+        r.correct_by_metric.insert("acc".into(), false);
+        // The keys in the order serde_json::json! wrote them (sorted) before the record type.
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            line,
+            r#"{"correct":true,"correct_by_metric":{"acc":false,"acc_norm":true},"gold":"b","id":"7","level":"q8_0","logprobs":[-1.5,-0.25],"metric":"acc_norm","prediction":"b","prompt":"p","task":"t"}"#
+        );
+        let back: ItemRecord = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, r);
+        // Minimal lines (older or hand-written files) read with defaults.
+        let m: ItemRecord =
+            serde_json::from_str(r#"{"level":"f16","task":"t","id":"1","correct":true}"#).unwrap();
+        assert!(m.prediction.is_empty() && m.correct_by_metric.is_empty());
     }
 }

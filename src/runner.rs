@@ -222,6 +222,7 @@ pub fn execute(plan: &Plan) -> Result<i32> {
         status: RunStatus::Running,
         model: ModelInfo {
             name: plan.model_name.clone(),
+            display_name: display_name(&plan.model_name, src.general_name().as_deref()),
             arch: cfg.arch.name().into(),
             repo: plan.repo.clone(),
             revision: plan.revision.clone(),

@@ -66,7 +66,7 @@ pub fn table(r: &Results) -> String {
     };
     let mut s = format!(
         "{} on {} ({}, {}), kernels: {}; median ±sd of {} repeat(s) after a warm-up\n",
-        r.model.name,
+        r.model.display(),
         r.device.name,
         r.device.kind,
         crate::fmt::threads(r.device.threads),

@@ -207,7 +207,7 @@ fn scatter(set: &ReportSet, opts: &ReportOptions, x: XAxis, y: YAxis) -> Option<
     let note =
         (!off.is_empty()).then(|| format!("off the chart, every level fits: {}", off.join(", ")));
     let r = set.first();
-    let title = format!("{}: {} vs {}", r.model.name, y.words(), x.words());
+    let title = format!("{}: {} vs {}", r.model.display(), y.words(), x.words());
     Some(Scatter {
         title,
         x_desc,
@@ -270,7 +270,10 @@ fn task_bars(set: &ReportSet) -> Option<Bars> {
         });
     }
     Some(Bars {
-        title: format!("{}: accuracy per task and level", set.first().model.name),
+        title: format!(
+            "{}: accuracy per task and level",
+            set.first().model.display()
+        ),
         y_desc: "accuracy (%, 95% interval)".into(),
         groups: tasks.iter().map(|(n, m)| format!("{n} ({m})")).collect(),
         members,

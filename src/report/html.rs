@@ -259,7 +259,7 @@ fn provenance(set: &ReportSet) -> String {
         s.push_str(&format!(
             r#"<h3>{label}{src}</h3>
 <ul>
-<li>Model: <b>{model}</b> ({arch}, {params} parameters, source {dtype}, {format}){repo}{rev}</li>
+<li>Model: <b>{model}</b> ({arch}, {params} parameters, source {dtype}, {format}){repo}{rev}; <code>--model {given}</code>, read from <code>{path}</code></li>
 <li>Files:<ul>{files}</ul></li>
 <li>Device: {kind}, {dname}, {threads}, {os}/{march}</li>
 <li>Eval set: {es} v{esv} ({espath}), {tokens} text tokens, {chunks} chunks of {ctx} tokens, {scored} scored; seed {seed}{limit}</li>
@@ -275,7 +275,9 @@ fn provenance(set: &ReportSet) -> String {
                 .as_ref()
                 .map(|p| format!(" — <code>{}</code>", esc(&p.display().to_string())))
                 .unwrap_or_default(),
-            model = esc(&r.model.name),
+            model = esc(&r.model.display()),
+            given = esc(&r.model.name),
+            path = esc(&r.model.path),
             arch = esc(&r.model.arch),
             params = crate::fmt::count(r.model.n_params),
             dtype = esc(&r.model.source_dtype),
@@ -512,7 +514,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
 <script>{SCRIPT}</script>
 </body></html>
 "##,
-        model = esc(&r.model.name),
+        model = esc(&r.model.display()),
         arch = esc(&r.model.arch),
         params = crate::fmt::count(r.model.n_params),
         dtype = esc(&r.model.source_dtype),

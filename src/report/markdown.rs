@@ -26,7 +26,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
     let r = set.first();
     let mut s = format!(
         "# {}: what each quantization level costs\n\n",
-        esc(&r.model.name)
+        esc(&r.model.display())
     );
     s.push_str(&format!(
         "Measured with qeval {} on {} ({}); eval set {} v{}, {} scored tokens; reference level {}.\n\n",

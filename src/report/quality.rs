@@ -4,9 +4,8 @@
 
 use super::options::QualityMetric;
 // The two-sided 95% normal quantile (one constant for the whole crate).
-use crate::results::{LevelResult, Results, TaskResult};
-
 use crate::eval::stats::Z_95 as Z95;
+use crate::results::{LevelResult, Results, TaskResult};
 
 /// Perplexity change against the run's reference, in percent.
 pub fn dppl_pct(run: &Results, l: &LevelResult) -> Option<f64> {

@@ -91,7 +91,7 @@ pub fn rows(set: &ReportSet, opts: &ReportOptions) -> Vec<Vec<String>> {
 pub fn provenance_line(r: &Results, label: &str) -> String {
     format!(
         "{} ({}) on {} [{}] ({}), eval set {} v{}: {} scored tokens, ctx {}",
-        r.model.name,
+        r.model.display(),
         r.model.arch,
         r.device.name,
         label,
