@@ -126,11 +126,13 @@ impl std::fmt::Display for DeviceKind {
     }
 }
 
-/// Whether a level finished; serialized as `ok` or `failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Whether a level finished; serialized as `ok` or `failed`. A level not known to have
+/// finished is failed (the default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LevelStatus {
     Ok,
+    #[default]
     Failed,
 }
 
@@ -261,7 +263,7 @@ pub struct Spread {
     pub samples: Vec<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LevelResult {
     pub level: String,
     pub status: LevelStatus,

@@ -6,7 +6,8 @@
 
 use super::figures::Figure;
 use super::items;
-use super::merge::{Entry, ReportSet};
+use super::merge::ReportSet;
+use super::rows::LevelRow;
 use super::{quality, recommend, table};
 use crate::report::options::ReportOptions;
 
@@ -59,8 +60,8 @@ fn clip(s: &str, n: usize) -> String {
 }
 
 /// The raw number each table column sorts by (None: sort by text).
-fn sort_keys(set: &ReportSet, e: &Entry) -> Vec<Option<f64>> {
-    let l = e.level;
+fn sort_keys(set: &ReportSet, row: &LevelRow) -> Vec<Option<f64>> {
+    let l = row.entry.level;
     let mut v: Vec<Option<f64>> = vec![None];
     if set.multi_device() {
         v.push(None);
@@ -68,17 +69,17 @@ fn sort_keys(set: &ReportSet, e: &Entry) -> Vec<Option<f64>> {
     let ok = l.is_ok();
     let k = quality::kld(l).0;
     v.extend([
-        Some(l.bits_per_weight),
-        Some(l.weight_bytes as f64),
-        l.peak_rss_bytes.map(|b| b as f64),
-        l.perplexity,
-        quality::dppl_pct(&set.runs[e.run].results, l),
+        Some(row.bits_per_weight),
+        Some(row.weight_bytes as f64),
+        row.peak_rss_bytes.map(|b| b as f64),
+        row.perplexity,
+        row.dppl_pct,
         k.is_finite().then_some(k),
-        l.kld_p99,
-        l.top1_agreement,
+        row.kld_p99,
+        row.top1_agreement,
         k.is_finite().then_some(k),
-        l.prefill_tokens_per_sec,
-        l.decode_tokens_per_sec,
+        row.prefill_tokens_per_sec,
+        row.decode_tokens_per_sec,
     ]);
     if !ok {
         for x in v.iter_mut().skip(1) {
@@ -98,7 +99,8 @@ fn levels_table(set: &ReportSet, opts: &ReportOptions) -> String {
         ));
     }
     s.push_str("</tr></thead><tbody>\n");
-    for e in set.entries() {
+    for row in super::rows::level_rows(set, opts) {
+        let e = row.entry;
         let cls = if e.level.is_reference {
             " class=\"ref\""
         } else if !e.level.is_ok() {
@@ -107,9 +109,9 @@ fn levels_table(set: &ReportSet, opts: &ReportOptions) -> String {
             ""
         };
         s.push_str(&format!("<tr{cls}>"));
-        for (i, (c, k)) in table::cells(set, &e, opts)
+        for (i, (c, k)) in table::cells(set, &row, opts)
             .iter()
-            .zip(sort_keys(set, &e))
+            .zip(sort_keys(set, &row))
             .enumerate()
         {
             let cls = if set.multi_device() && i == 1 {

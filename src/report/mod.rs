@@ -15,6 +15,7 @@ pub mod plot;
 pub mod prompts;
 pub mod quality;
 pub mod recommend;
+pub mod rows;
 pub mod table;
 
 use crate::fsutil::write_atomic;
@@ -34,8 +35,8 @@ pub fn render_set(set: &ReportSet, dir: &Path, opts: &ReportOptions) -> Result<V
         out.push(p);
         Ok(())
     };
-    put("results.csv", csv::render(set, opts).as_bytes())?;
-    if let Some(t) = csv::render_tasks(set) {
+    put("results.csv", csv::render(set, opts)?.as_bytes())?;
+    if let Some(t) = csv::render_tasks(set)? {
         put("tasks.csv", t.as_bytes())?;
     }
     let figs = figures::all(set, opts)?;

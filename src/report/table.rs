@@ -2,8 +2,9 @@
 //! It owns which cells a level shows; number formatting is `crate::fmt`'s, and it must not
 //! read files.
 
-use super::merge::{Entry, ReportSet};
+use super::merge::ReportSet;
 use super::quality;
+use super::rows::{level_rows, LevelRow};
 use crate::catalog::Catalog;
 use crate::fmt::{self, opt, pm};
 use crate::report::options::ReportOptions;
@@ -34,7 +35,8 @@ pub fn headers(set: &ReportSet) -> Vec<&'static str> {
 }
 
 /// One row of formatted cells for a level on a device.
-pub fn cells(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> Vec<String> {
+pub fn cells(set: &ReportSet, row: &LevelRow, opts: &ReportOptions) -> Vec<String> {
+    let e = &row.entry;
     let l = e.level;
     let mut v = vec![if l.is_reference {
         format!("{} (ref)", l.level)
@@ -52,18 +54,18 @@ pub fn cells(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> Vec<String> {
     }
     let k = quality::kld(l).0;
     v.extend([
-        format!("{:.2}", l.bits_per_weight),
-        fmt::bytes(l.weight_bytes),
-        l.peak_rss_bytes
+        format!("{:.2}", row.bits_per_weight),
+        fmt::bytes(row.weight_bytes),
+        row.peak_rss_bytes
             .map(fmt::bytes)
             .unwrap_or_else(|| "-".into()),
-        pm(l.perplexity, l.perplexity_se, 3),
-        quality::dppl_pct(&set.runs[e.run].results, l)
+        pm(row.perplexity, row.perplexity_se, 3),
+        row.dppl_pct
             .map(|d| format!("{d:+.1}%"))
             .unwrap_or_else(|| "-".into()),
-        pm(l.kld_mean, l.kld_mean_se, 5),
-        opt(l.kld_p99, 4),
-        match (l.top1_agreement, l.top1_agreement_se) {
+        pm(row.kld_mean, row.kld_mean_se, 5),
+        opt(row.kld_p99, 4),
+        match (row.top1_agreement, row.top1_agreement_se) {
             (Some(t), Some(s)) if s.is_finite() => format!("{:.2}% ±{:.2}", t * 100.0, s * 100.0),
             (Some(t), _) => format!("{:.2}%", t * 100.0),
             _ => "-".into(),
@@ -84,7 +86,10 @@ pub fn cells(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> Vec<String> {
 
 /// Every row of the report, in run then level order.
 pub fn rows(set: &ReportSet, opts: &ReportOptions) -> Vec<Vec<String>> {
-    set.entries().iter().map(|e| cells(set, e, opts)).collect()
+    level_rows(set, opts)
+        .iter()
+        .map(|r| cells(set, r, opts))
+        .collect()
 }
 
 /// One line per run saying what was measured where.
