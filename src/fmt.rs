@@ -1,7 +1,7 @@
 //! Number formatting shared by every human-facing output: the terminal table and the
-//! runner's messages, HTML, Markdown and the plots. It owns how bytes, counts, rates,
-//! percentages and intervals look; it must not read results or decide what to show
-//! (machine-readable outputs, CSV and JSON, write raw numbers and never use it).
+//! runner's messages, HTML, Markdown and the plots (axis units and ticks). It owns how bytes,
+//! counts, rates, percentages and intervals look; it must not read files or decide what to
+//! show (machine-readable outputs, CSV and JSON, write raw numbers and never use it).
 
 use crate::results::Spread;
 
@@ -92,6 +92,31 @@ pub fn points_interval(d: f64, low: f64, high: f64) -> String {
     format!("{} [{}, {}]", points(d), points(low), points(high))
 }
 
+/// The unit of a byte axis: MB, or GB when the largest value reaches 2 GB (divisor, name).
+pub fn byte_unit(max: f64) -> (f64, &'static str) {
+    if max >= 2e9 {
+        (1e9, "GB")
+    } else {
+        (1e6, "MB")
+    }
+}
+
+/// A log-axis tick at power `v` of ten: "1", "10", "0.01", "1e-5"; empty between decades.
+pub fn decade(v: f64) -> String {
+    if (v - v.round()).abs() > 1e-6 {
+        return String::new();
+    }
+    let e = v.round() as i32;
+    match e {
+        0 => "1".into(),
+        1 => "10".into(),
+        2 => "100".into(),
+        -1 => "0.1".into(),
+        -2 => "0.01".into(),
+        _ => format!("1e{e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +135,17 @@ mod tests {
         assert_eq!(rate(None), "-");
         assert_eq!(points_interval(-0.018, -0.031, -0.005), "-1.8 [-3.1, -0.5]");
         assert_eq!(pct_interval(0.61, 0.552, 0.665), "61.0% [55.2, 66.5]");
+        assert_eq!(byte_unit(2e9), (1e9, "GB"));
+        assert_eq!(decade(-2.0), "0.01");
+        assert_eq!(decade(-5.0), "1e-5");
+        assert_eq!(decade(-1.5), "");
+    }
+
+    #[test]
+    fn decade_labels_only_at_whole_powers() {
+        assert_eq!(decade(-3.0), "1e-3");
+        assert_eq!(decade(-2.0), "0.01");
+        assert_eq!(decade(0.0), "1");
+        assert_eq!(decade(-2.5), "");
     }
 }

@@ -119,15 +119,6 @@ impl YAxis {
     }
 }
 
-/// Bytes shown in MB, or GB when the largest value reaches 2 GB.
-fn byte_unit(max: f64) -> (f64, &'static str) {
-    if max >= 2e9 {
-        (1e9, "GB")
-    } else {
-        (1e6, "MB")
-    }
-}
-
 fn scatter(set: &ReportSet, opts: &ReportOptions, x: XAxis, y: YAxis) -> Option<Scatter> {
     let multi = set.multi_device();
     let entries = set.ok_entries();
@@ -136,7 +127,7 @@ fn scatter(set: &ReportSet, opts: &ReportOptions, x: XAxis, y: YAxis) -> Option<
         .filter_map(|e| x.value(e))
         .fold(0.0, f64::max);
     let (div, unit) = if x.bytes() {
-        byte_unit(max_x)
+        crate::fmt::byte_unit(max_x)
     } else {
         (1.0, "")
     };

@@ -245,21 +245,6 @@ fn marker<DB: DrawingBackend>(
 }
 
 /// "1e-3" style labels at whole decades, nothing between.
-fn decade_label(v: f64) -> String {
-    if (v - v.round()).abs() > 1e-6 {
-        return String::new();
-    }
-    let e = v.round() as i32;
-    match e {
-        0 => "1".into(),
-        1 => "10".into(),
-        2 => "100".into(),
-        -1 => "0.1".into(),
-        -2 => "0.01".into(),
-        _ => format!("1e{e}"),
-    }
-}
-
 /// The scatter chart's pixel mapping: data x and transformed y (see [`YScale::ty`]).
 type Coord =
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>;
@@ -384,7 +369,7 @@ fn draw_scatter_axes<DB: DrawingBackend>(
         .pe()?;
     let fmt_y = |v: &f64| -> String {
         if s.y_log {
-            decade_label(*v)
+            crate::fmt::decade(*v)
         } else if yhi - ylo > 10.0 {
             format!("{v:.0}")
         } else {
@@ -816,14 +801,6 @@ mod tests {
         // Near the right edge the label goes left of the point.
         let edge = place((990, 500), 100, 20, &[], bounds);
         assert!(edge.2 <= 1000, "{edge:?}");
-    }
-
-    #[test]
-    fn decade_labels_only_at_whole_powers() {
-        assert_eq!(decade_label(-3.0), "1e-3");
-        assert_eq!(decade_label(-2.0), "0.01");
-        assert_eq!(decade_label(0.0), "1");
-        assert_eq!(decade_label(-2.5), "");
     }
 
     #[test]

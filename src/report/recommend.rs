@@ -271,8 +271,11 @@ pub fn quality_words(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> String
                 "{base} (Δ {:+.1} pts{}, {})",
                 d * 100.0,
                 match (t.delta_ci_low, t.delta_ci_high) {
-                    (Some(a), Some(b)) =>
-                        format!(", 95% CI {:+.1} to {:+.1}", a * 100.0, b * 100.0),
+                    (Some(a), Some(b)) => format!(
+                        ", 95% CI {} to {}",
+                        crate::fmt::points(a),
+                        crate::fmt::points(b)
+                    ),
                     _ => String::new(),
                 },
                 opts.acc_thresholds.classify((-d * 100.0).max(0.0)).word()
