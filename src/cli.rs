@@ -1,5 +1,6 @@
 //! Command-line flags (clap). Values are parsed here; nothing here touches files or models.
-//! The report flags (`ReportOptions`) belong to `report::options` and are flattened in here.
+//! The report flags (`ReportOptions`) belong to `report::options` and are flattened in here;
+//! nothing else may depend on this module's types but `main` and `plan`.
 
 use crate::report::options::ReportOptions;
 use clap::{Args, Parser, Subcommand};

@@ -1,4 +1,6 @@
 //! Evaluation: scoring a level's logits against the text and against the reference level.
+//! It runs inside a level's worker (and prepares tasks in the parent); it must not render
+//! reports.
 
 pub mod checkpoint;
 pub mod metrics;

@@ -1,6 +1,6 @@
 //! The statistics of task accuracy, as pure functions: an accuracy's interval, the paired
 //! comparison of a level with the reference level on the same items, and how small a drop
-//! the item count can detect.
+//! the item count can detect. Pure functions; they must not format for reports or read files.
 //!
 //! Methods and sources:
 //! - Interval of an accuracy: the Wilson score interval (E. B. Wilson, "Probable inference,

@@ -1,6 +1,7 @@
 //! What `qeval bench` prints and writes besides results.json: the speed table (prefill, decode
 //! and eval-scoring throughput per level) and `bench.csv`, one row per level, for scripts
-//! (scripts/compare-llamacpp.sh reads it).
+//! (scripts/compare-llamacpp.sh reads it). It reads results only; it must not measure, and
+//! its number formatting is `crate::fmt`'s.
 
 use crate::fsutil::write_atomic;
 use crate::results::{LevelResult, Results, Spread};

@@ -1,6 +1,7 @@
 //! Which figures a report has: quality loss (mean KLD, ΔPPL %, accuracy Δ) against peak
 //! memory, weight bytes, decode and prefill speed, and per-task accuracy bars; each built
-//! from the merged results and rendered to PNG and SVG by `plot.rs`.
+//! from the merged results and rendered to PNG and SVG by `plot.rs`. It chooses data and
+//! words; it must not draw (that is `plot.rs`) or read files.
 
 use super::merge::{Entry, ReportSet};
 use super::pareto::Better;

@@ -2,7 +2,8 @@
 //! script for sorting, nothing fetched): the recommendation first, then the plots, the
 //! sortable table of every level and metric, per-task results with flips, example items
 //! where a level disagreed with the reference, how each level was made, and provenance.
-//! Every piece of text from results or items files is HTML-escaped.
+//! Every piece of text from results or items files is HTML-escaped. It lays out what the
+//! other report modules compute; it must not compute quality judgements itself or read files.
 
 use super::figures::Figure;
 use super::items;

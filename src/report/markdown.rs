@@ -1,5 +1,6 @@
 //! `summary.md`: the recommendation, the table and the plots (relative links), ready to paste
-//! into an issue or a model card.
+//! into an issue or a model card. It lays out what the other report modules compute; it must
+//! not compute judgements or read files.
 
 use super::figures::Figure;
 use super::merge::ReportSet;

@@ -1,6 +1,9 @@
 //! Reports, rendered from results files alone (one run, or several merged): HTML, Markdown,
 //! CSV, PNG and SVG plots, the terminal table and the recommendation. Each format, figure
-//! set and judgement lives in its own file; this one writes them out.
+//! set and judgement lives in its own file; this one writes them out. Reports depend on the
+//! records a run writes (`crate::results`, and `prompts::compare`'s prompts.jsonl record),
+//! `crate::fmt` and the statistics constant `eval::stats::Z_95`; nothing under `report/` may
+//! import `crate::cli`, the runner, the plan or a model.
 
 pub mod bench;
 pub mod csv;

@@ -1,7 +1,8 @@
 //! Drawing (plotters): a scatter chart with a Pareto frontier per device and a grouped-bar
 //! chart, each rendered to PNG and SVG from one description. Palette (Okabe–Ito, safe for
 //! colour-blind readers), marker shapes (devices apart in greyscale), fonts and label
-//! placement live here; which figures exist is `figures.rs`'s business.
+//! placement live here; which figures exist is `figures.rs`'s business, and this module must
+//! not read results.
 
 use super::pareto::{self, Better};
 use anyhow::{anyhow, Context, Result};

@@ -1,7 +1,8 @@
 //! The users'-prompts part of the reports, from results files and their `prompts.jsonl`
 //! alone: the per-level table of free-text metrics (all prompts and per tag), and the
 //! side-by-side page section — every prompt with the reference's answer and each level's,
-//! the first divergence marked, identical answers collapsed, the worst prompts first.
+//! the first divergence marked, identical answers collapsed, the worst prompts first. It
+//! must not compute the prompt metrics (the run records them) or write files.
 
 use super::html::esc;
 use super::merge::ReportSet;

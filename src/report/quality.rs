@@ -1,6 +1,6 @@
 //! What a level costs in quality next to its run's reference, derived from results alone:
 //! ΔPPL %, the headline task metrics, the mean accuracy delta, and whether a difference is
-//! distinguishable from noise.
+//! distinguishable from noise. Pure functions of results; it must not format or render.
 
 use super::options::QualityMetric;
 // The two-sided 95% normal quantile (one constant for the whole crate).

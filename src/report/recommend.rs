@@ -1,7 +1,8 @@
 //! The deployment recommendation: for each memory budget and device, the best level that
 //! fits (weights + KV cache at a stated context + the level's measured overhead) and what it
 //! costs in quality, in plain words. Levels whose losses are equal within the thresholds or
-//! within noise are not ranked against each other: the fastest of them is named.
+//! within noise are not ranked against each other: the fastest of them is named. It reads
+//! results only; it must not render a format (the formats print its sentences).
 
 use super::merge::{Entry, ReportSet};
 use super::options::{Budget, Severity};
