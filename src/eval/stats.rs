@@ -34,7 +34,8 @@ use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Φ⁻¹(0.975): the two-sided 95% normal quantile (scipy `norm.ppf(0.975)`).
+/// Φ⁻¹(0.975): the two-sided 95% normal quantile (scipy `norm.ppf(0.975)`), the one copy
+/// of "1.96" in the crate (reports use it too).
 pub const Z_95: f64 = 1.959_963_984_540_054;
 /// Φ⁻¹(0.80): the quantile for 80% power (scipy `norm.ppf(0.8)`).
 const Z_POWER_80: f64 = 0.841_621_233_572_914_3;
@@ -205,21 +206,6 @@ pub fn min_detectable_delta(n: usize, discordant_rate: f64) -> f64 {
         discordant_rate.clamp(0.0, 1.0)
     };
     (psi.sqrt() * k).max(k * k).min(1.0)
-}
-
-/// Items a paired test needs to detect a drop of `delta` (0..1] with 80% power at
-/// alpha = 0.05, given the discordance rate (Connor 1987, eq. 3, with ψ floored at δ as in
-/// [`min_detectable_delta`]), rounded up.
-pub fn items_needed(delta: f64, discordant_rate: f64) -> usize {
-    let delta = delta.abs().clamp(f64::MIN_POSITIVE, 1.0);
-    let psi = if discordant_rate.is_nan() {
-        0.0
-    } else {
-        discordant_rate.clamp(0.0, 1.0)
-    }
-    .max(delta);
-    let root = Z_95 * psi.sqrt() + Z_POWER_80 * (psi - delta * delta).max(0.0).sqrt();
-    (root * root / (delta * delta)).ceil() as usize
 }
 
 /// All of the above for one task metric at one level: fills a crate::results::TaskResult (value, ci_low, ci_high, n,
@@ -475,13 +461,9 @@ mod tests {
     }
 
     #[test]
-    fn items_needed_matches_connor() {
-        // Connor's n for δ = 0.02 (scipy quantiles as above): ψ = .1 → 1959.86; ψ = .05 →
-        // 978.75; ψ = 0 floored at δ = .02 → 390.08. Rounded up.
-        assert_eq!(items_needed(0.02, 0.1), 1960);
-        assert_eq!(items_needed(0.02, 0.05), 979);
-        assert_eq!(items_needed(0.02, 0.0), 391);
-        // Round trip: n items detect about the drop that needs n items.
+    fn min_detectable_delta_matches_connor() {
+        // Connor's n for δ = 0.02 at ψ = .1 (scipy quantiles as above) is 1959.86, so 1960
+        // items detect about a 2-point drop.
         let d = min_detectable_delta(1960, 0.1);
         assert!(close(d, 0.02, 1e-4), "{d}");
     }

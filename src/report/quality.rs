@@ -128,12 +128,6 @@ pub fn within_noise(a: &LevelResult, b: &LevelResult, m: &QualityMetric) -> bool
     ka.is_finite() && kb.is_finite() && (ka - kb).abs() <= Z95 * (sa * sa + sb * sb).sqrt()
 }
 
-/// Two KLD means whose difference is within 1.96 combined standard errors.
-pub fn kld_within_noise(a: &LevelResult, b: &LevelResult) -> bool {
-    let ((ka, sa), (kb, sb)) = (kld(a), kld(b));
-    ka.is_finite() && kb.is_finite() && (ka - kb).abs() <= Z95 * (sa * sa + sb * sb).sqrt()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,9 +190,9 @@ mod tests {
         let (f16, q8) = (&r.levels[0], &r.levels[1]);
         assert_eq!(kld(f16), (0.0, 0.0));
         // 0.00495 ± 0.00012 is far from 0 ± 0
-        assert!(!kld_within_noise(f16, q8));
+        assert!(!within_noise(f16, q8, &QualityMetric::Kld));
         let mut q8b = q8.clone();
         q8b.kld_mean = Some(q8.kld_mean.unwrap() + 0.0001);
-        assert!(kld_within_noise(q8, &q8b));
+        assert!(within_noise(q8, &q8b, &QualityMetric::Kld));
     }
 }
