@@ -10,6 +10,23 @@ use crate::results::LevelResult;
 use anyhow::Result;
 use serde::Serialize;
 
+/// Rows as CSV with a header line; without rows, the header that `blank` (a row of nothing)
+/// would have.
+pub(super) fn write_csv_or_header<T: Serialize>(
+    rows: &[T],
+    blank: impl FnOnce() -> T,
+) -> Result<String> {
+    if !rows.is_empty() {
+        return write_csv(rows);
+    }
+    let text = write_csv(&[blank()])?;
+    Ok(text
+        .split_inclusive('\n')
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
 /// Rows as CSV with a header line.
 fn write_csv<T: Serialize>(rows: &[T]) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -24,27 +41,18 @@ fn write_csv<T: Serialize>(rows: &[T]) -> Result<String> {
 
 /// `results.csv`: the header, then one row per level per device.
 pub fn render(set: &ReportSet, opts: &ReportOptions) -> Result<String> {
-    let rows = rows::level_rows(set, opts);
-    if !rows.is_empty() {
-        return write_csv(&rows);
-    }
-    // No level yet: the header alone, taken from a blank row.
     let blank = LevelResult::default();
-    let row = rows::level_row(
-        set,
-        Entry {
-            run: 0,
-            device: "",
-            level: &blank,
-        },
-        opts,
-    );
-    let text = write_csv(&[row])?;
-    Ok(text
-        .split_inclusive('\n')
-        .next()
-        .unwrap_or_default()
-        .to_string())
+    write_csv_or_header(&rows::level_rows(set, opts), || {
+        rows::level_row(
+            set,
+            Entry {
+                run: 0,
+                device: "",
+                level: &blank,
+            },
+            opts,
+        )
+    })
 }
 
 /// `tasks.csv`, or None when no level has task results.
