@@ -77,6 +77,8 @@ mod tests {
         let mut b = a.clone();
         b.device.threads = 1;
         b.model.name = "a,\"b\"".into();
+        // Another model (models are told apart by their files, not their names).
+        b.model.files[0].sha256 = "00ff".into();
         let runs = [a, b]
             .into_iter()
             .map(|r| super::super::merge::Run {

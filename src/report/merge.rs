@@ -430,18 +430,23 @@ mod tests {
         let s = ReportSet::from_runs(vec![run(a.clone()), run(b.clone())], false).unwrap();
         assert!(s.warnings.is_empty(), "{:?}", s.warnings);
         assert_eq!(s.runs[1].label, "cpu 1t");
-        // The committed example reports of the same model merge with each other.
+        // The committed example reports of the same model merge with each other (the prompts
+        // example measured the same file, on another eval set version).
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports");
         let s = ReportSet::load(
             &[
                 dir.join("example/results.json"),
                 dir.join("example/results-1thread.json"),
-                dir.join("prompts/results.json"),
             ],
             false,
         )
         .unwrap();
-        assert_eq!(s.runs.len(), 3);
+        assert_eq!(s.runs.len(), 2);
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        let p = Results::load(&dir.join("prompts/results.json")).unwrap();
+        assert_eq!(p.model.identity(), a.model.identity());
+        let q = Results::load(&dir.join("prompts-qwen2.5-coder/results.json")).unwrap();
+        assert_ne!(q.model.identity(), a.model.identity());
         // Another file is another model, whatever its name.
         b.model.files[0].sha256 = "00ff".into();
         b.model.name = a.model.name.clone();
