@@ -150,15 +150,13 @@ fn tasks_section(set: &ReportSet, opts: &ReportOptions) -> String {
             };
             let pct = |v: Option<f64>| v.map(crate::fmt::points).unwrap_or_default();
             rows.push_str(&format!(
-                "<tr><td>{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td data-v=\"{}\">{:.1}% [{:.1}, {:.1}]</td><td data-v=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"t\">{}</td></tr>\n",
+                "<tr><td>{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td data-v=\"{}\">{}</td><td data-v=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"t\">{}</td></tr>\n",
                 esc(&e.label(set.multi_device())),
                 esc(&t.task),
                 esc(t.kind.name()),
                 esc(&t.metric),
                 t.value,
-                t.value * 100.0,
-                t.ci_low * 100.0,
-                t.ci_high * 100.0,
+                crate::fmt::pct_interval(t.value, t.ci_low, t.ci_high),
                 t.delta_vs_reference.unwrap_or(0.0),
                 match t.delta_vs_reference {
                     Some(_) => format!("{} [{}, {}]", pct(t.delta_vs_reference), pct(t.delta_ci_low), pct(t.delta_ci_high)),
