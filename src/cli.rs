@@ -1,5 +1,8 @@
 //! Command-line flags (clap). Values are parsed here; nothing here touches files or models.
+//! The report flags (`ReportOptions`) belong to `report::options` and are flattened in here;
+//! nothing else may depend on this module's types but `main` and `plan`.
 
+use crate::report::options::ReportOptions;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -85,8 +88,8 @@ pub struct LevelArgs {
 #[derive(Debug, Clone, Args)]
 pub struct MachineArgs {
     /// Compute device. cuda and metal need a qeval built with `--features cuda` / `--features metal`.
-    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda", "metal"])]
-    pub device: String,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::results::DeviceKind,
 
     /// Threads for every pool (rayon and candle's quantized-matmul pool) [default: all cores].
     #[arg(allow_negative_numbers = true, long)]
@@ -267,55 +270,5 @@ impl BenchArgs {
             keep_work: false,
             report: ReportOptions::defaults()?,
         })
-    }
-}
-
-/// How reports judge and present the measurements (shared by `qeval run` and `qeval report`).
-#[derive(Debug, Clone, Args)]
-pub struct ReportOptions {
-    /// Memory budgets for the recommendation, comma-separated, optionally named, e.g.
-    /// `8GiB,24GiB` or `laptop=8GiB,gpu=24GiB` (units: GiB, GB, MiB, MB). Given budgets are
-    /// also drawn on the memory plots. [default: 4GiB,8GiB,16GiB,24GiB,80GiB, not drawn]
-    #[arg(long, value_name = "LIST", value_parser = crate::report::options::parse_budgets)]
-    pub budget: Option<crate::report::options::Budgets>,
-
-    /// Context length (tokens) whose KV cache a level must fit in a budget, besides its
-    /// weights and its measured overhead.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
-    pub budget_context: u64,
-
-    /// Mean-KLD thresholds (nats/token) between negligible, small, noticeable and large losses.
-    #[arg(long, value_name = "A,B,C", default_value = "0.01,0.05,0.2", value_parser = crate::report::options::parse_thresholds)]
-    pub kld_thresholds: crate::report::options::Thresholds,
-
-    /// Accuracy-drop thresholds (percentage points) between negligible, small, noticeable and
-    /// large losses on tasks.
-    #[arg(long, value_name = "A,B,C", default_value = "1,3,10", value_parser = crate::report::options::parse_thresholds)]
-    pub acc_thresholds: crate::report::options::Thresholds,
-
-    /// What the recommendation ranks levels by: `kld` (mean KLD on the eval text),
-    /// `prompts-kld` (teacher-forced KLD on the reference's answers to your --prompts), or
-    /// `task:NAME` (the accuracy drop on the task NAME, e.g. task:hellaswag).
-    #[arg(long, default_value = "kld", value_name = "METRIC", value_parser = crate::report::options::parse_quality_metric)]
-    pub quality_metric: crate::report::options::QualityMetric,
-
-    /// Merge results of different models or eval sets into one report anyway.
-    #[arg(long)]
-    pub allow_mixed: bool,
-}
-
-/// Only to read `ReportOptions`' defaults through clap.
-#[derive(Parser)]
-struct ReportDefaults {
-    #[command(flatten)]
-    options: ReportOptions,
-}
-
-impl ReportOptions {
-    /// The options a report gets when no flag is given.
-    pub fn defaults() -> anyhow::Result<Self> {
-        ReportDefaults::try_parse_from(["qeval"])
-            .map(|d| d.options)
-            .map_err(|e| anyhow::anyhow!("default report options: {e}"))
     }
 }

@@ -6,6 +6,7 @@ pub mod error;
 pub mod eval;
 pub mod evalset;
 pub mod fetch;
+pub mod fmt;
 pub mod fsutil;
 pub mod interrupt;
 pub mod kernels;

@@ -28,7 +28,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Bench(args) => run_plan(&qeval::plan::Plan::for_bench(&args)?),
         Command::Models { models } => {
             let c = qeval::plan::catalog::Catalog::load(models.as_deref())?;
-            print!("{}", qeval::report::table::models_table(&c));
+            print!("{}", qeval::plan::catalog::models_table(&c));
             Ok(0)
         }
         Command::Report {

@@ -1,6 +1,8 @@
 //! The versioned results record: the one interface between running and reporting.
 //! Written after every level (atomically), so a crash loses nothing already measured;
-//! every report is rendered from this file alone.
+//! every report is rendered from this file alone. It owns the record's types (and the
+//! `items.jsonl` record, [`ItemRecord`]) and their serde names, which old files must keep
+//! loading with; it must not measure, render or import `report`, `runner` or `cli`.
 
 use crate::fsutil::write_atomic;
 use anyhow::{Context, Result};
@@ -75,8 +77,13 @@ pub struct FileInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelInfo {
-    /// The name given to --model.
+    /// The name given to --model, as typed (a catalog name, hf:ORG/REPO or a local path).
     pub name: String,
+    /// The model's name for titles and headings: the catalog name, the Hub repo id, the GGUF's
+    /// `general.name` or the file's stem. Empty in files written before it was recorded; read
+    /// it through [`ModelInfo::display`].
+    #[serde(default)]
+    pub display_name: String,
     pub arch: String,
     pub repo: Option<String>,
     pub revision: Option<String>,
@@ -91,9 +98,136 @@ pub struct ModelInfo {
     pub tokenizer: String,
 }
 
+/// The compute device a run used (`--device`); serialized as `cpu`, `cuda`, `metal`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    #[default]
+    Cpu,
+    Cuda,
+    Metal,
+}
+
+impl DeviceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Cuda => "cuda",
+            DeviceKind::Metal => "metal",
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether a level finished; serialized as `ok` or `failed`. A level not known to have
+/// finished is failed (the default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LevelStatus {
+    Ok,
+    #[default]
+    Failed,
+}
+
+impl LevelStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            LevelStatus::Ok => "ok",
+            LevelStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for LevelStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How quantized weights are multiplied, which decides what a level's quality numbers include;
+/// serialized as `kernel` or `weights`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoringMode {
+    /// Through the quantized kernels a deployment runs, which also quantize the activations
+    /// (on CPU to 8 bits): quality includes that error.
+    #[default]
+    Kernel,
+    /// The quantized weights dequantized and multiplied in f32: the error of the weights alone
+    /// (costs f32 memory).
+    Weights,
+}
+
+impl ScoringMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScoringMode::Kernel => "kernel",
+            ScoringMode::Weights => "weights",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<ScoringMode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "kernel" => Ok(ScoringMode::Kernel),
+            "weights" => Ok(ScoringMode::Weights),
+            other => {
+                anyhow::bail!("unknown scoring mode '{other}': valid modes are kernel, weights")
+            }
+        }
+    }
+
+    /// A level's mode as files store it: files written before modes existed have `""`,
+    /// which means kernel.
+    fn deserialize_level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() {
+            return Ok(ScoringMode::Kernel);
+        }
+        ScoringMode::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for ScoringMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a task scores: a choice among options, or generated text; serialized as `choice` or
+/// `generate`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    #[default]
+    Choice,
+    Generate,
+}
+
+impl TaskKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::Choice => "choice",
+            TaskKind::Generate => "generate",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeviceInfo {
-    pub kind: String,
+    pub kind: DeviceKind,
     pub name: String,
     pub threads: usize,
     pub os: String,
@@ -129,11 +263,10 @@ pub struct Spread {
     pub samples: Vec<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LevelResult {
     pub level: String,
-    /// "ok" or "failed".
-    pub status: String,
+    pub status: LevelStatus,
     pub error: Option<String>,
     /// Where the weights came from, in words.
     pub source: String,
@@ -171,9 +304,10 @@ pub struct LevelResult {
     #[serde(default)]
     pub kernels: String,
     /// `kernel` (quantized kernels, activations quantized too) or `weights` (dequantized
-    /// weights multiplied in f32); empty in files written before modes existed (kernel).
-    #[serde(default)]
-    pub scoring_mode: String,
+    /// weights multiplied in f32); empty or absent in files written before modes existed
+    /// (read as kernel).
+    #[serde(default, deserialize_with = "ScoringMode::deserialize_level")]
+    pub scoring_mode: ScoringMode,
     pub perplexity: Option<f64>,
     pub perplexity_se: Option<f64>,
     pub kld_mean: Option<f64>,
@@ -258,8 +392,7 @@ pub struct PromptsInfo {
 pub struct TaskResult {
     /// Task name, e.g. "hellaswag" or "default/choice".
     pub task: String,
-    /// "choice" or "generate".
-    pub kind: String,
+    pub kind: TaskKind,
     /// "acc", "acc_norm" or "exact_match".
     pub metric: String,
     /// Fraction of items right, 0..1.
@@ -288,12 +421,102 @@ pub struct TaskResult {
     pub items_per_sec: f64,
 }
 
+/// One line of `items.jsonl`: one task item as one level answered it. The runner writes it,
+/// resumes from it and the reports read it; this is the only encoder and decoder of the file.
+/// Fields are declared in alphabetical order, which is the order the file has always had.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ItemRecord {
+    /// Whether the answer was right by the task's primary (last) metric.
+    pub correct: bool,
+    /// Whether it was right by each of the task's metrics.
+    #[serde(default)]
+    pub correct_by_metric: BTreeMap<String, bool>,
+    #[serde(default)]
+    pub gold: String,
+    pub id: String,
+    pub level: String,
+    /// Choice tasks: summed log-probability of each option.
+    #[serde(default)]
+    pub logprobs: Vec<f64>,
+    /// The primary metric `correct` is judged by.
+    #[serde(default)]
+    pub metric: String,
+    #[serde(default)]
+    pub prediction: String,
+    #[serde(default)]
+    pub prompt: String,
+    pub task: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LevelTimes {
     pub quantize_s: f64,
     pub load_s: f64,
     pub evaluate_s: f64,
     pub benchmark_s: f64,
+}
+
+/// A model's name for titles and headings, from what is known about it: a `--model` that is
+/// not a path (a catalog name) as typed; `hf:ORG/REPO` as its repo id; a path as the GGUF's
+/// `general_name` when given, else the file's stem (a directory's name).
+pub fn display_name(given: &str, general_name: Option<&str>) -> String {
+    if let Some(repo) = given.strip_prefix("hf:") {
+        return repo.trim_end_matches('/').to_string();
+    }
+    let is_path = given.contains(['/', '\\']) || given.to_ascii_lowercase().ends_with(".gguf");
+    if !is_path {
+        return given.to_string();
+    }
+    if let Some(g) = general_name.map(str::trim).filter(|g| !g.is_empty()) {
+        return g.to_string();
+    }
+    let file = Path::new(given.trim_end_matches(['/', '\\']))
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(given);
+    let stem = if file.to_ascii_lowercase().ends_with(".gguf") {
+        &file[..file.len() - ".gguf".len()]
+    } else {
+        file
+    };
+    if stem.is_empty() {
+        given.to_string()
+    } else {
+        stem.to_string()
+    }
+}
+
+impl ModelInfo {
+    /// The name reports show: the recorded display name, or for files written before it was
+    /// recorded, [`display_name`] of the `--model` text.
+    pub fn display(&self) -> String {
+        if self.display_name.is_empty() {
+            display_name(&self.name, None)
+        } else {
+            self.display_name.clone()
+        }
+    }
+
+    /// What makes two results files measurements of the same model, whatever `--model` was
+    /// typed: the files' hashes (sorted), else the repo and revision, else the name.
+    pub fn identity(&self) -> String {
+        let mut h: Vec<&str> = self.files.iter().map(|f| f.sha256.as_str()).collect();
+        if !h.is_empty() {
+            h.sort_unstable();
+            return format!("sha256 {}", h.join(","));
+        }
+        match &self.repo {
+            Some(repo) => format!("{repo}@{}", self.revision.as_deref().unwrap_or("")),
+            None => self.name.clone(),
+        }
+    }
+}
+
+impl LevelResult {
+    /// Whether the level finished (its numbers can be reported).
+    pub fn is_ok(&self) -> bool {
+        self.status == LevelStatus::Ok
+    }
 }
 
 impl Results {
@@ -325,8 +548,105 @@ impl Results {
 
     /// The reference level's entry, if it finished.
     pub fn reference_level(&self) -> Option<&LevelResult> {
-        self.levels
+        self.levels.iter().find(|l| l.is_reference && l.is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(dir: &str) -> Results {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("reports/{dir}/results.json"));
+        Results::load(&p).expect("a committed example results file")
+    }
+
+    #[test]
+    fn committed_results_load_with_typed_fields() {
+        let r = committed("example");
+        assert_eq!(r.device.kind, DeviceKind::Cpu);
+        assert_eq!(r.levels.len(), 4);
+        assert!(r.levels.iter().all(|l| l.status == LevelStatus::Ok));
+        assert!(r
+            .levels
             .iter()
-            .find(|l| l.is_reference && l.status == "ok")
+            .all(|l| l.scoring_mode == ScoringMode::Kernel));
+        assert_eq!(r.model.display(), "smollm2-135m-q4_1");
+        assert!(r.reference_level().is_some());
+        // Written with --model as a local path, before display names were recorded.
+        let q = committed("prompts-qwen2.5-coder");
+        assert_eq!(q.model.display(), "qwen2.5-coder-1.5b-instruct-q4_k_m");
+        committed("prompts");
+    }
+
+    #[test]
+    fn typed_fields_keep_their_serialized_names() {
+        let r = committed("example");
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["device"]["kind"], "cpu");
+        assert_eq!(v["levels"][0]["status"], "ok");
+        assert_eq!(v["levels"][0]["scoring_mode"], "kernel");
+        assert_eq!(v["model"]["display_name"], "");
+        let mut l: serde_json::Value = v["levels"][0].clone();
+        l["status"] = "failed".into();
+        l["scoring_mode"] = "".into();
+        let back: LevelResult = serde_json::from_value(l).unwrap();
+        assert_eq!(back.status, LevelStatus::Failed);
+        assert_eq!(back.scoring_mode, ScoringMode::Kernel);
+        let t: TaskResult = serde_json::from_str(
+            r#"{"task":"t","kind":"generate","metric":"exact_match","value":0.5,"ci_low":0.1,"ci_high":0.9,"n":2,"delta_vs_reference":null,"delta_ci_low":null,"delta_ci_high":null,"mcnemar_p":null,"flips_lost":null,"flips_gained":null,"min_detectable_delta":null,"seconds":1.0,"items_per_sec":2.0}"#,
+        )
+        .unwrap();
+        assert_eq!(t.kind, TaskKind::Generate);
+        assert_eq!(DeviceKind::Metal.to_string(), "metal");
+    }
+
+    #[test]
+    fn display_names_are_names_not_paths() {
+        assert_eq!(display_name("smollm2-135m-q4_1", None), "smollm2-135m-q4_1");
+        assert_eq!(
+            display_name("hf:HuggingFaceTB/SmolLM2-135M", None),
+            "HuggingFaceTB/SmolLM2-135M"
+        );
+        assert_eq!(
+            display_name("/m/qwen2.5-coder-1.5b-q4_k_m.gguf", None),
+            "qwen2.5-coder-1.5b-q4_k_m"
+        );
+        assert_eq!(
+            display_name("./model.GGUF", Some("Qwen2.5 Coder 1.5B")),
+            "Qwen2.5 Coder 1.5B"
+        );
+        assert_eq!(display_name("/models/Qwen2.5-0.5B/", None), "Qwen2.5-0.5B");
+        assert_eq!(display_name("model.gguf", Some("  ")), "model");
+    }
+
+    #[test]
+    fn item_records_keep_the_file_format() {
+        let mut r = ItemRecord {
+            level: "q8_0".into(),
+            task: "t".into(),
+            metric: "acc_norm".into(),
+            id: "7".into(),
+            correct: true,
+            prediction: "b".into(),
+            gold: "b".into(),
+            prompt: "p".into(),
+            logprobs: vec![-1.5, -0.25],
+            ..Default::default()
+        };
+        r.correct_by_metric.insert("acc_norm".into(), true);
+        r.correct_by_metric.insert("acc".into(), false);
+        // The keys in the order serde_json::json! wrote them (sorted) before the record type.
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            line,
+            r#"{"correct":true,"correct_by_metric":{"acc":false,"acc_norm":true},"gold":"b","id":"7","level":"q8_0","logprobs":[-1.5,-0.25],"metric":"acc_norm","prediction":"b","prompt":"p","task":"t"}"#
+        );
+        let back: ItemRecord = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, r);
+        // Minimal lines (older or hand-written files) read with defaults.
+        let m: ItemRecord =
+            serde_json::from_str(r#"{"level":"f16","task":"t","id":"1","correct":true}"#).unwrap();
+        assert!(m.prediction.is_empty() && m.correct_by_metric.is_empty());
     }
 }

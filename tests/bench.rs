@@ -50,7 +50,7 @@ fn bench_measures_speed_only_and_report_still_renders() {
     assert_eq!(r.evalset.chunks, 0);
     assert_eq!(r.levels.len(), 2);
     for l in &r.levels {
-        assert_eq!(l.status, "ok", "{:?}", l.error);
+        assert_eq!(l.status, qeval::results::LevelStatus::Ok, "{:?}", l.error);
         assert!(l.perplexity.is_none() && l.kld_mean.is_none() && l.tasks.is_empty());
         assert_eq!(l.scored_tokens, 0);
         for s in [&l.prefill, &l.decode, &l.eval] {

@@ -109,7 +109,7 @@ fn smollm2_gguf_levels_order_by_quality_and_write_every_report() {
     assert!(k(q8) * 5.0 < k(q4), "q8_0 {} vs q4_k {}", k(q8), k(q4));
     assert!(k(q4) * 2.0 < k(q2), "q4_k {} vs q2_k {}", k(q4), k(q2));
     for l in &r.levels {
-        assert_eq!(l.status, "ok");
+        assert_eq!(l.status, qeval::results::LevelStatus::Ok);
         let ppl = l.perplexity.unwrap();
         assert!(
             ppl.is_finite() && ppl > 1.0 && ppl < 1000.0,
@@ -431,7 +431,7 @@ fn a_level_with_non_finite_logits_fails_alone() {
     let r = Results::load(&out.join("results.json")).unwrap();
     assert_eq!(r.status, qeval::results::RunStatus::Incomplete);
     let f16 = level(&r, "f16");
-    assert_eq!(f16.status, "failed");
+    assert_eq!(f16.status, qeval::results::LevelStatus::Failed);
     let why = f16.error.as_deref().unwrap_or_default();
     assert!(why.contains("non-finite"), "{why}");
     assert!(
@@ -440,7 +440,12 @@ fn a_level_with_non_finite_logits_fails_alone() {
     );
     for ok in ["f32", "q8_0"] {
         let l = level(&r, ok);
-        assert_eq!(l.status, "ok", "{ok}: {:?}", l.error);
+        assert_eq!(
+            l.status,
+            qeval::results::LevelStatus::Ok,
+            "{ok}: {:?}",
+            l.error
+        );
         assert!(l.perplexity.unwrap().is_finite());
     }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
@@ -470,8 +475,8 @@ fn scoring_modes_kernel_and_weights_in_one_sweep() {
     assert_eq!(names, ["f16", "f16-weights", "q8_0", "q8_0-weights"]);
     let k = level(&r, "q8_0");
     let w = level(&r, "q8_0-weights");
-    assert_eq!(k.scoring_mode, "kernel");
-    assert_eq!(w.scoring_mode, "weights");
+    assert_eq!(k.scoring_mode, qeval::results::ScoringMode::Kernel);
+    assert_eq!(w.scoring_mode, qeval::results::ScoringMode::Weights);
     assert!(level(&r, "f16").is_reference && !level(&r, "f16-weights").is_reference);
     assert_eq!(k.weight_bytes, w.weight_bytes, "the same quantized weights");
     assert!(w.peak_rss_bytes.unwrap() > k.peak_rss_bytes.unwrap() + 300_000_000);

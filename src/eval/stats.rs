@@ -1,6 +1,6 @@
 //! The statistics of task accuracy, as pure functions: an accuracy's interval, the paired
 //! comparison of a level with the reference level on the same items, and how small a drop
-//! the item count can detect.
+//! the item count can detect. Pure functions; they must not format for reports or read files.
 //!
 //! Methods and sources:
 //! - Interval of an accuracy: the Wilson score interval (E. B. Wilson, "Probable inference,
@@ -34,17 +34,13 @@ use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Φ⁻¹(0.975): the two-sided 95% normal quantile (scipy `norm.ppf(0.975)`).
-const Z_95: f64 = 1.959_963_984_540_054;
+/// Φ⁻¹(0.975): the two-sided 95% normal quantile (scipy `norm.ppf(0.975)`), the one copy
+/// of "1.96" in the crate (reports use it too).
+pub const Z_95: f64 = 1.959_963_984_540_054;
 /// Φ⁻¹(0.80): the quantile for 80% power (scipy `norm.ppf(0.8)`).
 const Z_POWER_80: f64 = 0.841_621_233_572_914_3;
 /// Bootstrap resamples used by [`task_result`].
 pub const BOOTSTRAP_ITERS: usize = 2000;
-/// The drop (absolute accuracy, 0..1) the report asks about when it says an item count is
-/// too small: two points.
-pub const REPORT_DROP: f64 = 0.02;
-/// Significance level of the verdicts.
-pub const ALPHA: f64 = 0.05;
 
 /// Wilson score interval for k successes in n trials at 95% (z = 1.959964). n = 0 -> (0, 1).
 pub fn wilson_interval(k: usize, n: usize) -> (f64, f64) {
@@ -212,28 +208,13 @@ pub fn min_detectable_delta(n: usize, discordant_rate: f64) -> f64 {
     (psi.sqrt() * k).max(k * k).min(1.0)
 }
 
-/// Items a paired test needs to detect a drop of `delta` (0..1] with 80% power at
-/// alpha = 0.05, given the discordance rate (Connor 1987, eq. 3, with ψ floored at δ as in
-/// [`min_detectable_delta`]), rounded up.
-pub fn items_needed(delta: f64, discordant_rate: f64) -> usize {
-    let delta = delta.abs().clamp(f64::MIN_POSITIVE, 1.0);
-    let psi = if discordant_rate.is_nan() {
-        0.0
-    } else {
-        discordant_rate.clamp(0.0, 1.0)
-    }
-    .max(delta);
-    let root = Z_95 * psi.sqrt() + Z_POWER_80 * (psi - delta * delta).max(0.0).sqrt();
-    (root * root / (delta * delta)).ceil() as usize
-}
-
 /// All of the above for one task metric at one level: fills a crate::results::TaskResult (value, ci_low, ci_high, n,
 /// and, when `reference` is Some, delta_vs_reference, delta_ci_low/high, mcnemar_p, flips_lost/gained,
 /// min_detectable_delta). `seconds` and `items_per_sec` are left for the caller.
 /// The bootstrap uses [`BOOTSTRAP_ITERS`] resamples.
 pub fn task_result(
     task: &str,
-    kind: &str,
+    kind: crate::results::TaskKind,
     metric: &str,
     level: &[bool],
     reference: Option<&[bool]>,
@@ -247,7 +228,7 @@ pub fn task_result(
     let (ci_low, ci_high) = wilson_interval(k, n);
     let mut r = TaskResult {
         task: task.to_string(),
-        kind: kind.to_string(),
+        kind,
         metric: metric.to_string(),
         value: k as f64 / n as f64,
         ci_low,
@@ -288,66 +269,10 @@ pub fn sample_indices(len: usize, n: usize, seed: u64) -> Vec<usize> {
     v
 }
 
-/// Accuracy points (0..1 → percentage points) with a sign, without "-0.0".
-fn points(x: f64) -> String {
-    let s = format!("{:+.1}", x * 100.0);
-    if s == "-0.0" {
-        "+0.0".to_string()
-    } else {
-        s
-    }
-}
-
-/// A p-value as a report shows it.
-fn format_p(p: f64) -> String {
-    if p < 0.001 {
-        "p < 0.001".to_string()
-    } else {
-        format!("p = {p:.3}")
-    }
-}
-
-/// The paired comparison of one task metric with the reference, in plain words, e.g.
-/// "-1.8 points (95% CI -3.1 to -0.5), McNemar p = 0.004: a real loss". The verdict is a
-/// real loss/gain when McNemar's p < 0.05; otherwise "too few items to detect a 2-point
-/// drop (needs about N)" when the items cannot detect one, else "not distinguishable from
-/// the reference". The reference level itself reads "the reference".
-pub fn describe_delta(r: &TaskResult) -> String {
-    let (Some(delta), Some(p)) = (r.delta_vs_reference, r.mcnemar_p) else {
-        return "the reference".to_string();
-    };
-    let mut s = points(delta);
-    s.push_str(" points");
-    if let (Some(lo), Some(hi)) = (r.delta_ci_low, r.delta_ci_high) {
-        s.push_str(&format!(" (95% CI {} to {})", points(lo), points(hi)));
-    }
-    s.push_str(&format!(", McNemar {}: ", format_p(p)));
-    let discordant = match (r.flips_lost, r.flips_gained) {
-        (Some(b), Some(c)) if r.n > 0 => (b + c) as f64 / r.n as f64,
-        _ => 0.0,
-    };
-    let mdd = r
-        .min_detectable_delta
-        .unwrap_or_else(|| min_detectable_delta(r.n, discordant));
-    if p < ALPHA && delta < 0.0 {
-        s.push_str("a real loss");
-    } else if p < ALPHA && delta > 0.0 {
-        s.push_str("a real gain");
-    } else if mdd > REPORT_DROP {
-        s.push_str(&format!(
-            "too few items to detect a {:.0}-point drop (needs about {})",
-            REPORT_DROP * 100.0,
-            items_needed(REPORT_DROP, discordant)
-        ));
-    } else {
-        s.push_str("not distinguishable from the reference");
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::TaskKind;
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol
@@ -536,13 +461,9 @@ mod tests {
     }
 
     #[test]
-    fn items_needed_matches_connor() {
-        // Connor's n for δ = 0.02 (scipy quantiles as above): ψ = .1 → 1959.86; ψ = .05 →
-        // 978.75; ψ = 0 floored at δ = .02 → 390.08. Rounded up.
-        assert_eq!(items_needed(0.02, 0.1), 1960);
-        assert_eq!(items_needed(0.02, 0.05), 979);
-        assert_eq!(items_needed(0.02, 0.0), 391);
-        // Round trip: n items detect about the drop that needs n items.
+    fn min_detectable_delta_matches_connor() {
+        // Connor's n for δ = 0.02 at ψ = .1 (scipy quantiles as above) is 1959.86, so 1960
+        // items detect about a 2-point drop.
         let d = min_detectable_delta(1960, 0.1);
         assert!(close(d, 0.02, 1e-4), "{d}");
     }
@@ -555,7 +476,7 @@ mod tests {
         let level = answers(&[(false, 12), (true, 2), (true, 58), (false, 28)]);
         let r = task_result(
             "default/choice",
-            "choice",
+            TaskKind::Choice,
             "acc",
             &level,
             Some(&reference),
@@ -563,7 +484,7 @@ mod tests {
         )
         .expect("same length");
         assert_eq!(r.task, "default/choice");
-        assert_eq!(r.kind, "choice");
+        assert_eq!(r.kind, TaskKind::Choice);
         assert_eq!(r.metric, "acc");
         assert_eq!(r.n, 100);
         assert!(close(r.value, 0.60, 1e-15));
@@ -592,7 +513,8 @@ mod tests {
         assert_eq!((r.seconds, r.items_per_sec), (0.0, 0.0));
 
         // At the reference: only the accuracy and its interval.
-        let r = task_result("t", "generate", "exact_match", &reference, None, 42).expect("ok");
+        let r =
+            task_result("t", TaskKind::Generate, "exact_match", &reference, None, 42).expect("ok");
         assert!(close(r.value, 0.70, 1e-15));
         assert_eq!(r.delta_vs_reference, None);
         assert_eq!(r.mcnemar_p, None);
@@ -602,10 +524,17 @@ mod tests {
 
     #[test]
     fn task_result_rejects_bad_input() {
-        let e = task_result("t", "choice", "acc", &[], None, 1).expect_err("no items");
+        let e = task_result("t", TaskKind::Choice, "acc", &[], None, 1).expect_err("no items");
         assert!(e.to_string().contains("no items"), "{e}");
-        let e = task_result("t", "choice", "acc", &[true, false], Some(&[true]), 1)
-            .expect_err("length mismatch");
+        let e = task_result(
+            "t",
+            TaskKind::Choice,
+            "acc",
+            &[true, false],
+            Some(&[true]),
+            1,
+        )
+        .expect_err("length mismatch");
         assert!(e.to_string().contains("same items"), "{e}");
     }
 
@@ -625,48 +554,4 @@ mod tests {
         assert_eq!(sample_indices(100, 5, 42), GOLDEN_SAMPLE.to_vec());
     }
     const GOLDEN_SAMPLE: [usize; 5] = [14, 21, 66, 77, 94];
-
-    #[test]
-    fn describe_delta_verdicts() {
-        // A real loss: 1000 items, 60 lost, 30 gained (p = 0.0021 < 0.05).
-        let reference = answers(&[(true, 60), (false, 30), (true, 500), (false, 410)]);
-        let level = answers(&[(false, 60), (true, 30), (true, 500), (false, 410)]);
-        let r = task_result("t", "choice", "acc", &level, Some(&reference), 42).expect("ok");
-        let s = describe_delta(&r);
-        assert!(s.starts_with("-3.0 points (95% CI -"), "{s}");
-        assert!(s.ends_with(": a real loss"), "{s}");
-        // The reverse is a real gain.
-        let r = task_result("t", "choice", "acc", &reference, Some(&level), 42).expect("ok");
-        assert!(describe_delta(&r).ends_with(": a real gain"));
-
-        // 5000 items, 10 lost and 8 gained: no real difference, and 5000 items with 0.36%
-        // disagreement can detect a 2-point drop (ψ floored at .02 → 391 items suffice).
-        let reference = answers(&[(true, 10), (false, 8), (true, 3000), (false, 1982)]);
-        let level = answers(&[(false, 10), (true, 8), (true, 3000), (false, 1982)]);
-        let r = task_result("t", "choice", "acc", &level, Some(&reference), 42).expect("ok");
-        let s = describe_delta(&r);
-        assert!(
-            s.starts_with("-0.0 points") || s.starts_with("+0.0 points"),
-            "{s}"
-        );
-        assert!(
-            s.ends_with(": not distinguishable from the reference"),
-            "{s}"
-        );
-        assert!(s.contains("McNemar p = 0.815"), "{s}"); // 2 · P[Bin(18, .5) ≤ 8] = 0.8145
-
-        // 100 items, 12 lost and 8 gained: too few to see a 2-point drop; Connor's n at
-        // δ = .02, ψ = .2 is 3922.08, rounded up 3923.
-        let reference = answers(&[(true, 12), (false, 8), (true, 50), (false, 30)]);
-        let level = answers(&[(false, 12), (true, 8), (true, 50), (false, 30)]);
-        let r = task_result("t", "choice", "acc", &level, Some(&reference), 42).expect("ok");
-        let s = describe_delta(&r);
-        assert!(
-            s.ends_with(": too few items to detect a 2-point drop (needs about 3923)"),
-            "{s}"
-        );
-
-        let r = task_result("t", "choice", "acc", &level, None, 42).expect("ok");
-        assert_eq!(describe_delta(&r), "the reference");
-    }
 }

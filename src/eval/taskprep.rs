@@ -16,8 +16,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PreparedTask {
     pub name: String,
-    /// "choice" or "generate".
-    pub kind: String,
+    pub kind: crate::results::TaskKind,
     pub note: String,
     pub metrics: Vec<String>,
     pub choice: Vec<ChoiceTokens>,
@@ -110,7 +109,10 @@ fn prepare_task(
 ) -> Result<PreparedTask> {
     let mut pt = PreparedTask {
         name: t.name.clone(),
-        kind: t.kind.name().into(),
+        kind: match &t.kind {
+            TaskKind::Generate(_) => crate::results::TaskKind::Generate,
+            _ => crate::results::TaskKind::Choice,
+        },
         note: t.note.clone(),
         metrics: Vec::new(),
         choice: Vec::new(),
@@ -225,8 +227,8 @@ pub fn judge(
     };
     let mut v = Vec::with_capacity(outcomes.len());
     for (i, o) in outcomes.iter().enumerate() {
-        v.push(match task.kind.as_str() {
-            "choice" => {
+        v.push(match task.kind {
+            crate::results::TaskKind::Choice => {
                 let pick = if metric == "acc_norm" {
                     o.pick_norm
                 } else {
@@ -235,7 +237,7 @@ pub fn judge(
                 let text = task.choice_texts[i].get(pick).cloned().unwrap_or_default();
                 (pick == task.choice[i].gold, text)
             }
-            _ => {
+            crate::results::TaskKind::Generate => {
                 let ans = extract_answer(&o.generated, re.as_ref());
                 (
                     exact_match(&ans, &task.golds[i], task.ignore_case),

@@ -512,6 +512,19 @@ impl ModelSource {
         check_complete(&self.tensors, &self.config, &self.path)
     }
 
+    /// The GGUF's `general.name` (e.g. "Qwen2.5 Coder 1.5B Instruct"), if it states one.
+    pub fn general_name(&self) -> Option<String> {
+        match &self.backing {
+            Backing::Gguf { content } => content
+                .metadata
+                .get("general.name")
+                .and_then(|v| v.to_string().ok())
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
+            Backing::Safetensors { .. } => None,
+        }
+    }
+
     pub fn meta(&self, name: &str) -> Option<&TensorMeta> {
         self.tensors.iter().find(|t| t.name == name)
     }

@@ -18,37 +18,8 @@ use candle_core::{DType, Device, Module, Tensor};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// How quantized weights are multiplied, which decides what a level's quality numbers include.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScoringMode {
-    /// Through the quantized kernels a deployment runs, which also quantize the activations
-    /// (on CPU to 8 bits): quality includes that error.
-    #[default]
-    Kernel,
-    /// The quantized weights dequantized and multiplied in f32: the error of the weights alone
-    /// (costs f32 memory).
-    Weights,
-}
-
-impl ScoringMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            ScoringMode::Kernel => "kernel",
-            ScoringMode::Weights => "weights",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<ScoringMode> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "kernel" => Ok(ScoringMode::Kernel),
-            "weights" => Ok(ScoringMode::Weights),
-            other => {
-                anyhow::bail!("unknown scoring mode '{other}': valid modes are kernel, weights")
-            }
-        }
-    }
-}
+/// How quantized weights are multiplied (defined with the results record it is stored in).
+pub use crate::results::ScoringMode;
 
 /// A weight matrix: a quantized one multiplied by qeval's kernels (`crate::kernels`) where it
 /// has one for the type and CPU, else by candle's; or a dense one (f32, f16 or bf16, kept in

@@ -125,6 +125,36 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// `qeval models`.
+pub fn models_table(c: &Catalog) -> String {
+    let mut s = format!(
+        "{:<20} {:<7} {:<8} {}\n",
+        "name", "params", "arch", "source"
+    );
+    for (name, e) in &c.models {
+        let src = match (&e.repo, &e.pypi) {
+            (_, Some(p)) => format!("PyPI {} ({})", p.package, p.level),
+            (Some(r), None) => {
+                let g = e
+                    .gguf
+                    .as_ref()
+                    .map(|g| {
+                        format!(
+                            "; GGUF {}: {}",
+                            g.repo,
+                            g.files.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )
+                    })
+                    .unwrap_or_default();
+                format!("{r}{}{g}", if e.gated { " (gated)" } else { "" })
+            }
+            _ => String::new(),
+        };
+        s.push_str(&format!("{name:<20} {:<7} {:<8} {src}\n", e.params, e.arch));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

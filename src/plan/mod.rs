@@ -103,7 +103,7 @@ pub struct Plan {
     pub evalset: EvalSet,
     pub ctx: usize,
     pub chunks: Option<usize>,
-    pub device: String,
+    pub device: crate::results::DeviceKind,
     pub threads: usize,
     pub bench: BenchSettings,
     pub out_dir: PathBuf,
@@ -121,7 +121,7 @@ pub struct Plan {
     /// Seed of everything random (bootstrap, --limit sampling); recorded in results.json.
     pub seed: u64,
     /// How the reports judge and present the results (--budget, thresholds).
-    pub report: crate::cli::ReportOptions,
+    pub report: crate::report::options::ReportOptions,
     /// `qeval bench`: speed only, no text or task evaluation.
     pub bench_only: bool,
     /// --scoring: the modes non-reference levels run in.
@@ -185,19 +185,17 @@ fn evalsets_root() -> PathBuf {
 }
 
 /// Check a `--device` value against what this build can do.
-pub fn check_device(device: &str) -> Result<()> {
+pub fn check_device(device: crate::results::DeviceKind) -> Result<()> {
+    use crate::results::DeviceKind;
     match device {
-        "cpu" => Ok(()),
-        "cuda" if !cfg!(feature = "cuda") => Err(usage(
+        DeviceKind::Cpu => Ok(()),
+        DeviceKind::Cuda if !cfg!(feature = "cuda") => Err(usage(
             "--device cuda: this qeval was built without CUDA support; rebuild with `cargo build --release --features cuda` (needs the CUDA toolkit)",
         )),
-        "metal" if !cfg!(feature = "metal") => Err(usage(
+        DeviceKind::Metal if !cfg!(feature = "metal") => Err(usage(
             "--device metal: this qeval was built without Metal support; rebuild with `cargo build --release --features metal` (macOS)",
         )),
-        "cuda" | "metal" => Ok(()),
-        other => Err(usage(format!(
-            "--device '{other}' is not valid; use cpu, cuda or metal"
-        ))),
+        DeviceKind::Cuda | DeviceKind::Metal => Ok(()),
     }
 }
 
@@ -228,7 +226,7 @@ fn parse_gguf_spec(spec: &str) -> Result<FileRef> {
 
 impl Plan {
     pub fn from_args(a: &RunArgs) -> Result<Self> {
-        check_device(&a.machine.device)?;
+        check_device(a.machine.device)?;
         let threads = check_counts(a)?;
         let demo = a.levels.model.is_none();
         let model_name = a
@@ -279,7 +277,7 @@ impl Plan {
             evalset,
             ctx: a.ctx,
             chunks: a.chunks.or(if demo { Some(DEMO_CHUNKS) } else { None }),
-            device: a.machine.device.clone(),
+            device: a.machine.device,
             threads,
             bench: BenchSettings {
                 prompt_tokens: a.machine.prompt_tokens,

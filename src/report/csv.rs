@@ -1,134 +1,67 @@
 //! `results.csv` (one row per level per device) and `tasks.csv` (one row per level, device,
-//! task and metric): raw numbers, no formatting, for spreadsheets.
+//! task and metric): raw numbers, no formatting, for spreadsheets. The rows are
+//! `report::rows`' structs (the same the tables are made from), written by the `csv` crate;
+//! this module owns only the writing and must not build or format numbers itself.
 
-use super::merge::ReportSet;
-use super::quality;
-use super::recommend::fit;
-use crate::cli::ReportOptions;
+use super::merge::{Entry, ReportSet};
+use super::options::ReportOptions;
+use super::rows;
+use crate::results::LevelResult;
+use anyhow::Result;
+use serde::Serialize;
 
-fn f(v: Option<f64>) -> String {
-    v.map(|x| format!("{x}")).unwrap_or_default()
-}
-
-fn u<T: ToString>(v: Option<T>) -> String {
-    v.map(|x| x.to_string()).unwrap_or_default()
-}
-
-fn esc(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
+/// Rows as CSV with a header line; without rows, the header that `blank` (a row of nothing)
+/// would have.
+pub(super) fn write_csv_or_header<T: Serialize>(
+    rows: &[T],
+    blank: impl FnOnce() -> T,
+) -> Result<String> {
+    if !rows.is_empty() {
+        return write_csv(rows);
     }
+    let text = write_csv(&[blank()])?;
+    Ok(text
+        .split_inclusive('\n')
+        .next()
+        .unwrap_or_default()
+        .to_string())
 }
 
-pub fn render(set: &ReportSet, opts: &ReportOptions) -> String {
-    let mut s = String::from("model,device,device_kind,device_name,threads,results_file,level,status,is_reference,reference,source,weight_bytes,bits_per_weight,peak_rss_bytes,peak_rss_with_eval_bytes,kv_cache_bytes,kv_cache_ctx,fit_bytes,fit_ctx,prefill_tokens_per_sec,prefill_stddev,decode_tokens_per_sec,decode_stddev,perplexity,perplexity_se,dppl_pct,kld_mean,kld_mean_se,kld_median,kld_p99,kld_max,top1_agreement,top1_agreement_se,rms_delta_p,rms_delta_p_se,scored_tokens,acc_delta_pts,acc_delta_low_pts,acc_delta_high_pts,eval_tokens_per_sec,eval_stddev,kernels,scoring_mode\n");
-    for e in set.entries() {
-        let r = &set.runs[e.run].results;
-        let l = e.level;
-        let ft = fit(l, opts.budget_context);
-        let acc = quality::acc_delta_pts(l);
-        let row = [
-            esc(&r.model.name),
-            esc(e.device),
-            esc(&r.device.kind),
-            esc(&r.device.name),
-            r.device.threads.to_string(),
-            esc(&set.runs[e.run]
-                .source
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()),
-            esc(&l.level),
-            esc(&l.status),
-            l.is_reference.to_string(),
-            esc(&r.reference),
-            esc(&l.source),
-            l.weight_bytes.to_string(),
-            format!("{:.4}", l.bits_per_weight),
-            u(l.peak_rss_bytes),
-            u(l.peak_rss_with_eval_bytes),
-            l.kv_cache_bytes.to_string(),
-            l.kv_cache_ctx.to_string(),
-            if l.status == "ok" {
-                ft.need_bytes.to_string()
-            } else {
-                String::new()
+/// Rows as CSV with a header line.
+fn write_csv<T: Serialize>(rows: &[T]) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot write CSV: {}", e.error()))?;
+    Ok(String::from_utf8(bytes)?)
+}
+
+/// `results.csv`: the header, then one row per level per device.
+pub fn render(set: &ReportSet, opts: &ReportOptions) -> Result<String> {
+    let blank = LevelResult::default();
+    write_csv_or_header(&rows::level_rows(set, opts), || {
+        rows::level_row(
+            set,
+            Entry {
+                run: 0,
+                device: "",
+                level: &blank,
             },
-            ft.ctx.to_string(),
-            f(l.prefill_tokens_per_sec),
-            f(l.prefill.as_ref().map(|s| s.stddev)),
-            f(l.decode_tokens_per_sec),
-            f(l.decode.as_ref().map(|s| s.stddev)),
-            f(l.perplexity),
-            f(l.perplexity_se),
-            f(quality::dppl_pct(r, l)),
-            f(l.kld_mean),
-            f(l.kld_mean_se),
-            f(l.kld_median),
-            f(l.kld_p99),
-            f(l.kld_max),
-            f(l.top1_agreement),
-            f(l.top1_agreement_se),
-            f(l.rms_delta_p),
-            f(l.rms_delta_p_se),
-            l.scored_tokens.to_string(),
-            f(acc.map(|a| a.0)),
-            f(acc.map(|a| a.1)),
-            f(acc.map(|a| a.2)),
-            f(l.eval_tokens_per_sec),
-            f(l.eval.as_ref().map(|s| s.stddev)),
-            esc(&l.kernels),
-            esc(if l.scoring_mode.is_empty() {
-                "kernel"
-            } else {
-                &l.scoring_mode
-            }),
-        ];
-        s.push_str(&row.join(","));
-        s.push('\n');
-    }
-    s
+            opts,
+        )
+    })
 }
 
 /// `tasks.csv`, or None when no level has task results.
-pub fn render_tasks(set: &ReportSet) -> Option<String> {
-    let entries = set.entries();
-    if entries.iter().all(|e| e.level.tasks.is_empty()) {
-        return None;
+pub fn render_tasks(set: &ReportSet) -> Result<Option<String>> {
+    let rows = rows::task_rows(set);
+    if rows.is_empty() {
+        return Ok(None);
     }
-    let mut s = String::from("model,device,level,is_reference,task,kind,metric,value,ci_low,ci_high,n,delta_vs_reference,delta_ci_low,delta_ci_high,mcnemar_p,flips_lost,flips_gained,min_detectable_delta,seconds,items_per_sec\n");
-    for e in entries {
-        let r = &set.runs[e.run].results;
-        for t in &e.level.tasks {
-            let row = [
-                esc(&r.model.name),
-                esc(e.device),
-                esc(&e.level.level),
-                e.level.is_reference.to_string(),
-                esc(&t.task),
-                esc(&t.kind),
-                esc(&t.metric),
-                t.value.to_string(),
-                t.ci_low.to_string(),
-                t.ci_high.to_string(),
-                t.n.to_string(),
-                f(t.delta_vs_reference),
-                f(t.delta_ci_low),
-                f(t.delta_ci_high),
-                f(t.mcnemar_p),
-                u(t.flips_lost),
-                u(t.flips_gained),
-                f(t.min_detectable_delta),
-                t.seconds.to_string(),
-                t.items_per_sec.to_string(),
-            ];
-            s.push_str(&row.join(","));
-            s.push('\n');
-        }
-    }
-    Some(s)
+    write_csv(&rows).map(Some)
 }
 
 #[cfg(test)]
@@ -144,6 +77,8 @@ mod tests {
         let mut b = a.clone();
         b.device.threads = 1;
         b.model.name = "a,\"b\"".into();
+        // Another model (models are told apart by their files, not their names).
+        b.model.files[0].sha256 = "00ff".into();
         let runs = [a, b]
             .into_iter()
             .map(|r| super::super::merge::Run {
@@ -155,7 +90,7 @@ mod tests {
             })
             .collect();
         let set = ReportSet::from_runs(runs, true).unwrap();
-        let out = render(&set, &ReportOptions::default());
+        let out = render(&set, &ReportOptions::default()).unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 1 + 8);
         let n = lines[0].split(',').count();
@@ -166,6 +101,40 @@ mod tests {
         );
         assert_eq!(lines[1].split(',').count(), n);
         assert!(lines[5].starts_with("\"a,\"\"b\"\"\","), "{}", lines[5]);
-        assert!(render_tasks(&set).is_none());
+        assert!(render_tasks(&set).unwrap().is_none());
+    }
+
+    /// The columns results.csv has always had, in order (written by hand before the rows
+    /// were serialized).
+    const COLUMNS: &str = "model,device,device_kind,device_name,threads,results_file,level,status,is_reference,reference,source,weight_bytes,bits_per_weight,peak_rss_bytes,peak_rss_with_eval_bytes,kv_cache_bytes,kv_cache_ctx,fit_bytes,fit_ctx,prefill_tokens_per_sec,prefill_stddev,decode_tokens_per_sec,decode_stddev,perplexity,perplexity_se,dppl_pct,kld_mean,kld_mean_se,kld_median,kld_p99,kld_max,top1_agreement,top1_agreement_se,rms_delta_p,rms_delta_p_se,scored_tokens,acc_delta_pts,acc_delta_low_pts,acc_delta_high_pts,eval_tokens_per_sec,eval_stddev,kernels,scoring_mode";
+
+    #[test]
+    fn columns_and_numbers_are_spelled_as_before() {
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/example/results.json");
+        let mut r = Results::load(&p).unwrap();
+        r.levels[1].kld_p99 = Some(1e-7);
+        r.levels[1].kld_max = Some(f64::NAN);
+        r.levels[1].status = crate::results::LevelStatus::Failed;
+        let set = ReportSet::single(r.clone(), vec![]);
+        let out = render(&set, &ReportOptions::default()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], COLUMNS);
+        assert_eq!(COLUMNS.split(',').count(), 43);
+        let cols: Vec<&str> = COLUMNS.split(',').collect();
+        let row: Vec<&str> = lines[2].split(',').collect();
+        let at = |c: &str| row[cols.iter().position(|x| *x == c).unwrap()];
+        assert_eq!(at("kld_p99"), "0.0000001");
+        assert_eq!(at("kld_max"), "NaN");
+        assert_eq!(at("status"), "failed");
+        assert_eq!(at("fit_bytes"), "");
+        assert_eq!(at("scoring_mode"), "kernel");
+        assert_eq!(at("bits_per_weight").split('.').nth(1).unwrap().len(), 4);
+        assert!(out.ends_with('\n') && !out.contains('\r'));
+        // A run with no level yet: the header alone.
+        r.levels.clear();
+        let set = ReportSet::single(r, vec![]);
+        let out = render(&set, &ReportOptions::default()).unwrap();
+        assert_eq!(out, format!("{COLUMNS}\n"));
     }
 }

@@ -1,12 +1,13 @@
 //! Which figures a report has: quality loss (mean KLD, ΔPPL %, accuracy Δ) against peak
 //! memory, weight bytes, decode and prefill speed, and per-task accuracy bars; each built
-//! from the merged results and rendered to PNG and SVG by `plot.rs`.
+//! from the merged results and rendered to PNG and SVG by `plot.rs`. It chooses data and
+//! words; it must not draw (that is `plot.rs`) or read files.
 
 use super::merge::{Entry, ReportSet};
 use super::pareto::Better;
 use super::plot::{self, BarMember, Bars, Point, Scatter, Series, VLine};
 use super::quality;
-use crate::cli::ReportOptions;
+use crate::report::options::ReportOptions;
 use anyhow::Result;
 
 /// A rendered figure with its file stem ("kld_vs_memory") and words for it.
@@ -97,7 +98,11 @@ impl YAxis {
                 let (k, se) = quality::kld(l);
                 k.is_finite().then_some({
                     if se > 0.0 {
-                        (k, Some(k - quality::Z95 * se), Some(k + quality::Z95 * se))
+                        (
+                            k,
+                            Some(k - crate::eval::stats::Z_95 * se),
+                            Some(k + crate::eval::stats::Z_95 * se),
+                        )
                     } else {
                         (k, None, None)
                     }
@@ -115,15 +120,6 @@ impl YAxis {
     }
 }
 
-/// Bytes shown in MB, or GB when the largest value reaches 2 GB.
-fn byte_unit(max: f64) -> (f64, &'static str) {
-    if max >= 2e9 {
-        (1e9, "GB")
-    } else {
-        (1e6, "MB")
-    }
-}
-
 fn scatter(set: &ReportSet, opts: &ReportOptions, x: XAxis, y: YAxis) -> Option<Scatter> {
     let multi = set.multi_device();
     let entries = set.ok_entries();
@@ -132,7 +128,7 @@ fn scatter(set: &ReportSet, opts: &ReportOptions, x: XAxis, y: YAxis) -> Option<
         .filter_map(|e| x.value(e))
         .fold(0.0, f64::max);
     let (div, unit) = if x.bytes() {
-        byte_unit(max_x)
+        crate::fmt::byte_unit(max_x)
     } else {
         (1.0, "")
     };
@@ -203,7 +199,7 @@ fn scatter(set: &ReportSet, opts: &ReportOptions, x: XAxis, y: YAxis) -> Option<
     let note =
         (!off.is_empty()).then(|| format!("off the chart, every level fits: {}", off.join(", ")));
     let r = set.first();
-    let title = format!("{}: {} vs {}", r.model.name, y.words(), x.words());
+    let title = format!("{}: {} vs {}", r.model.display(), y.words(), x.words());
     Some(Scatter {
         title,
         x_desc,
@@ -266,7 +262,10 @@ fn task_bars(set: &ReportSet) -> Option<Bars> {
         });
     }
     Some(Bars {
-        title: format!("{}: accuracy per task and level", set.first().model.name),
+        title: format!(
+            "{}: accuracy per task and level",
+            set.first().model.display()
+        ),
         y_desc: "accuracy (%, 95% interval)".into(),
         groups: tasks.iter().map(|(n, m)| format!("{n} ({m})")).collect(),
         members,

@@ -2,13 +2,15 @@
 //! script for sorting, nothing fetched): the recommendation first, then the plots, the
 //! sortable table of every level and metric, per-task results with flips, example items
 //! where a level disagreed with the reference, how each level was made, and provenance.
-//! Every piece of text from results or items files is HTML-escaped.
+//! Every piece of text from results or items files is HTML-escaped. It lays out what the
+//! other report modules compute; it must not compute quality judgements itself or read files.
 
 use super::figures::Figure;
 use super::items;
-use super::merge::{Entry, ReportSet};
+use super::merge::ReportSet;
+use super::rows::LevelRow;
 use super::{quality, recommend, table};
-use crate::cli::ReportOptions;
+use crate::report::options::ReportOptions;
 
 /// Escape text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -59,26 +61,26 @@ fn clip(s: &str, n: usize) -> String {
 }
 
 /// The raw number each table column sorts by (None: sort by text).
-fn sort_keys(set: &ReportSet, e: &Entry) -> Vec<Option<f64>> {
-    let l = e.level;
+fn sort_keys(set: &ReportSet, row: &LevelRow) -> Vec<Option<f64>> {
+    let l = row.entry.level;
     let mut v: Vec<Option<f64>> = vec![None];
     if set.multi_device() {
         v.push(None);
     }
-    let ok = l.status == "ok";
+    let ok = l.is_ok();
     let k = quality::kld(l).0;
     v.extend([
-        Some(l.bits_per_weight),
-        Some(l.weight_bytes as f64),
-        l.peak_rss_bytes.map(|b| b as f64),
-        l.perplexity,
-        quality::dppl_pct(&set.runs[e.run].results, l),
+        Some(row.bits_per_weight),
+        Some(row.weight_bytes as f64),
+        row.peak_rss_bytes.map(|b| b as f64),
+        row.perplexity,
+        row.dppl_pct,
         k.is_finite().then_some(k),
-        l.kld_p99,
-        l.top1_agreement,
+        row.kld_p99,
+        row.top1_agreement,
         k.is_finite().then_some(k),
-        l.prefill_tokens_per_sec,
-        l.decode_tokens_per_sec,
+        row.prefill_tokens_per_sec,
+        row.decode_tokens_per_sec,
     ]);
     if !ok {
         for x in v.iter_mut().skip(1) {
@@ -98,18 +100,19 @@ fn levels_table(set: &ReportSet, opts: &ReportOptions) -> String {
         ));
     }
     s.push_str("</tr></thead><tbody>\n");
-    for e in set.entries() {
+    for row in super::rows::level_rows(set, opts) {
+        let e = row.entry;
         let cls = if e.level.is_reference {
             " class=\"ref\""
-        } else if e.level.status != "ok" {
+        } else if !e.level.is_ok() {
             " class=\"failed\""
         } else {
             ""
         };
         s.push_str(&format!("<tr{cls}>"));
-        for (i, (c, k)) in table::cells(set, &e, opts)
+        for (i, (c, k)) in table::cells(set, &row, opts)
             .iter()
-            .zip(sort_keys(set, &e))
+            .zip(sort_keys(set, &row))
             .enumerate()
         {
             let cls = if set.multi_device() && i == 1 {
@@ -145,17 +148,15 @@ fn tasks_section(set: &ReportSet, opts: &ReportOptions) -> String {
                     }
                 }
             };
-            let pct = |v: Option<f64>| v.map(|x| format!("{:+.1}", x * 100.0)).unwrap_or_default();
+            let pct = |v: Option<f64>| v.map(crate::fmt::points).unwrap_or_default();
             rows.push_str(&format!(
-                "<tr><td>{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td data-v=\"{}\">{:.1}% [{:.1}, {:.1}]</td><td data-v=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"t\">{}</td></tr>\n",
+                "<tr><td>{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td data-v=\"{}\">{}</td><td data-v=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"t\">{}</td></tr>\n",
                 esc(&e.label(set.multi_device())),
                 esc(&t.task),
-                esc(&t.kind),
+                esc(t.kind.name()),
                 esc(&t.metric),
                 t.value,
-                t.value * 100.0,
-                t.ci_low * 100.0,
-                t.ci_high * 100.0,
+                crate::fmt::pct_interval(t.value, t.ci_low, t.ci_high),
                 t.delta_vs_reference.unwrap_or(0.0),
                 match t.delta_vs_reference {
                     Some(_) => format!("{} [{}, {}]", pct(t.delta_vs_reference), pct(t.delta_ci_low), pct(t.delta_ci_high)),
@@ -259,7 +260,7 @@ fn provenance(set: &ReportSet) -> String {
         s.push_str(&format!(
             r#"<h3>{label}{src}</h3>
 <ul>
-<li>Model: <b>{model}</b> ({arch}, {params} parameters, source {dtype}, {format}){repo}{rev}</li>
+<li>Model: <b>{model}</b> ({arch}, {params} parameters, source {dtype}, {format}){repo}{rev}; <code>--model {given}</code>, read from <code>{path}</code></li>
 <li>Files:<ul>{files}</ul></li>
 <li>Device: {kind}, {dname}, {threads}, {os}/{march}</li>
 <li>Eval set: {es} v{esv} ({espath}), {tokens} text tokens, {chunks} chunks of {ctx} tokens, {scored} scored; seed {seed}{limit}</li>
@@ -275,9 +276,11 @@ fn provenance(set: &ReportSet) -> String {
                 .as_ref()
                 .map(|p| format!(" — <code>{}</code>", esc(&p.display().to_string())))
                 .unwrap_or_default(),
-            model = esc(&r.model.name),
+            model = esc(&r.model.display()),
+            given = esc(&r.model.name),
+            path = esc(&r.model.path),
             arch = esc(&r.model.arch),
-            params = table::human_count(r.model.n_params),
+            params = crate::fmt::count(r.model.n_params),
             dtype = esc(&r.model.source_dtype),
             format = esc(&r.model.format),
             repo = r
@@ -293,9 +296,9 @@ fn provenance(set: &ReportSet) -> String {
                 .map(|x| format!(" revision {}", esc(x)))
                 .unwrap_or_default(),
             files = files,
-            kind = esc(&r.device.kind),
+            kind = esc(r.device.kind.name()),
             dname = esc(&r.device.name),
-            threads = table::threads(r.device.threads),
+            threads = crate::fmt::threads(r.device.threads),
             os = esc(&r.device.os),
             march = esc(&r.device.arch),
             es = esc(&r.evalset.name),
@@ -350,13 +353,13 @@ fn levels_made(set: &ReportSet) -> String {
         let mix: Vec<String> = l
             .type_mix
             .iter()
-            .map(|(k, v)| format!("{k}: {}", table::human_count(*v)))
+            .map(|(k, v)| format!("{k}: {}", crate::fmt::count(*v)))
             .collect();
         s.push_str(&format!(
             "<li><b>{}</b>: {}{}. {:.2} bits per weight; parameters per type: {}. {} tensor(s) fell back to another type.{}</li>\n",
             esc(&l.level),
             esc(&l.source),
-            if l.status == "ok" { "" } else { " — FAILED" },
+            if l.is_ok() { "" } else { " — FAILED" },
             l.bits_per_weight,
             esc(&mix.join(", ")),
             l.fallbacks.len(),
@@ -476,7 +479,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
                 "{} ({}, {})",
                 x.label,
                 x.results.device.name,
-                table::threads(x.results.device.threads)
+                crate::fmt::threads(x.results.device.threads)
             )
         })
         .collect();
@@ -512,9 +515,9 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
 <script>{SCRIPT}</script>
 </body></html>
 "##,
-        model = esc(&r.model.name),
+        model = esc(&r.model.display()),
         arch = esc(&r.model.arch),
-        params = table::human_count(r.model.n_params),
+        params = crate::fmt::count(r.model.n_params),
         dtype = esc(&r.model.source_dtype),
         devices = esc(&devices.join("; ")),
         es = esc(&r.evalset.name),

@@ -1,25 +1,13 @@
-//! Per-item answers (`items.jsonl` next to a results file) and the items where a level
-//! disagreed with the reference level.
+//! Per-item answers (`items.jsonl` next to a results file, records of
+//! [`crate::results::ItemRecord`]) read for reports, and the items where a level disagreed
+//! with the reference level. It reads; it must not write the file (the runner does).
 
 use anyhow::Result;
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// One task item as one level answered it.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct Item {
-    pub level: String,
-    pub task: String,
-    pub id: String,
-    pub correct: bool,
-    #[serde(default)]
-    pub prediction: String,
-    #[serde(default)]
-    pub gold: String,
-    #[serde(default)]
-    pub prompt: String,
-}
+/// One task item as one level answered it (the record `items.jsonl` holds).
+pub use crate::results::ItemRecord as Item;
 
 /// Read an items file; a missing file is no items.
 pub fn load(path: &Path) -> Result<Vec<Item>> {
@@ -78,6 +66,7 @@ mod tests {
             prediction: format!("{level}-{id}"),
             gold: "g".into(),
             prompt: "p".into(),
+            ..Default::default()
         }
     }
 

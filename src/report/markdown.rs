@@ -1,10 +1,11 @@
 //! `summary.md`: the recommendation, the table and the plots (relative links), ready to paste
-//! into an issue or a model card.
+//! into an issue or a model card. It lays out what the other report modules compute; it must
+//! not compute judgements or read files.
 
 use super::figures::Figure;
 use super::merge::ReportSet;
 use super::{quality, recommend, table};
-use crate::cli::ReportOptions;
+use crate::report::options::ReportOptions;
 
 /// Escape text for a Markdown table cell or line: pipes, and angle brackets (no raw HTML).
 pub fn esc(s: &str) -> String {
@@ -26,7 +27,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
     let r = set.first();
     let mut s = format!(
         "# {}: what each quantization level costs\n\n",
-        esc(&r.model.name)
+        esc(&r.model.display())
     );
     s.push_str(&format!(
         "Measured with qeval {} on {} ({}); eval set {} v{}, {} scored tokens; reference level {}.\n\n",
@@ -35,7 +36,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
         esc(&set
             .runs
             .iter()
-            .map(|x| format!("{}: {}, {}", x.label, x.results.device.name, table::threads(x.results.device.threads)))
+            .map(|x| format!("{}: {}, {}", x.label, x.results.device.name, crate::fmt::threads(x.results.device.threads)))
             .collect::<Vec<_>>()
             .join("; ")),
         esc(&r.evalset.name),
@@ -69,18 +70,11 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
                 t.task.clone(),
                 t.metric.clone(),
             ];
-            c.push(format!(
-                "{:.1}% [{:.1}, {:.1}]",
-                t.value * 100.0,
-                t.ci_low * 100.0,
-                t.ci_high * 100.0
-            ));
+            c.push(crate::fmt::pct_interval(t.value, t.ci_low, t.ci_high));
             c.push(
                 match (t.delta_vs_reference, t.delta_ci_low, t.delta_ci_high) {
-                    (Some(d), Some(a), Some(b)) => {
-                        format!("{:+.1} [{:+.1}, {:+.1}]", d * 100.0, a * 100.0, b * 100.0)
-                    }
-                    (Some(d), _, _) => format!("{:+.1}", d * 100.0),
+                    (Some(d), Some(a), Some(b)) => crate::fmt::points_interval(d, a, b),
+                    (Some(d), _, _) => crate::fmt::points(d),
                     _ => "reference".into(),
                 },
             );

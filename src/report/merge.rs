@@ -1,5 +1,7 @@
 //! Several results files as one report: finding them (files or run directories), refusing
-//! to mix models or eval sets unless asked, and labelling every level by its device.
+//! to mix models or eval sets unless asked (a model is known by `ModelInfo::identity`, its
+//! files' hashes, not by how `--model` was typed), and labelling every level by its device.
+//! It reads results and their items/prompts files; it must not render or import `cli`.
 
 use super::items::{self, Item};
 use crate::results::{LevelResult, Results};
@@ -100,12 +102,6 @@ pub fn prompts_path(results: &Path) -> PathBuf {
     results.with_file_name(name.replacen("items", "prompts", 1))
 }
 
-fn identity_model(r: &Results) -> String {
-    let mut h: Vec<&str> = r.model.files.iter().map(|f| f.sha256.as_str()).collect();
-    h.sort();
-    format!("{} [{}]", r.model.name, h.join(","))
-}
-
 fn short_hash(r: &Results) -> String {
     r.model
         .files
@@ -182,20 +178,20 @@ impl ReportSet {
             return Err(crate::error::usage("qeval report: no results files given"));
         };
         let (m0, e0) = (
-            identity_model(&first.results),
+            first.results.model.identity(),
             (&first.results.evalset.name, &first.results.evalset.version),
         );
         for i in 1..self.runs.len() {
             let r = &self.runs[i].results;
             let f = &first.results;
-            if identity_model(r) != m0 {
+            if r.model.identity() != m0 {
                 let msg = format!(
                     "{} measures model {}{}, but {} measures {}{}; a merged report compares one model on one eval set (pass --allow-mixed to merge them anyway)",
                     self.name(i),
-                    r.model.name,
+                    r.model.display(),
                     short_hash(r),
                     self.name(0),
-                    f.model.name,
+                    f.model.display(),
                     short_hash(f)
                 );
                 if !allow_mixed {
@@ -251,7 +247,7 @@ impl ReportSet {
         let models_differ = self
             .runs
             .iter()
-            .any(|r| r.results.model.name != self.runs[0].results.model.name);
+            .any(|r| r.results.model.identity() != self.runs[0].results.model.identity());
         // Labels taken so far, with the levels measured under each: a run on the same device
         // with other levels (a second run of more levels) shares its label.
         let mut used: Vec<(String, Vec<String>)> = Vec::new();
@@ -263,7 +259,7 @@ impl ReportSet {
                 l = format!("{l} ({})", short_device_name(&d.name));
             }
             if models_differ {
-                l = format!("{} {l}", run.results.model.name);
+                l = format!("{} {l}", run.results.model.display());
             }
             let base = l.clone();
             let mut k = 2;
@@ -322,7 +318,7 @@ impl ReportSet {
     pub fn ok_entries(&self) -> Vec<Entry<'_>> {
         self.entries()
             .into_iter()
-            .filter(|e| e.level.status == "ok")
+            .filter(|e| e.level.is_ok())
             .collect()
     }
 
@@ -393,7 +389,7 @@ mod tests {
         assert!(!s.multi_device());
         assert_eq!(s.devices(), vec!["cpu 2t"]);
         let mut g = example();
-        g.device.kind = "cuda".into();
+        g.device.kind = crate::results::DeviceKind::Cuda;
         g.device.name = "NVIDIA H100 80GB HBM3".into();
         let s = ReportSet::from_runs(vec![run(a), run(g)], false).unwrap();
         assert_eq!(s.runs[0].label, "cpu 2t (Intel Xeon)");
@@ -420,6 +416,41 @@ mod tests {
         c.evalset.version = "2.0.0".into();
         let e = ReportSet::from_runs(vec![run(a), run(c)], false).unwrap_err();
         assert!(e.to_string().contains("v2.0.0"), "{e}");
+    }
+
+    #[test]
+    fn the_same_files_merge_however_the_model_was_named() {
+        // Written before display names were recorded, with --model as a catalog name ...
+        let a = example();
+        // ... and after, with --model as the local path of the same file.
+        let mut b = example();
+        b.model.name = b.model.path.clone();
+        b.model.display_name = "SmolLM2 135M Instruct".into();
+        b.device.threads = 1;
+        let s = ReportSet::from_runs(vec![run(a.clone()), run(b.clone())], false).unwrap();
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        assert_eq!(s.runs[1].label, "cpu 1t");
+        // The committed example reports of the same model merge with each other (the prompts
+        // example measured the same file, on another eval set version).
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports");
+        let s = ReportSet::load(
+            &[
+                dir.join("example/results.json"),
+                dir.join("example/results-1thread.json"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(s.runs.len(), 2);
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        let p = Results::load(&dir.join("prompts/results.json")).unwrap();
+        assert_eq!(p.model.identity(), a.model.identity());
+        let q = Results::load(&dir.join("prompts-qwen2.5-coder/results.json")).unwrap();
+        assert_ne!(q.model.identity(), a.model.identity());
+        // Another file is another model, whatever its name.
+        b.model.files[0].sha256 = "00ff".into();
+        b.model.name = a.model.name.clone();
+        assert!(ReportSet::from_runs(vec![run(a), run(b)], false).is_err());
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Reports, rendered from results files alone (one run, or several merged): HTML, Markdown,
 //! CSV, PNG and SVG plots, the terminal table and the recommendation. Each format, figure
-//! set and judgement lives in its own file; this one writes them out.
+//! set and judgement lives in its own file; this one writes them out. Reports depend on the
+//! records a run writes (`crate::results`, and `prompts::compare`'s prompts.jsonl record),
+//! `crate::fmt` and the statistics constant `eval::stats::Z_95`; nothing under `report/` may
+//! import `crate::cli`, the runner, the plan or a model.
 
 pub mod bench;
 pub mod csv;
@@ -15,10 +18,11 @@ pub mod plot;
 pub mod prompts;
 pub mod quality;
 pub mod recommend;
+pub mod rows;
 pub mod table;
 
-use crate::cli::ReportOptions;
 use crate::fsutil::write_atomic;
+use crate::report::options::ReportOptions;
 use crate::results::Results;
 use anyhow::Result;
 use merge::ReportSet;
@@ -34,8 +38,8 @@ pub fn render_set(set: &ReportSet, dir: &Path, opts: &ReportOptions) -> Result<V
         out.push(p);
         Ok(())
     };
-    put("results.csv", csv::render(set, opts).as_bytes())?;
-    if let Some(t) = csv::render_tasks(set) {
+    put("results.csv", csv::render(set, opts)?.as_bytes())?;
+    if let Some(t) = csv::render_tasks(set)? {
         put("tasks.csv", t.as_bytes())?;
     }
     let figs = figures::all(set, opts)?;

@@ -1,7 +1,59 @@
-//! The report's judgement settings as values: memory budgets (`--budget`) and the loss
-//! thresholds (`--kld-thresholds`, `--acc-thresholds`), with their parsers for clap.
+//! The report's judgement settings: `ReportOptions` (the clap flags shared by `qeval run` and
+//! `qeval report`), memory budgets (`--budget`) and the loss thresholds (`--kld-thresholds`,
+//! `--acc-thresholds`), with their parsers for clap. It owns the flags' meaning only; it must
+//! not read files, and (like everything under `report/`) must not import `crate::cli`.
 
-use crate::cli::ReportOptions;
+use clap::{Args, Parser};
+
+/// How reports judge and present the measurements (shared by `qeval run` and `qeval report`).
+#[derive(Debug, Clone, Args)]
+pub struct ReportOptions {
+    /// Memory budgets for the recommendation, comma-separated, optionally named, e.g.
+    /// `8GiB,24GiB` or `laptop=8GiB,gpu=24GiB` (units: GiB, GB, MiB, MB). Given budgets are
+    /// also drawn on the memory plots. [default: 4GiB,8GiB,16GiB,24GiB,80GiB, not drawn]
+    #[arg(long, value_name = "LIST", value_parser = parse_budgets)]
+    pub budget: Option<Budgets>,
+
+    /// Context length (tokens) whose KV cache a level must fit in a budget, besides its
+    /// weights and its measured overhead.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    pub budget_context: u64,
+
+    /// Mean-KLD thresholds (nats/token) between negligible, small, noticeable and large losses.
+    #[arg(long, value_name = "A,B,C", default_value = "0.01,0.05,0.2", value_parser = parse_thresholds)]
+    pub kld_thresholds: Thresholds,
+
+    /// Accuracy-drop thresholds (percentage points) between negligible, small, noticeable and
+    /// large losses on tasks.
+    #[arg(long, value_name = "A,B,C", default_value = "1,3,10", value_parser = parse_thresholds)]
+    pub acc_thresholds: Thresholds,
+
+    /// What the recommendation ranks levels by: `kld` (mean KLD on the eval text),
+    /// `prompts-kld` (teacher-forced KLD on the reference's answers to your --prompts), or
+    /// `task:NAME` (the accuracy drop on the task NAME, e.g. task:hellaswag).
+    #[arg(long, default_value = "kld", value_name = "METRIC", value_parser = parse_quality_metric)]
+    pub quality_metric: QualityMetric,
+
+    /// Merge results of different models or eval sets into one report anyway.
+    #[arg(long)]
+    pub allow_mixed: bool,
+}
+
+/// Only to read `ReportOptions`' defaults through clap.
+#[derive(Parser)]
+struct ReportDefaults {
+    #[command(flatten)]
+    options: ReportOptions,
+}
+
+impl ReportOptions {
+    /// The options a report gets when no flag is given.
+    pub fn defaults() -> anyhow::Result<Self> {
+        ReportDefaults::try_parse_from(["qeval"])
+            .map(|d| d.options)
+            .map_err(|e| anyhow::anyhow!("default report options: {e}"))
+    }
+}
 
 /// One memory budget: bytes and the label drawn on the plots ("laptop 8 GiB").
 #[derive(Debug, Clone, PartialEq)]
@@ -107,7 +159,7 @@ impl Severity {
     }
 }
 
-impl crate::cli::ReportOptions {
+impl ReportOptions {
     /// The thresholds of the ranking metric: KLD thresholds for `kld` and `prompts-kld`,
     /// accuracy thresholds (points) for `task:NAME`.
     pub fn metric_thresholds(&self) -> Thresholds {

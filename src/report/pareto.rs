@@ -1,4 +1,5 @@
 //! The Pareto frontier of (cost, loss) points: the levels no other level beats on both.
+//! Pure geometry on numbers; it must not know about levels, results or drawing.
 
 /// Which way the x quantity is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

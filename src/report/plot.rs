@@ -1,7 +1,8 @@
 //! Drawing (plotters): a scatter chart with a Pareto frontier per device and a grouped-bar
 //! chart, each rendered to PNG and SVG from one description. Palette (Okabe–Ito, safe for
 //! colour-blind readers), marker shapes (devices apart in greyscale), fonts and label
-//! placement live here; which figures exist is `figures.rs`'s business.
+//! placement live here; which figures exist is `figures.rs`'s business, and this module must
+//! not read results.
 
 use super::pareto::{self, Better};
 use anyhow::{anyhow, Context, Result};
@@ -245,81 +246,121 @@ fn marker<DB: DrawingBackend>(
 }
 
 /// "1e-3" style labels at whole decades, nothing between.
-fn decade_label(v: f64) -> String {
-    if (v - v.round()).abs() > 1e-6 {
-        return String::new();
+/// The scatter chart's pixel mapping: data x and transformed y (see [`YScale::ty`]).
+type Coord =
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>;
+
+/// The y axis of a scatter chart: its range, and on a log axis the decade the data starts at
+/// and the row the reference (a loss of 0) is drawn on.
+struct YScale {
+    log: bool,
+    decade: f64,
+    zero_row: f64,
+    lo: f64,
+    hi: f64,
+}
+
+impl YScale {
+    /// Log axis: a loss of 0 (the reference) cannot sit on it, so it gets its own row below
+    /// the lowest decade holding data, under a dashed rule and labelled "0".
+    fn new(s: &Scatter) -> YScale {
+        let all = s.series.iter().flat_map(|s| &s.points);
+        let pos_min = all
+            .clone()
+            .filter(|p| p.y > 0.0 && p.y.is_finite())
+            .map(|p| p.y)
+            .fold(f64::INFINITY, f64::min);
+        let decade = if pos_min.is_finite() {
+            pos_min.log10().floor()
+        } else {
+            -3.0
+        };
+        let mut y = YScale {
+            log: s.y_log,
+            decade,
+            zero_row: decade - 0.35,
+            lo: 0.0,
+            hi: 1.0,
+        };
+        let (mut lo, mut hi) = all
+            .flat_map(|p| [Some(p.y), p.y_lo, p.y_hi])
+            .flatten()
+            .filter(|v| v.is_finite())
+            .map(|v| y.ty(v))
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(v), b.max(v))
+            });
+        if !lo.is_finite() {
+            (lo, hi) = (0.0, 1.0);
+        }
+        if s.y_log {
+            lo = decade - 0.6;
+            hi = (hi + 0.35).ceil();
+        } else {
+            let pad = ((hi - lo).abs() * 0.12).max(0.5);
+            lo -= pad;
+            hi += pad;
+        }
+        (y.lo, y.hi) = (lo, hi);
+        y
     }
-    let e = v.round() as i32;
-    match e {
-        0 => "1".into(),
-        1 => "10".into(),
-        2 => "100".into(),
-        -1 => "0.1".into(),
-        -2 => "0.01".into(),
-        _ => format!("1e{e}"),
+
+    /// A data y on the chart's y axis (log10 on a log axis, 0 on the zero row).
+    fn ty(&self, v: f64) -> f64 {
+        if !self.log {
+            v
+        } else if v <= 0.0 {
+            self.zero_row
+        } else {
+            v.log10().max(self.decade - 0.12)
+        }
     }
 }
 
-fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) -> Result<()> {
-    root.fill(&WHITE).pe()?;
-    let all: Vec<&Point> = s.series.iter().flat_map(|s| &s.points).collect();
-    // Log axis: a loss of 0 (the reference) cannot sit on it, so it gets its own row below
-    // the lowest decade holding data, under a dashed rule and labelled "0".
-    let pos_min = all
+/// The x axis' end: the largest point or budget rule, with room for labels.
+fn scatter_x_max(s: &Scatter) -> f64 {
+    let xmax_data = s
+        .series
         .iter()
-        .filter(|p| p.y > 0.0 && p.y.is_finite())
-        .map(|p| p.y)
-        .fold(f64::INFINITY, f64::min);
-    let decade = if pos_min.is_finite() {
-        pos_min.log10().floor()
-    } else {
-        -3.0
-    };
-    let zero_row = decade - 0.35;
-    let ty = |v: f64| -> f64 {
-        if !s.y_log {
-            v
-        } else if v <= 0.0 {
-            zero_row
-        } else {
-            v.log10().max(decade - 0.12)
-        }
-    };
-    let ys: Vec<f64> = all
-        .iter()
-        .flat_map(|p| [Some(p.y), p.y_lo, p.y_hi])
-        .flatten()
-        .filter(|v| v.is_finite())
-        .map(ty)
-        .collect();
-    let (mut ylo, mut yhi) = ys
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(*v), b.max(*v))
-        });
-    if !ylo.is_finite() {
-        (ylo, yhi) = (0.0, 1.0);
-    }
-    if s.y_log {
-        ylo = decade - 0.6;
-        yhi = (yhi + 0.35).ceil();
-    } else {
-        let pad = ((yhi - ylo).abs() * 0.12).max(0.5);
-        ylo -= pad;
-        yhi += pad;
-    }
-    let xmax_data = all
-        .iter()
+        .flat_map(|s| &s.points)
         .map(|p| p.x)
         .filter(|x| x.is_finite())
         .fold(0.0, f64::max);
-    let xmax = s
-        .vlines
+    s.vlines
         .iter()
         .map(|v| v.x)
         .fold(xmax_data, f64::max)
         .max(1e-9)
-        * 1.22;
+        * 1.22
+}
+
+fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) -> Result<()> {
+    root.fill(&WHITE).pe()?;
+    let y = YScale::new(s);
+    let xmax = scatter_x_max(s);
+    let coord = draw_scatter_axes(root, s, &y, xmax)?;
+    let (x0, y0) = coord.translate(&(0.0, y.hi));
+    let (x1, y1) = coord.translate(&(xmax, y.lo));
+    let bounds = (x0, y0, x1, y1);
+    if s.y_log && s.series.iter().flat_map(|s| &s.points).any(|p| p.y <= 0.0) {
+        draw_zero_row(root, &coord, &y, bounds)?;
+    }
+    let legend = draw_scatter_legend(root, s, bounds)?;
+    let mut taken: Vec<Rect> = vec![legend];
+    draw_budgets(root, s, &coord, &y, bounds, legend, &mut taken)?;
+    let on_frontier = frontiers(s);
+    draw_frontiers(root, s, &coord, &y, &on_frontier)?;
+    draw_points(root, s, &coord, &y, &on_frontier, &mut taken, bounds)
+}
+
+/// Caption, axes, tick labels and grid; returns the pixel mapping.
+fn draw_scatter_axes<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    s: &Scatter,
+    y: &YScale,
+    xmax: f64,
+) -> Result<Coord> {
+    let (ylo, yhi) = (y.lo, y.hi);
     let mut chart = ChartBuilder::on(root)
         .caption(&s.title, (FONT, 28))
         .margin(18)
@@ -329,7 +370,7 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
         .pe()?;
     let fmt_y = |v: &f64| -> String {
         if s.y_log {
-            decade_label(*v)
+            crate::fmt::decade(*v)
         } else if yhi - ylo > 10.0 {
             format!("{v:.0}")
         } else {
@@ -360,35 +401,45 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
         .bold_line_style(RGBColor(220, 220, 220))
         .draw()
         .pe()?;
-    let px = |x: f64, y: f64| chart.backend_coord(&(x, ty(y)));
-    let (x0, y0) = chart.backend_coord(&(0.0, yhi));
-    let (x1, y1) = chart.backend_coord(&(xmax, ylo));
-    let bounds = (x0, y0, x1, y1);
+    Ok(chart.as_coord_spec().clone())
+}
 
-    let mut taken: Vec<Rect> = Vec::new();
-    // The zero row of a log axis: a dashed rule above it and a "0" at the axis.
-    if s.y_log && all.iter().any(|p| p.y <= 0.0) {
-        let (_, ry) = chart.backend_coord(&(0.0, decade - 0.18));
-        let mut xx = x0;
-        while xx < x1 {
-            root.draw(&PathElement::new(
-                vec![(xx, ry), ((xx + 6).min(x1), ry)],
-                RGBColor(150, 150, 150).stroke_width(1),
-            ))
-            .pe()?;
-            xx += 10;
-        }
-        let zero_font = (FONT, 18).into_font().color(&BLACK);
-        let (_, zy) = chart.backend_coord(&(0.0, zero_row));
-        let (w, h) = root.estimate_text_size("0", &zero_font).pe()?;
-        root.draw(&Text::new(
-            "0",
-            (x0 - 8 - w as i32, zy - h as i32 / 2),
-            zero_font,
+/// The zero row of a log axis: a dashed rule above it and a "0" at the axis.
+fn draw_zero_row<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    coord: &Coord,
+    y: &YScale,
+    (x0, _, x1, _): Rect,
+) -> Result<()> {
+    let (_, ry) = coord.translate(&(0.0, y.decade - 0.18));
+    let mut xx = x0;
+    while xx < x1 {
+        root.draw(&PathElement::new(
+            vec![(xx, ry), ((xx + 6).min(x1), ry)],
+            RGBColor(150, 150, 150).stroke_width(1),
         ))
         .pe()?;
+        xx += 10;
     }
-    // Legend (top right of the plot area).
+    let zero_font = (FONT, 18).into_font().color(&BLACK);
+    let (_, zy) = coord.translate(&(0.0, y.zero_row));
+    let (w, h) = root.estimate_text_size("0", &zero_font).pe()?;
+    root.draw(&Text::new(
+        "0",
+        (x0 - 8 - w as i32, zy - h as i32 / 2),
+        zero_font,
+    ))
+    .pe()
+    .map(|_| ())
+}
+
+/// The legend, top right of the plot area: one line per device, the dominated points' grey
+/// and the note. Returns the box it covers.
+fn draw_scatter_legend<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    s: &Scatter,
+    (_, y0, x1, _): Rect,
+) -> Result<Rect> {
     let legend_font = (FONT, 17).into_font().color(&BLACK);
     let mut lines: Vec<(Option<usize>, String)> = s
         .series
@@ -461,12 +512,22 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
         ))
         .pe()?;
     }
-    taken.push(legend);
+    Ok(legend)
+}
 
-    // Budget rules: dashed, labelled at the top (below the legend where they cross it).
+/// Budget rules: dashed, labelled at the top (below the legend where they cross it).
+fn draw_budgets<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    s: &Scatter,
+    coord: &Coord,
+    y: &YScale,
+    (x0, y0, _, y1): Rect,
+    legend: Rect,
+    taken: &mut Vec<Rect>,
+) -> Result<()> {
     let budget_font = (FONT, 17).into_font().color(&DARK);
     for v in &s.vlines {
-        let (bx, _) = chart.backend_coord(&(v.x, ylo));
+        let (bx, _) = coord.translate(&(v.x, y.lo));
         let mut yy = y0;
         let in_legend = bx >= legend.0 && bx <= legend.2;
         while yy < y1 {
@@ -498,10 +559,12 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
         taken.push(r);
         taken.push((bx - 2, y0, bx + 2, y1));
     }
+    Ok(())
+}
 
-    // Which points are on their device's frontier (loss = y, or -y when higher is better).
-    let on_frontier: Vec<Vec<bool>> = s
-        .series
+/// Which points are on their device's frontier (loss = y, or -y when higher is better).
+fn frontiers(s: &Scatter) -> Vec<Vec<bool>> {
+    s.series
         .iter()
         .map(|se| {
             let key: Vec<(f64, f64)> = se
@@ -511,22 +574,31 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
                 .collect();
             pareto::frontier(&key, s.x_better)
         })
-        .collect();
-    // Frontier lines (drawn first, under the markers), one per device.
+        .collect()
+}
+
+/// Frontier lines (drawn before the markers, so under them), one per device.
+fn draw_frontiers<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    s: &Scatter,
+    coord: &Coord,
+    y: &YScale,
+    on_frontier: &[Vec<bool>],
+) -> Result<()> {
     for (i, se) in s.series.iter().enumerate() {
         let mut line: Vec<(f64, f64)> = se
             .points
             .iter()
             .zip(&on_frontier[i])
             .filter(|(_, on)| **on)
-            .map(|(p, _)| (p.x, ty(p.y)))
+            .map(|(p, _)| (p.x, y.ty(p.y)))
             .collect();
         line.sort_by(|a, b| a.0.total_cmp(&b.0));
         line.dedup();
         if line.len() > 1 {
             let pix: Vec<(i32, i32)> = line
                 .iter()
-                .map(|(x, y)| chart.backend_coord(&(*x, *y)))
+                .map(|(x, y)| coord.translate(&(*x, *y)))
                 .collect();
             root.draw(&PathElement::new(
                 pix,
@@ -535,15 +607,26 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
             .pe()?;
         }
     }
-    // Every marker is an obstacle for labels.
+    Ok(())
+}
+
+/// Markers, error bars and labels; every marker is an obstacle for every label.
+fn draw_points<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    s: &Scatter,
+    coord: &Coord,
+    y: &YScale,
+    on_frontier: &[Vec<bool>],
+    taken: &mut Vec<Rect>,
+    bounds: Rect,
+) -> Result<()> {
+    let px = |x: f64, v: f64| coord.translate(&(x, y.ty(v)));
     for se in &s.series {
         for p in &se.points {
             let (a, b) = px(p.x, p.y);
             taken.push((a - 10, b - 10, a + 10, b + 10));
         }
     }
-
-    // Markers, error bars and labels.
     let label_font = (FONT, 17).into_font();
     for (i, se) in s.series.iter().enumerate() {
         let c = PALETTE[i % PALETTE.len()];
@@ -576,7 +659,7 @@ fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) 
                 .clone()
                 .color(if on { &BLACK } else { &RGBColor(110, 110, 110) });
             let (w, h) = root.estimate_text_size(&p.label, &font).pe()?;
-            let r = place(at, w as i32, h as i32, &taken, bounds);
+            let r = place(at, w as i32, h as i32, taken, bounds);
             root.draw(&Text::new(p.label.clone(), (r.0, r.1), font))
                 .pe()?;
             taken.push(r);
@@ -719,14 +802,6 @@ mod tests {
         // Near the right edge the label goes left of the point.
         let edge = place((990, 500), 100, 20, &[], bounds);
         assert!(edge.2 <= 1000, "{edge:?}");
-    }
-
-    #[test]
-    fn decade_labels_only_at_whole_powers() {
-        assert_eq!(decade_label(-3.0), "1e-3");
-        assert_eq!(decade_label(-2.0), "0.01");
-        assert_eq!(decade_label(0.0), "1");
-        assert_eq!(decade_label(-2.5), "");
     }
 
     #[test]

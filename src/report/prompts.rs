@@ -1,7 +1,8 @@
 //! The users'-prompts part of the reports, from results files and their `prompts.jsonl`
 //! alone: the per-level table of free-text metrics (all prompts and per tag), and the
 //! side-by-side page section — every prompt with the reference's answer and each level's,
-//! the first divergence marked, identical answers collapsed, the worst prompts first.
+//! the first divergence marked, identical answers collapsed, the worst prompts first. It
+//! must not compute the prompt metrics (the run records them) or write files.
 
 use super::html::esc;
 use super::merge::ReportSet;
@@ -122,36 +123,138 @@ fn marked(answer: &str, reference: &str) -> String {
     }
 }
 
+/// An HTML table, sortable, of text cells.
+fn html_table(heads: Vec<&str>, rows: Vec<Vec<String>>) -> String {
+    let h: String = heads
+        .iter()
+        .map(|h| format!("<th>{}</th>", esc(h)))
+        .collect();
+    let b: String = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "<tr>{}</tr>\n",
+                r.iter()
+                    .map(|c| format!("<td>{}</td>", esc(c)))
+                    .collect::<String>()
+            )
+        })
+        .collect();
+    format!("<table class=\"sortable\"><thead><tr>{h}</tr></thead><tbody>\n{b}</tbody></table>")
+}
+
+/// One prompt's block of the side-by-side view (the reference's answer, then every other
+/// level's), with the worst KLD any level has on it (the sort key); None without the
+/// reference's answer. `order` is the block's place in file order.
+fn prompt_block(
+    run: &super::merge::Run,
+    id: &str,
+    reference: &str,
+    multi: bool,
+    order: usize,
+) -> Option<(f64, String)> {
+    let recs = &run.prompts;
+    let of: Vec<&PromptRecord> = recs.iter().filter(|r| r.id == id).collect();
+    let rref = of.iter().find(|r| r.level == reference)?;
+    let others: Vec<&&PromptRecord> = of.iter().filter(|r| !r.is_reference).collect();
+    let worst_kld = others.iter().map(|r| r.kld_mean).fold(0.0, f64::max);
+    let earliest = others.iter().filter_map(|r| r.first_divergence).min();
+    let n_diff = others.iter().filter(|r| !r.identical).count();
+    let mut body = format!(
+        "<div class=\"pp\"><b>Prompt</b> (as the model saw it)<pre>{}</pre></div>\n<div class=\"pa ref\"><b>{} (reference)</b>, {} tokens, {:?}<pre>{}</pre></div>\n",
+        esc(&rref.prompt),
+        esc(&rref.level),
+        rref.tokens.len(),
+        rref.finish,
+        if rref.answer.is_empty() {
+            "(no answer: the model ended its turn at once)".to_string()
+        } else {
+            esc(&rref.answer)
+        }
+    );
+    if let Some(rf) = &rref.reference {
+        body.push_str(&format!(
+            "<p class=\"note\">Expected (the prompt's reference): <code>{}</code></p>\n",
+            esc(rf)
+        ));
+    }
+    for r in &others {
+        let verdict = match r.reference_match {
+            Some(true) => " · matches the expected answer",
+            Some(false) => " · does not match the expected answer",
+            None => "",
+        };
+        if r.identical {
+            body.push_str(&format!(
+                "<details class=\"pa same\"><summary><b>{}</b>: identical to the reference (KLD {:.4}, same top-1 {:.0}%){}</summary><pre>{}</pre></details>\n",
+                esc(&r.level),
+                r.kld_mean,
+                r.top1 * 100.0,
+                verdict,
+                esc(&r.answer)
+            ));
+        } else {
+            body.push_str(&format!(
+                "<div class=\"pa diff\"><b>{}</b>: differs from token {} (KLD {:.4}, same top-1 {:.0}%, chrF {:.1}){}<pre>{}</pre></div>\n",
+                esc(&r.level),
+                r.first_divergence.unwrap_or(0),
+                r.kld_mean,
+                r.top1 * 100.0,
+                r.chrf,
+                verdict,
+                marked(&r.answer, &rref.answer)
+            ));
+        }
+    }
+    let title = format!(
+        "{}{}{} — {}",
+        id,
+        if rref.tags.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", rref.tags.join(", "))
+        },
+        if multi {
+            format!(" · {}", run.label)
+        } else {
+            String::new()
+        },
+        if others.is_empty() {
+            "reference only".to_string()
+        } else if n_diff == 0 {
+            "every level identical".to_string()
+        } else {
+            format!(
+                "{n_diff} of {} levels differ, first at token {}, worst KLD {worst_kld:.4}",
+                others.len(),
+                earliest.unwrap_or(0)
+            )
+        }
+    );
+    Some((
+        worst_kld,
+        format!(
+            "<details class=\"prompt\" data-kld=\"{worst_kld}\" data-div=\"{}\" data-order=\"{}\"{}><summary>{}</summary>\n{body}</details>\n",
+            earliest.map(|d| d as i64).unwrap_or(i64::MAX),
+            order,
+            if n_diff > 0 { "" } else { " data-same=\"1\"" },
+            esc(&title)
+        ),
+    ))
+}
+
 /// The side-by-side section of report.html (empty without prompts).
 pub fn html_section(set: &ReportSet) -> String {
     let Some(note) = note(set) else {
         return String::new();
-    };
-    let table = |heads: Vec<&str>, rows: Vec<Vec<String>>| -> String {
-        let h: String = heads
-            .iter()
-            .map(|h| format!("<th>{}</th>", esc(h)))
-            .collect();
-        let b: String = rows
-            .iter()
-            .map(|r| {
-                format!(
-                    "<tr>{}</tr>\n",
-                    r.iter()
-                        .map(|c| format!("<td>{}</td>", esc(c)))
-                        .collect::<String>()
-                )
-            })
-            .collect();
-        format!("<table class=\"sortable\"><thead><tr>{h}</tr></thead><tbody>\n{b}</tbody></table>")
     };
     let mut tag_heads = vec!["tag"];
     tag_heads.extend(headers());
     let mut s = format!(
         "<h2 id=\"prompts\">Your prompts</h2>\n<p class=\"note\">{}</p>\n<div class=\"scroll\">{}</div>\n<details><summary>Per tag</summary><div class=\"scroll\">{}</div></details>\n",
         esc(&note),
-        table(headers(), rows(set)),
-        table(tag_heads, tag_rows(set)),
+        html_table(headers(), rows(set)),
+        html_table(tag_heads, tag_rows(set)),
     );
     // Side by side: one block per prompt, from each run's records.
     let mut blocks = Vec::new();
@@ -171,95 +274,9 @@ pub fn html_section(set: &ReportSet) -> String {
             v
         };
         for id in ids {
-            let of: Vec<&PromptRecord> = recs.iter().filter(|r| r.id == id).collect();
-            let Some(rref) = of.iter().find(|r| r.level == reference.level) else {
-                continue;
-            };
-            let others: Vec<&&PromptRecord> = of.iter().filter(|r| !r.is_reference).collect();
-            let worst_kld = others.iter().map(|r| r.kld_mean).fold(0.0, f64::max);
-            let earliest = others.iter().filter_map(|r| r.first_divergence).min();
-            let n_diff = others.iter().filter(|r| !r.identical).count();
-            let mut body = format!(
-                "<div class=\"pp\"><b>Prompt</b> (as the model saw it)<pre>{}</pre></div>\n<div class=\"pa ref\"><b>{} (reference)</b>, {} tokens, {:?}<pre>{}</pre></div>\n",
-                esc(&rref.prompt),
-                esc(&rref.level),
-                rref.tokens.len(),
-                rref.finish,
-                if rref.answer.is_empty() {
-                    "(no answer: the model ended its turn at once)".to_string()
-                } else {
-                    esc(&rref.answer)
-                }
-            );
-            if let Some(rf) = &rref.reference {
-                body.push_str(&format!(
-                    "<p class=\"note\">Expected (the prompt's reference): <code>{}</code></p>\n",
-                    esc(rf)
-                ));
+            if let Some(b) = prompt_block(run, id, &reference.level, multi, blocks.len()) {
+                blocks.push(b);
             }
-            for r in &others {
-                let verdict = match r.reference_match {
-                    Some(true) => " · matches the expected answer",
-                    Some(false) => " · does not match the expected answer",
-                    None => "",
-                };
-                if r.identical {
-                    body.push_str(&format!(
-                        "<details class=\"pa same\"><summary><b>{}</b>: identical to the reference (KLD {:.4}, same top-1 {:.0}%){}</summary><pre>{}</pre></details>\n",
-                        esc(&r.level),
-                        r.kld_mean,
-                        r.top1 * 100.0,
-                        verdict,
-                        esc(&r.answer)
-                    ));
-                } else {
-                    body.push_str(&format!(
-                        "<div class=\"pa diff\"><b>{}</b>: differs from token {} (KLD {:.4}, same top-1 {:.0}%, chrF {:.1}){}<pre>{}</pre></div>\n",
-                        esc(&r.level),
-                        r.first_divergence.unwrap_or(0),
-                        r.kld_mean,
-                        r.top1 * 100.0,
-                        r.chrf,
-                        verdict,
-                        marked(&r.answer, &rref.answer)
-                    ));
-                }
-            }
-            let title = format!(
-                "{}{}{} — {}",
-                id,
-                if rref.tags.is_empty() {
-                    String::new()
-                } else {
-                    format!(" [{}]", rref.tags.join(", "))
-                },
-                if multi {
-                    format!(" · {}", run.label)
-                } else {
-                    String::new()
-                },
-                if others.is_empty() {
-                    "reference only".to_string()
-                } else if n_diff == 0 {
-                    "every level identical".to_string()
-                } else {
-                    format!(
-                        "{n_diff} of {} levels differ, first at token {}, worst KLD {worst_kld:.4}",
-                        others.len(),
-                        earliest.unwrap_or(0)
-                    )
-                }
-            );
-            blocks.push((
-                worst_kld,
-                format!(
-                    "<details class=\"prompt\" data-kld=\"{worst_kld}\" data-div=\"{}\" data-order=\"{}\"{}><summary>{}</summary>\n{body}</details>\n",
-                    earliest.map(|d| d as i64).unwrap_or(i64::MAX),
-                    blocks.len(),
-                    if n_diff > 0 { "" } else { " data-same=\"1\"" },
-                    esc(&title)
-                ),
-            ));
         }
     }
     // Worst first: the largest KLD any level has on the prompt.

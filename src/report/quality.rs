@@ -1,12 +1,11 @@
 //! What a level costs in quality next to its run's reference, derived from results alone:
 //! ΔPPL %, the headline task metrics, the mean accuracy delta, and whether a difference is
-//! distinguishable from noise.
+//! distinguishable from noise. Pure functions of results; it must not format or render.
 
 use super::options::QualityMetric;
+// The two-sided 95% normal quantile (one constant for the whole crate).
+use crate::eval::stats::Z_95 as Z95;
 use crate::results::{LevelResult, Results, TaskResult};
-
-/// 1.96: the two-sided 95% normal quantile.
-pub const Z95: f64 = 1.96;
 
 /// Perplexity change against the run's reference, in percent.
 pub fn dppl_pct(run: &Results, l: &LevelResult) -> Option<f64> {
@@ -129,12 +128,6 @@ pub fn within_noise(a: &LevelResult, b: &LevelResult, m: &QualityMetric) -> bool
     ka.is_finite() && kb.is_finite() && (ka - kb).abs() <= Z95 * (sa * sa + sb * sb).sqrt()
 }
 
-/// Two KLD means whose difference is within 1.96 combined standard errors.
-pub fn kld_within_noise(a: &LevelResult, b: &LevelResult) -> bool {
-    let ((ka, sa), (kb, sb)) = (kld(a), kld(b));
-    ka.is_finite() && kb.is_finite() && (ka - kb).abs() <= Z95 * (sa * sa + sb * sb).sqrt()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,7 +135,7 @@ mod tests {
     fn task(name: &str, metric: &str, d: f64, lo: f64, hi: f64) -> TaskResult {
         TaskResult {
             task: name.into(),
-            kind: "choice".into(),
+            kind: crate::results::TaskKind::Choice,
             metric: metric.into(),
             value: 0.5,
             delta_vs_reference: Some(d),
@@ -197,9 +190,9 @@ mod tests {
         let (f16, q8) = (&r.levels[0], &r.levels[1]);
         assert_eq!(kld(f16), (0.0, 0.0));
         // 0.00495 ± 0.00012 is far from 0 ± 0
-        assert!(!kld_within_noise(f16, q8));
+        assert!(!within_noise(f16, q8, &QualityMetric::Kld));
         let mut q8b = q8.clone();
         q8b.kld_mean = Some(q8.kld_mean.unwrap() + 0.0001);
-        assert!(kld_within_noise(q8, &q8b));
+        assert!(within_noise(q8, &q8b, &QualityMetric::Kld));
     }
 }

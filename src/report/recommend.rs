@@ -1,13 +1,14 @@
 //! The deployment recommendation: for each memory budget and device, the best level that
 //! fits (weights + KV cache at a stated context + the level's measured overhead) and what it
 //! costs in quality, in plain words. Levels whose losses are equal within the thresholds or
-//! within noise are not ranked against each other: the fastest of them is named.
+//! within noise are not ranked against each other: the fastest of them is named. It reads
+//! results only; it must not render a format (the formats print its sentences).
 
 use super::merge::{Entry, ReportSet};
 use super::options::{Budget, Severity};
 use super::quality;
-use super::table::human_bytes;
-use crate::cli::ReportOptions;
+use crate::fmt::bytes as human_bytes;
+use crate::report::options::ReportOptions;
 use crate::results::LevelResult;
 
 /// Memory a level needs to serve a context of `ctx` tokens.
@@ -174,7 +175,9 @@ pub fn recommend<'a>(set: &'a ReportSet, opts: &ReportOptions) -> Vec<Recommenda
         // a deployment runs the kernels, so only kernel-mode levels are recommended.
         let mine: Vec<Entry> = entries
             .iter()
-            .filter(|e| e.device == device && e.level.scoring_mode != "weights")
+            .filter(|e| {
+                e.device == device && e.level.scoring_mode != crate::results::ScoringMode::Weights
+            })
             .copied()
             .collect();
         let mut cur: Option<Recommendation> = None;
@@ -231,7 +234,7 @@ pub fn quality_words(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> String
     } else {
         let (k, se) = quality::kld(l);
         if k.is_finite() {
-            let stat = if k - quality::Z95 * se <= 0.0 {
+            let stat = if k - crate::eval::stats::Z_95 * se <= 0.0 {
                 ", statistically indistinguishable from 0"
             } else {
                 ""
@@ -269,8 +272,11 @@ pub fn quality_words(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> String
                 "{base} (Δ {:+.1} pts{}, {})",
                 d * 100.0,
                 match (t.delta_ci_low, t.delta_ci_high) {
-                    (Some(a), Some(b)) =>
-                        format!(", 95% CI {:+.1} to {:+.1}", a * 100.0, b * 100.0),
+                    (Some(a), Some(b)) => format!(
+                        ", 95% CI {} to {}",
+                        crate::fmt::points(a),
+                        crate::fmt::points(b)
+                    ),
                     _ => String::new(),
                 },
                 opts.acc_thresholds.classify((-d * 100.0).max(0.0)).word()

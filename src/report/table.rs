@@ -1,56 +1,13 @@
-//! The table of every level and metric (the same cells in the terminal, HTML and Markdown)
-//! and number formatting.
+//! The table of every level and metric: the same cells in the terminal, HTML and Markdown.
+//! It owns which cells a level shows; number formatting is `crate::fmt`'s, and it must not
+//! read files.
 
-use super::merge::{Entry, ReportSet};
+use super::merge::ReportSet;
 use super::quality;
-use crate::cli::ReportOptions;
-use crate::plan::catalog::Catalog;
+use super::rows::{level_rows, LevelRow};
+use crate::fmt::{self, opt, pm};
+use crate::report::options::ReportOptions;
 use crate::results::Results;
-
-pub fn human_bytes(b: u64) -> String {
-    let b = b as f64;
-    if b >= 1e9 {
-        format!("{:.2} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else {
-        format!("{:.0} kB", b / 1e3)
-    }
-}
-
-/// "1 thread", "2 threads".
-pub fn threads(n: usize) -> String {
-    if n == 1 {
-        "1 thread".into()
-    } else {
-        format!("{n} threads")
-    }
-}
-
-pub fn human_count(n: u64) -> String {
-    let f = n as f64;
-    if f >= 1e9 {
-        format!("{:.2}B", f / 1e9)
-    } else if f >= 1e6 {
-        format!("{:.1}M", f / 1e6)
-    } else {
-        format!("{n}")
-    }
-}
-
-fn opt(v: Option<f64>, prec: usize) -> String {
-    match v {
-        Some(x) if x.is_finite() => format!("{x:.prec$}"),
-        _ => "-".into(),
-    }
-}
-
-fn pm(v: Option<f64>, se: Option<f64>, prec: usize) -> String {
-    match (v, se) {
-        (Some(x), Some(s)) if x.is_finite() && s.is_finite() => format!("{x:.prec$} ±{s:.prec$}"),
-        _ => opt(v, prec),
-    }
-}
 
 /// Column headers shared by the terminal table, the HTML table and summary.md; the
 /// device column only when the report has several devices.
@@ -77,7 +34,8 @@ pub fn headers(set: &ReportSet) -> Vec<&'static str> {
 }
 
 /// One row of formatted cells for a level on a device.
-pub fn cells(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> Vec<String> {
+pub fn cells(set: &ReportSet, row: &LevelRow, opts: &ReportOptions) -> Vec<String> {
+    let e = &row.entry;
     let l = e.level;
     let mut v = vec![if l.is_reference {
         format!("{} (ref)", l.level)
@@ -87,7 +45,7 @@ pub fn cells(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> Vec<String> {
     if set.multi_device() {
         v.push(e.device.to_string());
     }
-    if l.status != "ok" {
+    if !l.is_ok() {
         v.push("FAILED".into());
         let n = headers(set).len();
         v.extend(std::iter::repeat_n("-".to_string(), n - v.len()));
@@ -95,18 +53,18 @@ pub fn cells(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> Vec<String> {
     }
     let k = quality::kld(l).0;
     v.extend([
-        format!("{:.2}", l.bits_per_weight),
-        human_bytes(l.weight_bytes),
-        l.peak_rss_bytes
-            .map(human_bytes)
+        format!("{:.2}", row.bits_per_weight),
+        fmt::bytes(row.weight_bytes),
+        row.peak_rss_bytes
+            .map(fmt::bytes)
             .unwrap_or_else(|| "-".into()),
-        pm(l.perplexity, l.perplexity_se, 3),
-        quality::dppl_pct(&set.runs[e.run].results, l)
+        pm(row.perplexity, row.perplexity_se, 3),
+        row.dppl_pct
             .map(|d| format!("{d:+.1}%"))
             .unwrap_or_else(|| "-".into()),
-        pm(l.kld_mean, l.kld_mean_se, 5),
-        opt(l.kld_p99, 4),
-        match (l.top1_agreement, l.top1_agreement_se) {
+        pm(row.kld_mean, row.kld_mean_se, 5),
+        opt(row.kld_p99, 4),
+        match (row.top1_agreement, row.top1_agreement_se) {
             (Some(t), Some(s)) if s.is_finite() => format!("{:.2}% ±{:.2}", t * 100.0, s * 100.0),
             (Some(t), _) => format!("{:.2}%", t * 100.0),
             _ => "-".into(),
@@ -118,36 +76,30 @@ pub fn cells(set: &ReportSet, e: &Entry, opts: &ReportOptions) -> Vec<String> {
         } else {
             "-".into()
         },
-        l.prefill
-            .as_ref()
-            .map(|s| format!("{:.1} ±{:.1}", s.median, s.stddev))
-            .unwrap_or_else(|| "-".into()),
-        l.decode
-            .as_ref()
-            .map(|s| format!("{:.1} ±{:.1}", s.median, s.stddev))
-            .unwrap_or_else(|| "-".into()),
-        l.eval
-            .as_ref()
-            .map(|s| format!("{:.1} ±{:.1}", s.median, s.stddev))
-            .unwrap_or_else(|| "-".into()),
+        fmt::rate(l.prefill.as_ref()),
+        fmt::rate(l.decode.as_ref()),
+        fmt::rate(l.eval.as_ref()),
     ]);
     v
 }
 
 /// Every row of the report, in run then level order.
 pub fn rows(set: &ReportSet, opts: &ReportOptions) -> Vec<Vec<String>> {
-    set.entries().iter().map(|e| cells(set, e, opts)).collect()
+    level_rows(set, opts)
+        .iter()
+        .map(|r| cells(set, r, opts))
+        .collect()
 }
 
 /// One line per run saying what was measured where.
 pub fn provenance_line(r: &Results, label: &str) -> String {
     format!(
         "{} ({}) on {} [{}] ({}), eval set {} v{}: {} scored tokens, ctx {}",
-        r.model.name,
+        r.model.display(),
         r.model.arch,
         r.device.name,
         label,
-        threads(r.device.threads),
+        fmt::threads(r.device.threads),
         r.evalset.name,
         r.evalset.version,
         r.evalset.scored_tokens,
@@ -201,7 +153,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions) -> String {
         s.push('\n');
     }
     s.push_str(&aligned(&heads, &rows, false));
-    for e in set.entries().iter().filter(|e| e.level.status != "ok") {
+    for e in set.entries().iter().filter(|e| !e.level.is_ok()) {
         s.push_str(&format!(
             "{}: {}\n",
             e.label(set.multi_device()),
@@ -221,35 +173,5 @@ pub fn render(set: &ReportSet, opts: &ReportOptions) -> String {
         s.push_str(&format!("warning: {wn}\n"));
     }
     s.push_str("± is one standard error; t/s are medians ± standard deviation over repeats; loss words: see the recommendation.\n");
-    s
-}
-
-/// `qeval models`.
-pub fn models_table(c: &Catalog) -> String {
-    let mut s = format!(
-        "{:<20} {:<7} {:<8} {}\n",
-        "name", "params", "arch", "source"
-    );
-    for (name, e) in &c.models {
-        let src = match (&e.repo, &e.pypi) {
-            (_, Some(p)) => format!("PyPI {} ({})", p.package, p.level),
-            (Some(r), None) => {
-                let g = e
-                    .gguf
-                    .as_ref()
-                    .map(|g| {
-                        format!(
-                            "; GGUF {}: {}",
-                            g.repo,
-                            g.files.keys().cloned().collect::<Vec<_>>().join(", ")
-                        )
-                    })
-                    .unwrap_or_default();
-                format!("{r}{}{g}", if e.gated { " (gated)" } else { "" })
-            }
-            _ => String::new(),
-        };
-        s.push_str(&format!("{name:<20} {:<7} {:<8} {src}\n", e.params, e.arch));
-    }
     s
 }

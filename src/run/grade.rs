@@ -6,7 +6,7 @@
 
 use super::protocol::TaskOutcome;
 use crate::eval::taskprep::PreparedTask;
-use crate::results::{LevelResult, TaskResult};
+use crate::results::{ItemRecord, LevelResult, TaskResult};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -17,7 +17,7 @@ use std::path::Path;
 #[derive(Default)]
 pub struct Graded {
     reference: HashMap<(String, String), Vec<bool>>,
-    lines: Vec<String>,
+    lines: Vec<ItemRecord>,
 }
 
 /// The fields of an `items.jsonl` line that resuming needs.
@@ -48,12 +48,12 @@ impl Graded {
             let Some(o) = outs.iter().find(|o| o.name == t.name) else {
                 anyhow::bail!("worker returned no outcome for task {}", t.name);
             };
-            let mut by_metric = vec![serde_json::Map::new(); t.len()];
+            let mut by_metric = vec![BTreeMap::new(); t.len()];
             for (mi, metric) in t.metrics.iter().enumerate() {
                 let judged = crate::eval::taskprep::judge(t, metric, &o.outcomes)?;
                 let correct: Vec<bool> = judged.iter().map(|(c, _)| *c).collect();
                 for (m, c) in by_metric.iter_mut().zip(&correct) {
-                    m.insert(metric.clone(), serde_json::Value::Bool(*c));
+                    m.insert(metric.clone(), *c);
                 }
                 let key = (t.name.clone(), metric.clone());
                 if is_ref {
@@ -65,27 +65,26 @@ impl Graded {
                     self.reference.get(&key).map(|v| v.as_slice())
                 };
                 let mut tr = crate::eval::stats::task_result(
-                    &t.name, &t.kind, metric, &correct, reference, seed,
+                    &t.name, t.kind, metric, &correct, reference, seed,
                 )?;
                 tr.seconds = o.seconds;
                 tr.items_per_sec = t.len() as f64 / o.seconds.max(1e-9);
                 results.push(tr);
                 // One line per item, for the task's last (primary) metric.
                 if mi + 1 == t.metrics.len() {
-                    for (i, (c, pred)) in judged.iter().enumerate() {
-                        let line = serde_json::json!({
-                            "level": level,
-                            "task": t.name,
-                            "metric": metric,
-                            "id": o.outcomes[i].id,
-                            "correct": c,
-                            "correct_by_metric": by_metric[i],
-                            "prediction": pred,
-                            "gold": t.golds[i],
-                            "prompt": t.prompts[i],
-                            "logprobs": o.outcomes[i].logprobs,
+                    for (i, (c, pred)) in judged.into_iter().enumerate() {
+                        self.lines.push(ItemRecord {
+                            level: level.to_string(),
+                            task: t.name.clone(),
+                            metric: metric.clone(),
+                            id: o.outcomes[i].id.clone(),
+                            correct: c,
+                            correct_by_metric: std::mem::take(&mut by_metric[i]),
+                            prediction: pred,
+                            gold: t.golds[i].clone(),
+                            prompt: t.prompts[i].clone(),
+                            logprobs: o.outcomes[i].logprobs.clone(),
                         });
-                        self.lines.push(line.to_string());
                     }
                 }
             }
@@ -103,6 +102,7 @@ impl Graded {
         };
         let reference = kept.iter().find(|l| l.is_reference).map(|l| &l.level);
         for (n, line) in text.lines().enumerate() {
+            // The fields resuming needs are checked strictly (no defaults) before the record.
             let item: KeptItem = serde_json::from_str(line).with_context(|| {
                 format!(
                     "{}:{}: not an items.jsonl line of qeval (level, task and correct_by_metric are needed to resume); delete the folder to start over",
@@ -122,7 +122,11 @@ impl Graded {
                         .push(c);
                 }
             }
-            graded.lines.push(line.to_string());
+            graded
+                .lines
+                .push(serde_json::from_str(line).with_context(|| {
+                    format!("{}:{}: not an items.jsonl record", path.display(), n + 1)
+                })?);
         }
         Ok(graded)
     }
@@ -131,8 +135,11 @@ impl Graded {
         if self.lines.is_empty() {
             return Ok(());
         }
-        let mut s = self.lines.join("\n");
-        s.push('\n');
+        let mut s = String::new();
+        for l in &self.lines {
+            s.push_str(&serde_json::to_string(l)?);
+            s.push('\n');
+        }
         crate::fsutil::write_atomic(path, s.as_bytes())
     }
 }

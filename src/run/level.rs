@@ -11,7 +11,7 @@ use crate::eval::prompts::PromptOutcome;
 use crate::model::source::{Format, ModelSource};
 use crate::plan::{LevelPlan, LevelSource, Plan};
 use crate::quant::quantize::{self, LevelWeights};
-use crate::results::{LevelResult, LevelTimes};
+use crate::results::{LevelResult, LevelStatus, LevelTimes};
 use anyhow::Result;
 use std::path::Path;
 use std::time::Instant;
@@ -36,7 +36,7 @@ pub fn run_level(
     let (weights, source_text) = make_weights(plan, prep, lp)?;
     let quantize_s = t_q.elapsed().as_secs_f64();
     let mut result = failed_level(lp, is_ref, "", plan);
-    result.status = "ok".into();
+    result.status = LevelStatus::Ok;
     result.error = None;
     result.source = source_text;
     result.weight_bytes = weights.weight_bytes();
@@ -62,7 +62,7 @@ pub fn run_level(
         is_reference: is_ref,
         chunking: prep.chunking.clone(),
         bench: plan.bench.clone(),
-        device: plan.device.clone(),
+        device: plan.device,
         outcome_file: prep.work.join(format!("outcome-{key}.json")),
         progress_file: prep.work.join(format!("progress-{key}.json")),
         tasks_file: prep.tasks_file.clone(),
@@ -179,8 +179,8 @@ fn measured(mut r: LevelResult, outcome: Outcome, prep: &Prepared) -> LevelRun {
 pub fn failed_level(lp: &LevelPlan, is_ref: bool, err: &str, plan: &Plan) -> LevelResult {
     LevelResult {
         level: lp.key(),
-        scoring_mode: lp.mode.name().into(),
-        status: "failed".into(),
+        scoring_mode: lp.mode,
+        status: LevelStatus::Failed,
         error: Some(err.to_string()),
         source: String::new(),
         is_reference: is_ref,

@@ -54,7 +54,7 @@ pub fn execute(plan: &Plan, loc: Located) -> Result<i32> {
         if results
             .levels
             .iter()
-            .any(|l| l.level == lp.key() && l.status == "ok")
+            .any(|l| l.level == lp.key() && l.is_ok())
         {
             continue;
         }
@@ -67,7 +67,7 @@ pub fn execute(plan: &Plan, loc: Located) -> Result<i32> {
             interrupted = true;
             break;
         };
-        let ref_failed = is_ref && lr.status != "ok";
+        let ref_failed = is_ref && !lr.is_ok();
         record(&mut results, lr);
         if ref_failed {
             let not_done = |o: &&LevelPlan| {
@@ -75,7 +75,7 @@ pub fn execute(plan: &Plan, loc: Located) -> Result<i32> {
                     && !results
                         .levels
                         .iter()
-                        .any(|l| l.level == o.key() && l.status == "ok")
+                        .any(|l| l.level == o.key() && l.is_ok())
             };
             let left: Vec<&LevelPlan> = plan.levels.iter().filter(not_done).collect();
             for other in left {
@@ -96,7 +96,7 @@ pub fn execute(plan: &Plan, loc: Located) -> Result<i32> {
             break;
         }
     }
-    let any_failed = results.levels.iter().any(|l| l.status != "ok");
+    let any_failed = results.levels.iter().any(|l| !l.is_ok());
     results.status = if interrupted {
         RunStatus::Interrupted
     } else if any_failed {
@@ -173,7 +173,7 @@ fn save(
 /// The run's first line on the terminal: what is measured, on what.
 fn announce(plan: &Plan, prep: &Prepared) {
     let (src, cfg) = (&prep.src, &prep.src.config);
-    let params = crate::report::table::human_count(src.n_params());
+    let params = crate::fmt::count(src.n_params());
     let line = if plan.bench_only {
         format!(
             "qeval bench: {} ({}, {params} params, {}), levels {}; pp{} tg{} eval{} on {} thread(s), {} repeat(s)",
@@ -223,7 +223,7 @@ fn finish(
     if interrupted {
         eprintln!(
             "qeval: interrupted with {} of {} levels done; run the same command again to finish the rest",
-            results.levels.iter().filter(|l| l.status == "ok").count(),
+            results.levels.iter().filter(|l| l.is_ok()).count(),
             plan.levels.len()
         );
         // Keep .work: the reference's log-probabilities let a resumed run skip it.

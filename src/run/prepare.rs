@@ -220,6 +220,7 @@ pub fn new_results(plan: &Plan, prep: &Prepared) -> Result<Results> {
         status: RunStatus::Running,
         model: ModelInfo {
             name: plan.model_name.clone(),
+            display_name: display_name(&plan.model_name, src.general_name().as_deref()),
             arch: cfg.arch.name().into(),
             repo: prep.loc.repo.clone(),
             revision: prep.loc.revision.clone(),
@@ -234,8 +235,8 @@ pub fn new_results(plan: &Plan, prep: &Prepared) -> Result<Results> {
             tokenizer: tok.description.clone(),
         },
         device: DeviceInfo {
-            kind: plan.device.clone(),
-            name: device_name(&plan.device),
+            kind: plan.device,
+            name: device_name(plan.device),
             threads: plan.threads,
             os: std::env::consts::OS.into(),
             arch: std::env::consts::ARCH.into(),
@@ -313,8 +314,8 @@ fn reference_note(plan: &Plan, prep: &Prepared) -> Result<String> {
     })
 }
 
-fn device_name(kind: &str) -> String {
-    if kind == "cpu" {
+fn device_name(kind: DeviceKind) -> String {
+    if kind == DeviceKind::Cpu {
         if let Ok(s) = std::fs::read_to_string("/proc/cpuinfo") {
             if let Some(l) = s.lines().find(|l| l.starts_with("model name")) {
                 if let Some((_, v)) = l.split_once(':') {
@@ -324,7 +325,7 @@ fn device_name(kind: &str) -> String {
         }
         return "cpu".into();
     }
-    kind.to_string()
+    kind.name().to_string()
 }
 
 /// Refuse, before anything is loaded, levels estimated to need more memory than the run may use.
@@ -334,7 +335,6 @@ fn check_memory(plan: &Plan, src: &ModelSource, max_seq: usize) -> Result<()> {
     };
     let cfg = &src.config;
     let n = src.n_params();
-    let gb = |b: u64| format!("{:.2} GB", b as f64 / 1e9);
     let mut worst: Option<(Level, u64)> = None;
     for lp in &plan.levels {
         let t = match lp.mode {
@@ -360,9 +360,9 @@ fn check_memory(plan: &Plan, src: &ModelSource, max_seq: usize) -> Result<()> {
     }
     let msg = format!(
         "level {level} needs about {} (weights of {} parameters, KV cache for {max_seq} positions, logits and runtime) but {} is available",
-        gb(need),
-        crate::report::table::human_count(n),
-        gb(limit),
+        crate::fmt::gb(need),
+        crate::fmt::count(n),
+        crate::fmt::gb(limit),
     );
     if plan.force {
         note(

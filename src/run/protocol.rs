@@ -9,7 +9,7 @@ use crate::eval::metrics::QualitySummary;
 use crate::eval::tasks::ItemOutcome;
 use crate::eval::text::Chunking;
 use crate::measure::speed;
-use crate::model::transformer::ScoringMode;
+use crate::results::ScoringMode;
 use crate::results::Spread;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,7 @@ pub struct Job {
     pub is_reference: bool,
     pub chunking: Chunking,
     pub bench: speed::BenchSettings,
-    pub device: String,
+    pub device: crate::results::DeviceKind,
     pub outcome_file: PathBuf,
     /// Where the worker keeps its latest [`Progress`] (JSON, replaced at every step).
     pub progress_file: PathBuf,
@@ -172,7 +172,7 @@ mod tests {
                 gen_tokens: 4,
                 repeats: 1,
             },
-            device: "cpu".into(),
+            device: crate::results::DeviceKind::Cpu,
             outcome_file: dir.path().join("o.json"),
             progress_file: dir.path().join("p.json"),
             tasks_file: None,

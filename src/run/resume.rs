@@ -29,11 +29,7 @@ pub fn resume(
     let prev = Results::load(&out.results)?;
     check_resumable(&prev, results, &out.results)?;
     let reference = results.reference.clone();
-    let mut kept: Vec<LevelResult> = prev
-        .levels
-        .into_iter()
-        .filter(|l| l.status == "ok")
-        .collect();
+    let mut kept: Vec<LevelResult> = prev.levels.into_iter().filter(|l| l.is_ok()).collect();
     let mut graded = Graded::restore(&out.items, &kept)?;
     if let Some(p) = prep.prompts.as_mut() {
         p.restore(&out.prompts, &kept)?;

@@ -12,18 +12,21 @@ use crate::eval::tasks;
 use crate::eval::text::{self, Spill};
 use crate::measure::{memory, speed};
 use crate::model::transformer::Transformer;
-use crate::results::Spread;
+use crate::results::{DeviceKind, Spread, TaskKind};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::time::Instant;
 
-/// Open the compute device by name.
-pub fn open_device(name: &str) -> Result<candle_core::Device> {
-    Ok(match name {
-        "cpu" => candle_core::Device::Cpu,
-        "cuda" => candle_core::Device::new_cuda(0).context("cannot open CUDA device 0")?,
-        "metal" => candle_core::Device::new_metal(0).context("cannot open Metal device 0")?,
-        other => anyhow::bail!("unknown device '{other}'"),
+/// Open the compute device.
+pub fn open_device(kind: DeviceKind) -> Result<candle_core::Device> {
+    Ok(match kind {
+        DeviceKind::Cpu => candle_core::Device::Cpu,
+        DeviceKind::Cuda => {
+            candle_core::Device::new_cuda(0).context("cannot open CUDA device 0")?
+        }
+        DeviceKind::Metal => {
+            candle_core::Device::new_metal(0).context("cannot open Metal device 0")?
+        }
     })
 }
 
@@ -57,7 +60,7 @@ fn keep_freed_memory() {
 
 fn run_here(job_path: &Path) -> Result<()> {
     let job = Job::load(job_path)?;
-    let device = open_device(&job.device)?;
+    let device = open_device(job.device)?;
     let t0 = Instant::now();
     let (cfg, tensors) = crate::quant::quantize::read_level_file(&job.level_file, &device)?;
     let mut model = Transformer::with_mode(&cfg, tensors, job.max_seq, &device, job.mode)?;
@@ -175,7 +178,7 @@ fn run_tasks(model: &mut Transformer, tasks_file: &Path, job: &Job) -> Result<Ve
         &std::fs::read(tasks_file)
             .with_context(|| format!("cannot read {}", tasks_file.display()))?,
     )?;
-    let tok = if prepared.iter().any(|t| t.kind == "generate") {
+    let tok = if prepared.iter().any(|t| t.kind == TaskKind::Generate) {
         Some(crate::model::tokenizer::load_for(&job.model_path)?)
     } else {
         None
@@ -184,8 +187,8 @@ fn run_tasks(model: &mut Transformer, tasks_file: &Path, job: &Job) -> Result<Ve
     let mut out = Vec::new();
     for (ti, t) in prepared.iter().enumerate() {
         let total = t.len();
-        let ids: Vec<&str> = match t.kind.as_str() {
-            "choice" => t.choice.iter().map(|c| c.id.as_str()).collect(),
+        let ids: Vec<&str> = match t.kind {
+            TaskKind::Choice => t.choice.iter().map(|c| c.id.as_str()).collect(),
             _ => t.generate.iter().map(|g| g.id.as_str()).collect(),
         };
         // Outcomes are kept batch by batch, so a level stopped half-way resumes mid-task.
@@ -197,16 +200,16 @@ fn run_tasks(model: &mut Transformer, tasks_file: &Path, job: &Job) -> Result<Ve
         ]);
         let cp_path = job.outcome_file.with_extension(format!("task{ti}.jsonl"));
         let mut cp = Checkpoint::open(&cp_path, &fp, &ids)?;
-        let batch = if t.kind == "generate" { 16 } else { 64 };
+        let batch = if t.kind == TaskKind::Generate { 16 } else { 64 };
         while cp.done() < total {
             let (from, to) = (cp.done(), (cp.done() + batch).min(total));
             let t0 = Instant::now();
             let progress = |done: usize| job.progress(&t.name, from + done, total);
-            let outcomes = match (t.kind.as_str(), &tok, &t.params) {
-                ("choice", _, _) => {
+            let outcomes = match (t.kind, &tok, &t.params) {
+                (TaskKind::Choice, _, _) => {
                     tasks::score_choice(model, &t.choice[from..to], max_seq, &progress)?
                 }
-                ("generate", Some(tok), Some(p)) => {
+                (TaskKind::Generate, Some(tok), Some(p)) => {
                     tasks::score_generate(model, tok, &t.generate[from..to], p, max_seq, &progress)?
                 }
                 (k, _, _) => anyhow::bail!("task {}: cannot run kind '{k}'", t.name),
