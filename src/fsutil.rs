@@ -77,6 +77,23 @@ pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Re
         .collect()
 }
 
+/// Bytes free for an unprivileged user on the file system holding `dir` (`statvfs`), or None
+/// where unknown.
+#[cfg(unix)]
+pub fn free_disk_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // Safety: statvfs writes only into the zeroed struct we own; the path is NUL-terminated.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
+    (rc == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
+}
+
+#[cfg(not(unix))]
+pub fn free_disk_bytes(_dir: &Path) -> Option<u64> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,8 @@ pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
         chunking.n_chunks = 0;
     }
     let work = plan.out_dir.join(".work");
+    let spill_file = work.join("reference.logprobs.f32");
+    check_scratch(&chunking, cfg.vocab_size, &plan.out_dir, &spill_file)?;
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let t_prep = Instant::now();
     let tasks =
@@ -133,7 +135,7 @@ pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
     }
     Ok(Prepared {
         loc,
-        spill_file: work.join("reference.logprobs.f32"),
+        spill_file,
         src,
         tok,
         tokens,
@@ -374,4 +376,79 @@ fn check_memory(plan: &Plan, src: &ModelSource, max_seq: usize) -> Result<()> {
     Err(usage(format!(
         "{msg}; drop that level from --quants, free memory, or pass --force to try anyway"
     )))
+}
+
+/// Refuse, before any level runs, a text whose streamed reference log-probabilities (every
+/// scored token's full distribution, 4 bytes per vocabulary entry: 608 KB a token at Qwen's
+/// 151,936 tokens) would not fit the free disk of the output folder.
+fn check_scratch(
+    chunking: &Chunking,
+    vocab: usize,
+    out_dir: &std::path::Path,
+    spill: &std::path::Path,
+) -> Result<()> {
+    let need = scratch_bytes(chunking.scored_total(), vocab);
+    // A resumed run's file is already there and is rewritten in place.
+    let have = std::fs::metadata(spill).map(|m| m.len()).unwrap_or(0);
+    let dir = out_dir;
+    let Some(free) = crate::fsutil::free_disk_bytes(dir) else {
+        return Ok(());
+    };
+    scratch_fits(need, free + have, chunking, vocab, dir)
+}
+
+/// Bytes of the reference's streamed log-probabilities.
+fn scratch_bytes(scored_tokens: usize, vocab: usize) -> u64 {
+    scored_tokens as u64 * vocab as u64 * 4
+}
+
+fn scratch_fits(
+    need: u64,
+    free: u64,
+    chunking: &Chunking,
+    vocab: usize,
+    dir: &std::path::Path,
+) -> Result<()> {
+    if need <= free {
+        return Ok(());
+    }
+    let per_chunk = scratch_bytes(chunking.scored_total() / chunking.n_chunks.max(1), vocab);
+    let fit = match free / per_chunk.max(1) {
+        0 => "not one fits".to_string(),
+        n => format!("{n} would fit"),
+    };
+    Err(usage(format!(
+        "the reference's log-probabilities for KLD need {} of scratch in {} ({} scored tokens x {vocab}-token vocabulary x 4 bytes) but that disk has {} free; lower --chunks (each chunk takes {}; {fit}) or --ctx, or give --out on a larger disk",
+        crate::fmt::gb(need),
+        dir.display(),
+        chunking.scored_total(),
+        crate::fmt::gb(free),
+        crate::fmt::gb(per_chunk),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_that_does_not_fit_names_its_size_and_the_flag() {
+        // Qwen2.5's vocabulary: 608 KB a scored token.
+        let ch = Chunking::new(512 * 80, 512, None, None);
+        let need = scratch_bytes(ch.scored_total(), 151_936);
+        assert_eq!(scratch_bytes(1, 151_936), 607_744);
+        let dir = std::path::Path::new("/data/out/.work");
+        let err = scratch_fits(need, need / 2, &ch, 151_936, dir)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--chunks"), "{err}");
+        assert!(err.contains("/data/out/.work"), "{err}");
+        assert!(err.contains(&crate::fmt::gb(need)), "{err}");
+        assert!(scratch_fits(need, need, &ch, 151_936, dir).is_ok());
+        let free = crate::fsutil::free_disk_bytes(std::path::Path::new("/"));
+        assert!(
+            free.is_some_and(|b| b > 0),
+            "statvfs of / answered {free:?}"
+        );
+    }
 }
