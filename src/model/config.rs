@@ -156,18 +156,30 @@ impl ModelConfig {
                 as usize)
         };
         let f = |k: &str, d: f32| -> f32 { get(k).and_then(|v| Ok(v.to_f32()?)).unwrap_or(d) };
-        if arch == Arch::Qwen2 {
-            // Rope scaling (YaRN for long-context Qwen2.5) changes the rope angles; not implemented.
-            if let Ok(t) = get("rope.scaling.type") {
-                let t = t.to_string().map(|s| s.as_str()).unwrap_or("?");
-                if t != "none" {
-                    return Err(usage(format!(
-                        "{}: GGUF metadata '{arch_s}.rope.scaling.type' is '{t}'; qeval does not implement rope scaling for qwen2",
-                        path.display()
-                    )));
+        // Rope scaling changes the rope angles: linear is honoured (as frequency divisors; Llama
+        // 3's own scaling arrives as the rope_freqs.weight tensor), any other type refused.
+        let rope_linear = match get("rope.scaling.type") {
+            Ok(t) => match t.to_string().map(|s| s.as_str()).unwrap_or("?") {
+                "none" => None,
+                "linear" if arch != Arch::Gemma3 => {
+                    let factor = f("rope.scaling.factor", 0.0);
+                    if !(factor.is_finite() && factor > 0.0) {
+                        return Err(usage(format!(
+                            "{}: GGUF metadata '{arch_s}.rope.scaling.type' is linear but '{arch_s}.rope.scaling.factor' is missing or not positive",
+                            path.display()
+                        )));
+                    }
+                    Some(factor)
                 }
-            }
-        }
+                t => {
+                    return Err(usage(format!(
+                        "{}: GGUF metadata '{arch_s}.rope.scaling.type' is '{t}'; qeval implements no rope scaling but linear (and Llama 3's rope_freqs) for {arch_s}, and refuses rather than compute a different model",
+                        path.display()
+                    )))
+                }
+            },
+            Err(_) => None,
+        };
         let n_embd = u("embedding_length")?;
         let n_head = u("attention.head_count")?;
         let head_dim = u("attention.key_length").unwrap_or(n_embd / n_head.max(1));
@@ -201,7 +213,7 @@ impl ModelConfig {
             },
             sliding_window_pattern: 6,
             context_length: u("context_length")?,
-            rope_freq_factors: None,
+            rope_freq_factors: rope_linear.map(|factor| vec![factor; head_dim / 2]),
         };
         cfg.check(&path.display().to_string())?;
         Ok(cfg)
@@ -259,20 +271,20 @@ impl ModelConfig {
             .and_then(|x| x.as_u64())
             .map(|x| x as usize)
             .unwrap_or(n_embd / n_head.max(1));
-        let rope_theta = opt_f(
-            "rope_theta",
-            if arch == Arch::Gemma3 {
-                1_000_000.0
-            } else {
-                10_000.0
-            },
-        ) as f32;
-        let rope_freq_factors = match v.get("rope_scaling") {
-            Some(rs) if rs.get("rope_type").and_then(|t| t.as_str()) == Some("llama3") => {
-                Some(llama3_freq_factors(rs, head_dim, rope_theta)?)
-            }
-            _ => None,
-        };
+        let (rope_theta, rope_freq_factors) = rope_from_hf(
+            &v,
+            path,
+            arch,
+            head_dim,
+            opt_f(
+                "rope_theta",
+                if arch == Arch::Gemma3 {
+                    1_000_000.0
+                } else {
+                    10_000.0
+                },
+            ) as f32,
+        )?;
         let pattern = v
             .get("sliding_window_pattern")
             .and_then(|x| x.as_u64())
@@ -345,21 +357,64 @@ fn refuse_unimplemented_qwen2(v: &serde_json::Value, path: &Path) -> Result<()> 
             );
         }
     }
-    if let Some(x) = v.get("rope_scaling") {
-        let kind = x
-            .get("rope_type")
-            .or_else(|| x.get("type"))
-            .and_then(|t| t.as_str());
-        if !x.is_null() && kind != Some("default") {
-            return refuse("rope_scaling", x, "rope scaling");
-        }
-    }
     if let Some(x) = v.get("hidden_act") {
         if x.as_str() != Some("silu") {
             return refuse("hidden_act", x, "activations other than silu");
         }
     }
     Ok(())
+}
+
+/// The rope base and scaling of a `config.json`. transformers >= 5 writes `rope_parameters`
+/// (with `rope_theta` inside); older configs write `rope_theta` and `rope_scaling`, whose type
+/// is `rope_type` or, older still, `type`. Honoured: `default`, `linear` (every frequency
+/// divided by `factor`) and `llama3`; any other type (yarn, dynamic, longrope, ...) is refused
+/// naming the key and the file, since ignoring it computes a different model.
+fn rope_from_hf(
+    v: &serde_json::Value,
+    path: &Path,
+    arch: Arch,
+    head_dim: usize,
+    theta: f32,
+) -> Result<(f32, Option<Vec<f32>>)> {
+    let (key, params) = match (v.get("rope_parameters"), v.get("rope_scaling")) {
+        (Some(p), _) if !p.is_null() => ("rope_parameters", p),
+        (_, Some(p)) => ("rope_scaling", p),
+        _ => return Ok((theta, None)),
+    };
+    if params.is_null() {
+        return Ok((theta, None));
+    }
+    let theta = match params.get("rope_theta").and_then(|x| x.as_f64()) {
+        Some(t) => t as f32,
+        None => theta,
+    };
+    let kind = params
+        .get("rope_type")
+        .or_else(|| params.get("type"))
+        .and_then(|t| t.as_str())
+        .unwrap_or("default");
+    let refuse = |why: String| {
+        Err(usage(format!(
+            "{}: key '{key}' has rope type '{kind}', not implemented for {}: {why}; qeval refuses rather than compute a different model",
+            path.display(),
+            arch.name()
+        )))
+    };
+    let factors = match kind {
+        "default" => None,
+        "llama3" => Some(llama3_freq_factors(params, head_dim, theta)?),
+        // Gemma 3 scales only its global layers' rope; one set of divisors would scale all.
+        "linear" if arch == Arch::Gemma3 => {
+            return refuse("linear scaling of Gemma 3's global layers is not implemented".into())
+        }
+        "linear" => match params.get("factor").and_then(|x| x.as_f64()) {
+            Some(f) if f.is_finite() && f > 0.0 => Some(vec![f as f32; head_dim / 2]),
+            _ => return refuse("linear scaling needs a positive 'factor'".into()),
+        },
+        _ => return refuse("qeval implements default, linear and llama3 rope".into()),
+    };
+    Ok((theta, factors))
 }
 
 /// Llama 3.x rope scaling as per-dimension divisors of the rope frequencies (what llama.cpp's
@@ -388,4 +443,93 @@ fn llama3_freq_factors(rs: &serde_json::Value, head_dim: usize, theta: f32) -> R
             f as f32
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rope(v: serde_json::Value, arch: Arch) -> Result<(f32, Option<Vec<f32>>)> {
+        rope_from_hf(&v, Path::new("/m/config.json"), arch, 64, 10_000.0)
+    }
+
+    #[test]
+    fn rope_keys_are_honoured_in_every_spelling() {
+        // No scaling, or an explicit default, or null.
+        assert_eq!(rope(json!({}), Arch::Llama).unwrap(), (10_000.0, None));
+        assert_eq!(
+            rope(json!({"rope_scaling": null}), Arch::Llama).unwrap(),
+            (10_000.0, None)
+        );
+        // transformers >= 5: rope_parameters carries rope_theta.
+        let (theta, f) = rope(
+            json!({"rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}}),
+            Arch::Llama,
+        )
+        .unwrap();
+        assert_eq!((theta, f), (500_000.0, None));
+        // Linear, in the older `type` spelling: every frequency divided by the factor.
+        let (_, f) = rope(
+            json!({"rope_scaling": {"type": "linear", "factor": 4.0}}),
+            Arch::Qwen2,
+        )
+        .unwrap();
+        assert_eq!(f, Some(vec![4.0; 32]));
+        // llama3 in both spellings gives the same divisors, from 1 (high frequencies) to the
+        // factor (low ones).
+        let l3 = json!({"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                        "original_max_position_embeddings": 8192});
+        let mut a = l3.clone();
+        a["rope_type"] = "llama3".into();
+        let mut b = l3.clone();
+        b["type"] = "llama3".into();
+        let fa = rope(json!({"rope_scaling": a}), Arch::Llama)
+            .unwrap()
+            .1
+            .unwrap();
+        let fb = rope(
+            json!({"rope_parameters": b, "rope_theta": 10_000.0}),
+            Arch::Llama,
+        )
+        .unwrap()
+        .1
+        .unwrap();
+        assert_eq!(fa, fb);
+        assert_eq!(fa[0], 1.0);
+        assert_eq!(fa[31], 8.0);
+    }
+
+    #[test]
+    fn rope_types_not_implemented_are_refused_by_key_and_file() {
+        for (v, key, kind) in [
+            (
+                json!({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}),
+                "rope_scaling",
+                "yarn",
+            ),
+            (
+                json!({"rope_parameters": {"type": "dynamic", "factor": 2.0}}),
+                "rope_parameters",
+                "dynamic",
+            ),
+            (
+                json!({"rope_scaling": {"rope_type": "linear"}}),
+                "rope_scaling",
+                "linear",
+            ),
+        ] {
+            let err = rope(v, Arch::Llama).unwrap_err().to_string();
+            assert!(err.contains("/m/config.json"), "{err}");
+            assert!(err.contains(&format!("key '{key}'")), "{err}");
+            assert!(err.contains(&format!("'{kind}'")), "{err}");
+        }
+        let err = rope(
+            json!({"rope_scaling": {"rope_type": "linear", "factor": 8.0}}),
+            Arch::Gemma3,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("Gemma 3"), "{err}");
+    }
 }
