@@ -143,6 +143,17 @@ fn killed_run_resumes_to_the_same_numbers() {
     assert_eq!(o.status.code(), Some(2));
     let e = common::stderr(&o);
     assert!(e.contains("--seed") && e.contains("another --out"), "{e}");
+    // So is another benchmark length (read from the levels already done).
+    let mut other = args(model, b_s, "5");
+    let at = other.iter().position(|a| *a == "--prompt-tokens").unwrap();
+    other[at + 1] = "48";
+    let o = common::run(&other);
+    assert_eq!(o.status.code(), Some(2));
+    let e = common::stderr(&o);
+    assert!(
+        e.contains("benchmark tokens: pp32 tg4 there, pp48 tg4 now"),
+        "{e}"
+    );
 
     // The same command finishes the rest.
     let o = common::run(&args(model, b_s, "5"));

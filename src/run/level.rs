@@ -35,9 +35,7 @@ pub fn run_level(
     let t_q = Instant::now();
     let (weights, source_text) = make_weights(plan, prep, lp)?;
     let quantize_s = t_q.elapsed().as_secs_f64();
-    let mut result = failed_level(lp, is_ref, "", plan);
-    result.status = LevelStatus::Ok;
-    result.error = None;
+    let mut result = empty_row(lp, is_ref, LevelStatus::Ok, None, plan);
     result.source = source_text;
     result.weight_bytes = weights.weight_bytes();
     result.n_params = weights.n_params();
@@ -177,11 +175,22 @@ fn measured(mut r: LevelResult, outcome: Outcome, prep: &Prepared) -> LevelRun {
 
 /// The row of a level that did not run to the end, with the reason.
 pub fn failed_level(lp: &LevelPlan, is_ref: bool, err: &str, plan: &Plan) -> LevelResult {
+    empty_row(lp, is_ref, LevelStatus::Failed, Some(err.to_string()), plan)
+}
+
+/// A level's row with nothing measured yet.
+fn empty_row(
+    lp: &LevelPlan,
+    is_ref: bool,
+    status: LevelStatus,
+    error: Option<String>,
+    plan: &Plan,
+) -> LevelResult {
     LevelResult {
         level: lp.key(),
         scoring_mode: lp.mode,
-        status: LevelStatus::Failed,
-        error: Some(err.to_string()),
+        status,
+        error,
         source: String::new(),
         is_reference: is_ref,
         weight_bytes: 0,

@@ -27,7 +27,7 @@ pub fn resume(
         return Ok(Graded::default());
     }
     let prev = Results::load(&out.results)?;
-    check_resumable(&prev, results, &out.results)?;
+    check_resumable(&prev, results, plan, &out.results)?;
     let reference = results.reference.clone();
     let mut kept: Vec<LevelResult> = prev.levels.into_iter().filter(|l| l.is_ok()).collect();
     let mut graded = Graded::restore(&out.items, &kept)?;
@@ -81,67 +81,54 @@ fn reference_inputs_kept(prep: &Prepared, graded: &Graded) -> bool {
     spill_ok && graded_ok && prompts_ok
 }
 
-/// Refuse to resume into an --out whose results measured something else.
-pub fn check_resumable(prev: &Results, now: &Results, path: &Path) -> Result<()> {
-    let mut diffs = Vec::new();
-    let mut cmp = |what: &str, a: String, b: String| {
-        if a != b {
-            diffs.push(format!("{what}: {a} there, {b} now"));
-        }
-    };
-    let hashes = |r: &Results| {
+/// What must be equal for a run to resume another: (what, how to read it from results.json).
+type Key = (&'static str, fn(&Results) -> String);
+
+const SAME_MEASUREMENT: &[Key] = &[
+    ("model files", |r| {
         r.model
             .files
             .iter()
             .map(|f| format!("{}={}", f.name, &f.sha256[..f.sha256.len().min(12)]))
             .collect::<Vec<_>>()
             .join(",")
-    };
-    cmp("model files", hashes(prev), hashes(now));
-    cmp(
-        "model revision",
-        format!("{:?}", prev.model.revision),
-        format!("{:?}", now.model.revision),
-    );
-    cmp(
-        "eval set",
-        format!("{} {}", prev.evalset.name, prev.evalset.version),
-        format!("{} {}", now.evalset.name, now.evalset.version),
-    );
-    cmp(
-        "--ctx/--chunks",
-        format!("{}/{}", prev.evalset.ctx, prev.evalset.chunks),
-        format!("{}/{}", now.evalset.ctx, now.evalset.chunks),
-    );
-    cmp(
-        "--limit",
-        format!("{:?}", prev.limit),
-        format!("{:?}", now.limit),
-    );
-    cmp("--seed", prev.seed.to_string(), now.seed.to_string());
-    cmp("--prompts", prompts_key(prev), prompts_key(now));
-    cmp(
-        "mode (run or bench)",
-        format!("{:?}", prev.mode),
-        format!("{:?}", now.mode),
-    );
-    cmp("--reference", prev.reference.clone(), now.reference.clone());
-    cmp(
-        "device/threads",
-        format!("{} x{}", prev.device.kind, prev.device.threads),
-        format!("{} x{}", now.device.kind, now.device.threads),
-    );
-    cmp(
-        "scoring mode",
-        prev.scoring_mode.clone(),
-        now.scoring_mode.clone(),
-    );
-    if let (Some(a), Some(b)) = (prev.levels.first(), now.levels.first()) {
-        cmp(
-            "benchmark tokens",
-            format!("pp{} tg{}", a.prefill_tokens, a.decode_tokens),
-            format!("pp{} tg{}", b.prefill_tokens, b.decode_tokens),
+    }),
+    ("model revision", |r| format!("{:?}", r.model.revision)),
+    ("eval set", |r| {
+        format!("{} {}", r.evalset.name, r.evalset.version)
+    }),
+    ("--ctx/--chunks", |r| {
+        format!("{}/{}", r.evalset.ctx, r.evalset.chunks)
+    }),
+    ("--limit", |r| format!("{:?}", r.limit)),
+    ("--seed", |r| r.seed.to_string()),
+    ("--prompts", prompts_key),
+    ("mode (run or bench)", |r| format!("{:?}", r.mode)),
+    ("--reference", |r| r.reference.clone()),
+    ("device/threads", |r| {
+        format!("{} x{}", r.device.kind, r.device.threads)
+    }),
+    ("scoring mode", |r| r.scoring_mode.clone()),
+];
+
+/// Refuse to resume into an --out whose results measured something else. `now` is the new
+/// run's results before any level; the benchmark's lengths come from the plan.
+pub fn check_resumable(prev: &Results, now: &Results, plan: &Plan, path: &Path) -> Result<()> {
+    let mut diffs: Vec<String> = SAME_MEASUREMENT
+        .iter()
+        .filter_map(|(what, key)| {
+            let (a, b) = (key(prev), key(now));
+            (a != b).then(|| format!("{what}: {a} there, {b} now"))
+        })
+        .collect();
+    if let Some(l) = prev.levels.first() {
+        let (a, b) = (
+            format!("pp{} tg{}", l.prefill_tokens, l.decode_tokens),
+            format!("pp{} tg{}", plan.bench.prompt_tokens, plan.bench.gen_tokens),
         );
+        if a != b {
+            diffs.push(format!("benchmark tokens: {a} there, {b} now"));
+        }
     }
     if diffs.is_empty() {
         return Ok(());
