@@ -45,6 +45,22 @@ pub enum Command {
         #[arg(long, env = "QEVAL_MODELS")]
         models: Option<PathBuf>,
     },
+    /// Run only the reference level and write a reference pack (.qref): what every quality
+    /// number of the other levels needs (the reference's top-K log-probabilities per scored
+    /// token, its task answers, the tokenizer's fingerprint and the text's tokens), so that
+    /// levels can be measured later, anywhere, with `qeval run --reference-pack`. Takes
+    /// `qeval run`'s flags; --out is the pack file, and the reference is --reference, or the
+    /// one level of --quants [default: the most precise of the defaults, f16].
+    Reference(Box<RunArgs>),
+    /// Measure several models × levels × devices as a sweep: per model one reference job
+    /// (`qeval reference`, on the first device), one job per level and device against its
+    /// pack, and a report job that runs whatever happened to the levels. The jobs are written
+    /// as plain sbatch scripts into --out (readable, editable, re-submittable); with --slurm
+    /// they are submitted as job arrays with dependencies, without it they run here one after
+    /// another. Running the same sweep again runs only what is missing or failed.
+    ///
+    /// Example: qeval sweep --models qwen3,llama3.2-1b --quants f16,q8_0,q4_k_m,q2_k --out sweep --slurm --partition gpu --time 2:00:00
+    Sweep(Box<SweepArgs>),
     /// Render the reports (HTML, Markdown, CSV, PNG/SVG plots, table) from one or more
     /// results files, merged into one report (no model is loaded).
     Report {
@@ -139,7 +155,7 @@ impl RunArgs {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub levels: LevelArgs,
@@ -148,17 +164,19 @@ pub struct RunArgs {
     #[arg(long)]
     pub reference: Option<String>,
 
-    /// Eval set: a name under evalsets/ or a folder with evalset.toml.
-    #[arg(long, default_value = "default")]
-    pub evalset: String,
+    /// Eval set: a name under evalsets/ or a folder with evalset.toml [default: default; with
+    /// --reference-pack, the pack's].
+    #[arg(long)]
+    pub evalset: Option<String>,
 
     /// Evaluate this text file instead of the eval set's text.
     #[arg(long)]
     pub text: Option<PathBuf>,
 
-    /// Tokens per evaluation chunk (llama.cpp's -c); the second half of each chunk is scored.
-    #[arg(allow_negative_numbers = true, long, default_value_t = 512)]
-    pub ctx: usize,
+    /// Tokens per evaluation chunk (llama.cpp's -c); the second half of each chunk is scored
+    /// [default: 512; with --reference-pack, the pack's].
+    #[arg(allow_negative_numbers = true, long)]
+    pub ctx: Option<usize>,
 
     /// Evaluate at most this many chunks [default: all; 6 for the demo].
     #[arg(allow_negative_numbers = true, long)]
@@ -208,9 +226,32 @@ pub struct RunArgs {
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
 
-    /// Seed of everything random (paired bootstrap, --limit sampling); recorded in results.json.
-    #[arg(long, default_value_t = 1234)]
-    pub seed: u64,
+    /// Seed of everything random (paired bootstrap, --limit sampling); recorded in results.json
+    /// [default: 1234; with --reference-pack, the pack's].
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Measure the levels against this reference pack instead of running the reference: the
+    /// pack (made by `qeval reference`, or OUT/reference.qref of a `qeval run`) holds what every
+    /// quality number needs, so levels can run later, in other processes or on other machines,
+    /// each writing its own results-LEVELS.json into --out [default: the pack's folder]; merge
+    /// them with `qeval report DIR`. The model, tokenizer and text must be the pack's (checked);
+    /// eval set, --ctx, --chunks, --limit and --seed default to the pack's. Perplexity, top-1
+    /// agreement and Δp stay exact; KLD sums the pack's top-K tokens exactly and estimates the
+    /// rest of the vocabulary from K tokens drawn from it (unbiased; its accuracy at each K is
+    /// measured in the README).
+    #[arg(long, value_name = "REF.qref")]
+    pub reference_pack: Option<PathBuf>,
+
+    /// Tokens per scored position the reference pack keeps: its K most likely, and K drawn from
+    /// the rest (more is closer to the exact KLD, and larger) [default: 64].
+    #[arg(allow_negative_numbers = true, long, value_name = "K")]
+    pub top_k: Option<usize>,
+
+    /// Measurement aid: also compute, for each K listed, the mean KLD a top-K pack would give,
+    /// beside the exact KLD (results.json `kld_by_top_k`).
+    #[arg(long, hide = true, value_name = "K,K,...")]
+    pub kld_study: Option<String>,
 
     /// Keep the per-level weight files and reference log-probabilities (in OUT/.work).
     #[arg(long)]
@@ -254,9 +295,9 @@ impl BenchArgs {
         Ok(RunArgs {
             levels: self.levels.clone(),
             reference: None,
-            evalset: self.evalset.clone(),
+            evalset: Some(self.evalset.clone()),
             text: self.text.clone(),
-            ctx: self.ctx,
+            ctx: Some(self.ctx),
             chunks: None,
             data_dir: None,
             limit: None,
@@ -266,9 +307,98 @@ impl BenchArgs {
             scoring: "kernel".into(),
             machine: self.machine.clone(),
             out: self.out.clone(),
-            seed: 1234,
+            seed: None,
+            reference_pack: None,
+            top_k: None,
+            kld_study: None,
             keep_work: false,
             report: ReportOptions::defaults()?,
         })
     }
+}
+
+/// `qeval sweep`.
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// Models, comma-separated: names from `qeval models`, hf:ORG/REPO, or local files.
+    #[arg(long, value_delimiter = ',', required_unless_present = "status")]
+    pub models: Vec<String>,
+
+    #[arg(long, short = 'q', help = LEVELS_HELP)]
+    pub quants: Option<String>,
+
+    /// The level every other level is compared with [default: the most precise of --quants].
+    #[arg(long)]
+    pub reference: Option<String>,
+
+    /// Devices to measure the levels on, comma-separated; the reference runs on the first.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu")]
+    pub devices: Vec<crate::results::DeviceKind>,
+
+    /// The sweep's folder (on a filesystem every node shares, with --slurm): scripts, packs,
+    /// results, logs and reports, one subfolder per model.
+    #[arg(long, short = 'o')]
+    pub out: Option<std::path::PathBuf>,
+
+    /// Submit the jobs with sbatch (a job array per model and device, with dependencies)
+    /// instead of running them here.
+    #[arg(long)]
+    pub slurm: bool,
+
+    /// Slurm partition of every job.
+    #[arg(long, requires = "slurm")]
+    pub partition: Option<String>,
+
+    /// Slurm time limit of every job (e.g. 2:00:00).
+    #[arg(long, requires = "slurm")]
+    pub time: Option<String>,
+
+    /// GPUs per task for the jobs of cuda levels [default: 1].
+    #[arg(long, requires = "slurm")]
+    pub gpus_per_task: Option<u32>,
+
+    /// Slurm account charged for the jobs.
+    #[arg(long, requires = "slurm")]
+    pub account: Option<String>,
+
+    /// Write the scripts and print the sbatch commands (or, without --slurm, only write the
+    /// scripts); run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print where the sweep in DIR stands (from its files, and squeue for its Slurm jobs).
+    #[arg(long, value_name = "DIR")]
+    pub status: Option<std::path::PathBuf>,
+
+    /// Eval set of every run (as `qeval run --evalset`).
+    #[arg(long)]
+    pub evalset: Option<String>,
+
+    /// Tokens per evaluation chunk (as `qeval run --ctx`).
+    #[arg(allow_negative_numbers = true, long)]
+    pub ctx: Option<usize>,
+
+    /// Chunks evaluated (as `qeval run --chunks`).
+    #[arg(allow_negative_numbers = true, long)]
+    pub chunks: Option<usize>,
+
+    /// Items per task (as `qeval run --limit`).
+    #[arg(allow_negative_numbers = true, long)]
+    pub limit: Option<usize>,
+
+    /// Skip the eval set's tasks (as `qeval run --no-tasks`).
+    #[arg(long)]
+    pub no_tasks: bool,
+
+    /// Threads of every job (and --cpus-per-task of its Slurm job).
+    #[arg(allow_negative_numbers = true, long)]
+    pub threads: Option<usize>,
+
+    /// Benchmark repeats of every job.
+    #[arg(allow_negative_numbers = true, long)]
+    pub repeats: Option<usize>,
+
+    /// K of the reference packs (as `qeval reference --top-k`).
+    #[arg(allow_negative_numbers = true, long)]
+    pub top_k: Option<usize>,
 }

@@ -26,6 +26,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command_or_demo() {
         Command::Run(args) => run_plan(&qeval::plan::Plan::from_args(&args)?),
         Command::Bench(args) => run_plan(&qeval::plan::Plan::for_bench(&args)?),
+        Command::Reference(args) => run_plan(&qeval::plan::Plan::for_reference(&args)?),
+        Command::Sweep(args) => qeval::sweep::main(&args),
         Command::Models { models } => {
             let c = qeval::plan::catalog::Catalog::load(models.as_deref())?;
             print!("{}", qeval::plan::catalog::models_table(&c));

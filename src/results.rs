@@ -45,6 +45,27 @@ pub struct Results {
     /// `--prompts`: how the users' prompts were rendered (None without prompts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompts: Option<PromptsInfo>,
+    /// The reference pack this run wrote (`qeval run`, `qeval reference`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack_written: Option<PackRef>,
+    /// `--reference-pack`: the levels of this file were compared with this pack (KLD over its
+    /// top-K tokens and the tail, not the exact streamed distribution). None: exact KLD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kld_from_pack: Option<PackRef>,
+}
+
+/// A reference pack as a results file names it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PackRef {
+    pub path: String,
+    pub sha256: String,
+    pub top_k: usize,
+    pub bytes: u64,
+    pub scored_tokens: usize,
+    pub bytes_per_token: f64,
+    /// The perplexity of the pack's reference (for ΔPPL of the levels measured against it).
+    #[serde(default)]
+    pub reference_perplexity: Option<f64>,
 }
 
 /// What a results file measured.
@@ -327,6 +348,10 @@ pub struct LevelResult {
     /// Users' prompts (`--prompts`): this level's answers against the reference level's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompts: Option<PromptSummary>,
+    /// `--kld-study`: mean KLD as a pack of each top-K would give it, computed from the exact
+    /// reference in the same pass ({"8": 0.0491, ...}); empty otherwise.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kld_by_top_k: BTreeMap<String, f64>,
 }
 
 /// A mean over prompts with its 95% bootstrap interval (prompts resampled, fixed seed).

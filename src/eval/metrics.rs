@@ -117,6 +117,9 @@ pub struct QualitySummary {
     pub top1_agreement_se: Option<f64>,
     pub rms_delta_p: Option<f64>,
     pub rms_delta_p_se: Option<f64>,
+    /// `--kld-study`: (K, mean KLD a top-K pack gives), computed beside the exact KLD.
+    #[serde(default)]
+    pub kld_by_top_k: Vec<(usize, f64)>,
 }
 
 /// Summarise positions (for the reference level itself KLD is 0, top-1 1 and Δp 0 by definition).
@@ -167,6 +170,7 @@ pub fn summarize(ps: &[Position]) -> QualitySummary {
         top1_agreement_se: top1_se,
         rms_delta_p: rms,
         rms_delta_p_se: rms_se,
+        kld_by_top_k: Vec::new(),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod metrics;
+pub mod pack;
 pub mod prompts;
 pub mod stats;
 pub mod taskprep;

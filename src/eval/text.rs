@@ -5,9 +5,12 @@
 //! The reference level writes the log-probabilities of every scored position to a spill file
 //! (f32, one vocabulary-sized row per position, streamed window by window); each other level
 //! reads them back in the same order. No full-vocabulary logits are held in memory beyond one
-//! window, and KL divergence is exact (no top-k truncation).
+//! window, and KL divergence is exact (no top-k truncation). The reference can also write the
+//! records of a reference pack (top-K, `super::pack`), and a level can be scored against a
+//! pack's records instead of the stream.
 
 use super::metrics::{self, Position};
+use super::pack::{self, PackRecord};
 use crate::model::transformer::Transformer;
 use anyhow::{Context, Result};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -77,10 +80,27 @@ pub fn window_logits(
     Ok(logits.to_vec2::<f32>()?)
 }
 
-/// Where the reference log-probabilities go or come from.
+/// What the reference leaves for the other levels, or where a level finds it.
 pub enum Spill<'a> {
-    Write(&'a Path),
-    Read(&'a Path),
+    /// The reference: stream its full log-probabilities to `spill` (for exact KLD in this
+    /// run), and/or its pack records (top-`k`) to `pack`.
+    Write {
+        spill: Option<&'a Path>,
+        pack: Option<(&'a Path, usize)>,
+    },
+    /// A level against the streamed reference (exact KLD); `study` lists top-K values whose
+    /// pack KLD is computed beside it (`--kld-study`).
+    Read { spill: &'a Path, study: &'a [usize] },
+    /// A level against a pack's records (top-`k`).
+    Pack { records: &'a Path, k: usize },
+}
+
+/// What scoring the text gives: one `Position` per scored token, each window's forward speed,
+/// and the mean KLD at each studied top-K.
+pub struct Scored {
+    pub positions: Vec<Position>,
+    pub speeds: Vec<f64>,
+    pub kld_by_top_k: Vec<(usize, f64)>,
 }
 
 /// Score the text with `model`; returns one `Position` per scored token.
@@ -114,8 +134,9 @@ fn read_f32s(r: &mut impl Read, v: &mut [f32], buf: &mut [u8]) -> std::io::Resul
     }
 }
 
-/// Also returns each window's forward speed (tokens of the window per second of its pass):
-/// the eval-scoring throughput of a run, measured on the evaluation itself.
+/// Score the text with `model`, reading or writing the reference as `spill` says. Also returns
+/// each window's forward speed (tokens of the window per second of its pass): the
+/// eval-scoring throughput of a run, measured on the evaluation itself.
 pub fn score(
     model: &mut Transformer,
     tokens: &[u32],
@@ -123,34 +144,60 @@ pub fn score(
     spill: Spill<'_>,
     vocab: usize,
     on_chunk: &dyn Fn(usize),
-) -> Result<(Vec<Position>, Vec<f64>)> {
+) -> Result<Scored> {
     let mut writer = None;
+    let mut pack_writer = None;
     let mut reader = None;
+    let mut pack_reader = None;
+    let mut study: &[usize] = &[];
+    let expect_len = |p: &Path, expected: u64, what: &str| -> Result<std::fs::File> {
+        let f = std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+        let len = f.metadata()?.len();
+        anyhow::ensure!(
+            len == expected,
+            "{what} {} hold {len} bytes, expected {expected}; the reference run did not finish",
+            p.display()
+        );
+        Ok(f)
+    };
+    let create = |p: &Path| -> Result<BufWriter<std::fs::File>> {
+        Ok(BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        ))
+    };
     match spill {
-        Spill::Write(p) => {
-            writer = Some(BufWriter::with_capacity(
-                1 << 20,
-                std::fs::File::create(p)
-                    .with_context(|| format!("cannot create {}", p.display()))?,
-            ))
+        Spill::Write { spill, pack } => {
+            if let Some(p) = spill {
+                writer = Some(create(p)?);
+            }
+            if let Some((p, k)) = pack {
+                pack_writer = Some((create(p)?, k));
+            }
         }
-        Spill::Read(p) => {
-            let f =
-                std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
-            let expected = (ch.scored_total() * vocab * 4) as u64;
-            let len = f.metadata()?.len();
-            anyhow::ensure!(
-                len == expected,
-                "reference log-probabilities {} hold {len} bytes, expected {expected}; the reference run did not finish",
-                p.display()
-            );
+        Spill::Read { spill: p, study: s } => {
+            let f = expect_len(
+                p,
+                (ch.scored_total() * vocab * 4) as u64,
+                "reference log-probabilities",
+            )?;
             reader = Some(BufReader::with_capacity(1 << 20, f));
+            study = s;
+        }
+        Spill::Pack { records, k } => {
+            let f = expect_len(
+                records,
+                (ch.scored_total() * PackRecord::size(k)) as u64,
+                "reference pack records",
+            )?;
+            pack_reader = Some((BufReader::with_capacity(1 << 20, f), k));
         }
     }
     let first = ch.first();
     let n = ch.scored_per_chunk();
     let mut out = Vec::with_capacity(ch.scored_total());
     let mut speeds = Vec::with_capacity(ch.n_chunks);
+    let mut study_sums = vec![0f64; study.len()];
     let mut lp = vec![0f32; vocab];
     let mut ref_lp = vec![0f32; vocab];
     let mut bytes = vec![0u8; vocab * 4];
@@ -167,17 +214,38 @@ pub fn score(
             }
             metrics::log_softmax(row, &mut lp);
             let target = tokens[c * ch.ctx + first + j + 1] as usize;
-            if let Some(w) = writer.as_mut() {
-                w.write_all(f32_bytes(&lp, &mut bytes))?;
+            // The position's index among the scored ones: the seed of a pack record's draws.
+            let pos = out.len() as u64;
+            if let Some(r) = reader.as_mut() {
+                read_f32s(r, &mut ref_lp, &mut bytes)?;
+                out.push(metrics::compare(&ref_lp, &lp, target));
+                // Exactly the record a pack of each K would hold.
+                let order = if study.is_empty() {
+                    Vec::new()
+                } else {
+                    pack::sorted(&ref_lp)
+                };
+                for (sum, &k) in study_sums.iter_mut().zip(study) {
+                    let rec = PackRecord::from_sorted(&ref_lp, &order, target, k, pos);
+                    *sum += pack::kl_divergence(&rec, &lp);
+                }
+            } else if let Some((r, k)) = pack_reader.as_mut() {
+                let rec = PackRecord::read(r, *k)?;
+                out.push(pack::compare(&rec, &lp, target));
+            } else {
+                if let Some(w) = writer.as_mut() {
+                    w.write_all(f32_bytes(&lp, &mut bytes))?;
+                }
+                if let Some((w, k)) = pack_writer.as_mut() {
+                    // Seeded by the position: the draws a study of the same K makes.
+                    PackRecord::from_logprobs(&lp, target, *k, pos).write(w)?;
+                }
                 out.push(Position {
                     nll: -(lp[target] as f64),
                     kld: 0.0,
                     top1_same: true,
                     delta_p: 0.0,
                 });
-            } else if let Some(r) = reader.as_mut() {
-                read_f32s(r, &mut ref_lp, &mut bytes)?;
-                out.push(metrics::compare(&ref_lp, &lp, target));
             }
         }
         on_chunk(c + 1);
@@ -185,7 +253,19 @@ pub fn score(
     if let Some(mut w) = writer {
         w.flush()?;
     }
-    Ok((out, speeds))
+    if let Some((mut w, _)) = pack_writer {
+        w.flush()?;
+    }
+    let n_pos = out.len().max(1) as f64;
+    Ok(Scored {
+        positions: out,
+        speeds,
+        kld_by_top_k: study
+            .iter()
+            .zip(&study_sums)
+            .map(|(&k, s)| (k, s / n_pos))
+            .collect(),
+    })
 }
 
 #[cfg(test)]

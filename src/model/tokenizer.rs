@@ -219,6 +219,34 @@ impl ModelTokenizer {
         }
     }
 
+    /// sha256 of what decides which ids a text gets and what they mean: every token's text in
+    /// id order, BOS and whether it is added, the end tokens. Two tokenizers with the same
+    /// fingerprint give the same ids the same meaning (a reference pack checks this, beside
+    /// comparing the text's token ids themselves).
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let n = self.vocab_size();
+        h.update((n as u64).to_le_bytes());
+        for id in 0..n as u32 {
+            let piece = match &self.inner {
+                Inner::Hf(t) => t.id_to_token(id).unwrap_or_default(),
+                Inner::Spm(s) => s.pieces[id as usize].clone(),
+            };
+            h.update((piece.len() as u64).to_le_bytes());
+            h.update(piece.as_bytes());
+        }
+        h.update([self.add_bos as u8]);
+        h.update(self.bos_id.map_or(u64::MAX, |b| b as u64).to_le_bytes());
+        for e in &self.eos_ids {
+            h.update(e.to_le_bytes());
+        }
+        h.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Vocabulary size as the tokenizer sees it (added tokens included).
     pub fn vocab_size(&self) -> usize {
         match &self.inner {

@@ -24,6 +24,8 @@ pub const DEMO_QUANTS: &str = "f16,q8_0,q4_k_m,q2_k";
 pub const DEMO_LIMIT: usize = 40;
 pub const DEMO_CHUNKS: usize = 6;
 pub const DEFAULT_QUANTS: &str = "q4_k_m,q8_0,f16";
+pub const DEFAULT_CTX: usize = 512;
+pub const DEFAULT_SEED: u64 = 1234;
 
 /// Where a level's weights come from.
 #[derive(Debug, Clone)]
@@ -128,6 +130,39 @@ pub struct Plan {
     pub modes: Vec<ScoringMode>,
     /// --prompts: the users' prompts (read here, rendered once the tokenizer is loaded).
     pub prompts: Option<PromptsPlan>,
+    /// Reference packs: the one the levels are measured against, or the one the reference
+    /// writes.
+    pub pack: PackPlan,
+    /// Added to the names of the files this run writes into --out (`results{suffix}.json`,
+    /// `items{suffix}.jsonl`, `.work{suffix}`), so that runs sharing a folder never write the
+    /// same file: empty for `qeval run`, `-LEVELS` against a pack, `-reference` for
+    /// `qeval reference`.
+    pub file_suffix: String,
+    /// Render the reports into --out after every level (not for shards and packs, whose
+    /// folder other runs share: `qeval report DIR` renders them all).
+    pub render: bool,
+}
+
+/// Reference packs in a run.
+#[derive(Debug, Clone, Default)]
+pub struct PackPlan {
+    /// --reference-pack: the levels are compared with this pack; the reference does not run.
+    pub read: Option<PathBuf>,
+    /// Where the reference writes its pack (None for `qeval bench`).
+    pub write: Option<PathBuf>,
+    /// K of the pack written (--top-k).
+    pub top_k: usize,
+    /// --kld-study: top-K values whose pack KLD is computed beside the exact one.
+    pub study: Vec<usize>,
+    /// The header of the pack read (its records are extracted when the run starts).
+    pub header: Option<Box<crate::refpack::PackHeader>>,
+}
+
+impl PackPlan {
+    /// With --reference-pack, the pack's header.
+    pub fn read_header(&self) -> Option<&crate::refpack::PackHeader> {
+        self.header.as_deref()
+    }
 }
 
 /// `--prompts` and `--chat-template`, read and checked.
@@ -226,13 +261,27 @@ fn parse_gguf_spec(spec: &str) -> Result<FileRef> {
 
 impl Plan {
     pub fn from_args(a: &RunArgs) -> Result<Self> {
-        check_device(a.machine.device)?;
+        // Against a pack (a sweep's level job), a device this build lacks fails the level in
+        // its results file, when the run starts; otherwise it is refused here.
+        if a.reference_pack.is_none() {
+            check_device(a.machine.device)?;
+        }
         let threads = check_counts(a)?;
-        let demo = a.levels.model.is_none();
+        let header = match &a.reference_pack {
+            Some(p) => Some(Box::new(crate::refpack::PackReader::open(p)?.header)),
+            None => None,
+        };
+        let header_copy = header.clone();
+        let pack_h = header_copy.as_deref();
+        if let (Some(h), Some(p)) = (pack_h, &a.reference_pack) {
+            check_pack_flags(a, h, p)?;
+        }
+        let demo = a.levels.model.is_none() && pack_h.is_none();
         let model_name = a
             .levels
             .model
             .clone()
+            .or_else(|| pack_h.map(|h| h.results.model.name.clone()))
             .unwrap_or_else(|| DEMO_MODEL.to_string());
         let max_memory = match &a.machine.max_memory {
             Some(m) => Some(
@@ -245,9 +294,11 @@ impl Plan {
         let data = evalset::DataOpts {
             data_dir: a.data_dir.clone(),
         };
-        let mut evalset = match &a.text {
-            Some(t) => evalset::from_text_file(t)?,
-            None => evalset::load(&evalset::resolve(&a.evalset, &evalsets_root())?)?,
+        let mut evalset = match (&a.text, &a.evalset, pack_h) {
+            (Some(t), _, _) => evalset::from_text_file(t)?,
+            (None, Some(e), _) => evalset::load(&evalset::resolve(e, &evalsets_root())?)?,
+            (None, None, Some(h)) => pack_evalset(h)?,
+            (None, None, None) => evalset::load(&evalset::resolve("default", &evalsets_root())?)?,
         };
         if a.no_tasks {
             evalset.tasks.clear();
@@ -263,20 +314,60 @@ impl Plan {
         };
         // What to fetch, not fetched yet (locate does that).
         let catalog = Catalog::load(a.machine.models.as_deref())?;
-        let (levels, reference, modes) = level_plans(a, &catalog, &model_name)?;
+        let pack_reference = match pack_h {
+            Some(h) => Some(Level::parse(h.reference())?),
+            None => None,
+        };
+        let (levels, reference, modes) = level_plans(a, &catalog, &model_name, pack_reference)?;
         let model = model_ref(&model_name, &catalog)?;
+        let out_dir = match (&a.out, &a.reference_pack) {
+            (Some(o), _) => o.clone(),
+            (None, Some(p)) => p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            (None, None) => default_out_dir(&model_name, ""),
+        };
+        let top_k = match a.top_k {
+            Some(0) => return Err(usage("--top-k 0: a pack keeps at least 1 token per position")),
+            Some(k) => k,
+            None => crate::refpack::DEFAULT_TOP_K,
+        };
+        let file_suffix = if pack_h.is_some() {
+            let keys: Vec<String> = levels.iter().map(|l| l.key()).collect();
+            format!("-{}", crate::refpack::shard_suffix(&keys, a.machine.device))
+        } else {
+            String::new()
+        };
         Ok(Plan {
-            out_dir: a
-                .out
-                .clone()
-                .unwrap_or_else(|| default_out_dir(&model_name, "")),
+            pack: PackPlan {
+                read: a.reference_pack.clone(),
+                write: if pack_h.is_some() {
+                    None
+                } else {
+                    Some(out_dir.join("reference.qref"))
+                },
+                top_k,
+                study: parse_study(a.kld_study.as_deref())?,
+                header,
+            },
+            render: pack_h.is_none(),
+            file_suffix,
+            out_dir,
             model_name,
             model,
             levels,
             reference,
             evalset,
-            ctx: a.ctx,
-            chunks: a.chunks.or(if demo { Some(DEMO_CHUNKS) } else { None }),
+            ctx: a
+                .ctx
+                .or(pack_h.map(|h| h.chunking.ctx))
+                .unwrap_or(DEFAULT_CTX),
+            chunks: a
+                .chunks
+                .or(pack_h.map(|h| h.chunking.n_chunks))
+                .or(if demo { Some(DEMO_CHUNKS) } else { None }),
             device: a.machine.device,
             threads,
             bench: BenchSettings {
@@ -287,9 +378,15 @@ impl Plan {
             quiet: a.machine.quiet,
             keep_work: a.keep_work,
             command_line: std::env::args().collect(),
-            seed: a.seed,
+            seed: a
+                .seed
+                .or(pack_h.map(|h| h.results.seed))
+                .unwrap_or(DEFAULT_SEED),
             data,
-            limit: a.limit.or(if demo { Some(DEMO_LIMIT) } else { None }),
+            limit: a
+                .limit
+                .or(pack_h.and_then(|h| h.results.limit))
+                .or(if demo { Some(DEMO_LIMIT) } else { None }),
             report: a.report.clone(),
             max_memory,
             force: a.machine.force,
@@ -297,6 +394,60 @@ impl Plan {
             modes,
             prompts,
         })
+    }
+
+    /// `qeval reference`: the plan of a run of the reference level alone, which writes its
+    /// pack to --out (required) and its results beside it as results-reference.json.
+    pub fn for_reference(a: &RunArgs) -> Result<Self> {
+        let Some(pack) = a.out.clone() else {
+            return Err(usage(
+                "qeval reference: give --out FILE.qref, the reference pack to write",
+            ));
+        };
+        if pack.is_dir() {
+            return Err(usage(format!(
+                "qeval reference --out {}: a folder; give the pack's file name (e.g. {}/reference.qref)",
+                pack.display(),
+                pack.display()
+            )));
+        }
+        if a.reference_pack.is_some() {
+            return Err(usage(
+                "qeval reference --reference-pack: a reference pack is what qeval reference makes; leave --reference-pack out",
+            ));
+        }
+        let mut a2 = a.clone();
+        // The reference: --reference, else the one level of --quants, else the defaults' most
+        // precise.
+        match (&a.reference, a.levels.quants.as_deref()) {
+            (Some(r), _) => a2.levels.quants = Some(r.clone()),
+            (None, Some(q)) if q.split(',').filter(|s| !s.trim().is_empty()).count() > 1 => {
+                return Err(usage(format!(
+                    "qeval reference --quants {q}: give the one level to use as reference (or --reference LEVEL)"
+                )))
+            }
+            (None, Some(_)) => {}
+            (None, None) => {
+                let l = Level::parse_list(DEFAULT_QUANTS)?
+                    .into_iter()
+                    .max_by_key(|l| l.precision_rank())
+                    .ok_or_else(|| usage("no default levels"))?;
+                a2.levels.quants = Some(l.name().to_string());
+            }
+        }
+        a2.reference = None;
+        a2.scoring = "kernel".into();
+        a2.out = Some(
+            pack.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+        );
+        let mut plan = Plan::from_args(&a2)?;
+        plan.pack.write = Some(pack);
+        plan.file_suffix = "-reference".into();
+        plan.render = false;
+        Ok(plan)
     }
 
     /// `qeval bench`: the plan of the equivalent `qeval run` (same model, levels, --gguf files,
@@ -309,6 +460,7 @@ impl Plan {
         }
         let mut plan = Plan::from_args(&a)?;
         plan.bench_only = true;
+        plan.pack.write = None;
         plan.chunks = None;
         plan.limit = None;
         Ok(plan)
@@ -326,8 +478,8 @@ fn check_counts(a: &RunArgs) -> Result<usize> {
             Some(n) => n,
             None => crate::threads::default_threads(),
         };
-    if a.ctx < 8 {
-        return Err(usage(format!("--ctx {}: must be at least 8 tokens", a.ctx)));
+    if let Some(ctx) = a.ctx.filter(|&c| c < 8) {
+        return Err(usage(format!("--ctx {ctx}: must be at least 8 tokens")));
     }
     if a.chunks == Some(0) {
         return Err(usage("--chunks 0: evaluate at least one chunk"));
@@ -353,6 +505,86 @@ fn check_counts(a: &RunArgs) -> Result<usize> {
         }
     }
     Ok(threads)
+}
+
+/// `--kld-study 8,16,32`: the top-K values, each at least 1.
+fn parse_study(s: Option<&str>) -> Result<Vec<usize>> {
+    let Some(s) = s else {
+        return Ok(Vec::new());
+    };
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| match p.trim().parse::<usize>() {
+            Ok(k) if k > 0 => Ok(k),
+            _ => Err(usage(format!(
+                "--kld-study {s}: '{p}' is not a top-K (give positive integers, comma-separated)"
+            ))),
+        })
+        .collect()
+}
+
+/// Flags that a run against a pack cannot honour, refused by name.
+fn check_pack_flags(a: &RunArgs, h: &crate::refpack::PackHeader, pack: &Path) -> Result<()> {
+    let p = pack.display();
+    if a.levels.quants.is_none() && a.levels.gguf.is_empty() {
+        return Err(usage(format!(
+            "--reference-pack {p}: give --quants, the levels to measure against the pack's reference {}",
+            h.reference()
+        )));
+    }
+    if let Some(r) = &a.reference {
+        if Level::parse(r)?.name() != h.reference() {
+            return Err(usage(format!(
+                "--reference {r}: the pack {p} holds reference {}; leave --reference out",
+                h.reference()
+            )));
+        }
+    }
+    if let Some(q) = &a.levels.quants {
+        let listed = Level::parse_list(q)?;
+        if listed.iter().any(|l| l.name() == h.reference()) && !a.scoring.contains("weights") {
+            return Err(usage(format!(
+                "--quants {q}: {} is the reference held by the pack {p}, measured when the pack was made; drop it from --quants",
+                h.reference()
+            )));
+        }
+    }
+    if a.prompts.is_some() {
+        return Err(usage(format!(
+            "--prompts with --reference-pack {p}: prompt answers are compared with the reference's within one run, and a pack does not hold them yet; run the prompts in a plain `qeval run`"
+        )));
+    }
+    if a.top_k.is_some() {
+        return Err(usage(format!(
+            "--top-k with --reference-pack {p}: K is the pack's ({}); it was fixed when the pack was made",
+            h.top_k
+        )));
+    }
+    if a.kld_study.is_some() {
+        return Err(usage(
+            "--kld-study with --reference-pack: the study compares packs with the exact stream, which a pack run does not have",
+        ));
+    }
+    Ok(())
+}
+
+/// The eval set a pack was made with, when neither --evalset nor --text is given.
+fn pack_evalset(h: &crate::refpack::PackHeader) -> Result<EvalSet> {
+    let e = &h.results.evalset;
+    let file = Path::new(&e.path).join(&e.name);
+    if e.version.starts_with("sha256:") && file.is_file() {
+        // Made with --text FILE.
+        return evalset::from_text_file(&file);
+    }
+    evalset::resolve(&e.name, &evalsets_root())
+        .and_then(|src| evalset::load(&src))
+        .or_else(|_| evalset::resolve(&e.path, &evalsets_root()).and_then(|src| evalset::load(&src)))
+        .map_err(|err| {
+            usage(format!(
+                "the reference pack was made with eval set '{}' v{} ({}), which cannot be read here ({err:#}); give --evalset or --text",
+                e.name, e.version, e.path
+            ))
+        })
 }
 
 /// Refuse a --quality-metric the run cannot measure.
@@ -389,8 +621,9 @@ fn level_plans(
     a: &RunArgs,
     catalog: &Catalog,
     model_name: &str,
+    pack_reference: Option<Level>,
 ) -> Result<(Vec<LevelPlan>, Level, Vec<ScoringMode>)> {
-    let demo = a.levels.model.is_none();
+    let demo = a.levels.model.is_none() && pack_reference.is_none();
     let mut levels = Level::parse_list(a.levels.quants.as_deref().unwrap_or(if demo {
         DEMO_QUANTS
     } else {
@@ -433,8 +666,9 @@ fn level_plans(
             }
         }
     }
-    let reference = match &a.reference {
-        Some(r) => {
+    let reference = match (&a.reference, pack_reference) {
+        (_, Some(r)) => r,
+        (Some(r), None) => {
             let l = Level::parse(r)?;
             if !levels.contains(&l) {
                 return Err(usage(format!(
@@ -444,7 +678,7 @@ fn level_plans(
             }
             l
         }
-        None => *levels
+        (None, None) => *levels
             .iter()
             .max_by_key(|l| l.precision_rank())
             .ok_or_else(|| usage("--quants is empty"))?,
@@ -457,9 +691,12 @@ fn level_plans(
             .find(|(l, _)| *l == level)
             .map(|(_, f)| LevelSource::GgufFile(f.clone()))
             .unwrap_or(LevelSource::Quantize);
-        // The reference always runs in kernel mode: every level is compared with it.
+        // The reference always runs in kernel mode: every level is compared with it (unless
+        // a pack holds it: then it does not run at all).
         let mut want = modes.clone();
-        if level == reference && !want.contains(&ScoringMode::Kernel) {
+        if level == reference && pack_reference.is_some() {
+            want.retain(|m| *m != ScoringMode::Kernel);
+        } else if level == reference && !want.contains(&ScoringMode::Kernel) {
             want.insert(0, ScoringMode::Kernel);
         }
         for mode in want {

@@ -70,8 +70,12 @@ pub fn expand(path: &Path) -> Result<Vec<PathBuf>> {
             n.starts_with("results") && n.ends_with(".json")
         })
         .collect();
-    // results.json first, then the others by name.
-    v.sort_by_key(|p| (p.file_name().map(|n| n != "results.json"), p.clone()));
+    // results.json first, then a reference pack's results-reference.json, then the others by
+    // name.
+    v.sort_by_key(|p| {
+        let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        (n != "results.json", n != "results-reference.json", p.clone())
+    });
     if v.is_empty() {
         return Err(crate::error::usage(format!(
             "{}: the directory holds no results.json (give a results file or a qeval run directory)",
@@ -173,7 +177,56 @@ impl ReportSet {
             .unwrap_or_else(|| format!("run {}", i + 1))
     }
 
+    /// Results measured against reference packs must name one pack: the pack the levels
+    /// were compared with, or the one a run's reference wrote. Mixing exact KLD (a whole run)
+    /// with a pack's is allowed and said.
+    fn check_packs(&mut self) -> Result<()> {
+        let used: Vec<(usize, &str)> = self
+            .runs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.results.kld_from_pack.as_ref().map(|p| (i, p.sha256.as_str())))
+            .collect();
+        let Some(&(first, sha)) = used.first() else {
+            return Ok(());
+        };
+        for (i, r) in self.runs.iter().enumerate() {
+            let other = r
+                .results
+                .kld_from_pack
+                .as_ref()
+                .or(r.results.pack_written.as_ref());
+            if let Some(o) = other.filter(|o| o.sha256 != sha) {
+                return Err(crate::error::usage(format!(
+                    "{} belongs to reference pack {} (sha256 {}…), but {} was measured against {} (sha256 {}…); one report compares levels with one reference: give the results of one pack",
+                    self.name(i),
+                    o.path,
+                    &o.sha256[..o.sha256.len().min(12)],
+                    self.name(first),
+                    self.runs[first].results.kld_from_pack.as_ref().map(|p| p.path.as_str()).unwrap_or(""),
+                    &sha[..sha.len().min(12)]
+                )));
+            }
+        }
+        let exact: Vec<String> = (0..self.runs.len())
+            .filter(|&i| {
+                let r = &self.runs[i].results;
+                r.kld_from_pack.is_none() && r.levels.iter().any(|l| !l.is_reference)
+            })
+            .map(|i| self.name(i))
+            .collect();
+        if !exact.is_empty() {
+            self.warnings.push(format!(
+                "KLD of the levels in {} is exact (the streamed reference); of the others it comes from reference pack {} (top-K and tail draws).",
+                exact.join(", "),
+                self.runs[first].results.kld_from_pack.as_ref().map(|p| p.path.as_str()).unwrap_or("")
+            ));
+        }
+        Ok(())
+    }
+
     fn check(&mut self, allow_mixed: bool) -> Result<()> {
+        self.check_packs()?;
         let Some(first) = self.runs.first() else {
             return Err(crate::error::usage("qeval report: no results files given"));
         };

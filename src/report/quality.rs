@@ -7,9 +7,13 @@ use super::options::QualityMetric;
 use crate::eval::stats::Z_95 as Z95;
 use crate::results::{LevelResult, Results, TaskResult};
 
-/// Perplexity change against the run's reference, in percent.
+/// Perplexity change against the run's reference (or, for levels measured against a reference
+/// pack, the pack's reference), in percent.
 pub fn dppl_pct(run: &Results, l: &LevelResult) -> Option<f64> {
-    let r = run.reference_level()?.perplexity?;
+    let r = match run.reference_level() {
+        Some(r) => r.perplexity?,
+        None => run.kld_from_pack.as_ref()?.reference_perplexity?,
+    };
     let p = l.perplexity?;
     (r > 0.0 && p.is_finite()).then(|| (p / r - 1.0) * 100.0)
 }

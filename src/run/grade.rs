@@ -34,6 +34,29 @@ impl Graded {
         !self.reference.is_empty()
     }
 
+    /// Take the reference's correctness from its items lines (a reference pack's), for the
+    /// levels measured against it; the lines themselves stay the pack's.
+    pub fn set_reference(&mut self, reference_items: &[ItemRecord]) {
+        self.reference.clear();
+        for item in reference_items {
+            for (metric, c) in &item.correct_by_metric {
+                self.reference
+                    .entry((item.task.clone(), metric.clone()))
+                    .or_default()
+                    .push(*c);
+            }
+        }
+    }
+
+    /// The items lines of `level` graded so far (the reference's, for its pack).
+    pub fn lines_of(&self, level: &str) -> Vec<ItemRecord> {
+        self.lines
+            .iter()
+            .filter(|l| l.level == level)
+            .cloned()
+            .collect()
+    }
+
     /// Grade one level's task outcomes; `is_ref` makes them the reference for later levels.
     pub fn grade(
         &mut self,

@@ -6,7 +6,7 @@
 
 use super::console::bar;
 use super::prepare::Prepared;
-use super::protocol::{Job, Outcome, TaskOutcome};
+use super::protocol::{Job, Outcome, ReferenceIo, TaskOutcome};
 use crate::eval::prompts::PromptOutcome;
 use crate::model::source::{Format, ModelSource};
 use crate::plan::{LevelPlan, LevelSource, Plan};
@@ -56,7 +56,7 @@ pub fn run_level(
         mode: lp.mode,
         level_file: level_file.clone(),
         tokens_file: prep.tokens_file.clone(),
-        spill_file: prep.spill_file.clone(),
+        reference_io: reference_io(plan, prep, is_ref),
         is_reference: is_ref,
         chunking: prep.chunking.clone(),
         bench: plan.bench.clone(),
@@ -82,6 +82,30 @@ pub fn run_level(
     }
     result.times.quantize_s = quantize_s;
     Ok(measured(result, outcome, prep))
+}
+
+/// What this level writes for, or reads of, the reference.
+fn reference_io(plan: &Plan, prep: &Prepared, is_ref: bool) -> ReferenceIo {
+    if is_ref {
+        return ReferenceIo::Write {
+            spill: prep.spill_needed.then(|| prep.spill_file.clone()),
+            pack: plan
+                .pack
+                .write
+                .as_ref()
+                .map(|_| (prep.pack_raw.clone(), plan.pack.top_k)),
+        };
+    }
+    match (&prep.pack_records, plan.pack.read_header()) {
+        (Some(records), Some(h)) => ReferenceIo::Pack {
+            records: records.clone(),
+            k: h.top_k,
+        },
+        _ => ReferenceIo::Read {
+            spill: prep.spill_file.clone(),
+            study: plan.pack.study.clone(),
+        },
+    }
 }
 
 /// The weights of a level and a sentence saying where they came from.
@@ -160,6 +184,11 @@ fn measured(mut r: LevelResult, outcome: Outcome, prep: &Prepared) -> LevelRun {
     r.rms_delta_p = q.rms_delta_p;
     r.rms_delta_p_se = q.rms_delta_p_se;
     r.scored_tokens = q.n_tokens;
+    r.kld_by_top_k = q
+        .kld_by_top_k
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
     r.times = LevelTimes {
         quantize_s: r.times.quantize_s,
         load_s: outcome.load_s,
@@ -228,5 +257,6 @@ fn empty_row(
         times: Default::default(),
         tasks: Vec::new(),
         prompts: None,
+        kld_by_top_k: Default::default(),
     }
 }

@@ -8,6 +8,7 @@
 pub mod console;
 pub mod grade;
 pub mod level;
+pub mod packs;
 pub mod prepare;
 pub mod protocol;
 pub mod resume;
@@ -37,14 +38,26 @@ pub struct Outputs {
 pub fn execute(plan: &Plan, loc: Located) -> Result<i32> {
     crate::interrupt::install();
     let t_all = Instant::now();
+    let sfx = &plan.file_suffix;
     let out = Outputs {
-        results: plan.out_dir.join("results.json"),
-        items: plan.out_dir.join("items.jsonl"),
-        prompts: plan.out_dir.join("prompts.jsonl"),
+        results: plan.out_dir.join(format!("results{sfx}.json")),
+        items: plan.out_dir.join(format!("items{sfx}.jsonl")),
+        prompts: plan.out_dir.join(format!("prompts{sfx}.jsonl")),
     };
-    let mut prep = prepare::prepare(plan, loc)?;
-    let mut results = prepare::new_results(plan, &prep)?;
-    let mut graded = resume::resume(plan, &mut prep, &mut results, &out)?;
+    let started = (|| {
+        let mut prep = prepare::prepare(plan, loc)?;
+        let mut results = prepare::new_results(plan, &prep)?;
+        let mut graded = resume::resume(plan, &mut prep, &mut results, &out)?;
+        packs::attach(plan, &prep, &mut results, &mut graded)?;
+        Ok::<_, anyhow::Error>((prep, results, graded))
+    })();
+    let (mut prep, mut results, mut graded) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            packs::record_failure(plan, &out.results, &e)?;
+            return Err(e);
+        }
+    };
     results.save(&out.results)?;
     announce(plan, &prep);
 
@@ -68,7 +81,11 @@ pub fn execute(plan: &Plan, loc: Located) -> Result<i32> {
             break;
         };
         let ref_failed = is_ref && !lr.is_ok();
+        let ref_done = is_ref && lr.is_ok();
         record(&mut results, lr);
+        if ref_done {
+            packs::write(plan, &prep, &mut results, &graded)?;
+        }
         if ref_failed {
             let not_done = |o: &&LevelPlan| {
                 !plan.is_reference(o)
@@ -164,7 +181,7 @@ fn save(
     if let Some(p) = &prep.prompts {
         p.save(&out.prompts)?;
     }
-    if !plan.bench_only {
+    if plan.render && !plan.bench_only {
         crate::report::render_all(results, &plan.out_dir, &plan.report)?;
     }
     Ok(())
@@ -217,8 +234,16 @@ fn finish(
 ) -> Result<i32> {
     if plan.bench_only {
         crate::report::bench::finish(results, &plan.out_dir)?;
-    } else {
+    } else if plan.render {
         crate::report::finish_run(results, &plan.out_dir, &plan.report)?;
+    } else {
+        eprintln!(
+            "qeval: wrote {}; for the report of every run in that folder: qeval report {}",
+            plan.out_dir
+                .join(format!("results{}.json", plan.file_suffix))
+                .display(),
+            plan.out_dir.display()
+        );
     }
     if interrupted {
         eprintln!(

@@ -40,11 +40,22 @@ pub struct Prepared {
     pub tasks_file: Option<PathBuf>,
     /// The reference's log-probabilities, streamed by the reference and read by every level.
     pub spill_file: PathBuf,
+    /// Whether the reference streams them (levels other than the reference run here, against
+    /// it rather than a pack).
+    pub spill_needed: bool,
+    /// The reference's pack records as the reference writes them (packed into
+    /// `plan.pack.write` once it is done).
+    pub pack_raw: PathBuf,
+    /// With --reference-pack: the pack's records, extracted for the workers.
+    pub pack_records: Option<PathBuf>,
+    /// `ModelTokenizer::fingerprint`, which a pack records and checks.
+    pub tokenizer_sha256: String,
     pub tokenize_s: f64,
 }
 
 /// Load, tokenize and check everything the levels share.
 pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
+    crate::plan::check_device(plan.device)?;
     let src = ModelSource::open(&loc.model_path)?;
     let tok = match src.format {
         Format::Gguf => crate::model::tokenizer::gguf_tokenizer(&loc.model_path)?,
@@ -92,10 +103,23 @@ pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
         // Speed only: the text supplies the prompt and the eval-speed window, nothing is scored.
         chunking.n_chunks = 0;
     }
-    let work = plan.out_dir.join(".work");
+    let work = plan.out_dir.join(format!(".work{}", plan.file_suffix));
     let spill_file = work.join("reference.logprobs.f32");
-    check_scratch(&chunking, cfg.vocab_size, &plan.out_dir, &spill_file)?;
+    let spill_needed = plan.pack.read.is_none()
+        && chunking.n_chunks > 0
+        && plan.levels.iter().any(|l| !plan.is_reference(l));
+    if spill_needed {
+        check_scratch(&chunking, cfg.vocab_size, &plan.out_dir, &spill_file)?;
+    }
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let pack_records = match &plan.pack.read {
+        Some(p) => {
+            let raw = crate::refpack::records_file(&work);
+            crate::refpack::PackReader::open(p)?.extract(p, &raw)?;
+            Some(raw)
+        }
+        None => None,
+    };
     let t_prep = Instant::now();
     let tasks =
         crate::eval::taskprep::prepare(&plan.evalset, &tok, &plan.data, plan.limit, plan.seed)?;
@@ -136,6 +160,10 @@ pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
     Ok(Prepared {
         loc,
         spill_file,
+        spill_needed,
+        pack_raw: work.join("reference.pack.new"),
+        pack_records,
+        tokenizer_sha256: tok.fingerprint(),
         src,
         tok,
         tokens,
@@ -274,6 +302,8 @@ pub fn new_results(plan: &Plan, prep: &Prepared) -> Result<Results> {
         },
         levels: Vec::new(),
         prompts: prep.prompts.as_ref().map(|p| p.info(plan.seed)),
+        pack_written: None,
+        kld_from_pack: None,
     })
 }
 
@@ -316,7 +346,7 @@ fn reference_note(plan: &Plan, prep: &Prepared) -> Result<String> {
     })
 }
 
-fn device_name(kind: DeviceKind) -> String {
+pub fn device_name(kind: DeviceKind) -> String {
     if kind == DeviceKind::Cpu {
         if let Ok(s) = std::fs::read_to_string("/proc/cpuinfo") {
             if let Some(l) = s.lines().find(|l| l.starts_with("model name")) {

@@ -24,7 +24,8 @@ pub struct Job {
     pub mode: ScoringMode,
     pub level_file: PathBuf,
     pub tokens_file: PathBuf,
-    pub spill_file: PathBuf,
+    /// What the level leaves for or takes from the reference.
+    pub reference_io: ReferenceIo,
     pub is_reference: bool,
     pub chunking: Chunking,
     pub bench: speed::BenchSettings,
@@ -71,6 +72,23 @@ impl Job {
             }
         }
     }
+}
+
+/// How a level's text scoring meets the reference (`eval::text::Spill`, as files).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferenceIo {
+    /// The reference: stream its full log-probabilities (when this run's other levels need
+    /// them) and/or write its pack records (top-K).
+    Write {
+        spill: Option<PathBuf>,
+        pack: Option<(PathBuf, usize)>,
+    },
+    /// Exact KLD against the streamed reference; `study`: top-K values whose pack KLD is
+    /// computed beside it.
+    Read { spill: PathBuf, study: Vec<usize> },
+    /// KLD against a pack's records.
+    Pack { records: PathBuf, k: usize },
 }
 
 /// One step of a worker's work: `done` of `total` in `phase` (`benchmark`, `evaluate`, a
@@ -164,7 +182,10 @@ mod tests {
             mode: ScoringMode::Kernel,
             level_file: dir.path().join("l.gguf"),
             tokens_file: dir.path().join("t.u32"),
-            spill_file: dir.path().join("s.f32"),
+            reference_io: ReferenceIo::Read {
+                spill: dir.path().join("s.f32"),
+                study: vec![],
+            },
             is_reference: false,
             chunking: Chunking::new(100, 32, Some(2), None),
             bench: speed::BenchSettings {

@@ -39,8 +39,10 @@ pub fn resume(
         .levels
         .iter()
         .any(|l| l.key() != reference && !kept.iter().any(|k| k.level == l.key()));
-    if ref_kept && others_left && !reference_inputs_kept(prep, &graded) {
-        // The reference's log-probabilities are gone: measure it again (same numbers).
+    let pack_missing = plan.pack.write.as_ref().is_some_and(|p| !p.exists());
+    if ref_kept && ((others_left && !reference_inputs_kept(prep, &graded)) || pack_missing) {
+        // The reference's log-probabilities (or its pack) are gone: measure it again (same
+        // numbers).
         kept.retain(|l| l.level != reference);
         graded = Graded::restore(&out.items, &kept)?;
         if let Some(p) = prep.prompts.as_mut() {
@@ -60,6 +62,9 @@ pub fn resume(
                 .join(", ")
         ),
     );
+    if kept.iter().any(|l| l.level == reference) {
+        results.pack_written = prev.pack_written.clone();
+    }
     results.created_unix = prev.created_unix;
     results.phases.total_s = prev.phases.total_s;
     results.levels = kept;

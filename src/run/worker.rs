@@ -4,7 +4,7 @@
 //! keeps a crash of one level from sinking the run. It reads and writes only what its
 //! [`Job`] names; grading, results and reports are the parent's.
 
-use super::protocol::{read_tokens, Job, Outcome, TaskOutcome};
+use super::protocol::{read_tokens, Job, Outcome, ReferenceIo, TaskOutcome};
 use crate::eval::checkpoint::{self, Checkpoint};
 use crate::eval::metrics::{self, QualitySummary};
 use crate::eval::taskprep::PreparedTask;
@@ -134,25 +134,27 @@ fn score_text(
     if total == 0 {
         return Ok((None, None));
     }
-    let spill = if job.is_reference {
-        Spill::Write(&job.spill_file)
-    } else {
-        Spill::Read(&job.spill_file)
+    let spill = match &job.reference_io {
+        ReferenceIo::Write { spill, pack } => Spill::Write {
+            spill: spill.as_deref(),
+            pack: pack.as_ref().map(|(p, k)| (p.as_path(), *k)),
+        },
+        ReferenceIo::Read { spill, study } => Spill::Read { spill, study },
+        ReferenceIo::Pack { records, k } => Spill::Pack { records, k: *k },
     };
-    let (positions, speeds) =
-        text::score(model, tokens, &job.chunking, spill, vocab_size, &|done| {
-            job.progress("evaluate", done, total)
-        })?;
+    let scored = text::score(model, tokens, &job.chunking, spill, vocab_size, &|done| {
+        job.progress("evaluate", done, total)
+    })?;
+    let speeds = scored.speeds;
     // The first window pays for cold caches: left out when there are others.
     let warm = if speeds.len() > 1 {
         &speeds[1..]
     } else {
         &speeds[..]
     };
-    Ok((
-        Some(metrics::summarize(&positions)),
-        Some(speed::spread(warm)),
-    ))
+    let mut summary = metrics::summarize(&scored.positions);
+    summary.kld_by_top_k = scored.kld_by_top_k;
+    Ok((Some(summary), Some(speed::spread(warm))))
 }
 
 /// Answer the users' prompts (greedy, with the reference's answers teacher-forced for KLD).
