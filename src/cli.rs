@@ -45,14 +45,17 @@ pub enum Command {
         #[arg(long, env = "QEVAL_MODELS")]
         models: Option<PathBuf>,
     },
-    /// Run only the reference level and write a reference pack (.qref): what every quality
-    /// number of the other levels needs (the reference's top-K log-probabilities per scored
+    /// Run only the reference level and write its reference pack (.qref), to measure levels against later
+    ///
+    /// A reference pack holds what every quality number of the other levels needs (the reference's top-K log-probabilities per scored
     /// token, its task answers, the tokenizer's fingerprint and the text's tokens), so that
     /// levels can be measured later, anywhere, with `qeval run --reference-pack`. Takes
     /// `qeval run`'s flags; --out is the pack file, and the reference is --reference, or the
     /// one level of --quants [default: the most precise of the defaults, f16].
     Reference(Box<RunArgs>),
-    /// Measure several models × levels × devices as a sweep: per model one reference job
+    /// Measure models × levels × devices as jobs: here, or on Slurm as job arrays
+    ///
+    /// Per model one reference job
     /// (`qeval reference`, on the first device), one job per level and device against its
     /// pack, and a report job that runs whatever happened to the levels. The jobs are written
     /// as plain sbatch scripts into --out (readable, editable, re-submittable); with --slurm
@@ -353,7 +356,8 @@ pub struct SweepArgs {
     #[arg(long, requires = "slurm")]
     pub time: Option<String>,
 
-    /// GPUs per task for the jobs of cuda levels [default: 1].
+    /// GPUs per task for the jobs of cuda levels; 0 requests none (for nodes whose GPUs Slurm
+    /// does not manage as resources) [default: 1].
     #[arg(long, requires = "slurm")]
     pub gpus_per_task: Option<u32>,
 

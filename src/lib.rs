@@ -18,6 +18,6 @@ pub mod quant;
 pub mod refpack;
 pub mod report;
 pub mod results;
-pub mod sweep;
 pub mod run;
+pub mod sweep;
 pub mod threads;

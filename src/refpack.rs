@@ -148,7 +148,8 @@ impl PackReader {
     pub fn extract(mut self, path: &Path, raw: &Path) -> Result<PackHeader> {
         let want = (self.header.scored_tokens() * PackRecord::size(self.header.top_k)) as u64;
         let mut out = BufWriter::new(
-            std::fs::File::create(raw).with_context(|| format!("cannot create {}", raw.display()))?,
+            std::fs::File::create(raw)
+                .with_context(|| format!("cannot create {}", raw.display()))?,
         );
         let n = std::io::copy(&mut (&mut self.records).take(want + 1), &mut out)
             .with_context(|| format!("{}: the pack's records are damaged", path.display()))?;
@@ -344,7 +345,10 @@ mod tests {
         let pack = dir.path().join("ref.qref");
         write(&pack, &h, &raw).unwrap();
         let back = dir.path().join("back");
-        let h2 = PackReader::open(&pack).unwrap().extract(&pack, &back).unwrap();
+        let h2 = PackReader::open(&pack)
+            .unwrap()
+            .extract(&pack, &back)
+            .unwrap();
         assert_eq!(h2.tokens, h.tokens);
         assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&raw).unwrap());
         // A raw file of the wrong length is not packed.

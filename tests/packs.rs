@@ -102,10 +102,17 @@ fn shards_against_a_pack_match_one_process_bit_for_bit_and_merge_into_one_report
     ok(&args);
     let exact = Results::load(&full.join("results.json")).unwrap();
     let pack = full.join("reference.qref");
-    let written = exact.pack_written.clone().expect("the run records its pack");
+    let written = exact
+        .pack_written
+        .clone()
+        .expect("the run records its pack");
     assert_eq!(written.top_k, 64);
     assert_eq!(written.scored_tokens, exact.evalset.scored_tokens);
-    assert!(written.bytes_per_token < 1024.0, "{}", written.bytes_per_token);
+    assert!(
+        written.bytes_per_token < 1024.0,
+        "{}",
+        written.bytes_per_token
+    );
     let p = pack.to_str().unwrap();
 
     // One process, both levels, against the pack (eval set, ctx, chunks, limit from it).
@@ -115,7 +122,10 @@ fn shards_against_a_pack_match_one_process_bit_for_bit_and_merge_into_one_report
     args.extend_from_slice(BENCH);
     ok(&args);
     let single = Results::load(&one.join("results-q8_0+q2_k.json")).unwrap();
-    assert_eq!(single.kld_from_pack.as_ref().unwrap().sha256, written.sha256);
+    assert_eq!(
+        single.kld_from_pack.as_ref().unwrap().sha256,
+        written.sha256
+    );
     assert!(single.levels.iter().all(|l| !l.is_reference));
     // Shards: one process per level, into one shared folder.
     let shared = dir.path().join("shared");
@@ -147,7 +157,11 @@ fn shards_against_a_pack_match_one_process_bit_for_bit_and_merge_into_one_report
         assert_eq!(a.tasks.len(), b.tasks.len());
         for (ta, tb) in a.tasks.iter().zip(&b.tasks) {
             assert_eq!(ta.value, tb.value, "{q} {}", ta.task);
-            assert_eq!(ta.delta_vs_reference, tb.delta_vs_reference, "{q} {}", ta.task);
+            assert_eq!(
+                ta.delta_vs_reference, tb.delta_vs_reference,
+                "{q} {}",
+                ta.task
+            );
         }
     }
     // The reference lands in the shared folder once; the report merges all three files.
@@ -170,7 +184,13 @@ fn shards_against_a_pack_match_one_process_bit_for_bit_and_merge_into_one_report
     args.extend_from_slice(FAST);
     ok(&args);
     assert!(refdir.join("results-reference.json").is_file());
-    let mut args = vec!["run", "--reference-pack", rp.to_str().unwrap(), "--quants", "q2_k"];
+    let mut args = vec![
+        "run",
+        "--reference-pack",
+        rp.to_str().unwrap(),
+        "--quants",
+        "q2_k",
+    ];
     args.extend_from_slice(BENCH);
     ok(&args);
     let again = Results::load(&refdir.join("results-q2_k.json")).unwrap();
@@ -199,40 +219,75 @@ fn what_does_not_match_a_pack_is_refused_by_name() {
     args.extend_from_slice(FAST);
     args.push("--no-tasks");
     ok(&args);
-    let run = |extra: &[&str]| {
+    fn run<'a>(p: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         let mut a = vec!["run", "--reference-pack", p];
         a.extend_from_slice(extra);
         a.extend_from_slice(BENCH);
         a
-    };
+    }
     // Another model's tokenizer.
-    let e = refused(&run(&["--model", gemma.to_str().unwrap(), "--quants", "q8_0"]));
+    let e = refused(&run(
+        p,
+        &["--model", gemma.to_str().unwrap(), "--quants", "q8_0"],
+    ));
     assert!(e.contains("tokenizer differs"), "{e}");
     // The failure is also in that run's results file, as a failed level.
     let failed = Results::load(&dir.path().join("results-q8_0.json")).unwrap();
     assert!(!failed.levels[0].is_ok());
-    assert!(failed.levels[0].error.as_deref().unwrap_or("").contains("tokenizer"));
+    assert!(failed.levels[0]
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("tokenizer"));
     // Another text.
     let text = dir.path().join("other.txt");
-    std::fs::write(&text, "Some other words than the eval set's, repeated. ".repeat(200)).unwrap();
-    let e = refused(&run(&["--quants", "q8_0", "--text", text.to_str().unwrap()]));
+    std::fs::write(
+        &text,
+        "Some other words than the eval set's, repeated. ".repeat(200),
+    )
+    .unwrap();
+    let other = dir.path().join("other");
+    let e = refused(&run(
+        p,
+        &[
+            "--quants",
+            "q8_0",
+            "--text",
+            text.to_str().unwrap(),
+            "--out",
+            other.to_str().unwrap(),
+        ],
+    ));
     assert!(e.contains("text differs"), "{e}");
     // The pack's own reference, another K, no levels.
-    let e = refused(&run(&["--quants", "f16,q8_0"]));
+    let e = refused(&run(p, &["--quants", "f16,q8_0"]));
     assert!(e.contains("f16 is the reference"), "{e}");
-    let e = refused(&run(&["--quants", "q8_0", "--top-k", "8"]));
+    let e = refused(&run(p, &["--quants", "q8_0", "--top-k", "8"]));
     assert!(e.contains("--top-k"), "{e}");
-    let e = refused(&run(&[]));
+    let e = refused(&run(p, &[]));
     assert!(e.contains("--quants"), "{e}");
     // Not a pack, and a pack cut short.
     let junk = dir.path().join("junk.qref");
     std::fs::write(&junk, b"not a pack at all").unwrap();
-    let e = refused(&["run", "--reference-pack", junk.to_str().unwrap(), "--quants", "q8_0"]);
+    let e = refused(&[
+        "run",
+        "--reference-pack",
+        junk.to_str().unwrap(),
+        "--quants",
+        "q8_0",
+    ]);
     assert!(e.contains("not a qeval reference pack"), "{e}");
     let bytes = std::fs::read(&pack).unwrap();
     let cut = dir.path().join("cut.qref");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    let o = common::run(&["run", "--reference-pack", cut.to_str().unwrap(), "--quants", "q8_0", "--quiet"]);
+    let o = common::run(&[
+        "run",
+        "--reference-pack",
+        cut.to_str().unwrap(),
+        "--quants",
+        "q8_0",
+        "--quiet",
+    ]);
     assert!(!o.status.success());
     let e = common::stderr(&o);
     assert!(e.contains("cut short") || e.contains("damaged"), "{e}");

@@ -41,11 +41,21 @@ impl PackRecord {
 
     /// The same from `order`, the row's ids sorted by [`sorted`] (sort once, make records of
     /// several K).
-    pub fn from_sorted(lp: &[f32], order: &[u32], target: usize, k: usize, seed: u64) -> PackRecord {
+    pub fn from_sorted(
+        lp: &[f32],
+        order: &[u32],
+        target: usize,
+        k: usize,
+        seed: u64,
+    ) -> PackRecord {
         let k = k.min(lp.len());
         let (top, tail) = order.split_at(k);
         // The tail's mass, in f64, summed from the smallest up.
-        let p_rest: f64 = tail.iter().rev().map(|&i| (lp[i as usize] as f64).exp()).sum();
+        let p_rest: f64 = tail
+            .iter()
+            .rev()
+            .map(|&i| (lp[i as usize] as f64).exp())
+            .sum();
         let (tail_ids, tail_lps) = draw_tail(lp, tail, p_rest, k, seed);
         PackRecord {
             lps: top.iter().map(|&i| lp[i as usize]).collect(),
@@ -106,11 +116,7 @@ impl PackRecord {
 /// records whatever the sort does).
 pub fn sorted(lp: &[f32]) -> Vec<u32> {
     let mut idx: Vec<u32> = (0..lp.len() as u32).collect();
-    idx.sort_unstable_by(|a, b| {
-        lp[*b as usize]
-            .total_cmp(&lp[*a as usize])
-            .then(a.cmp(b))
-    });
+    idx.sort_unstable_by(|a, b| lp[*b as usize].total_cmp(&lp[*a as usize]).then(a.cmp(b)));
     idx
 }
 
@@ -265,7 +271,10 @@ mod tests {
         }
         for (est, k) in coarse_free.iter().zip([8, 32, 128]) {
             let rel = (est - exact).abs() / exact;
-            assert!(rel < 0.03, "k={k}: mean KLD {est} against exact {exact} ({rel})");
+            assert!(
+                rel < 0.03,
+                "k={k}: mean KLD {est} against exact {exact} ({rel})"
+            );
         }
         // Every token in the top: no draws, and the exact divergence (to f32 rounding).
         let r = row(5, 500, 10.0);
@@ -293,14 +302,18 @@ mod tests {
             rec.tail_ids.windows(2).all(|w| p(&w[0]) >= p(&w[1])),
             "drawn from the most likely down"
         );
-        assert_eq!(rec, PackRecord::from_logprobs(&r, 5, 64, 42), "same seed, same record");
+        assert_eq!(
+            rec,
+            PackRecord::from_logprobs(&r, 5, 64, 42),
+            "same seed, same record"
+        );
         let mut buf = Vec::new();
         rec.write(&mut buf).unwrap();
         assert_eq!(buf.len(), PackRecord::size(64));
         assert_eq!(PackRecord::read(&mut buf.as_slice(), 64).unwrap(), rec);
         // The top's and the rest's mass add up to one.
-        let total: f64 = rec.lps.iter().map(|&x| (x as f64).exp()).sum::<f64>()
-            + (rec.log_rest as f64).exp();
+        let total: f64 =
+            rec.lps.iter().map(|&x| (x as f64).exp()).sum::<f64>() + (rec.log_rest as f64).exp();
         assert!((total - 1.0).abs() < 1e-5, "{total}");
     }
 }

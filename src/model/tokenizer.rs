@@ -241,10 +241,7 @@ impl ModelTokenizer {
         for e in &self.eos_ids {
             h.update(e.to_le_bytes());
         }
-        h.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Vocabulary size as the tokenizer sees it (added tokens included).

@@ -330,7 +330,11 @@ impl Plan {
             (None, None) => default_out_dir(&model_name, ""),
         };
         let top_k = match a.top_k {
-            Some(0) => return Err(usage("--top-k 0: a pack keeps at least 1 token per position")),
+            Some(0) => {
+                return Err(usage(
+                    "--top-k 0: a pack keeps at least 1 token per position",
+                ))
+            }
             Some(k) => k,
             None => crate::refpack::DEFAULT_TOP_K,
         };

@@ -74,7 +74,11 @@ pub fn expand(path: &Path) -> Result<Vec<PathBuf>> {
     // name.
     v.sort_by_key(|p| {
         let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        (n != "results.json", n != "results-reference.json", p.clone())
+        (
+            n != "results.json",
+            n != "results-reference.json",
+            p.clone(),
+        )
     });
     if v.is_empty() {
         return Err(crate::error::usage(format!(
@@ -185,7 +189,12 @@ impl ReportSet {
             .runs
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| r.results.kld_from_pack.as_ref().map(|p| (i, p.sha256.as_str())))
+            .filter_map(|(i, r)| {
+                r.results
+                    .kld_from_pack
+                    .as_ref()
+                    .map(|p| (i, p.sha256.as_str()))
+            })
             .collect();
         let Some(&(first, sha)) = used.first() else {
             return Ok(());

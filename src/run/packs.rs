@@ -15,7 +15,12 @@ use anyhow::Result;
 /// With --reference-pack: refuse a run that does not match the pack, take the reference's
 /// items into `graded`, say in `results` which pack the KLD comes from, and put the
 /// reference's results into --out beside the levels' (once).
-pub fn attach(plan: &Plan, prep: &Prepared, results: &mut Results, graded: &mut Graded) -> Result<()> {
+pub fn attach(
+    plan: &Plan,
+    prep: &Prepared,
+    results: &mut Results,
+    graded: &mut Graded,
+) -> Result<()> {
     let (Some(path), Some(h)) = (&plan.pack.read, plan.pack.read_header()) else {
         return Ok(());
     };
@@ -128,7 +133,11 @@ pub fn write(plan: &Plan, prep: &Prepared, results: &mut Results, graded: &Grade
 /// A run against a pack that failed before its levels ran (no CUDA on this node, a damaged
 /// pack, a model that cannot be fetched): its results file still says so, one failed row per
 /// level with the reason, so that the merged report of a sweep shows the failure.
-pub fn record_failure(plan: &Plan, results_path: &std::path::Path, err: &anyhow::Error) -> Result<()> {
+pub fn record_failure(
+    plan: &Plan,
+    results_path: &std::path::Path,
+    err: &anyhow::Error,
+) -> Result<()> {
     let Some(h) = plan.pack.read_header() else {
         return Ok(());
     };

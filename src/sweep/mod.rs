@@ -145,18 +145,16 @@ impl SweepPlan {
             ));
         }
         if a.devices.is_empty() {
-            return Err(usage("qeval sweep --devices: give at least one of cpu, cuda, metal"));
+            return Err(usage(
+                "qeval sweep --devices: give at least one of cpu, cuda, metal",
+            ));
         }
         for d in &a.devices {
             if *d != DeviceKind::Cpu && !a.slurm {
                 crate::plan::check_device(*d)?;
             }
         }
-        let levels = Level::parse_list(
-            a.quants
-                .as_deref()
-                .unwrap_or(crate::plan::DEFAULT_QUANTS),
-        )?;
+        let levels = Level::parse_list(a.quants.as_deref().unwrap_or(crate::plan::DEFAULT_QUANTS))?;
         let reference = match &a.reference {
             Some(r) => {
                 let l = Level::parse(r)?;
@@ -275,11 +273,13 @@ impl SweepPlan {
             if let (Some(c), Some(_)) = (o.cpus_per_task, device) {
                 s.push_str(&format!("#SBATCH --cpus-per-task={c}\n"));
             }
-            if device == Some(DeviceKind::Cuda) {
-                s.push_str(&format!(
-                    "#SBATCH --gpus-per-task={}\n",
-                    o.gpus_per_task.unwrap_or(1)
-                ));
+            // --gpus-per-task 0 asks for none (a node whose GPUs are not Slurm resources).
+            match o.gpus_per_task.unwrap_or(1) {
+                0 => {}
+                n if device == Some(DeviceKind::Cuda) => {
+                    s.push_str(&format!("#SBATCH --gpus-per-task={n}\n"))
+                }
+                _ => {}
             }
         }
         s.push_str("set -euo pipefail\n");
@@ -347,21 +347,27 @@ impl SweepPlan {
             "# {}: reference {} on {}, written to its pack.\n",
             m.model, m.reference, m.reference_device
         ));
-        s.push_str(&format!("exec {}\n", shell_join(&self.reference_command(m))));
+        s.push_str(&format!(
+            "exec {}\n",
+            shell_join(&self.reference_command(m))
+        ));
         s
     }
 
     fn array_script(&self, m: &ModelJobs, arr: &LevelArray) -> String {
         let mut s = self.header(
             &format!("qeval-{}-{}", arr.device.name(), folder_name(&m.model)),
-            &m.dir.join(format!("logs/levels-{}-%A_%a.out", arr.device.name())),
+            &m.dir
+                .join(format!("logs/levels-{}-%A_%a.out", arr.device.name())),
             Some(arr.device),
         );
         s.push_str(&format!(
             "# {}: one array task per level on {}, each against the pack.\n",
             m.model, arr.device
         ));
-        s.push_str("case \"${SLURM_ARRAY_TASK_ID:?run as a job array, or set SLURM_ARRAY_TASK_ID}\" in\n");
+        s.push_str(
+            "case \"${SLURM_ARRAY_TASK_ID:?run as a job array, or set SLURM_ARRAY_TASK_ID}\" in\n",
+        );
         for (i, l) in arr.levels.iter().enumerate() {
             s.push_str(&format!(
                 "  {i}) exec {} ;;\n",
@@ -376,11 +382,7 @@ impl SweepPlan {
     }
 
     fn report_script(&self) -> String {
-        let mut s = self.header(
-            "qeval-report",
-            &self.out.join("report-%j.out"),
-            None,
-        );
+        let mut s = self.header("qeval-report", &self.out.join("report-%j.out"), None);
         s.push_str("# Every model's report, from whatever results its levels left (failures included).\nstatus=0\n");
         for m in &self.models {
             s.push_str(&format!(
@@ -398,9 +400,7 @@ impl SweepPlan {
         if crate::refpack::PackReader::open(&m.pack()).is_ok() {
             JobState::Done
         } else if m.dir.join("logs").read_dir().is_ok_and(|mut d| {
-            d.any(|e| {
-                e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("reference-"))
-            })
+            d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("reference-")))
         }) {
             JobState::Started
         } else {
@@ -445,7 +445,10 @@ impl SweepPlan {
 
     /// A table of every job's state (from the files present).
     pub fn status_table(&self) -> String {
-        let mut s = format!("{:<28} {:<10} {:<8} {}\n", "model", "level", "device", "state");
+        let mut s = format!(
+            "{:<28} {:<10} {:<8} {}\n",
+            "model", "level", "device", "state"
+        );
         for m in &self.models {
             s.push_str(&format!(
                 "{:<28} {:<10} {:<8} {}\n",
@@ -477,7 +480,11 @@ impl SweepPlan {
         for m in &self.models {
             if self.reference_state(m) != JobState::Done {
                 eprintln!("qeval sweep: {}: reference {}", m.model, m.reference);
-                if !run_script(&m.reference_script(), None, &m.dir.join("logs/reference-local.out"))? {
+                if !run_script(
+                    &m.reference_script(),
+                    None,
+                    &m.dir.join("logs/reference-local.out"),
+                )? {
                     eprintln!(
                         "qeval sweep: {}: the reference failed (log: {}); its levels are skipped",
                         m.model,
@@ -489,7 +496,10 @@ impl SweepPlan {
             }
             for arr in &m.arrays {
                 for i in self.todo(m, arr) {
-                    eprintln!("qeval sweep: {}: {} on {}", m.model, arr.levels[i], arr.device);
+                    eprintln!(
+                        "qeval sweep: {}: {} on {}",
+                        m.model, arr.levels[i], arr.device
+                    );
                     let log = m
                         .dir
                         .join(format!("logs/levels-{}-local_{i}.out", arr.device.name()));
@@ -502,7 +512,10 @@ impl SweepPlan {
         }
         let report_log = self.out.join("report-local.out");
         if !run_script(&self.report_script_path(), None, &report_log)? {
-            eprintln!("qeval sweep: a report failed (log: {})", report_log.display());
+            eprintln!(
+                "qeval sweep: a report failed (log: {})",
+                report_log.display()
+            );
             failed += 1;
         }
         eprint!("{}", self.status_table());
@@ -517,7 +530,8 @@ impl SweepPlan {
 /// Run a job script with bash, as Slurm would (array index in SLURM_ARRAY_TASK_ID), its output
 /// to `log`; whether it succeeded.
 fn run_script(script: &Path, index: Option<usize>, log: &Path) -> Result<bool> {
-    let out = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let out =
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let err = out.try_clone()?;
     let mut cmd = std::process::Command::new("bash");
     cmd.arg(script).stdout(out).stderr(err);
@@ -568,8 +582,7 @@ fn run_flags(a: &SweepArgs) -> Vec<String> {
 /// A word for the shell: as is when it is plain, else in single quotes.
 fn shell_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c))
     {
         s.to_string()

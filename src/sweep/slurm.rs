@@ -30,11 +30,19 @@ fn load_jobs(plan: &SweepPlan) -> Submitted {
         .unwrap_or_default()
 }
 
+/// Record the jobs submitted so far (after each one: a submission that stops half-way still
+/// leaves what it submitted for --status and the next run to see).
+fn save_jobs(plan: &SweepPlan, jobs: &Submitted, dry_run: bool) -> Result<()> {
+    if dry_run {
+        return Ok(());
+    }
+    crate::fsutil::write_atomic(&jobs_file(plan), &serde_json::to_vec_pretty(jobs)?)
+}
+
 /// Whether a Slurm command is on PATH; the error names Slurm and the way out.
 fn require(cmd: &str) -> Result<()> {
-    let found = std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| d.join(cmd).is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()));
     if found {
         Ok(())
     } else {
@@ -133,7 +141,8 @@ pub fn submit(plan: &SweepPlan, dry_run: bool) -> Result<i32> {
                 vec![],
                 &m.reference_script(),
             )?;
-            jobs.jobs.insert(format!("{} reference", m.model), id.clone());
+            jobs.jobs
+                .insert(format!("{} reference", m.model), id.clone());
             report_after.push(id.clone());
             Some(id)
         };
@@ -168,6 +177,7 @@ pub fn submit(plan: &SweepPlan, dry_run: bool) -> Result<i32> {
             )?;
             jobs.jobs
                 .insert(format!("{} levels {}", m.model, arr.device), id.clone());
+            save_jobs(plan, &jobs, dry_run)?;
             report_after.push(id);
         }
     }
@@ -184,8 +194,8 @@ pub fn submit(plan: &SweepPlan, dry_run: bool) -> Result<i32> {
         &plan.report_script_path(),
     )?;
     jobs.jobs.insert("report".into(), id);
+    save_jobs(plan, &jobs, dry_run)?;
     if !dry_run {
-        crate::fsutil::write_atomic(&jobs_file(plan), &serde_json::to_vec_pretty(&jobs)?)?;
         println!(
             "qeval sweep: follow it with `qeval sweep --status {}`; reports land in each model's folder",
             plan.out.display()
