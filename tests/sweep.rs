@@ -247,6 +247,34 @@ fn a_slurm_sweep_runs_as_job_arrays_and_reports_a_failed_level() {
         assert_eq!(a.kld_mean, b.kld_mean, "{q}");
         assert_eq!(a.top1_agreement, b.top1_agreement, "{q}");
     }
+    // Against a plain `qeval run` of the same levels (exact KLD from the streamed reference):
+    // perplexity and top-1 agreement are the same bits, KLD close.
+    let plain = dir.path().join("plain");
+    let mut a = vec![
+        "run",
+        "--model",
+        name,
+        "--quants",
+        "f16,q8_0,q2_k",
+        "--quiet",
+        "--out",
+        plain.to_str().unwrap(),
+    ];
+    a.extend_from_slice(FLAGS);
+    let o = common::run(&a);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let exact = Results::load(&plain.join("results.json")).unwrap();
+    for q in ["q8_0", "q2_k"] {
+        let shard = Results::load(&md.join(format!("results-{q}.json"))).unwrap();
+        let (a, b) = (
+            &shard.levels[0],
+            exact.levels.iter().find(|l| l.level == q).unwrap(),
+        );
+        assert_eq!(a.perplexity, b.perplexity, "{q}");
+        assert_eq!(a.top1_agreement, b.top1_agreement, "{q}");
+        let (ka, kb) = (a.kld_mean.unwrap(), b.kld_mean.unwrap());
+        assert!((ka - kb).abs() / kb < 0.05, "{q}: {ka} against exact {kb}");
+    }
     // Re-running submits only the failed levels (the reference and cpu levels are done).
     let r = sweep(&args);
     let said = String::from_utf8_lossy(&r.stdout).to_string();

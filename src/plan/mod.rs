@@ -300,7 +300,8 @@ impl Plan {
             (None, None, Some(h)) => pack_evalset(h)?,
             (None, None, None) => evalset::load(&evalset::resolve("default", &evalsets_root())?)?,
         };
-        if a.no_tasks {
+        // A pack made with --no-tasks holds no task items: its levels skip the tasks too.
+        if a.no_tasks || pack_h.is_some_and(|h| h.items.is_empty()) {
             evalset.tasks.clear();
         }
         check_quality_metric(a, &evalset)?;

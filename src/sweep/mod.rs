@@ -443,16 +443,21 @@ impl SweepPlan {
             .collect()
     }
 
-    /// A table of every job's state (from the files present).
+    /// A table of every job's state (from the files present); models by their folder's name.
     pub fn status_table(&self) -> String {
         let mut s = format!(
             "{:<28} {:<10} {:<8} {}\n",
             "model", "level", "device", "state"
         );
         for m in &self.models {
+            let name = m
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| m.model.clone());
             s.push_str(&format!(
                 "{:<28} {:<10} {:<8} {}\n",
-                m.model,
+                name,
                 format!("{} (ref)", m.reference),
                 m.reference_device.name(),
                 self.reference_state(m).name()
@@ -461,7 +466,7 @@ impl SweepPlan {
                 for l in &arr.levels {
                     s.push_str(&format!(
                         "{:<28} {:<10} {:<8} {}\n",
-                        m.model,
+                        name,
                         l,
                         arr.device.name(),
                         self.level_state(m, l, arr.device).name()
