@@ -414,7 +414,8 @@ impl SweepPlan {
             Ok(r) => match r.levels.iter().find(|l| l.level == level) {
                 Some(l) if l.is_ok() => JobState::Done,
                 Some(_) => JobState::Failed,
-                None => JobState::Missing,
+                // Its run has started (it writes its results file first).
+                None => JobState::Started,
             },
             Err(_) => {
                 if self.level_log_exists(m, device) {
