@@ -66,17 +66,7 @@ pub fn write(path: &Path, header: &PackHeader, raw: &Path) -> Result<()> {
         "{}: {have} bytes of reference records, expected {want}; the reference did not finish",
         raw.display()
     );
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let r = (|| -> Result<()> {
-        let f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        let mut w = BufWriter::new(f);
+    crate::fsutil::write_atomic_with(path, |w| {
         w.write_all(MAGIC)?;
         w.write_all(&FORMAT.to_le_bytes())?;
         let mut z = zstd::Encoder::new(w, 19)?;
@@ -85,17 +75,10 @@ pub fn write(path: &Path, header: &PackHeader, raw: &Path) -> Result<()> {
         z.write_all(&json)?;
         let mut records = BufReader::new(std::fs::File::open(raw)?);
         std::io::copy(&mut records, &mut z)?;
-        let w = z.finish()?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot move {} into place", path.display()))?;
+        z.finish()?;
         Ok(())
-    })();
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r.with_context(|| format!("cannot write reference pack {}", path.display()))
+    })
+    .with_context(|| format!("cannot write reference pack {}", path.display()))
 }
 
 /// An open pack: its header read, its records next in `records`.

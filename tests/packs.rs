@@ -8,23 +8,10 @@ mod common;
 use qeval::results::{LevelResult, Results};
 use std::path::Path;
 
-const FAST: &[&str] = &[
-    "--ctx",
-    "256",
-    "--chunks",
-    "3",
-    "--limit",
-    "6",
-    "--repeats",
-    "1",
-    "--prompt-tokens",
-    "32",
-    "--gen-tokens",
-    "4",
-    "--quiet",
-];
+/// What the reference measures: a pack records these, and its levels take them from it.
+const SCORED: &[&str] = &["--ctx", "256", "--chunks", "3", "--limit", "6"];
 
-/// The bench flags a level run against a pack may still set (the rest is the pack's).
+/// How every run benchmarks (a level run against a pack may still set these).
 const BENCH: &[&str] = &[
     "--repeats",
     "1",
@@ -98,7 +85,8 @@ fn shards_against_a_pack_match_one_process_bit_for_bit_and_merge_into_one_report
     let f = full.to_str().unwrap();
     // A plain run: exact KLD, and a pack of its reference beside results.json.
     let mut args = vec!["run", "--model", m, "--quants", "f16,q8_0,q2_k", "--out", f];
-    args.extend_from_slice(FAST);
+    args.extend_from_slice(SCORED);
+    args.extend_from_slice(BENCH);
     ok(&args);
     let exact = Results::load(&full.join("results.json")).unwrap();
     let pack = full.join("reference.qref");
@@ -172,16 +160,37 @@ fn shards_against_a_pack_match_one_process_bit_for_bit_and_merge_into_one_report
     let rows: Vec<&str> = csv.lines().skip(1).collect();
     assert_eq!(rows.len(), 3, "{csv}");
     assert!(rows[0].contains(",f16,ok,true,"), "reference first: {csv}");
-    // ΔPPL of a shard's level is against the pack's reference.
-    let md = std::fs::read_to_string(shared.join("summary.md")).unwrap();
-    assert!(md.contains("q2_k") && md.contains("q8_0"), "{md}");
+    // ΔPPL of a shard's level is against the pack's reference, whose row is in another file.
+    let mut table = csv::Reader::from_reader(csv.as_bytes());
+    let head = table.headers().unwrap().clone();
+    let at = |name: &str| head.iter().position(|c| c == name).unwrap();
+    let ref_ppl = level(&exact, "f16").perplexity.unwrap();
+    let mut seen = 0;
+    for rec in table.records() {
+        let rec = rec.unwrap();
+        let q = &rec[at("level")];
+        if q == "f16" {
+            continue;
+        }
+        let dppl: f64 = rec[at("dppl_pct")]
+            .parse()
+            .unwrap_or_else(|e| panic!("{q}: no ΔPPL in {rec:?}: {e}"));
+        let want = (level(&single, q).perplexity.unwrap() / ref_ppl - 1.0) * 100.0;
+        assert!(
+            (dppl - want).abs() < 1e-3,
+            "{q}: ΔPPL {dppl}, expected {want}"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 2);
 
     // `qeval reference` makes a pack of the same run: the same records, so the same numbers.
     let refdir = dir.path().join("ref");
     let rp = refdir.join("smol.qref");
     let mut args = vec!["reference", "--model", m, "--quants", "f16"];
     args.extend_from_slice(&["--out", rp.to_str().unwrap()]);
-    args.extend_from_slice(FAST);
+    args.extend_from_slice(SCORED);
+    args.extend_from_slice(BENCH);
     ok(&args);
     assert!(refdir.join("results-reference.json").is_file());
     let mut args = vec![
@@ -216,7 +225,8 @@ fn what_does_not_match_a_pack_is_refused_by_name() {
     let pack = dir.path().join("ref.qref");
     let p = pack.to_str().unwrap();
     let mut args = vec!["reference", "--model", model.to_str().unwrap(), "--out", p];
-    args.extend_from_slice(FAST);
+    args.extend_from_slice(SCORED);
+    args.extend_from_slice(BENCH);
     args.push("--no-tasks");
     ok(&args);
     fn run<'a>(p: &'a str, extra: &[&'a str]) -> Vec<&'a str> {

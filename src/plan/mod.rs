@@ -271,8 +271,7 @@ impl Plan {
             Some(p) => Some(Box::new(crate::refpack::PackReader::open(p)?.header)),
             None => None,
         };
-        let header_copy = header.clone();
-        let pack_h = header_copy.as_deref();
+        let pack_h = header.as_deref();
         if let (Some(h), Some(p)) = (pack_h, &a.reference_pack) {
             check_pack_flags(a, h, p)?;
         }
@@ -345,19 +344,33 @@ impl Plan {
         } else {
             String::new()
         };
+        // What the pack decides, read off its header before the header moves into the plan.
+        let ctx = a
+            .ctx
+            .or(pack_h.map(|h| h.chunking.ctx))
+            .unwrap_or(DEFAULT_CTX);
+        let chunks = a
+            .chunks
+            .or(pack_h.map(|h| h.chunking.n_chunks))
+            .or(if demo { Some(DEMO_CHUNKS) } else { None });
+        let seed = a
+            .seed
+            .or(pack_h.map(|h| h.results.seed))
+            .unwrap_or(DEFAULT_SEED);
+        let limit = a
+            .limit
+            .or(pack_h.and_then(|h| h.results.limit))
+            .or(if demo { Some(DEMO_LIMIT) } else { None });
+        let against_pack = pack_h.is_some();
         Ok(Plan {
             pack: PackPlan {
                 read: a.reference_pack.clone(),
-                write: if pack_h.is_some() {
-                    None
-                } else {
-                    Some(out_dir.join("reference.qref"))
-                },
+                write: (!against_pack).then(|| out_dir.join("reference.qref")),
                 top_k,
                 study: parse_study(a.kld_study.as_deref())?,
                 header,
             },
-            render: pack_h.is_none(),
+            render: !against_pack,
             file_suffix,
             out_dir,
             model_name,
@@ -365,14 +378,8 @@ impl Plan {
             levels,
             reference,
             evalset,
-            ctx: a
-                .ctx
-                .or(pack_h.map(|h| h.chunking.ctx))
-                .unwrap_or(DEFAULT_CTX),
-            chunks: a
-                .chunks
-                .or(pack_h.map(|h| h.chunking.n_chunks))
-                .or(if demo { Some(DEMO_CHUNKS) } else { None }),
+            ctx,
+            chunks,
             device: a.machine.device,
             threads,
             bench: BenchSettings {
@@ -383,15 +390,9 @@ impl Plan {
             quiet: a.machine.quiet,
             keep_work: a.keep_work,
             command_line: std::env::args().collect(),
-            seed: a
-                .seed
-                .or(pack_h.map(|h| h.results.seed))
-                .unwrap_or(DEFAULT_SEED),
+            seed,
             data,
-            limit: a
-                .limit
-                .or(pack_h.and_then(|h| h.results.limit))
-                .or(if demo { Some(DEMO_LIMIT) } else { None }),
+            limit,
             report: a.report.clone(),
             max_memory,
             force: a.machine.force,

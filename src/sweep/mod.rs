@@ -25,8 +25,11 @@ pub struct SweepPlan {
     /// The qeval binary every job runs.
     pub qeval: PathBuf,
     pub models: Vec<ModelJobs>,
-    /// Flags passed to every reference and level job (eval set, chunks, threads ...).
-    pub run_flags: Vec<String>,
+    /// Flags of what the reference measures (eval set, ctx, chunks, limit, K, --no-tasks):
+    /// reference jobs only, since levels take them from the pack.
+    pub pack_flags: Vec<String>,
+    /// Flags of how every job runs (threads, repeats).
+    pub machine_flags: Vec<String>,
     /// Where the jobs download into (HF_HOME), on the sweep's shared folder unless set.
     pub hf_home: PathBuf,
     pub slurm: Option<SlurmOptions>,
@@ -210,7 +213,8 @@ impl SweepPlan {
             out,
             qeval,
             models,
-            run_flags: run_flags(a),
+            pack_flags: pack_flags(a),
+            machine_flags: machine_flags(a),
             slurm: a.slurm.then(|| SlurmOptions {
                 partition: a.partition.clone(),
                 time: a.time.clone(),
@@ -303,7 +307,8 @@ impl SweepPlan {
             "--out".into(),
             m.pack().display().to_string(),
         ];
-        c.extend(self.run_flags.iter().cloned());
+        c.extend(self.pack_flags.iter().cloned());
+        c.extend(self.machine_flags.iter().cloned());
         c
     }
 
@@ -322,18 +327,8 @@ impl SweepPlan {
             "--out".into(),
             m.dir.display().to_string(),
         ];
-        // The eval set, chunks, limit and seed come from the pack; threads and repeats do not.
-        let mut it = self.run_flags.iter();
-        while let Some(f) = it.next() {
-            if matches!(f.as_str(), "--threads" | "--repeats") {
-                c.push(f.clone());
-                if let Some(v) = it.next() {
-                    c.push(v.clone());
-                }
-            } else if f == "--no-tasks" {
-                c.push(f.clone());
-            }
-        }
+        // The eval set, chunks, limit and tasks come from the pack.
+        c.extend(self.machine_flags.iter().cloned());
         c
     }
 
@@ -397,11 +392,10 @@ impl SweepPlan {
 
     /// Where the reference of `m` stands.
     pub fn reference_state(&self, m: &ModelJobs) -> JobState {
-        if crate::refpack::PackReader::open(&m.pack()).is_ok() {
+        // A pack is written to a temporary name and renamed: there means whole.
+        if m.pack().is_file() {
             JobState::Done
-        } else if m.dir.join("logs").read_dir().is_ok_and(|mut d| {
-            d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("reference-")))
-        }) {
+        } else if has_log(m, "reference-") {
             JobState::Started
         } else {
             JobState::Missing
@@ -418,20 +412,13 @@ impl SweepPlan {
                 None => JobState::Started,
             },
             Err(_) => {
-                if self.level_log_exists(m, device) {
+                if has_log(m, &format!("levels-{}-", device.name())) {
                     JobState::Started
                 } else {
                     JobState::Missing
                 }
             }
         }
-    }
-
-    fn level_log_exists(&self, m: &ModelJobs, device: DeviceKind) -> bool {
-        let prefix = format!("levels-{}-", device.name());
-        m.dir.join("logs").read_dir().is_ok_and(|mut d| {
-            d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with(&prefix)))
-        })
     }
 
     /// The array indices of `arr` still to run (missing or failed).
@@ -533,6 +520,13 @@ impl SweepPlan {
     }
 }
 
+/// Whether a job of `m` left a log whose name starts with `prefix` in `m`'s logs folder.
+fn has_log(m: &ModelJobs, prefix: &str) -> bool {
+    m.dir.join("logs").read_dir().is_ok_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with(prefix)))
+    })
+}
+
 /// Run a job script with bash, as Slurm would (array index in SLURM_ARRAY_TASK_ID), its output
 /// to `log`; whether it succeeded.
 fn run_script(script: &Path, index: Option<usize>, log: &Path) -> Result<bool> {
@@ -555,34 +549,39 @@ fn write_script(path: &Path, text: &str) -> Result<()> {
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
-    if p.is_absolute() {
-        return Ok(p.to_path_buf());
-    }
-    Ok(std::env::current_dir()
-        .context("cannot read the current folder")?
-        .join(p))
+    std::path::absolute(p).with_context(|| format!("cannot make {} absolute", p.display()))
 }
 
-/// The flags of `qeval sweep` that every reference job passes on to `qeval reference`.
-fn run_flags(a: &SweepArgs) -> Vec<String> {
-    let mut f = Vec::new();
-    let mut push = |k: &str, v: Option<String>| {
-        if let Some(v) = v {
-            f.push(k.to_string());
-            f.push(v);
-        }
-    };
-    push("--evalset", a.evalset.clone());
-    push("--ctx", a.ctx.map(|v| v.to_string()));
-    push("--chunks", a.chunks.map(|v| v.to_string()));
-    push("--limit", a.limit.map(|v| v.to_string()));
-    push("--threads", a.threads.map(|v| v.to_string()));
-    push("--repeats", a.repeats.map(|v| v.to_string()));
-    push("--top-k", a.top_k.map(|v| v.to_string()));
+/// `FLAG VALUE` for each flag given.
+fn flags(given: &[(&str, Option<String>)]) -> Vec<String> {
+    given
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| [k.to_string(), v.clone()]))
+        .flatten()
+        .collect()
+}
+
+/// The flags of `qeval sweep` that decide what the reference (and so its pack) measures.
+fn pack_flags(a: &SweepArgs) -> Vec<String> {
+    let mut f = flags(&[
+        ("--evalset", a.evalset.clone()),
+        ("--ctx", a.ctx.map(|v| v.to_string())),
+        ("--chunks", a.chunks.map(|v| v.to_string())),
+        ("--limit", a.limit.map(|v| v.to_string())),
+        ("--top-k", a.top_k.map(|v| v.to_string())),
+    ]);
     if a.no_tasks {
         f.push("--no-tasks".into());
     }
     f
+}
+
+/// The flags of `qeval sweep` that every job takes.
+fn machine_flags(a: &SweepArgs) -> Vec<String> {
+    flags(&[
+        ("--threads", a.threads.map(|v| v.to_string())),
+        ("--repeats", a.repeats.map(|v| v.to_string())),
+    ])
 }
 
 /// A word for the shell: as is when it is plain, else in single quotes.
