@@ -39,6 +39,17 @@ pub enum Command {
     /// Measure speed only (no quality evaluation): per level, prefill (pp), decode (tg) and
     /// eval-scoring throughput, written to results.json and bench.csv and printed as a table.
     Bench(Box<BenchArgs>),
+    /// Write one level as a GGUF file that llama.cpp and Ollama load
+    ///
+    /// The level is made exactly as `qeval run` makes it: llama-quantize's per-tensor types for
+    /// that file type and llama.cpp's reference quantizers, so the file holds the same tensor
+    /// bytes as `llama-quantize SOURCE OUT TYPE` (no importance matrix). The source's metadata is
+    /// copied; general.file_type and general.quantization_version are set as llama-quantize
+    /// sets them. The source must be a GGUF file (f16/bf16/f32, or a quantized file, which is
+    /// dequantized first, as llama-quantize --allow-requantize does).
+    ///
+    /// Example: qeval quantize --model qwen2.5-coder-1.5b-f16.gguf --quant q4_k_m --out q4_k_m.gguf
+    Quantize(QuantizeArgs),
     /// List the model names of models.toml with their sizes.
     Models {
         /// Read this models.toml instead of the built-in one.
@@ -262,6 +273,40 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub report: ReportOptions,
+}
+
+/// `qeval quantize`: one level written as a GGUF file.
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The source model: a .gguf file, or a name from models.toml / hf:ORG/REPO that resolves
+    /// to one.
+    #[arg(long, short = 'm')]
+    pub model: String,
+
+    /// The level to write: a llama-quantize file type (q8_0, q6_k, q5_k_m, q4_k_m, q4_0,
+    /// q3_k_m, q2_k, ...), an alias (q4 = q4_k_m) or a single-type level (q4_k-pure).
+    #[arg(long, short = 'q')]
+    pub quant: String,
+
+    /// The GGUF file to write. An existing file is refused unless --force.
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+
+    /// Overwrite --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Read this models.toml instead of the built-in one.
+    #[arg(long, env = "QEVAL_MODELS")]
+    pub models: Option<PathBuf>,
+
+    /// Threads for quantizing [default: all cores].
+    #[arg(long, short = 't')]
+    pub threads: Option<usize>,
+
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// `qeval bench`: the speed half of `qeval run`, on the same plan and worker processes.

@@ -28,6 +28,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Bench(args) => run_plan(&qeval::plan::Plan::for_bench(&args)?),
         Command::Reference(args) => run_plan(&qeval::plan::Plan::for_reference(&args)?),
         Command::Sweep(args) => qeval::sweep::main(&args),
+        Command::Quantize(args) => quantize(&args),
         Command::Models { models } => {
             let c = qeval::plan::catalog::Catalog::load(models.as_deref())?;
             print!("{}", qeval::plan::catalog::models_table(&c));
@@ -51,4 +52,57 @@ fn run_plan(plan: &qeval::plan::Plan) -> anyhow::Result<i32> {
     qeval::plan::check_out_dir(&plan.out_dir)?;
     let located = qeval::fetch::locate::locate(plan)?;
     qeval::run::execute(plan, located)
+}
+
+/// `qeval quantize`: resolve the model, make the level, write the GGUF, say what it holds.
+fn quantize(a: &qeval::cli::QuantizeArgs) -> anyhow::Result<i32> {
+    use qeval::error::usage;
+    let level = qeval::quant::Level::parse(&a.quant)
+        .map_err(|e| usage(format!("--quant: {e}")))?;
+    if a.out.exists() && !a.force {
+        return Err(usage(format!(
+            "--out {} exists; give another path, or --force to overwrite it",
+            a.out.display()
+        )));
+    }
+    qeval::threads::apply(a.threads.unwrap_or_else(num_cpus_or_one));
+    let catalog = qeval::plan::catalog::Catalog::load(a.models.as_deref())?;
+    let model = qeval::plan::model_ref(&a.model, &catalog)?;
+    let hub = qeval::fetch::hub::HubConfig::from_env();
+    let (path, _, _) = qeval::fetch::locate::locate_model(&hub, &model)?;
+    let src = qeval::model::source::ModelSource::open(&path)?;
+    let t0 = std::time::Instant::now();
+    let pb = qeval::run::console::bar(
+        a.quiet,
+        src.tensors.len() as u64,
+        format!("{level}: quantize"),
+    );
+    let w = qeval::quant::gguf_out::quantize_to_gguf(&src, level, &a.out, &|| pb.inc(1))?;
+    pb.finish_and_clear();
+    let mix: Vec<String> = w
+        .type_mix()
+        .iter()
+        .map(|(t, n)| format!("{t} {:.1}%", *n as f64 * 100.0 / w.n_params().max(1) as f64))
+        .collect();
+    println!(
+        "wrote {} ({level} = llama-quantize {}): {:.1} MiB, {:.2} bits/weight, {} in {:.1} s",
+        a.out.display(),
+        level.llama_quantize(),
+        w.weight_bytes() as f64 / (1 << 20) as f64,
+        w.weight_bytes() as f64 * 8.0 / w.n_params().max(1) as f64,
+        mix.join(", "),
+        t0.elapsed().as_secs_f64()
+    );
+    for c in w.choices.iter().filter(|c| c.fallback_reason.is_some()) {
+        println!(
+            "  {}: {}",
+            c.name,
+            c.fallback_reason.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(0)
+}
+
+fn num_cpus_or_one() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

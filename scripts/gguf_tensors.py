@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Tensor table of GGUF files, and a tensor-by-tensor comparison of two of them.
+
+No dependencies beyond the standard library (no numpy, no gguf-py): it reads the GGUF header,
+skips the metadata values, and hashes each tensor's bytes.
+
+  gguf_tensors.py FILE                 JSON {name: [type, shape, sha256]} on stdout
+  gguf_tensors.py --compare A B        per tensor: same type? same bytes? and a summary per
+                                       type; exit 1 if any tensor differs
+  gguf_tensors.py --compare A B --json one JSON object (summary and differing tensors)
+"""
+import hashlib
+import json
+import struct
+import sys
+
+# ggml type id -> (name, block size, bytes per block)
+TYPES = {
+    0: ("f32", 1, 4), 1: ("f16", 1, 2), 2: ("q4_0", 32, 18), 3: ("q4_1", 32, 20),
+    6: ("q5_0", 32, 22), 7: ("q5_1", 32, 24), 8: ("q8_0", 32, 34), 9: ("q8_1", 32, 36),
+    10: ("q2_k", 256, 84), 11: ("q3_k", 256, 110), 12: ("q4_k", 256, 144),
+    13: ("q5_k", 256, 176), 14: ("q6_k", 256, 210), 15: ("q8_k", 256, 292),
+    16: ("iq2_xxs", 256, 66), 17: ("iq2_xs", 256, 74), 18: ("iq3_xxs", 256, 98),
+    19: ("iq1_s", 256, 50), 20: ("iq4_nl", 32, 18), 21: ("iq3_s", 256, 110),
+    22: ("iq2_s", 256, 82), 23: ("iq4_xs", 256, 136), 30: ("bf16", 1, 2),
+    29: ("iq1_m", 256, 56), 34: ("tq1_0", 256, 54), 35: ("tq2_0", 256, 66),
+    39: ("mxfp4", 32, 17),
+}
+SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+def read_tensors(path):
+    with open(path, "rb") as f:
+        def rd(fmt):
+            n = struct.calcsize("<" + fmt)
+            return struct.unpack("<" + fmt, f.read(n))
+
+        def rstr():
+            (n,) = rd("Q")
+            return f.read(n).decode("utf-8", "replace")
+
+        def skip_value(t):
+            if t == 8:
+                rstr()
+            elif t == 9:
+                (et, n) = rd("IQ")
+                if et == 8:
+                    for _ in range(n):
+                        rstr()
+                else:
+                    f.seek(SCALAR[et] * n, 1)
+            else:
+                f.seek(SCALAR[t], 1)
+
+        magic, version = rd("4sI")
+        if magic != b"GGUF":
+            sys.exit(f"{path}: not a GGUF file")
+        n_tensors, n_kv = rd("QQ")
+        alignment = 32
+        for _ in range(n_kv):
+            key = rstr()
+            (t,) = rd("I")
+            if key == "general.alignment" and t == 4:
+                (alignment,) = rd("I")
+            else:
+                skip_value(t)
+        infos = []
+        for _ in range(n_tensors):
+            name = rstr()
+            (nd,) = rd("I")
+            dims = rd("Q" * nd)
+            (t, off) = rd("IQ")
+            infos.append((name, dims, t, off))
+        pos = f.tell()
+        data = pos + (alignment - pos % alignment) % alignment
+        out = {}
+        for name, dims, t, off in infos:
+            tname, block, bpb = TYPES.get(t, (f"type{t}", 1, 0))
+            n = 1
+            for d in dims:
+                n *= d
+            size = n // block * bpb
+            f.seek(data + off)
+            h = hashlib.sha256()
+            left = size
+            while left:
+                chunk = f.read(min(left, 1 << 24))
+                if not chunk:
+                    sys.exit(f"{path}: tensor {name} is truncated")
+                h.update(chunk)
+                left -= len(chunk)
+            out[name] = [tname, list(dims), h.hexdigest()]
+        return out
+
+
+def compare(a, b, as_json):
+    ta, tb = read_tensors(a), read_tensors(b)
+    names = sorted(set(ta) | set(tb))
+    per_type = {}
+    diffs = []
+    for n in names:
+        x, y = ta.get(n), tb.get(n)
+        if x is None or y is None:
+            diffs.append({"tensor": n, "why": "only in " + (b if x is None else a)})
+            continue
+        key = y[0]
+        s = per_type.setdefault(key, {"tensors": 0, "identical": 0, "type_differs": 0})
+        s["tensors"] += 1
+        if x[0] != y[0]:
+            s["type_differs"] += 1
+            diffs.append({"tensor": n, "why": f"type {x[0]} vs {y[0]}"})
+        elif x[1] != y[1]:
+            diffs.append({"tensor": n, "why": f"shape {x[1]} vs {y[1]}"})
+        elif x[2] == y[2]:
+            s["identical"] += 1
+        else:
+            diffs.append({"tensor": n, "why": f"{x[0]} bytes differ"})
+    res = {"a": a, "b": b, "tensors": len(names), "identical": sum(s["identical"] for s in per_type.values()),
+           "per_type": per_type, "differing": diffs}
+    if as_json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(f"{res['identical']}/{res['tensors']} tensors identical ({a} vs {b})")
+        for t, s in sorted(per_type.items()):
+            print(f"  {t:8} {s['identical']}/{s['tensors']} identical, {s['type_differs']} of another type")
+        for d in diffs[:20]:
+            print(f"  differs: {d['tensor']}: {d['why']}")
+    return 0 if not diffs else 1
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if args and args[0] == "--compare" and len(args) >= 3:
+        sys.exit(compare(args[1], args[2], "--json" in args))
+    if len(args) == 1:
+        print(json.dumps(read_tensors(args[0])))
+        sys.exit(0)
+    sys.exit(__doc__)
