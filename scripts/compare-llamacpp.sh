@@ -16,6 +16,12 @@
 # the llama.cpp pipeline that measures the same: llama-quantize per level, llama-perplexity
 # --kl-divergence-base on the f16 file, --kl-divergence per level, llama-bench per level.
 #
+# --parity: quality on llama.cpp's own files. llama-quantize makes the f16 file (from a quantized
+# source with --allow-requantize, so both tools' reference is that dequantized f16) and one file
+# per level from it; llama-perplexity --kl-divergence-base on the f16 file and --kl-divergence
+# per level; `qeval run --gguf LEVEL=FILE ...` on the same files, text, context and chunks.
+# Table: perplexity, mean KLD and top-1 agreement side by side, with the differences.
+#
 # Usage: scripts/compare-llamacpp.sh [options]
 #   -t, --threads N       threads for both tools (default 2)
 #   -r, --repeats N       llama-bench -r and qeval --repeats (default 3)
@@ -28,6 +34,8 @@
 #                         fetched by scripts/fetch-models.sh)
 #   -o, --out DIR         output folder (default reports/compare-llamacpp-<time>; ignored by git)
 #   --whole-run           time the whole-run comparison instead of the side by side
+#   --parity              quality parity on llama-quantize's files (default levels
+#                         f16,q8_0,q6_k,q5_k_m,q4_k_m,q4_0,q3_k_m,q2_k; chunks default 8)
 #   --all                 both
 # Environment: QEVAL (the qeval binary, default target/release/qeval, built if missing),
 #   QEVAL_LLAMACPP_CACHE (default ~/.cache/qeval-llamacpp), LLAMACPP_BIN (a folder holding
@@ -46,6 +54,7 @@ chunks=""
 model="$HOME/.cache/qeval/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 out=""
 mode=side
+levels_given=0
 cache="${QEVAL_LLAMACPP_CACHE:-$HOME/.cache/qeval-llamacpp}"
 qeval="${QEVAL:-$repo/target/release/qeval}"
 pyver=0.3.36
@@ -54,11 +63,12 @@ while [ $# -gt 0 ]; do
   case "$1" in
     -t|--threads) threads="${2:?$1 needs a value}"; shift 2 ;;
     -r|--repeats) repeats="${2:?$1 needs a value}"; shift 2 ;;
-    -l|--levels) levels="${2:?$1 needs a value}"; whole_levels="$2"; shift 2 ;;
+    -l|--levels) levels="${2:?$1 needs a value}"; whole_levels="$2"; levels_given=1; shift 2 ;;
     -c|--chunks) chunks="${2:?$1 needs a value}"; shift 2 ;;
     -m|--model) model="${2:?$1 needs a value}"; shift 2 ;;
     -o|--out) out="${2:?$1 needs a value}"; shift 2 ;;
     --whole-run) mode=whole; shift ;;
+    --parity) mode=parity; shift ;;
     --all) mode=all; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
@@ -339,7 +349,79 @@ json.dump({"qeval_run_s": float(a[2]), "llamacpp_pipeline_s": float(a[3]), "leve
 EOF
 }
 
+parity() {
+  local plevels="$levels"
+  [ "$levels_given" = 1 ] || plevels="f16,q8_0,q6_k,q5_k_m,q4_k_m,q4_0,q3_k_m,q2_k"
+  local pchunks="${chunks:-8}" w="$out/parity" l f
+  mkdir -p "$w"
+  IFS=',' read -ra plist <<<"$plevels"
+  [ "${plist[0]}" = f16 ] || die "--parity: the first level must be f16 (the KLD reference)"
+  local f16="$w/f16.gguf"
+  say "parity: llama-quantize F16 (the reference both tools use)"
+  "$bin/llama-quantize" --allow-requantize "$model" "$f16" F16 "$threads" >"$w/quantize-f16.log" 2>&1 ||
+    die "llama-quantize F16 failed; see $w/quantize-f16.log"
+  local gguf_args=()
+  for l in "${plist[@]}"; do
+    f="$w/$l.gguf"
+    if [ "$l" != f16 ]; then
+      say "parity: llama-quantize $l"
+      "$bin/llama-quantize" "$f16" "$f" "$(ltype "$l")" "$threads" >"$w/quantize-$l.log" 2>&1 ||
+        die "llama-quantize $l failed; see $w/quantize-$l.log"
+    else
+      f="$f16"
+    fi
+    gguf_args+=(--gguf "$l=$f")
+  done
+  say "parity: llama-perplexity (KLD base f16, $pchunks chunks of 512)"
+  "$bin/llama-perplexity" -m "$f16" -f "$text" -c 512 -t "$threads" --chunks "$pchunks" \
+    --kl-divergence-base "$w/base.kld" >"$w/llama-f16.log" 2>&1 || die "llama-perplexity f16 failed; see $w/llama-f16.log"
+  for l in "${plist[@]}"; do
+    [ "$l" != f16 ] || continue
+    say "parity: llama-perplexity --kl-divergence $l"
+    "$bin/llama-perplexity" -m "$w/$l.gguf" -f "$text" -c 512 -t "$threads" --chunks "$pchunks" \
+      --kl-divergence-base "$w/base.kld" --kl-divergence >"$w/llama-$l.log" 2>&1 ||
+      die "llama-perplexity --kl-divergence $l failed; see $w/llama-$l.log"
+  done
+  say "parity: qeval run on the same files"
+  "$qeval" run --model "$f16" --quants "$plevels" "${gguf_args[@]}" --no-tasks --chunks "$pchunks" --ctx 512 \
+    --threads "$threads" --repeats 1 --out "$w/qeval" --quiet >"$w/qeval.txt" 2>&1 || die "qeval run failed; see $w/qeval.txt"
+  python3 - "$w" "$plevels" "$pchunks" <<'EOF'
+import json, re, sys, pathlib
+w, levels, chunks = pathlib.Path(sys.argv[1]), sys.argv[2].split(","), sys.argv[3]
+q = {l["level"]: l for l in json.loads((w / "qeval" / "results.json").read_text())["levels"]}
+def grab(text, pat):
+    m = re.search(pat, text)
+    return float(m.group(1)) if m else None
+rows = []
+for l in levels:
+    t = (w / f"llama-{l}.log").read_text(errors="replace")
+    if l == "f16":
+        ppl, kld, top = grab(t, r"Final estimate: PPL = ([0-9.]+)"), 0.0, 100.0
+    else:
+        ppl = grab(t, r"Mean PPL\(Q\)\s*:\s*([0-9.]+)")
+        kld = grab(t, r"Mean\s+KLD:\s*([0-9.eE+-]+)")
+        top = grab(t, r"Same top p:\s*([0-9.]+)")
+    ql = q[l]
+    qp, qk = ql.get("perplexity"), ql.get("kld_mean") or 0.0
+    qt = 100.0 * (ql.get("top1_agreement") if ql.get("top1_agreement") is not None else 1.0)
+    rows.append(dict(level=l, llama_ppl=ppl, qeval_ppl=qp, ppl_diff_pct=100 * (qp - ppl) / ppl,
+                     llama_kld=kld, qeval_kld=qk, kld_diff_pct=(100 * (qk - kld) / kld) if kld else 0.0,
+                     llama_top1=top, qeval_top1=qt, top1_diff_points=qt - top))
+md = [f"Quality parity on llama-quantize's files ({chunks} chunks of 512 of the default eval set's text; reference: the f16 file)", "",
+      "| level | llama PPL | qeval PPL | Δ PPL | llama KLD | qeval KLD | Δ KLD | llama top-1 % | qeval top-1 % | Δ points |",
+      "|---|---|---|---|---|---|---|---|---|---|"]
+for r in rows:
+    md.append(f"| {r['level']} | {r['llama_ppl']:.4f} | {r['qeval_ppl']:.4f} | {r['ppl_diff_pct']:+.3f}% | {r['llama_kld']:.6f} | "
+              f"{r['qeval_kld']:.6f} | {r['kld_diff_pct']:+.2f}% | {r['llama_top1']:.3f} | {r['qeval_top1']:.3f} | {r['top1_diff_points']:+.3f} |")
+(w / "parity.md").write_text("\n".join(md) + "\n")
+(w / "parity.json").write_text(json.dumps(rows, indent=1))
+print("\n".join(md))
+EOF
+  rm -f "$w"/*.gguf "$w/base.kld"
+}
+
 case "$mode" in
+  parity) parity ;;
   side) side_by_side ;;
   whole) whole_run ;;
   all) side_by_side; whole_run ;;

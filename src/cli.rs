@@ -6,7 +6,7 @@ use crate::report::options::ReportOptions;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
-const LEVELS_HELP: &str = "Quantization levels, comma-separated. Single types: f32, bf16, f16, q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0, q3_k, q2_k. Short forms mean the k-quant where one exists: q8=q8_0, q6=q6_k, q5=q5_k, q4=q4_k, q3=q3_k, q2=q2_k. llama.cpp mixtures (per-tensor types as llama.cpp picks them): q4_k_m (the Ollama/LM Studio default), q4_k_s, q5_k_m, q3_k_m. [default: q4_k_m,q8_0,f16; with no --model: f16,q8_0,q4_k_m,q2_k]";
+const LEVELS_HELP: &str = "Quantization levels, comma-separated. Each name is llama-quantize's file type of that name, with the per-tensor types llama-quantize gives it (the output at q6_k, attn_v/ffn_down raised in the mixtures): f32, bf16, f16, q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m (the Ollama/LM Studio default), q4_k_s, q4_1, q4_0, q3_k_l, q3_k_m, q3_k_s, q2_k. Aliases as llama-quantize has them: q4_k=q4_k_m, q5_k=q5_k_m, q3_k=q3_k_m; short forms q8=q8_0, q6=q6_k, q5=q5_k_m, q4=q4_k_m, q3=q3_k_m, q2=q2_k. One type for every weight matrix (llama-quantize --pure): add -pure, e.g. q4_k-pure, q4_0-pure, q2_k-pure. [default: q4_k_m,q8_0,f16; with no --model: f16,q8_0,q4_k_m,q2_k]";
 
 #[derive(Debug, Parser)]
 #[command(

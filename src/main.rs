@@ -57,8 +57,7 @@ fn run_plan(plan: &qeval::plan::Plan) -> anyhow::Result<i32> {
 /// `qeval quantize`: resolve the model, make the level, write the GGUF, say what it holds.
 fn quantize(a: &qeval::cli::QuantizeArgs) -> anyhow::Result<i32> {
     use qeval::error::usage;
-    let level = qeval::quant::Level::parse(&a.quant)
-        .map_err(|e| usage(format!("--quant: {e}")))?;
+    let level = qeval::quant::Level::parse(&a.quant).map_err(|e| usage(format!("--quant: {e}")))?;
     if a.out.exists() && !a.force {
         return Err(usage(format!(
             "--out {} exists; give another path, or --force to overwrite it",

@@ -262,11 +262,21 @@ fn qwen2_config_keys_that_change_the_math_are_refused() {
     ok["architectures"] = serde_json::json!(["Qwen2ForCausalLM"]);
     std::fs::write(&config_path, serde_json::to_vec(&ok).unwrap()).unwrap();
     assert_eq!(ModelSource::open(&dir).unwrap().config.arch, Arch::Qwen2);
+    // Qwen's long-context YaRN setting is honoured: frequency divisors and magnitude scale.
+    let mut yarn = ok.clone();
+    yarn["rope_scaling"] = serde_json::json!({"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768});
+    std::fs::write(&config_path, serde_json::to_vec(&yarn).unwrap()).unwrap();
+    let c = ModelSource::open(&dir).unwrap().config;
+    assert!((c.rope_mscale - (1.0 + 0.1 * 4f32.ln())).abs() < 1e-6);
+    assert!(c
+        .rope_freq_factors
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|&x| x > 1.0)));
     let cases = [
         ("use_sliding_window", Value::Bool(true)),
         (
             "rope_scaling",
-            serde_json::json!({"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}),
+            serde_json::json!({"type": "longrope", "factor": 4.0, "original_max_position_embeddings": 32768}),
         ),
         ("hidden_act", Value::String("gelu".into())),
         (

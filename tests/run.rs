@@ -85,7 +85,7 @@ fn smollm2_gguf_levels_order_by_quality_and_write_every_report() {
     let out = tempfile::tempdir().unwrap();
     let r = run_ok(
         model.to_str().unwrap(),
-        "f16,q8_0,q4_k,q2_k",
+        "f16,q8_0,q4_k-pure,q2",
         out.path(),
         &[],
     );
@@ -104,7 +104,11 @@ fn smollm2_gguf_levels_order_by_quality_and_write_every_report() {
     assert_eq!(r.reference, "f16");
     assert!(r.model.source_is_quantized && r.reference_note.contains("dequantized"));
     assert_eq!(r.levels.len(), 4);
-    let (q8, q4, q2) = (level(&r, "q8_0"), level(&r, "q4_k"), level(&r, "q2_k"));
+    let (q8, q4, q2) = (level(&r, "q8_0"), level(&r, "q4_k-pure"), level(&r, "q2_k"));
+    // What each name resolved to: llama-quantize's file types, --pure for single-type levels.
+    assert_eq!(q4.llama_quantize.as_deref(), Some("Q4_K_M --pure"));
+    assert_eq!(q2.llama_quantize.as_deref(), Some("Q2_K"));
+    assert_eq!(level(&r, "f16").llama_quantize.as_deref(), Some("F16"));
     let k = |l: &qeval::results::LevelResult| l.kld_mean.unwrap();
     assert!(k(q8) * 5.0 < k(q4), "q8_0 {} vs q4_k {}", k(q8), k(q4));
     assert!(k(q4) * 2.0 < k(q2), "q4_k {} vs q2_k {}", k(q4), k(q2));
@@ -254,14 +258,18 @@ fn k_quants_apply_without_fallback_on_256_wide_rows() {
     synthetic_model(&dir, &tj, 49152, "llama");
     let r = run_ok(
         dir.to_str().unwrap(),
-        "f32,q8_0,q6_k,q4_k,q2_k,q4_k_m",
+        "f32,q8_0,q6_k,q4_k-pure,q2_k-pure,q4_k_m",
         &tmp.path().join("out"),
         &[],
     );
-    for name in ["q6_k", "q4_k", "q2_k"] {
+    for (name, t) in [
+        ("q6_k", "q6_k"),
+        ("q4_k-pure", "q4_k"),
+        ("q2_k-pure", "q2_k"),
+    ] {
         let l = level(&r, name);
         assert!(l.fallbacks.is_empty(), "{name}: {:?}", l.fallbacks);
-        assert!(l.type_mix.contains_key(name), "{name}: {:?}", l.type_mix);
+        assert!(l.type_mix.contains_key(t), "{name}: {:?}", l.type_mix);
     }
     let m = level(&r, "q4_k_m");
     assert!(
@@ -271,14 +279,14 @@ fn k_quants_apply_without_fallback_on_256_wide_rows() {
     );
     let k = |n: &str| level(&r, n).kld_mean.unwrap();
     assert!(
-        k("q8_0") < k("q6_k") && k("q6_k") < k("q4_k") && k("q4_k") < k("q2_k"),
+        k("q8_0") < k("q6_k") && k("q6_k") < k("q4_k-pure") && k("q4_k-pure") < k("q2_k-pure"),
         "{} {} {} {}",
         k("q8_0"),
         k("q6_k"),
-        k("q4_k"),
-        k("q2_k")
+        k("q4_k-pure"),
+        k("q2_k-pure")
     );
-    assert!(k("q4_k_m") < k("q4_k"));
+    assert!(k("q4_k_m") < k("q4_k-pure"));
 }
 
 #[test]
@@ -338,8 +346,9 @@ fn qwen3_architecture_runs_from_safetensors() {
     assert_eq!(r.model.arch, "qwen3");
     assert_eq!(r.reference, "bf16");
     let k8 = level(&r, "q8_0").kld_mean.unwrap();
-    let k4 = level(&r, "q4_k").kld_mean.unwrap();
-    assert!(k8 > 0.0 && k8 < k4, "q8_0 {k8} q4_k {k4}");
+    // q4_k is llama-quantize's alias of Q4_K_M.
+    let k4 = level(&r, "q4_k_m").kld_mean.unwrap();
+    assert!(k8 > 0.0 && k8 < k4, "q8_0 {k8} q4_k_m {k4}");
     assert!(level(&r, "bf16").type_mix.contains_key("bf16"));
 }
 

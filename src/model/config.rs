@@ -49,8 +49,17 @@ pub struct ModelConfig {
     pub sliding_window_pattern: usize,
     /// The context length the model was trained for.
     pub context_length: usize,
-    /// Llama 3.x rope scaling, as per-dimension frequency divisors (GGUF `rope_freqs.weight`).
+    /// Rope scaling as per-dimension frequency divisors: linear, Llama 3.x (GGUF
+    /// `rope_freqs.weight`) and YaRN's blend of interpolation and extrapolation.
     pub rope_freq_factors: Option<Vec<f32>>,
+    /// YaRN's magnitude scale of the rope's cos and sin (llama.cpp's `mscale`,
+    /// 1 + 0.1 ln(factor)); 1 for every other rope.
+    #[serde(default = "one")]
+    pub rope_mscale: f32,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 impl ModelConfig {
@@ -158,9 +167,50 @@ impl ModelConfig {
         let f = |k: &str, d: f32| -> f32 { get(k).and_then(|v| Ok(v.to_f32()?)).unwrap_or(d) };
         // Rope scaling changes the rope angles: linear is honoured (as frequency divisors; Llama
         // 3's own scaling arrives as the rope_freqs.weight tensor), any other type refused.
-        let rope_linear = match get("rope.scaling.type") {
+        let n_embd = u("embedding_length")?;
+        let n_head = u("attention.head_count")?;
+        let head_dim = u("attention.key_length").unwrap_or(n_embd / n_head.max(1));
+        let mut rope_mscale = 1.0;
+        let rope_factors = match get("rope.scaling.type") {
             Ok(t) => match t.to_string().map(|s| s.as_str()).unwrap_or("?") {
                 "none" => None,
+                "yarn" if arch != Arch::Gemma3 => {
+                    let key = |k: &str| format!("{arch_s}.rope.scaling.{k}");
+                    let factor = f("rope.scaling.factor", 0.0);
+                    let orig = f("rope.scaling.original_context_length", 0.0);
+                    if !(factor.is_finite() && factor > 0.0 && orig > 0.0) {
+                        return Err(usage(format!(
+                            "{}: GGUF metadata '{}' is yarn but '{}' or '{}' is missing or not positive",
+                            path.display(),
+                            key("type"),
+                            key("factor"),
+                            key("original_context_length")
+                        )));
+                    }
+                    for k in ["attn_factor", "yarn_attn_factor", "yarn_log_multiplier"] {
+                        if let Ok(v) = get(&format!("rope.scaling.{k}")) {
+                            let v = v.to_f32().unwrap_or(f32::NAN);
+                            if v != 1.0 && !(k == "yarn_log_multiplier" && v == 0.0) {
+                                return Err(usage(format!(
+                                    "{}: GGUF metadata '{}' is {v}; qeval implements YaRN with llama.cpp's default magnitude scale only, and refuses rather than compute a different model",
+                                    path.display(),
+                                    key(k)
+                                )));
+                            }
+                        }
+                    }
+                    let y = Yarn {
+                        factor,
+                        original_context: orig,
+                        beta_fast: f("rope.scaling.yarn_beta_fast", 32.0),
+                        beta_slow: f("rope.scaling.yarn_beta_slow", 1.0),
+                        ext_factor: f("rope.scaling.yarn_ext_factor", 1.0),
+                    };
+                    let theta = f("rope.freq_base", 10_000.0);
+                    let (div, mscale) = y.factors(head_dim, theta);
+                    rope_mscale = mscale;
+                    Some(div)
+                }
                 "linear" if arch != Arch::Gemma3 => {
                     let factor = f("rope.scaling.factor", 0.0);
                     if !(factor.is_finite() && factor > 0.0) {
@@ -169,20 +219,17 @@ impl ModelConfig {
                             path.display()
                         )));
                     }
-                    Some(factor)
+                    Some(vec![factor; head_dim / 2])
                 }
                 t => {
                     return Err(usage(format!(
-                        "{}: GGUF metadata '{arch_s}.rope.scaling.type' is '{t}'; qeval implements no rope scaling but linear (and Llama 3's rope_freqs) for {arch_s}, and refuses rather than compute a different model",
+                        "{}: GGUF metadata '{arch_s}.rope.scaling.type' is '{t}'; qeval implements linear and yarn rope scaling (and Llama 3's rope_freqs) for {arch_s}, and refuses rather than compute a different model",
                         path.display()
                     )))
                 }
             },
             Err(_) => None,
         };
-        let n_embd = u("embedding_length")?;
-        let n_head = u("attention.head_count")?;
-        let head_dim = u("attention.key_length").unwrap_or(n_embd / n_head.max(1));
         let vocab_size = match ct.metadata.get("tokenizer.ggml.tokens") {
             Some(gguf_file::Value::Array(a)) => a.len(),
             _ => u("vocab_size")?,
@@ -213,7 +260,8 @@ impl ModelConfig {
             },
             sliding_window_pattern: 6,
             context_length: u("context_length")?,
-            rope_freq_factors: rope_linear.map(|factor| vec![factor; head_dim / 2]),
+            rope_freq_factors: rope_factors,
+            rope_mscale,
         };
         cfg.check(&path.display().to_string())?;
         Ok(cfg)
@@ -271,7 +319,7 @@ impl ModelConfig {
             .and_then(|x| x.as_u64())
             .map(|x| x as usize)
             .unwrap_or(n_embd / n_head.max(1));
-        let (rope_theta, rope_freq_factors) = rope_from_hf(
+        let (rope_theta, rope_freq_factors, rope_mscale) = rope_from_hf(
             &v,
             path,
             arch,
@@ -328,6 +376,7 @@ impl ModelConfig {
             sliding_window_pattern: pattern,
             context_length: req("max_position_embeddings")?,
             rope_freq_factors,
+            rope_mscale,
         };
         cfg.check(&path.display().to_string())?;
         Ok(cfg)
@@ -368,22 +417,24 @@ fn refuse_unimplemented_qwen2(v: &serde_json::Value, path: &Path) -> Result<()> 
 /// The rope base and scaling of a `config.json`. transformers >= 5 writes `rope_parameters`
 /// (with `rope_theta` inside); older configs write `rope_theta` and `rope_scaling`, whose type
 /// is `rope_type` or, older still, `type`. Honoured: `default`, `linear` (every frequency
-/// divided by `factor`) and `llama3`; any other type (yarn, dynamic, longrope, ...) is refused
-/// naming the key and the file, since ignoring it computes a different model.
+/// divided by `factor`), `llama3` and `yarn` (Qwen's long-context setting); any other type
+/// (dynamic, longrope, ...) and YaRN keys beyond llama.cpp's defaults are refused naming the
+/// key and the file, since ignoring them computes a different model. Returns the rope base,
+/// the per-dimension frequency divisors and YaRN's magnitude scale.
 fn rope_from_hf(
     v: &serde_json::Value,
     path: &Path,
     arch: Arch,
     head_dim: usize,
     theta: f32,
-) -> Result<(f32, Option<Vec<f32>>)> {
+) -> Result<(f32, Option<Vec<f32>>, f32)> {
     let (key, params) = match (v.get("rope_parameters"), v.get("rope_scaling")) {
         (Some(p), _) if !p.is_null() => ("rope_parameters", p),
         (_, Some(p)) => ("rope_scaling", p),
-        _ => return Ok((theta, None)),
+        _ => return Ok((theta, None, 1.0)),
     };
     if params.is_null() {
-        return Ok((theta, None));
+        return Ok((theta, None, 1.0));
     }
     let theta = match params.get("rope_theta").and_then(|x| x.as_f64()) {
         Some(t) => t as f32,
@@ -401,8 +452,44 @@ fn rope_from_hf(
             arch.name()
         )))
     };
+    let mut mscale = 1.0;
     let factors = match kind {
         "default" => None,
+        "yarn" if arch == Arch::Gemma3 => {
+            return refuse("YaRN on Gemma 3's global layers is not implemented".into())
+        }
+        "yarn" => {
+            let g = |k: &str| params.get(k).and_then(|x| x.as_f64());
+            for k in ["mscale", "mscale_all_dim", "attention_factor"] {
+                if params.get(k).is_some_and(|x| !x.is_null()) {
+                    return refuse(format!(
+                        "'{k}' (a magnitude scale other than llama.cpp's default) is not implemented"
+                    ));
+                }
+            }
+            if params.get("truncate").and_then(|x| x.as_bool()) == Some(false) {
+                return refuse("'truncate': false is not implemented".into());
+            }
+            let factor = match g("factor") {
+                Some(f) if f.is_finite() && f > 0.0 => f as f32,
+                _ => return refuse("yarn needs a positive 'factor'".into()),
+            };
+            let orig = g("original_max_position_embeddings")
+                .or_else(|| v.get("max_position_embeddings").and_then(|x| x.as_f64()));
+            let Some(orig) = orig else {
+                return refuse("yarn needs 'original_max_position_embeddings'".into());
+            };
+            let y = Yarn {
+                factor,
+                original_context: orig as f32,
+                beta_fast: g("beta_fast").unwrap_or(32.0) as f32,
+                beta_slow: g("beta_slow").unwrap_or(1.0) as f32,
+                ext_factor: 1.0,
+            };
+            let (div, m) = y.factors(head_dim, theta);
+            mscale = m;
+            Some(div)
+        }
         "llama3" => Some(llama3_freq_factors(params, head_dim, theta)?),
         // Gemma 3 scales only its global layers' rope; one set of divisors would scale all.
         "linear" if arch == Arch::Gemma3 => {
@@ -412,9 +499,49 @@ fn rope_from_hf(
             Some(f) if f.is_finite() && f > 0.0 => Some(vec![f as f32; head_dim / 2]),
             _ => return refuse("linear scaling needs a positive 'factor'".into()),
         },
-        _ => return refuse("qeval implements default, linear and llama3 rope".into()),
+        _ => return refuse("qeval implements default, linear, llama3 and yarn rope".into()),
     };
-    Ok((theta, factors))
+    Ok((theta, factors, mscale))
+}
+
+/// YaRN rope scaling (llama.cpp's `rope_yarn`, transformers' `_compute_yarn_parameters`): each
+/// rope frequency is a blend of the interpolated (divided by `factor`) and the original one,
+/// by a ramp between the correction dimensions of `beta_fast` and `beta_slow` rotations over
+/// the original context; cos and sin are scaled by 1 + 0.1 ln(factor).
+struct Yarn {
+    factor: f32,
+    original_context: f32,
+    beta_fast: f32,
+    beta_slow: f32,
+    ext_factor: f32,
+}
+
+impl Yarn {
+    /// Per-dimension frequency divisors and the magnitude scale.
+    fn factors(&self, head_dim: usize, theta: f32) -> (Vec<f32>, f32) {
+        let n_dims = head_dim as f32;
+        let corr_dim = |n_rot: f32| {
+            n_dims * (self.original_context / (n_rot * 2.0 * std::f32::consts::PI)).ln()
+                / (2.0 * theta.ln())
+        };
+        let low = corr_dim(self.beta_fast).floor().max(0.0);
+        let high = corr_dim(self.beta_slow).ceil().min(n_dims - 1.0);
+        let freq_scale = 1.0 / self.factor;
+        let div = (0..head_dim / 2)
+            .map(|i| {
+                let y = (i as f32 - low) / (high - low).max(0.001);
+                let ramp = (1.0 - y.clamp(0.0, 1.0)) * self.ext_factor;
+                // theta = theta_extrap * (freq_scale * (1 - ramp) + ramp)
+                1.0 / (freq_scale * (1.0 - ramp) + ramp)
+            })
+            .collect();
+        let mscale = if self.ext_factor != 0.0 {
+            1.0 + 0.1 * (1.0 / freq_scale).ln()
+        } else {
+            1.0
+        };
+        (div, mscale)
+    }
 }
 
 /// Llama 3.x rope scaling as per-dimension divisors of the rope frequencies (what llama.cpp's
@@ -451,7 +578,39 @@ mod tests {
     use serde_json::json;
 
     fn rope(v: serde_json::Value, arch: Arch) -> Result<(f32, Option<Vec<f32>>)> {
-        rope_from_hf(&v, Path::new("/m/config.json"), arch, 64, 10_000.0)
+        rope_from_hf(&v, Path::new("/m/config.json"), arch, 64, 10_000.0).map(|(t, f, _)| (t, f))
+    }
+
+    #[test]
+    fn yarn_matches_transformers() {
+        // Qwen2.5's long-context setting. Expected values from transformers'
+        // _compute_yarn_parameters (truncate=True), run in Python: correction dims 23..40,
+        // divisors 1 below, 4 above, 1.44680851 at dimension 30; attention factor 1.13862944.
+        for v in [
+            json!({"rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}}),
+            json!({"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768, "rope_theta": 1e6}}),
+        ] {
+            let (theta, f, mscale) =
+                rope_from_hf(&v, Path::new("/m/config.json"), Arch::Qwen2, 128, 1e6).unwrap();
+            assert_eq!(theta, 1e6);
+            let f = f.unwrap();
+            assert_eq!(f.len(), 64);
+            for (i, want) in [(0, 1.0), (21, 1.0), (30, 1.446_808_5), (40, 4.0), (63, 4.0)] {
+                assert!((f[i] - want).abs() < 1e-5, "dim {i}: {} vs {want}", f[i]);
+            }
+            assert!((mscale - 1.138_629_4).abs() < 1e-6, "{mscale}");
+        }
+        // A magnitude scale other than the default is refused by name.
+        let err = rope(
+            json!({"rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768, "attention_factor": 0.8}}),
+            Arch::Qwen2,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("attention_factor") && err.contains("/m/config.json"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -504,9 +663,9 @@ mod tests {
     fn rope_types_not_implemented_are_refused_by_key_and_file() {
         for (v, key, kind) in [
             (
-                json!({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}),
+                json!({"rope_scaling": {"rope_type": "longrope", "factor": 4.0}}),
                 "rope_scaling",
-                "yarn",
+                "longrope",
             ),
             (
                 json!({"rope_parameters": {"type": "dynamic", "factor": 2.0}}),

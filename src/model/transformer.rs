@@ -295,9 +295,11 @@ impl Rope {
             .to_dtype(DType::F32)?
             .reshape((max_seq, 1))?;
         let freqs = pos.matmul(&inv)?;
+        // YaRN scales both cos and sin (so q and k) by its magnitude scale, as llama.cpp does.
+        let m = cfg.rope_mscale as f64;
         Ok(Rope {
-            cos: freqs.cos()?,
-            sin: freqs.sin()?,
+            cos: (freqs.cos()? * m)?,
+            sin: (freqs.sin()? * m)?,
         })
     }
 }

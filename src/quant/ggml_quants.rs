@@ -576,7 +576,11 @@ fn k_scales_mins(
         }
     }
     // o_head: d (2), dmin (2), scales[12].
-    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
     let sc = &mut o_head[4..16];
     for j in 0..8 {
@@ -712,7 +716,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let u = ((s >> 40) as f32) / (1u64 << 24) as f32 - 0.5;
                 let big = if (s >> 20) % 61 == 0 { 8.0 } else { 1.0 };
                 u * 0.05 * big
@@ -764,7 +770,11 @@ mod tests {
         let t = Tensor::from_vec(x.clone(), (32, 256), &Device::Cpu).unwrap();
         for d in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
             let theirs = QTensor::quantize(&t, d).unwrap();
-            assert_eq!(quantize(d, &x).unwrap(), theirs.data().unwrap().to_vec(), "{d:?}");
+            assert_eq!(
+                quantize(d, &x).unwrap(),
+                theirs.data().unwrap().to_vec(),
+                "{d:?}"
+            );
         }
     }
 

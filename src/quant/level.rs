@@ -376,7 +376,10 @@ mod tests {
     fn unknown_level_lists_valid_ones() {
         let e = Level::parse("q7").unwrap_err().to_string();
         assert!(
-            e.contains("'q7'") && e.contains("q4_k_m") && e.contains("q8=q8_0") && e.contains("q4_k-pure"),
+            e.contains("'q7'")
+                && e.contains("q4_k_m")
+                && e.contains("q8=q8_0")
+                && e.contains("q4_k-pure"),
             "{e}"
         );
     }
@@ -389,7 +392,10 @@ mod tests {
             assert_eq!(serde_json::from_str::<Level>(&j).unwrap(), l);
         }
         // Before level names followed llama-quantize, "q4_k" meant a pure q4_k model.
-        assert_eq!(serde_json::from_str::<Level>("\"q4_k\"").unwrap(), Level::Q4KPure);
+        assert_eq!(
+            serde_json::from_str::<Level>("\"q4_k\"").unwrap(),
+            Level::Q4KPure
+        );
     }
 
     #[test]

@@ -86,14 +86,22 @@ pub fn model_shape(src: &ModelSource) -> ModelShape {
         n_gqa,
         is_70b: c.n_layer == 80
             && n_gqa > 1
-            && matches!(c.arch, crate::model::config::Arch::Llama | crate::model::config::Arch::Qwen2),
+            && matches!(
+                c.arch,
+                crate::model::config::Arch::Llama | crate::model::config::Arch::Qwen2
+            ),
         width: 0,
     }
 }
 
 /// One tensor of `src` as `dtype`: llama.cpp's reference quantizers for the quantized types
 /// (the bytes llama-quantize writes), candle's round-to-nearest-even conversion for f16/bf16.
-fn quantize_tensor(src: &ModelSource, name: &str, shape: &[usize], dtype: GgmlDType) -> Result<QTensor> {
+fn quantize_tensor(
+    src: &ModelSource,
+    name: &str,
+    shape: &[usize],
+    dtype: GgmlDType,
+) -> Result<QTensor> {
     let t = src.load_f32(name)?;
     if !ggml_quants::supports(dtype) {
         return Ok(QTensor::quantize(&t, dtype)?);
@@ -102,7 +110,12 @@ fn quantize_tensor(src: &ModelSource, name: &str, shape: &[usize], dtype: GgmlDT
     drop(t);
     let bytes = ggml_quants::quantize(dtype, &x)?;
     drop(x);
-    Ok(qtensor_from_ggml(dtype, &bytes, shape.to_vec(), &Device::Cpu)?)
+    Ok(qtensor_from_ggml(
+        dtype,
+        &bytes,
+        shape.to_vec(),
+        &Device::Cpu,
+    )?)
 }
 
 /// A GGUF source's tensors exactly as stored (the level a GGUF file itself is).

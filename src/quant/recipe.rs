@@ -292,7 +292,12 @@ mod tests {
         let (d, _) = choose(Level::Q4KM, "output.weight", &[1000, 576], M);
         assert_eq!(d, GgmlDType::Q8_0);
         // llama.cpp's 70B: attn_v q4_k -> q5_k.
-        let big = ModelShape { n_layer: 80, is_70b: true, n_gqa: 8, ..M };
+        let big = ModelShape {
+            n_layer: 80,
+            is_70b: true,
+            n_gqa: 8,
+            ..M
+        };
         let (d, _) = choose(Level::Q4KS, "blk.40.attn_v.weight", &[1024, 8192], big);
         assert_eq!(d, GgmlDType::Q5K);
     }
