@@ -92,11 +92,18 @@ fn quantize(a: &qeval::cli::QuantizeArgs) -> anyhow::Result<i32> {
         mix.join(", "),
         t0.elapsed().as_secs_f64()
     );
+    // Fallbacks, counted by what was wanted and what was used (the first says why).
+    let mut fell: std::collections::BTreeMap<(String, String), (usize, String)> =
+        Default::default();
     for c in w.choices.iter().filter(|c| c.fallback_reason.is_some()) {
+        let e = fell
+            .entry((c.wanted.clone(), c.chosen.clone()))
+            .or_insert((0, c.name.clone()));
+        e.0 += 1;
+    }
+    for ((wanted, chosen), (n, first)) in &fell {
         println!(
-            "  {}: {}",
-            c.name,
-            c.fallback_reason.as_deref().unwrap_or_default()
+            "  {n} tensor(s) {wanted} -> {chosen}: rows do not fit {wanted}'s blocks, as llama-quantize falls back (e.g. {first})"
         );
     }
     Ok(0)

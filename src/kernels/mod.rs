@@ -56,6 +56,14 @@ pub fn isa() -> Option<Isa> {
     })
 }
 
+/// `QEVAL_KQUANT_KERNELS=candle`: Q4_K and Q6_K weights go to candle's repacking kernels.
+pub fn kquants_to_candle() -> bool {
+    static C: OnceLock<bool> = OnceLock::new();
+    *C.get_or_init(|| {
+        std::env::var("QEVAL_KQUANT_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("candle"))
+    })
+}
+
 /// The best instruction set this CPU runs, ignoring `QEVAL_KERNELS`.
 pub fn detect() -> Option<Isa> {
     #[cfg(target_arch = "x86_64")]
@@ -84,8 +92,12 @@ pub fn detect() -> Option<Isa> {
 /// Which matmul implementation quantized weights use in this process, in words for results.json.
 pub fn describe() -> String {
     match isa() {
-        Some(i) => format!(
+        Some(i) if kquants_to_candle() => format!(
             "qeval {} for q4_0 q4_1 q5_0 q5_1 q8_0 f16 (q2_k on AVX-512 VNNI), candle for the rest",
+            i.name()
+        ),
+        Some(i) => format!(
+            "qeval {} for q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q6_k f16 (q2_k on AVX-512 VNNI), candle for the rest",
             i.name()
         ),
         None => "candle".to_string(),
@@ -294,12 +306,14 @@ impl QMatMulOp {
         let Some(isa) = isa() else {
             return Err(w);
         };
-        // candle 0.11 repacks Q4_K and Q6_K into AVX-512/AVX2 tiles of 16 rows itself, at
-        // run-time-detected SIMD, faster than the row kernels here: leave those to it.
+        // candle 0.11 repacks Q4_K (and Q6_K once a prefill has run) into tiles of 16 rows
+        // itself, and keeps the repacked copy beside the original: the weights' memory twice.
+        // `QEVAL_KQUANT_KERNELS=candle` leaves those types to it; by default the row kernels
+        // here run them on the GGUF layout.
         let n = w.shape().dims().first().copied().unwrap_or(0);
         match Kind::of(w.dtype()) {
             None => return Err(w),
-            Some(Kind::Q4K | Kind::Q6K) if n % 16 == 0 => return Err(w),
+            Some(Kind::Q4K | Kind::Q6K) if n % 16 == 0 && kquants_to_candle() => return Err(w),
             Some(_) => {}
         }
         let sole = Arc::strong_count(&w) == 1;

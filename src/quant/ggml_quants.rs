@@ -50,7 +50,7 @@ pub fn quantize(d: GgmlDType, x: &[f32]) -> Result<Vec<u8>> {
         GgmlDType::Q6K => (QK_K, 210),
         other => bail!("no reference quantizer for {other:?}"),
     };
-    if x.len() % block != 0 {
+    if !x.len().is_multiple_of(block) {
         bail!(
             "{} values are not a whole number of {block}-value blocks",
             x.len()
@@ -431,28 +431,26 @@ fn q2_k(x: &[f32], o: &mut [u8]) {
     }
     let (sc, rest) = o.split_at_mut(16);
     let (qs, dd) = rest.split_at_mut(64);
-    let d;
-    if max_scale > 0.0 {
+    let d = if max_scale > 0.0 {
         let iscale = q4scale / max_scale;
         for j in 0..16 {
             sc[j] = nearest_int(iscale * scales[j]) as u8;
         }
-        d = put_f16(dd, max_scale / q4scale);
+        put_f16(dd, max_scale / q4scale)
     } else {
         sc.iter_mut().for_each(|s| *s = 0);
-        d = put_f16(dd, 0.0);
-    }
-    let dmin;
-    if max_min > 0.0 {
+        put_f16(dd, 0.0)
+    };
+    let dmin = if max_min > 0.0 {
         let iscale = q4scale / max_min;
         for j in 0..16 {
             let li = nearest_int(iscale * mins[j]);
             sc[j] |= (li << 4) as u8;
         }
-        dmin = put_f16(&mut dd[2..], max_min / q4scale);
+        put_f16(&mut dd[2..], max_min / q4scale)
     } else {
-        dmin = put_f16(&mut dd[2..], 0.0);
-    }
+        put_f16(&mut dd[2..], 0.0)
+    };
     for j in 0..16 {
         let dj = d * (sc[j] & 0xf) as f32;
         if dj == 0.0 {
@@ -720,7 +718,11 @@ mod tests {
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
                 let u = ((s >> 40) as f32) / (1u64 << 24) as f32 - 0.5;
-                let big = if (s >> 20) % 61 == 0 { 8.0 } else { 1.0 };
+                let big = if (s >> 20).is_multiple_of(61) {
+                    8.0
+                } else {
+                    1.0
+                };
                 u * 0.05 * big
             })
             .collect()

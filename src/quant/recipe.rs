@@ -102,7 +102,7 @@ fn wanted_type(level: Level, role: Role, layer: Option<usize>, m: ModelShape) ->
     let is_output = role == Role::Output || (role == Role::TokenEmbd && !m.has_output);
     if is_output {
         // `nx % qk_k` is the row width against the default type's block size.
-        return if m.width % base.block_size() != 0 {
+        return if !m.width.is_multiple_of(base.block_size()) {
             Q8_0
         } else if base != Q8_0 {
             Q6K
