@@ -8,6 +8,9 @@ skips the metadata values, and hashes each tensor's bytes.
   gguf_tensors.py --compare A B        per tensor: same type? same bytes? and a summary per
                                        type; exit 1 if any tensor differs
   gguf_tensors.py --compare A B --json one JSON object (summary and differing tensors)
+  gguf_tensors.py --set IN OUT KEY=TYPE:VALUE ...
+                                       copy IN to OUT with metadata keys set (TYPE: str, u32,
+                                       f32), e.g. to try a rope setting on a real file
 """
 import hashlib
 import json
@@ -128,7 +131,90 @@ def compare(a, b, as_json):
     return 0 if not diffs else 1
 
 
+def set_keys(src, dst, assignments):
+    """Copy a GGUF file with metadata keys added or replaced; tensors and their offsets as they were."""
+    new = {}
+    for a in assignments:
+        k, tv = a.split("=", 1)
+        t, v = tv.split(":", 1)
+        if t == "str":
+            b = v.encode()
+            new[k] = struct.pack("<I", 8) + struct.pack("<Q", len(b)) + b
+        elif t == "u32":
+            new[k] = struct.pack("<II", 4, int(v))
+        elif t == "f32":
+            new[k] = struct.pack("<If", 6, float(v))
+        else:
+            sys.exit(f"--set {a}: TYPE must be str, u32 or f32")
+    with open(src, "rb") as f:
+        def rd(fmt):
+            return struct.unpack("<" + fmt, f.read(struct.calcsize("<" + fmt)))
+
+        def skip_str():
+            (n,) = rd("Q")
+            f.seek(n, 1)
+
+        def skip_value(t):
+            if t == 8:
+                skip_str()
+            elif t == 9:
+                (et, n) = rd("IQ")
+                if et == 8:
+                    for _ in range(n):
+                        skip_str()
+                else:
+                    f.seek(SCALAR[et] * n, 1)
+            else:
+                f.seek(SCALAR[t], 1)
+
+        magic, version, n_tensors, n_kv = rd("4sIQQ")
+        kvs = []
+        alignment = 32
+        for _ in range(n_kv):
+            start = f.tell()
+            (n,) = rd("Q")
+            key = f.read(n).decode()
+            (t,) = rd("I")
+            vstart = f.tell()
+            if key == "general.alignment" and t == 4:
+                (alignment,) = rd("I")
+            else:
+                skip_value(t)
+            end = f.tell()
+            f.seek(start)
+            kvs.append((key, f.read(end - start)))
+        infos_start = f.tell()
+        for _ in range(n_tensors):
+            skip_str()
+            (nd,) = rd("I")
+            f.seek(8 * nd + 4 + 8, 1)
+        infos_end = f.tell()
+        f.seek(infos_start)
+        infos = f.read(infos_end - infos_start)
+        data_start = infos_end + (alignment - infos_end % alignment) % alignment
+        out_kvs = [(k, raw) for k, raw in kvs if k not in new]
+        for k, v in new.items():
+            kb = k.encode()
+            out_kvs.append((k, struct.pack("<Q", len(kb)) + kb + v))
+        with open(dst, "wb") as o:
+            o.write(struct.pack("<4sIQQ", magic, version, n_tensors, len(out_kvs)))
+            for _, raw in out_kvs:
+                o.write(raw)
+            o.write(infos)
+            pos = o.tell()
+            o.write(b"\0" * ((alignment - pos % alignment) % alignment))
+            f.seek(data_start)
+            while True:
+                chunk = f.read(1 << 24)
+                if not chunk:
+                    break
+                o.write(chunk)
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 4 and sys.argv[1] == "--set":
+        set_keys(sys.argv[2], sys.argv[3], sys.argv[4:])
+        sys.exit(0)
     args = sys.argv[1:]
     if args and args[0] == "--compare" and len(args) >= 3:
         sys.exit(compare(args[1], args[2], "--json" in args))

@@ -177,7 +177,11 @@ impl ModelConfig {
                 "yarn" if arch != Arch::Gemma3 => {
                     let key = |k: &str| format!("{arch_s}.rope.scaling.{k}");
                     let factor = f("rope.scaling.factor", 0.0);
-                    let orig = f("rope.scaling.original_context_length", 0.0);
+                    // llama.cpp writes the original context as u32.
+                    let orig = get("rope.scaling.original_context_length")
+                        .ok()
+                        .and_then(|v| v.to_u32().ok().map(|x| x as f32).or_else(|| v.to_f32().ok()))
+                        .unwrap_or(0.0);
                     if !(factor.is_finite() && factor > 0.0 && orig > 0.0) {
                         return Err(usage(format!(
                             "{}: GGUF metadata '{}' is yarn but '{}' or '{}' is missing or not positive",

@@ -1,0 +1,115 @@
+//! Rope scaling read from GGUF metadata, against llama.cpp: the real SmolLM2 file with
+//! `llama.rope.scaling.*` keys added (no scaling, linear x2, YaRN x4 over an original context of
+//! 2,048) scores the perplexity `llama-perplexity` printed for the same metadata on the f16
+//! file it made of this model (`-c 512 --chunks 4`, the default eval set's text; commands in
+//! the README's "Rope scaling" note), and a rope type qeval does not implement is refused by
+//! name, never ignored.
+
+mod common;
+
+use candle_core::quantized::gguf_file::{self, Value};
+use std::path::{Path, PathBuf};
+
+/// A copy of `src` with metadata keys set.
+fn with_keys(src: &Path, dst: &Path, keys: &[(&str, Value)]) {
+    let mut f = std::fs::File::open(src).unwrap();
+    let ct = gguf_file::Content::read(&mut f).unwrap();
+    let mut md: Vec<(String, Value)> = ct
+        .metadata
+        .iter()
+        .filter(|(k, _)| !keys.iter().any(|(n, _)| n == k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    md.extend(keys.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
+    names.sort_by_key(|n| ct.tensor_infos[*n].offset);
+    let tensors: Vec<(String, candle_core::quantized::QTensor)> = names
+        .iter()
+        .map(|n| {
+            let t = ct.tensor(&mut f, n, &candle_core::Device::Cpu).unwrap();
+            (n.to_string(), t)
+        })
+        .collect();
+    let mdr: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tr: Vec<(&str, &candle_core::quantized::QTensor)> =
+        tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut o = std::io::BufWriter::new(std::fs::File::create(dst).unwrap());
+    gguf_file::write(&mut o, &mdr, &tr).unwrap();
+}
+
+fn perplexity(model: &Path, out: &Path) -> f64 {
+    let o = common::run(&[
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--quants",
+        "f16",
+        "--no-tasks",
+        "--chunks",
+        "4",
+        "--ctx",
+        "512",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let r = qeval::results::Results::load(&out.join("results.json")).unwrap();
+    r.levels[0].perplexity.unwrap()
+}
+
+#[test]
+fn rope_scaling_from_gguf_matches_llama_cpp() {
+    let smol: PathBuf = common::model("smollm2-135m-q4_1");
+    let tmp = tempfile::tempdir().unwrap();
+    let s = |v: &str| Value::String(v.into());
+    // (keys, llama-perplexity's "Final estimate: PPL")
+    let cases: [(&str, Vec<(&str, Value)>, f64); 3] = [
+        ("none", vec![], 34.2862),
+        (
+            "linear",
+            vec![
+                ("llama.rope.scaling.type", s("linear")),
+                ("llama.rope.scaling.factor", Value::F32(2.0)),
+            ],
+            69.5647,
+        ),
+        (
+            "yarn",
+            vec![
+                ("llama.rope.scaling.type", s("yarn")),
+                ("llama.rope.scaling.factor", Value::F32(4.0)),
+                (
+                    "llama.rope.scaling.original_context_length",
+                    Value::U32(2048),
+                ),
+            ],
+            36.4636,
+        ),
+    ];
+    for (name, keys, llama) in cases {
+        let m = tmp.path().join(format!("{name}.gguf"));
+        with_keys(&smol, &m, &keys);
+        let ppl = perplexity(&m, &tmp.path().join(name));
+        let rel = (ppl - llama).abs() / llama;
+        assert!(rel < 1e-3, "{name}: qeval {ppl} vs llama.cpp {llama}");
+    }
+    let m = tmp.path().join("longrope.gguf");
+    with_keys(&smol, &m, &[("llama.rope.scaling.type", s("longrope"))]);
+    let o = common::run(&[
+        "run",
+        "--model",
+        m.to_str().unwrap(),
+        "--quants",
+        "f16",
+        "--no-tasks",
+        "--out",
+        tmp.path().join("lr").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = common::stderr(&o);
+    assert!(
+        e.contains("llama.rope.scaling.type") && e.contains("longrope"),
+        "{e}"
+    );
+}
