@@ -215,7 +215,8 @@ side_by_side() {
   done
   for l in "${level_list[@]}"; do
     say "llama-bench $l"
-    "$bin/llama-bench" -m "$(qfile "$l")" -p 512 -n 128 -t "$threads" -r "$repeats" -o json \
+    # /usr/bin/time -v: llama-bench's maximum resident set size, beside qeval's peak RSS.
+    /usr/bin/time -v "$bin/llama-bench" -m "$(qfile "$l")" -p 512 -n 128 -t "$threads" -r "$repeats" -o json \
       >"$out/llama-bench-$l.json" 2>"$out/llama-bench-$l.log" || die "llama-bench $l failed; see $out/llama-bench-$l.log"
     say "llama-perplexity $l"
     "$bin/llama-perplexity" -m "$(qfile "$l")" -f "$text" -c 512 -t "$threads" --chunks "$eval_chunks" \
@@ -253,7 +254,14 @@ for lv in levels:
     qpp, qtg, qev = med(l, "prefill"), med(l, "decode"), med(l, "eval")
     wbytes = l["weight_bytes"] if l else 0
     bound = bw * 1e9 / wbytes if wbytes else None
-    r = dict(level=lv, weight_mb=wbytes / 1e6, llama_file_bytes=lb[0]["model_size"] if lb else None,
+    rss_kb = None
+    for line in (out / f"llama-bench-{lv}.log").read_text(errors="replace").splitlines():
+        if "Maximum resident set size" in line:
+            rss_kb = int(line.split(":")[1])
+    llama_rss_mb = rss_kb / 1e3 if rss_kb else None
+    qeval_rss_mb = (l.get("peak_rss_bytes") or 0) / 1e6 if l else None
+    r = dict(level=lv, weight_mb=wbytes / 1e6, llama_max_rss_mb=llama_rss_mb, qeval_peak_rss_mb=qeval_rss_mb,
+             rss_q_over_l=ratio(qeval_rss_mb, llama_rss_mb), llama_file_bytes=lb[0]["model_size"] if lb else None,
              llama_pp512=pp, llama_tg128=tg, llama_ppl_tps=ppl_tps, llama_ppl_chunks=int(n_chunks),
              qeval_pp512=qpp, qeval_tg128=qtg, qeval_eval512=qev,
              ratio_pp=ratio(qpp, pp), ratio_tg=ratio(qtg, tg), ratio_eval=ratio(qev, ppl_tps),
@@ -262,11 +270,13 @@ for lv in levels:
     rows.append(r); raw["levels"][lv] = {"summary": r, "llama_bench": lb}
 f = lambda v, p=1: "-" if v is None else f"{v:.{p}f}"
 heads = ["level", "weight MB", "llama pp512", "llama tg128", "llama ppl t/s", "qeval pp512", "qeval tg128",
-         "qeval eval t/s", "pp q/l", "tg q/l", "eval q/l", "tg bound", "qeval tg/bound"]
+         "qeval eval t/s", "pp q/l", "tg q/l", "eval q/l", "tg bound", "qeval tg/bound", "llama RSS MB",
+         "qeval RSS MB", "RSS q/l"]
 cells = [[r["level"], f(r["weight_mb"]), f(r["llama_pp512"]), f(r["llama_tg128"]), f(r["llama_ppl_tps"]),
           f(r["qeval_pp512"]), f(r["qeval_tg128"]), f(r["qeval_eval512"]), f(r["ratio_pp"], 2),
           f(r["ratio_tg"], 2), f(r["ratio_eval"], 2), f(r["decode_bound_tps"]),
-          "-" if r["qeval_frac_of_bound"] is None else f"{100 * r['qeval_frac_of_bound']:.0f}%"] for r in rows]
+          "-" if r["qeval_frac_of_bound"] is None else f"{100 * r['qeval_frac_of_bound']:.0f}%",
+          f(r["llama_max_rss_mb"], 0), f(r["qeval_peak_rss_mb"], 0), f(r["rss_q_over_l"], 2)] for r in rows]
 w = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
 line = lambda cs: "  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(cs))
 dev = q["device"]
@@ -281,7 +291,8 @@ md = [head, "", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
 md += ["| " + " | ".join(c) + " |" for c in cells]
 md += ["", "llama.cpp: llama-bench -p 512 -n 128 (pp512, tg128) and llama-perplexity -c 512 (tokens scored / seconds "
        "from 'calculating' to 'Final estimate', its default batching of 4 windows per pass, no warm-up); qeval: "
-       "`qeval bench` on the same GGUF files (eval t/s: one 512-token window per repeat, after a warm-up)."]
+       "`qeval bench` on the same GGUF files (eval t/s: one 512-token window per repeat, after a warm-up). "
+       "Memory: llama-bench's maximum resident set size (/usr/bin/time -v) against qeval's peak RSS of the level's worker process."]
 (out / "table.md").write_text("\n".join(md) + "\n")
 (out / "compare.json").write_text(json.dumps(raw, indent=1))
 print(f"\nwritten: {out / 'table.md'}, {out / 'compare.json'}")
