@@ -32,50 +32,68 @@ TYPES = {
 SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 
 
+def _rd(f, fmt):
+    return struct.unpack("<" + fmt, f.read(struct.calcsize("<" + fmt)))
+
+
+def _skip_str(f):
+    (n,) = _rd(f, "Q")
+    f.seek(n, 1)
+
+
+def _skip_value(f, t):
+    if t == 8:
+        _skip_str(f)
+    elif t == 9:
+        (et, n) = _rd(f, "IQ")
+        if et == 8:
+            for _ in range(n):
+                _skip_str(f)
+        else:
+            f.seek(SCALAR[et] * n, 1)
+    else:
+        f.seek(SCALAR[t], 1)
+
+
+def read_header(f, path):
+    """The header of an open GGUF file: magic, version, the metadata as (key, raw bytes) pairs,
+    the alignment, the tensor infos (name, dims, type, offset) and the raw bytes that hold them,
+    and where the tensor data starts."""
+    magic, version, n_tensors, n_kv = _rd(f, "4sIQQ")
+    if magic != b"GGUF":
+        sys.exit(f"{path}: not a GGUF file")
+    kvs, alignment = [], 32
+    for _ in range(n_kv):
+        start = f.tell()
+        (n,) = _rd(f, "Q")
+        key = f.read(n).decode("utf-8", "replace")
+        (t,) = _rd(f, "I")
+        if key == "general.alignment" and t == 4:
+            (alignment,) = _rd(f, "I")
+        else:
+            _skip_value(f, t)
+        end = f.tell()
+        f.seek(start)
+        kvs.append((key, f.read(end - start)))
+    infos_start = f.tell()
+    infos = []
+    for _ in range(n_tensors):
+        (n,) = _rd(f, "Q")
+        name = f.read(n).decode("utf-8", "replace")
+        (nd,) = _rd(f, "I")
+        dims = _rd(f, "Q" * nd)
+        (t, off) = _rd(f, "IQ")
+        infos.append((name, dims, t, off))
+    infos_end = f.tell()
+    f.seek(infos_start)
+    infos_raw = f.read(infos_end - infos_start)
+    data = infos_end + (alignment - infos_end % alignment) % alignment
+    return magic, version, kvs, alignment, infos, infos_raw, data
+
+
 def read_tensors(path):
     with open(path, "rb") as f:
-        def rd(fmt):
-            n = struct.calcsize("<" + fmt)
-            return struct.unpack("<" + fmt, f.read(n))
-
-        def rstr():
-            (n,) = rd("Q")
-            return f.read(n).decode("utf-8", "replace")
-
-        def skip_value(t):
-            if t == 8:
-                rstr()
-            elif t == 9:
-                (et, n) = rd("IQ")
-                if et == 8:
-                    for _ in range(n):
-                        rstr()
-                else:
-                    f.seek(SCALAR[et] * n, 1)
-            else:
-                f.seek(SCALAR[t], 1)
-
-        magic, version = rd("4sI")
-        if magic != b"GGUF":
-            sys.exit(f"{path}: not a GGUF file")
-        n_tensors, n_kv = rd("QQ")
-        alignment = 32
-        for _ in range(n_kv):
-            key = rstr()
-            (t,) = rd("I")
-            if key == "general.alignment" and t == 4:
-                (alignment,) = rd("I")
-            else:
-                skip_value(t)
-        infos = []
-        for _ in range(n_tensors):
-            name = rstr()
-            (nd,) = rd("I")
-            dims = rd("Q" * nd)
-            (t, off) = rd("IQ")
-            infos.append((name, dims, t, off))
-        pos = f.tell()
-        data = pos + (alignment - pos % alignment) % alignment
+        _, _, _, _, infos, _, data = read_header(f, path)
         out = {}
         for name, dims, t, off in infos:
             tname, block, bpb = TYPES.get(t, (f"type{t}", 1, 0))
@@ -147,63 +165,19 @@ def set_keys(src, dst, assignments):
         else:
             sys.exit(f"--set {a}: TYPE must be str, u32 or f32")
     with open(src, "rb") as f:
-        def rd(fmt):
-            return struct.unpack("<" + fmt, f.read(struct.calcsize("<" + fmt)))
-
-        def skip_str():
-            (n,) = rd("Q")
-            f.seek(n, 1)
-
-        def skip_value(t):
-            if t == 8:
-                skip_str()
-            elif t == 9:
-                (et, n) = rd("IQ")
-                if et == 8:
-                    for _ in range(n):
-                        skip_str()
-                else:
-                    f.seek(SCALAR[et] * n, 1)
-            else:
-                f.seek(SCALAR[t], 1)
-
-        magic, version, n_tensors, n_kv = rd("4sIQQ")
-        kvs = []
-        alignment = 32
-        for _ in range(n_kv):
-            start = f.tell()
-            (n,) = rd("Q")
-            key = f.read(n).decode()
-            (t,) = rd("I")
-            vstart = f.tell()
-            if key == "general.alignment" and t == 4:
-                (alignment,) = rd("I")
-            else:
-                skip_value(t)
-            end = f.tell()
-            f.seek(start)
-            kvs.append((key, f.read(end - start)))
-        infos_start = f.tell()
-        for _ in range(n_tensors):
-            skip_str()
-            (nd,) = rd("I")
-            f.seek(8 * nd + 4 + 8, 1)
-        infos_end = f.tell()
-        f.seek(infos_start)
-        infos = f.read(infos_end - infos_start)
-        data_start = infos_end + (alignment - infos_end % alignment) % alignment
-        out_kvs = [(k, raw) for k, raw in kvs if k not in new]
+        magic, version, kvs, alignment, infos, infos_raw, data = read_header(f, src)
+        out_kvs = [raw for k, raw in kvs if k not in new]
         for k, v in new.items():
             kb = k.encode()
-            out_kvs.append((k, struct.pack("<Q", len(kb)) + kb + v))
+            out_kvs.append(struct.pack("<Q", len(kb)) + kb + v)
         with open(dst, "wb") as o:
-            o.write(struct.pack("<4sIQQ", magic, version, n_tensors, len(out_kvs)))
-            for _, raw in out_kvs:
+            o.write(struct.pack("<4sIQQ", magic, version, len(infos), len(out_kvs)))
+            for raw in out_kvs:
                 o.write(raw)
-            o.write(infos)
+            o.write(infos_raw)
             pos = o.tell()
             o.write(b"\0" * ((alignment - pos % alignment) % alignment))
-            f.seek(data_start)
+            f.seek(data)
             while True:
                 chunk = f.read(1 << 24)
                 if not chunk:

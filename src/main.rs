@@ -64,7 +64,7 @@ fn quantize(a: &qeval::cli::QuantizeArgs) -> anyhow::Result<i32> {
             a.out.display()
         )));
     }
-    qeval::threads::apply(a.threads.unwrap_or_else(num_cpus_or_one));
+    qeval::threads::apply(a.threads.unwrap_or_else(qeval::threads::default_threads));
     let catalog = qeval::plan::catalog::Catalog::load(a.models.as_deref())?;
     let model = qeval::plan::model_ref(&a.model, &catalog)?;
     let hub = qeval::fetch::hub::HubConfig::from_env();
@@ -107,8 +107,4 @@ fn quantize(a: &qeval::cli::QuantizeArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
-}
-
-fn num_cpus_or_one() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -14,7 +14,14 @@ use qeval::model::source::ModelSource;
 use qeval::quant::{ggml_quants, quantize, recipe, Level};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+
+/// `qeval quantize ARGS` exits 2 with `needle` in its message.
+fn refused(args: &[&str], needle: &str) {
+    let o = common::run(&[&["quantize"], args].concat());
+    assert_eq!(o.status.code(), Some(2), "{args:?}");
+    let e = common::stderr(&o);
+    assert!(e.contains(needle), "{args:?}: {e}");
+}
 
 #[test]
 fn quantize_writes_the_measured_level_as_a_llama_cpp_gguf() {
@@ -84,28 +91,18 @@ fn quantize_writes_the_measured_level_as_a_llama_cpp_gguf() {
     );
 
     // Refusals name what is wrong.
-    let o = common::run(&[
-        "quantize",
-        "--model",
-        m,
-        "--quant",
-        "q4_0",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        common::stderr(&o).contains("--force"),
-        "{}",
-        common::stderr(&o)
+    refused(
+        &[
+            "--model",
+            m,
+            "--quant",
+            "q4_0",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "--force",
     );
-    let o = common::run(&["quantize", "--model", m, "--quant", "q7", "--out", "x.gguf"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        common::stderr(&o).contains("'q7'"),
-        "{}",
-        common::stderr(&o)
-    );
+    refused(&["--model", m, "--quant", "q7", "--out", "x.gguf"], "'q7'");
     // A safetensors source: refused with the way forward, and nothing written.
     let st = tmp.path().join("st");
     std::fs::create_dir(&st).unwrap();
@@ -119,38 +116,18 @@ fn quantize_writes_the_measured_level_as_a_llama_cpp_gguf() {
         .collect();
     qeval::model::export::write_dir(&st, &src.config, tensors, &tj).unwrap();
     let st_out = tmp.path().join("st.gguf");
-    let o = common::run(&[
-        "quantize",
-        "--model",
-        st.to_str().unwrap(),
-        "--quant",
-        "q8_0",
-        "--out",
-        st_out.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        common::stderr(&o).contains("convert_hf_to_gguf"),
-        "{}",
-        common::stderr(&o)
+    refused(
+        &[
+            "--model",
+            st.to_str().unwrap(),
+            "--quant",
+            "q8_0",
+            "--out",
+            st_out.to_str().unwrap(),
+        ],
+        "convert_hf_to_gguf",
     );
     assert!(!st_out.exists());
-}
-
-/// The real Qwen2.5-Coder-1.5B Q4_K_M, if cached.
-fn cached_coder() -> Option<PathBuf> {
-    let p = qeval::fetch::pypi::cache_dir()
-        .join("models")
-        .join("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
-    if p.is_file() {
-        Some(p)
-    } else {
-        println!(
-            "skipped: {} is not cached (QEVAL_FETCH_QWEN=1 scripts/fetch-models.sh fetches it, 1.1 GB)",
-            p.display()
-        );
-        None
-    }
 }
 
 #[derive(serde::Deserialize)]
@@ -168,7 +145,9 @@ struct ManifestLevel {
 
 #[test]
 fn quantizers_match_llama_quantize_on_qwen2_5_coder() {
-    let Some(path) = cached_coder() else { return };
+    let Some(path) = common::cached_coder() else {
+        return;
+    };
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/llama-quantize/qwen2.5-coder-1.5b-instruct.json");
     let m: Manifest = serde_json::from_slice(&std::fs::read(&fixture).unwrap()).unwrap();

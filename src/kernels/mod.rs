@@ -92,13 +92,10 @@ pub fn detect() -> Option<Isa> {
 /// Which matmul implementation quantized weights use in this process, in words for results.json.
 pub fn describe() -> String {
     match isa() {
-        Some(i) if kquants_to_candle() => format!(
-            "qeval {} for q4_0 q4_1 q5_0 q5_1 q8_0 f16 (q2_k on AVX-512 VNNI), candle for the rest",
-            i.name()
-        ),
         Some(i) => format!(
-            "qeval {} for q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q6_k f16 (q2_k on AVX-512 VNNI), candle for the rest",
-            i.name()
+            "qeval {} for q4_0 q4_1 q5_0 q5_1 q8_0 {}f16 (q2_k on AVX-512 VNNI), candle for the rest",
+            i.name(),
+            if kquants_to_candle() { "" } else { "q4_k q6_k " }
         ),
         None => "candle".to_string(),
     }

@@ -170,6 +170,14 @@ impl ModelConfig {
         let n_embd = u("embedding_length")?;
         let n_head = u("attention.head_count")?;
         let head_dim = u("attention.key_length").unwrap_or(n_embd / n_head.max(1));
+        let rope_theta = f(
+            "rope.freq_base",
+            if arch == Arch::Gemma3 {
+                1_000_000.0
+            } else {
+                10_000.0
+            },
+        );
         let mut rope_mscale = 1.0;
         let rope_factors = match get("rope.scaling.type") {
             Ok(t) => match t.to_string().map(|s| s.as_str()).unwrap_or("?") {
@@ -210,8 +218,7 @@ impl ModelConfig {
                         beta_slow: f("rope.scaling.yarn_beta_slow", 1.0),
                         ext_factor: f("rope.scaling.yarn_ext_factor", 1.0),
                     };
-                    let theta = f("rope.freq_base", 10_000.0);
-                    let (div, mscale) = y.factors(head_dim, theta);
+                    let (div, mscale) = y.factors(head_dim, rope_theta);
                     rope_mscale = mscale;
                     Some(div)
                 }
@@ -248,14 +255,7 @@ impl ModelConfig {
             n_ff: u("feed_forward_length")?,
             vocab_size,
             rms_eps: f("attention.layer_norm_rms_epsilon", 1e-6) as f64,
-            rope_theta: f(
-                "rope.freq_base",
-                if arch == Arch::Gemma3 {
-                    1_000_000.0
-                } else {
-                    10_000.0
-                },
-            ),
+            rope_theta,
             rope_theta_local: 10_000.0,
             sliding_window: if arch == Arch::Gemma3 {
                 Some(u("attention.sliding_window").unwrap_or(512))

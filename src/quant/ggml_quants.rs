@@ -95,14 +95,21 @@ fn put_f16(o: &mut [u8], v: f32) -> f32 {
     h.to_f32()
 }
 
-fn q4_0(x: &[f32], o: &mut [u8]) {
-    let (mut amax, mut max) = (0f32, 0f32);
+/// The value of largest magnitude (first one on ties, as ggml's `amax < fabsf(v)` scan) and
+/// its magnitude.
+fn signed_absmax(x: &[f32]) -> (f32, f32) {
+    let (mut max, mut amax) = (0f32, 0f32);
     for &v in x {
         if amax < v.abs() {
             amax = v.abs();
             max = v;
         }
     }
+    (max, amax)
+}
+
+fn q4_0(x: &[f32], o: &mut [u8]) {
+    let (max, _) = signed_absmax(x);
     let d = max / -8.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_f16(o, d);
@@ -140,13 +147,7 @@ fn q4_1(x: &[f32], o: &mut [u8]) {
 }
 
 fn q5_0(x: &[f32], o: &mut [u8]) {
-    let (mut amax, mut max) = (0f32, 0f32);
-    for &v in x {
-        if amax < v.abs() {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    let (max, _) = signed_absmax(x);
     let d = max / -16.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_f16(o, d);
@@ -193,14 +194,7 @@ fn q8_0(x: &[f32], o: &mut [u8]) {
 
 /// ggml's `make_qx_quants` without weights (`qw == NULL`), rmse_type 1 (the only use: q6_K).
 fn make_qx_quants_rmse1(nmax: i32, x: &[f32], l_out: &mut [i8]) -> f32 {
-    let (mut max, mut amax) = (0f32, 0f32);
-    for &v in x {
-        let ax = v.abs();
-        if ax > amax {
-            amax = ax;
-            max = v;
-        }
-    }
+    let (max, amax) = signed_absmax(x);
     if amax < GROUP_MAX_EPS {
         l_out.iter_mut().for_each(|l| *l = 0);
         return 0.0;
@@ -243,14 +237,7 @@ fn make_qx_quants_rmse1(nmax: i32, x: &[f32], l_out: &mut [i8]) -> f32 {
 
 /// ggml's `make_q3_quants` with `do_rmse = true` (q3_K's only use).
 fn make_q3_quants(nmax: i32, x: &[f32], l_out: &mut [i8]) -> f32 {
-    let (mut max, mut amax) = (0f32, 0f32);
-    for &v in x {
-        let ax = v.abs();
-        if ax > amax {
-            amax = ax;
-            max = v;
-        }
-    }
+    let (max, amax) = signed_absmax(x);
     if amax < GROUP_MAX_EPS {
         l_out.iter_mut().for_each(|l| *l = 0);
         return 0.0;

@@ -41,3 +41,20 @@ pub fn run(args: &[&str]) -> Output {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// The real Qwen2.5-Coder-1.5B-Instruct Q4_K_M, if `scripts/fetch-models.sh --qwen` has cached
+/// it (CI does); otherwise says the test is skipped.
+pub fn cached_coder() -> Option<PathBuf> {
+    let p = qeval::fetch::pypi::cache_dir()
+        .join("models")
+        .join("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
+    if p.is_file() {
+        Some(p)
+    } else {
+        println!(
+            "skipped: {} is not cached (QEVAL_FETCH_QWEN=1 scripts/fetch-models.sh fetches it, 1.1 GB)",
+            p.display()
+        );
+        None
+    }
+}
