@@ -117,6 +117,10 @@ pub struct ModelInfo {
     pub context_length: usize,
     pub vocab_size: usize,
     pub tokenizer: String,
+    /// A shape (`--model shape:...`): the model's exact tensor shapes with seeded random
+    /// weights. Its levels have speed and memory, and no quality.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shape_only: bool,
 }
 
 /// The compute device a run used (`--device`); serialized as `cpu`, `cuda`, `metal`.
@@ -253,6 +257,14 @@ pub struct DeviceInfo {
     pub threads: usize,
     pub os: String,
     pub arch: String,
+    /// A GPU's driver (e.g. `CUDA 13.0`), compute capability (`9.0`) and memory, as its
+    /// driver reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_capability: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -284,6 +296,25 @@ pub struct Spread {
     pub samples: Vec<f64>,
 }
 
+/// A GPU level's memory, read from the device's driver while the level ran.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DeviceMemory {
+    /// How it was read (e.g. `cuMemGetInfo`, sampled every 2 ms).
+    pub source: String,
+    /// The device's memory.
+    pub total_bytes: u64,
+    /// In use on the device once the level's process had opened it (its CUDA context, and
+    /// anything else on the device), before any weight was loaded.
+    pub baseline_bytes: u64,
+    /// Held by the level after loading its weights (over the baseline).
+    pub after_load_bytes: u64,
+    /// The most held by the level at any sample during the benchmark (over the baseline):
+    /// weights, KV cache, activations, the allocator's pool.
+    pub peak_bytes: u64,
+    /// The same through the evaluation too (full-vocabulary logit windows).
+    pub peak_with_eval_bytes: u64,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LevelResult {
     pub level: String,
@@ -306,6 +337,11 @@ pub struct LevelResult {
     pub peak_rss_bytes: Option<u64>,
     pub peak_rss_with_eval_bytes: Option<u64>,
     pub peak_rss_method: String,
+    /// Memory held on the GPU (CUDA, Metal), from its driver; None for a CPU level. For a GPU
+    /// level this, not the host's RSS, is the level's memory in the plots and the
+    /// recommendation ([`LevelResult::memory_bytes`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_memory: Option<DeviceMemory>,
     pub kv_cache_bytes: u64,
     pub kv_cache_ctx: usize,
     pub prefill_tokens_per_sec: Option<f64>,
@@ -545,6 +581,24 @@ impl LevelResult {
     /// Whether the level finished (its numbers can be reported).
     pub fn is_ok(&self) -> bool {
         self.status == LevelStatus::Ok
+    }
+
+    /// The level's memory as the reports plot it: the device's peak for a GPU level (read
+    /// from its driver), else the worker's peak resident memory.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        match &self.device_memory {
+            Some(d) => Some(d.peak_bytes),
+            None => self.peak_rss_bytes,
+        }
+    }
+
+    /// Where [`LevelResult::memory_bytes`] comes from, in a word for tables and axes.
+    pub fn memory_kind(&self) -> &'static str {
+        if self.device_memory.is_some() {
+            "device"
+        } else {
+            "host RSS"
+        }
     }
 }
 

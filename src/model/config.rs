@@ -19,6 +19,17 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// An architecture by its models.toml / GGUF name.
+    pub fn from_name(s: &str) -> Option<Arch> {
+        Some(match s {
+            "llama" => Arch::Llama,
+            "qwen2" => Arch::Qwen2,
+            "qwen3" => Arch::Qwen3,
+            "gemma3" => Arch::Gemma3,
+            _ => return None,
+        })
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Arch::Llama => "llama",
@@ -74,7 +85,7 @@ impl ModelConfig {
         (2 * self.n_layer * self.n_kv_head * self.head_dim * ctx * 4) as u64
     }
 
-    fn check(&self, what: &str) -> Result<()> {
+    pub(crate) fn check(&self, what: &str) -> Result<()> {
         if self.n_layer == 0
             || self.n_head == 0
             || self.n_kv_head == 0

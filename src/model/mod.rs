@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod export;
+pub mod shape;
 pub mod source;
 pub mod tokenizer;
 pub mod transformer;

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 pub enum Format {
     Gguf,
     Safetensors,
+    /// No file: the tensor shapes of a known model, with seeded random values.
+    Shape,
 }
 
 /// One tensor of the model, in canonical naming and candle shape order.
@@ -40,6 +42,10 @@ enum Backing {
         st: candle_core::safetensors::MmapedSafetensors,
         /// canonical name -> file tensor name
         names: BTreeMap<String, String>,
+    },
+    /// A model known by its shape: values made from the seed ([`super::shape::values`]).
+    Shape {
+        seed: u64,
     },
 }
 
@@ -521,7 +527,21 @@ impl ModelSource {
                 .and_then(|v| v.to_string().ok())
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty()),
-            Backing::Safetensors { .. } => None,
+            Backing::Safetensors { .. } | Backing::Shape { .. } => None,
+        }
+    }
+
+    /// A model known by its shape only (`--model shape:...`): its tensors' values come from
+    /// `seed`. It has no files.
+    pub fn from_shape(shape: &super::shape::Shape, seed: u64) -> Self {
+        ModelSource {
+            format: Format::Shape,
+            path: PathBuf::from(&shape.name),
+            config: shape.config.clone(),
+            tensors: shape.tensors(),
+            files: Vec::new(),
+            file_type: None,
+            backing: Backing::Shape { seed },
         }
     }
 
@@ -586,6 +606,14 @@ impl ModelSource {
                     .to_dtype(DType::F32)?;
                 self.to_canonical(name, t)
             }
+            Backing::Shape { seed } => {
+                let meta = self
+                    .meta(name)
+                    .with_context(|| format!("{} has no tensor '{name}'", self.path.display()))?;
+                let n = meta.shape.iter().product();
+                let v = super::shape::values(*seed, name, n);
+                Ok(Tensor::from_vec(v, meta.shape.as_slice(), &Device::Cpu)?)
+            }
         }
     }
 
@@ -593,7 +621,7 @@ impl ModelSource {
     pub fn gguf_content(&self) -> Option<&gguf_file::Content> {
         match &self.backing {
             Backing::Gguf { content } => Some(content),
-            Backing::Safetensors { .. } => None,
+            Backing::Safetensors { .. } | Backing::Shape { .. } => None,
         }
     }
 
@@ -601,7 +629,7 @@ impl ModelSource {
     pub fn load_gguf_as_stored(&self, name: &str) -> Result<QTensor> {
         match &self.backing {
             Backing::Gguf { content } => self.read_gguf(content, name),
-            Backing::Safetensors { .. } => {
+            Backing::Safetensors { .. } | Backing::Shape { .. } => {
                 anyhow::bail!("{} is not a GGUF file", self.path.display())
             }
         }

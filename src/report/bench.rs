@@ -10,7 +10,7 @@ use serde::{Serialize, Serializer};
 use std::path::Path;
 
 /// The columns of `bench.csv`, in order.
-pub const CSV_HEADER: &str = "level,status,weight_bytes,bits_per_weight,threads,kernels,prefill_tokens,prefill_tokens_per_sec,prefill_stddev,decode_tokens,decode_tokens_per_sec,decode_stddev,eval_tokens,eval_tokens_per_sec,eval_stddev";
+pub const CSV_HEADER: &str = "level,status,weight_bytes,bits_per_weight,threads,kernels,prefill_tokens,prefill_tokens_per_sec,prefill_stddev,decode_tokens,decode_tokens_per_sec,decode_stddev,eval_tokens,eval_tokens_per_sec,eval_stddev,peak_memory_bytes,memory_kind";
 
 fn row(l: &LevelResult) -> Vec<String> {
     let name = if l.is_reference {
@@ -19,18 +19,32 @@ fn row(l: &LevelResult) -> Vec<String> {
         l.level.clone()
     };
     if !l.is_ok() {
-        return vec![name, "FAILED".into(), "-".into(), "-".into(), "-".into()];
+        return vec![
+            name,
+            "FAILED".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ];
     }
+    let peak = match (l.memory_bytes(), &l.device_memory) {
+        (Some(b), Some(_)) => format!("{} GPU", crate::fmt::mb(b)),
+        (Some(b), None) => crate::fmt::mb(b),
+        (None, _) => "-".into(),
+    };
     vec![
         name,
         crate::fmt::mb(l.weight_bytes),
+        peak,
         crate::fmt::rate(l.prefill.as_ref()),
         crate::fmt::rate(l.decode.as_ref()),
         crate::fmt::rate(l.eval.as_ref()),
     ]
 }
 
-/// The terminal table: level, weight MB, pp / tg / eval tokens per second (median ± sd).
+/// The terminal table: level, weight MB, peak memory MB (the GPU's for a GPU level), pp / tg
+/// / eval tokens per second (median ± sd).
 pub fn table(r: &Results) -> String {
     let first = r.levels.iter().find(|l| l.is_ok());
     let pp = first.map_or(0, |l| l.prefill_tokens);
@@ -39,6 +53,7 @@ pub fn table(r: &Results) -> String {
     let heads = vec![
         "level".to_string(),
         "weight MB".to_string(),
+        "peak MB".to_string(),
         format!("pp{pp} t/s"),
         format!("tg{tg} t/s"),
         format!("eval{ev} t/s"),
@@ -105,6 +120,8 @@ struct BenchRow<'a> {
     eval_tokens_per_sec: Option<f64>,
     #[serde(serialize_with = "fixed3")]
     eval_stddev: Option<f64>,
+    peak_memory_bytes: Option<u64>,
+    memory_kind: &'a str,
 }
 
 fn fixed3<S: Serializer>(v: &Option<f64>, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -136,6 +153,8 @@ fn bench_row<'a>(r: &Results, l: &'a LevelResult) -> BenchRow<'a> {
         eval_tokens: l.eval_tokens,
         eval_tokens_per_sec: l.eval_tokens_per_sec,
         eval_stddev: sd(l.eval.as_ref()),
+        peak_memory_bytes: l.memory_bytes(),
+        memory_kind: l.memory_kind(),
     }
 }
 

@@ -105,8 +105,8 @@ mod tests {
     }
 
     /// The columns results.csv has always had, in order (written by hand before the rows
-    /// were serialized).
-    const COLUMNS: &str = "model,device,device_kind,device_name,threads,results_file,level,status,is_reference,reference,source,weight_bytes,bits_per_weight,peak_rss_bytes,peak_rss_with_eval_bytes,kv_cache_bytes,kv_cache_ctx,fit_bytes,fit_ctx,prefill_tokens_per_sec,prefill_stddev,decode_tokens_per_sec,decode_stddev,perplexity,perplexity_se,dppl_pct,kld_mean,kld_mean_se,kld_median,kld_p99,kld_max,top1_agreement,top1_agreement_se,rms_delta_p,rms_delta_p_se,scored_tokens,acc_delta_pts,acc_delta_low_pts,acc_delta_high_pts,eval_tokens_per_sec,eval_stddev,kernels,scoring_mode";
+    /// were serialized), and the GPU's memory columns added at the end.
+    const COLUMNS: &str = "model,device,device_kind,device_name,threads,results_file,level,status,is_reference,reference,source,weight_bytes,bits_per_weight,peak_rss_bytes,peak_rss_with_eval_bytes,kv_cache_bytes,kv_cache_ctx,fit_bytes,fit_ctx,prefill_tokens_per_sec,prefill_stddev,decode_tokens_per_sec,decode_stddev,perplexity,perplexity_se,dppl_pct,kld_mean,kld_mean_se,kld_median,kld_p99,kld_max,top1_agreement,top1_agreement_se,rms_delta_p,rms_delta_p_se,scored_tokens,acc_delta_pts,acc_delta_low_pts,acc_delta_high_pts,eval_tokens_per_sec,eval_stddev,kernels,scoring_mode,device_peak_bytes,device_after_load_bytes";
 
     #[test]
     fn columns_and_numbers_are_spelled_as_before() {
@@ -120,7 +120,7 @@ mod tests {
         let out = render(&set, &ReportOptions::default()).unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], COLUMNS);
-        assert_eq!(COLUMNS.split(',').count(), 43);
+        assert_eq!(COLUMNS.split(',').count(), 45);
         let cols: Vec<&str> = COLUMNS.split(',').collect();
         let row: Vec<&str> = lines[2].split(',').collect();
         let at = |c: &str| row[cols.iter().position(|x| *x == c).unwrap()];

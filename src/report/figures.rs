@@ -67,7 +67,7 @@ impl XAxis {
     fn value(self, e: &Entry) -> Option<f64> {
         let l = e.level;
         match self {
-            XAxis::Memory => l.peak_rss_bytes.map(|b| b as f64),
+            XAxis::Memory => l.memory_bytes().map(|b| b as f64),
             XAxis::Weights => Some(l.weight_bytes as f64),
             XAxis::Decode => l.decode_tokens_per_sec,
             XAxis::Prefill => l.prefill_tokens_per_sec,
@@ -170,7 +170,9 @@ fn scatter(set: &ReportSet, opts: &ReportOptions, x: XAxis, y: YAxis) -> Option<
         YAxis::Acc => false,
     };
     let x_desc = match x {
-        XAxis::Memory => format!("peak resident memory of the level's process ({unit})"),
+        XAxis::Memory => format!(
+            "peak memory ({unit}): GPU memory from its driver for GPU levels, else the level process's resident memory"
+        ),
         XAxis::Weights => format!("weight storage ({unit})"),
         XAxis::Decode => "decode speed (tokens/s, median; higher is better)".into(),
         XAxis::Prefill => "prefill speed (tokens/s, median; higher is better)".into(),

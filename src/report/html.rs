@@ -12,6 +12,19 @@ use super::rows::LevelRow;
 use super::{quality, recommend, table};
 use crate::report::options::ReportOptions;
 
+/// How the levels' memory was measured: the host's method, and the GPU's where levels ran on one.
+fn memory_method(r: &crate::results::Results) -> String {
+    let host = r
+        .levels
+        .first()
+        .map(|l| l.peak_rss_method.clone())
+        .unwrap_or_default();
+    match r.levels.iter().find_map(|l| l.device_memory.as_ref()) {
+        Some(d) => format!("GPU levels: the device's memory, {}; host: {host}", d.source),
+        None => host,
+    }
+}
+
 /// Escape text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -72,7 +85,7 @@ fn sort_keys(set: &ReportSet, row: &LevelRow) -> Vec<Option<f64>> {
     v.extend([
         Some(row.bits_per_weight),
         Some(row.weight_bytes as f64),
-        row.peak_rss_bytes.map(|b| b as f64),
+        row.entry.level.memory_bytes().map(|b| b as f64),
         row.perplexity,
         row.dppl_pct,
         k.is_finite().then_some(k),
@@ -504,7 +517,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
 <p class="note">One point per level and device; each device has its own colour and marker shape and its own Pareto frontier (the line: no other level of that device is both smaller or faster and better). Grey points are dominated. The reference has a KLD of 0 and is drawn at the bottom of the log axis, ringed. Error bars: 95% intervals. Dashed rules are the --budget sizes; the plots show memory as measured (at the benchmark's context), while the recommendation also counts the KV cache at its stated context.</p>
 {main}{more}
 <h2 id="table">Every level and metric</h2>
-<p class="note">Click a column to sort. ± is one standard error (PPL, KLD, same top-1) or the standard deviation over repeats (speeds). KLD: KL divergence of the level's next-token distribution from the reference's, nats per token (0 = identical). Same top-1: share of tokens where both pick the same most likely token. ΔPPL: perplexity change against the reference. Loss: the KLD's class under the thresholds above. Peak RSS: {rssm}.</p>
+<p class="note">Click a column to sort. ± is one standard error (PPL, KLD, same top-1) or the standard deviation over repeats (speeds). KLD: KL divergence of the level's next-token distribution from the reference's, nats per token (0 = identical). Same top-1: share of tokens where both pick the same most likely token. ΔPPL: perplexity change against the reference. Loss: the KLD's class under the thresholds above. Peak memory: {rssm}.</p>
 <div class="scroll">{table}</div>
 {tasks}{examples}{prompts}
 <h2>How each level was made</h2>
@@ -542,11 +555,7 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
             "<a href=\"#prompts\">Your prompts</a>"
         },
         thresholds = esc(&recommend::thresholds_text(opts)),
-        rssm = esc(r
-            .levels
-            .first()
-            .map(|l| l.peak_rss_method.as_str())
-            .unwrap_or("")),
+        rssm = esc(&memory_method(r)),
         table = levels_table(set, opts),
         made = levels_made(set),
         provenance = provenance(set),

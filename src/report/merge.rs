@@ -323,6 +323,9 @@ impl ReportSet {
             if models_differ {
                 l = format!("{} {l}", run.results.model.display());
             }
+            if run.results.model.shape_only {
+                l = format!("{l} shape-only");
+            }
             let base = l.clone();
             let mut k = 2;
             loop {

@@ -32,7 +32,7 @@ pub fn fit(l: &LevelResult, ctx: u64) -> Fit {
         0
     };
     let overhead = l
-        .peak_rss_bytes
+        .memory_bytes()
         .map(|p| p.saturating_sub(l.weight_bytes + l.kv_cache_bytes));
     Fit {
         need_bytes: l.weight_bytes + kv + overhead.unwrap_or(0),

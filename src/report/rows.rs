@@ -83,6 +83,10 @@ pub struct LevelRow<'a> {
     pub eval_stddev: Option<f64>,
     pub kernels: &'a str,
     pub scoring_mode: ScoringMode,
+    /// A GPU level's memory from its driver (the peak during the benchmark, and after
+    /// loading), over the baseline its process found; empty for a CPU level.
+    pub device_peak_bytes: Option<u64>,
+    pub device_after_load_bytes: Option<u64>,
 }
 
 /// One task metric of a level on a device: a row of `tasks.csv`.
@@ -193,6 +197,8 @@ pub fn level_row<'a>(set: &'a ReportSet, e: Entry<'a>, opts: &ReportOptions) -> 
         eval_stddev: l.eval.as_ref().map(|s| s.stddev),
         kernels: &l.kernels,
         scoring_mode: l.scoring_mode,
+        device_peak_bytes: l.device_memory.as_ref().map(|d| d.peak_bytes),
+        device_after_load_bytes: l.device_memory.as_ref().map(|d| d.after_load_bytes),
     }
 }
 

@@ -19,7 +19,7 @@ pub fn headers(set: &ReportSet) -> Vec<&'static str> {
     h.extend([
         "bits/w",
         "weights",
-        "peak RSS",
+        "peak memory",
         "PPL",
         "ΔPPL",
         "KLD mean",
@@ -55,9 +55,11 @@ pub fn cells(set: &ReportSet, row: &LevelRow, opts: &ReportOptions) -> Vec<Strin
     v.extend([
         format!("{:.2}", row.bits_per_weight),
         fmt::bytes(row.weight_bytes),
-        row.peak_rss_bytes
-            .map(fmt::bytes)
-            .unwrap_or_else(|| "-".into()),
+        match (l.memory_bytes(), &l.device_memory) {
+            (Some(b), Some(_)) => format!("{} GPU", fmt::bytes(b)),
+            (Some(b), None) => fmt::bytes(b),
+            (None, _) => "-".into(),
+        },
         pm(row.perplexity, row.perplexity_se, 3),
         row.dppl_pct
             .map(|d| format!("{d:+.1}%"))

@@ -161,6 +161,7 @@ fn measured(mut r: LevelResult, outcome: Outcome, prep: &Prepared) -> LevelRun {
     let scored = q.n_tokens > 0;
     r.peak_rss_bytes = outcome.peak_rss_bytes;
     r.peak_rss_with_eval_bytes = outcome.peak_rss_with_eval_bytes;
+    r.device_memory = outcome.device_memory;
     r.kv_cache_bytes = outcome.kv_cache_bytes;
     r.kv_cache_ctx = outcome.kv_cache_ctx;
     r.prefill_tokens_per_sec = Some(outcome.prefill.median);
@@ -233,6 +234,7 @@ fn empty_row(
         fallbacks: vec![],
         peak_rss_bytes: None,
         peak_rss_with_eval_bytes: None,
+        device_memory: None,
         peak_rss_method: crate::measure::memory::METHOD.into(),
         kv_cache_bytes: 0,
         kv_cache_ctx: plan.ctx,

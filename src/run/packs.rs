@@ -149,7 +149,11 @@ pub fn record_failure(
     r.command_line = plan.command_line.clone();
     r.status = crate::results::RunStatus::Incomplete;
     r.device.kind = plan.device;
-    r.device.name = super::prepare::device_name(plan.device);
+    let facts = crate::measure::device::describe(plan.device);
+    r.device.name = facts.name;
+    r.device.driver = facts.driver;
+    r.device.compute_capability = facts.compute_capability;
+    r.device.memory_bytes = facts.memory_bytes;
     r.device.threads = plan.threads;
     r.pack_written = None;
     if let Some(path) = &plan.pack.read {

@@ -14,7 +14,7 @@ use crate::fsutil::sha256_file;
 use crate::model::source::{Format, ModelSource};
 use crate::model::tokenizer::ModelTokenizer;
 use crate::model::transformer::ScoringMode;
-use crate::plan::{LevelPlan, LevelSource, Plan};
+use crate::plan::{LevelPlan, LevelSource, ModelRef, Plan};
 use crate::prompts::stage::Stage;
 use crate::quant::Level;
 use crate::results::*;
@@ -28,7 +28,8 @@ pub struct Prepared {
     /// Where the plan's files are on this machine.
     pub loc: Located,
     pub src: ModelSource,
-    pub tok: ModelTokenizer,
+    /// None for a shape (random weights, no tokenizer).
+    pub tok: Option<ModelTokenizer>,
     pub tokens: Vec<u32>,
     pub chunking: Chunking,
     pub tasks: Vec<PreparedTask>,
@@ -56,13 +57,18 @@ pub struct Prepared {
 /// Load, tokenize and check everything the levels share.
 pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
     crate::plan::check_device(plan.device)?;
-    let src = ModelSource::open(&loc.model_path)?;
+    let src = match &plan.model {
+        ModelRef::Shape(sh) => ModelSource::from_shape(sh, plan.seed),
+        _ => ModelSource::open(&loc.model_path)?,
+    };
+    // A shape has no tokenizer: its benchmark reads seeded random token ids.
     let tok = match src.format {
-        Format::Gguf => crate::model::tokenizer::gguf_tokenizer(&loc.model_path)?,
-        Format::Safetensors => ModelTokenizer::from_dir(&loc.model_path)?,
+        Format::Gguf => Some(crate::model::tokenizer::gguf_tokenizer(&loc.model_path)?),
+        Format::Safetensors => Some(ModelTokenizer::from_dir(&loc.model_path)?),
+        Format::Shape => None,
     };
     let cfg = &src.config;
-    if tok.vocab_size() > cfg.vocab_size {
+    if let Some(tok) = tok.as_ref().filter(|t| t.vocab_size() > cfg.vocab_size) {
         return Err(usage(format!(
             "{}: the tokenizer has {} tokens but the model's vocabulary has {}; tokenizer and weights do not belong together",
             loc.model_path.display(),
@@ -78,19 +84,19 @@ pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
     }
     let t_tok = Instant::now();
     // An eval set of tasks only (e.g. --evalset hellaswag) has no text to score.
-    let has_text = plan.evalset.has_text();
-    let mut tokens = if has_text {
-        tok.encode(&plan.evalset.text(&plan.data)?, tok.add_bos)?
-    } else {
-        Vec::new()
+    let has_text = plan.evalset.has_text() && tok.is_some();
+    let mut tokens = match &tok {
+        Some(tok) if has_text => tok.encode(&plan.evalset.text(&plan.data)?, tok.add_bos)?,
+        Some(_) => Vec::new(),
+        None => random_tokens(
+            plan.seed,
+            2 * plan.ctx.max(plan.bench.prompt_tokens) + 16,
+            cfg.vocab_size,
+        ),
     };
     let tokenize_s = t_tok.elapsed().as_secs_f64();
-    let mut chunking = Chunking::new(
-        tokens.len(),
-        plan.ctx,
-        plan.chunks,
-        if tok.add_bos { tok.bos_id } else { None },
-    );
+    let bos = tok.as_ref().filter(|t| t.add_bos).and_then(|t| t.bos_id);
+    let mut chunking = Chunking::new(tokens.len(), plan.ctx, plan.chunks, bos);
     if has_text && chunking.n_chunks == 0 {
         return Err(usage(format!(
             "eval text '{}' has {} tokens, shorter than one chunk of --ctx {}; give a longer text or a smaller --ctx",
@@ -121,8 +127,16 @@ pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
         None => None,
     };
     let t_prep = Instant::now();
-    let tasks =
-        crate::eval::taskprep::prepare(&plan.evalset, &tok, &plan.data, plan.limit, plan.seed)?;
+    let tasks = match &tok {
+        Some(tok) => crate::eval::taskprep::prepare(
+            &plan.evalset,
+            tok,
+            &plan.data,
+            plan.limit,
+            plan.seed,
+        )?,
+        None => Vec::new(),
+    };
     let tasks_file = if tasks.is_empty() {
         None
     } else {
@@ -131,10 +145,15 @@ pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
         Some(f)
     };
     let prompts = match &plan.prompts {
-        Some(p) if !plan.bench_only => Some(Stage::new(p, &loc.model_path, &tok, &work)?),
+        Some(p) if !plan.bench_only => {
+            let tok = tok
+                .as_ref()
+                .ok_or_else(|| usage("--prompts: this model has no tokenizer"))?;
+            Some(Stage::new(p, &loc.model_path, tok, &work)?)
+        }
         _ => None,
     };
-    if !has_text {
+    if !has_text && tok.is_some() {
         // The speed benchmark's prompt then comes from the tasks' own inputs.
         chunking.n_chunks = 0;
         tokens = prompt_from_tasks(&tasks, plan.bench.prompt_tokens);
@@ -163,7 +182,10 @@ pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
         spill_needed,
         pack_raw: work.join("reference.pack.new"),
         pack_records,
-        tokenizer_sha256: tok.fingerprint(),
+        tokenizer_sha256: tok
+            .as_ref()
+            .map(|t| t.fingerprint())
+            .unwrap_or_else(|| "none".into()),
         src,
         tok,
         tokens,
@@ -176,6 +198,13 @@ pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
         work,
         tokenize_s,
     })
+}
+
+/// `n` token ids drawn uniformly from the vocabulary with `seed`: a shape's benchmark input.
+fn random_tokens(seed: u64, n: usize, vocab: usize) -> Vec<u32> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(0..vocab as u32)).collect()
 }
 
 /// The tasks' own inputs, up to about `want` tokens: the benchmark's prompt when the eval set
@@ -224,6 +253,7 @@ fn kv_positions(
 /// results.json as it starts: the run's provenance, no level yet.
 pub fn new_results(plan: &Plan, prep: &Prepared) -> Result<Results> {
     let (src, cfg, tok) = (&prep.src, &prep.src.config, &prep.tok);
+    let facts = crate::measure::device::describe(plan.device);
     let mut files = Vec::new();
     for f in &src.files {
         files.push(FileInfo {
@@ -262,14 +292,21 @@ pub fn new_results(plan: &Plan, prep: &Prepared) -> Result<Results> {
             source_is_quantized: src.is_quantized(),
             context_length: cfg.context_length,
             vocab_size: cfg.vocab_size,
-            tokenizer: tok.description.clone(),
+            tokenizer: match tok {
+                Some(t) => t.description.clone(),
+                None => "none (a shape: seeded random token ids)".into(),
+            },
+            shape_only: src.format == Format::Shape,
         },
         device: DeviceInfo {
             kind: plan.device,
-            name: device_name(plan.device),
+            name: facts.name,
             threads: plan.threads,
             os: std::env::consts::OS.into(),
             arch: std::env::consts::ARCH.into(),
+            driver: facts.driver,
+            compute_capability: facts.compute_capability,
+            memory_bytes: facts.memory_bytes,
         },
         evalset: EvalsetInfo {
             name: plan.evalset.name.clone(),
@@ -279,7 +316,7 @@ pub fn new_results(plan: &Plan, prep: &Prepared) -> Result<Results> {
             ctx: plan.ctx,
             chunks: prep.chunking.n_chunks,
             scored_tokens: prep.chunking.scored_total(),
-            add_bos: tok.add_bos,
+            add_bos: tok.as_ref().is_some_and(|t| t.add_bos),
         },
         reference: plan.reference.name().into(),
         reference_note: reference_note(plan, prep)?,
@@ -317,7 +354,13 @@ fn reference_note(plan: &Plan, prep: &Prepared) -> Result<String> {
         }) => Some(prep.loc.path_of(f)?),
         _ => None,
     };
-    Ok(if plan.bench_only {
+    Ok(if src.format == Format::Shape {
+        format!(
+            "{}: a shape, the model's exact tensor shapes with seeded random weights (seed {}), quantized in-process to each level. Speed and memory are what the real model's would be; there is no quality to measure, so none is reported.",
+            plan.model_name,
+            plan.seed
+        )
+    } else if plan.bench_only {
         format!(
             "qeval bench: speed only. No quality was measured, so no level is compared with the reference {}; levels quantized in-process are made from the {} weights of the source.",
             plan.reference,
@@ -344,20 +387,6 @@ fn reference_note(plan: &Plan, prep: &Prepared) -> Result<String> {
             src.main_dtype()
         )
     })
-}
-
-pub fn device_name(kind: DeviceKind) -> String {
-    if kind == DeviceKind::Cpu {
-        if let Ok(s) = std::fs::read_to_string("/proc/cpuinfo") {
-            if let Some(l) = s.lines().find(|l| l.starts_with("model name")) {
-                if let Some((_, v)) = l.split_once(':') {
-                    return v.trim().to_string();
-                }
-            }
-        }
-        return "cpu".into();
-    }
-    kind.name().to_string()
 }
 
 /// Refuse, before anything is loaded, levels estimated to need more memory than the run may use.

@@ -130,6 +130,9 @@ pub struct Outcome {
     pub kernels: String,
     pub peak_rss_bytes: Option<u64>,
     pub peak_rss_with_eval_bytes: Option<u64>,
+    /// A GPU level's memory from the device's driver.
+    #[serde(default)]
+    pub device_memory: Option<crate::results::DeviceMemory>,
     pub kv_cache_bytes: u64,
     /// Positions the KV cache was allocated for.
     pub kv_cache_ctx: usize,

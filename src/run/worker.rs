@@ -61,10 +61,14 @@ fn keep_freed_memory() {
 fn run_here(job_path: &Path) -> Result<()> {
     let job = Job::load(job_path)?;
     let device = open_device(job.device)?;
+    // A GPU's memory is read from its driver from here on (the baseline first).
+    let sampler = crate::measure::device::Sampler::start(&device);
     let t0 = Instant::now();
     let (cfg, tensors) = crate::quant::quantize::read_level_file(&job.level_file, &device)?;
     let mut model = Transformer::with_mode(&cfg, tensors, job.max_seq, &device, job.mode)?;
+    device.synchronize()?;
     let load_s = t0.elapsed().as_secs_f64();
+    let after_load = sampler.as_ref().map(|s| s.now()).unwrap_or(0);
     let tokens = read_tokens(&job.tokens_file)?;
 
     // Benchmark first, so the peak resident memory read after it is what a deployment of this
@@ -75,6 +79,7 @@ fn run_here(job_path: &Path) -> Result<()> {
         job.progress("benchmark", done, total)
     })?;
     let peak_rss_bytes = memory::peak_rss_bytes();
+    let device_peak = sampler.as_ref().map(|s| s.peak()).unwrap_or(0);
     // Eval-scoring throughput after the peak-RSS reading: its window of logits belongs to
     // evaluation, not to a deployment. A run times the windows its evaluation scores (below);
     // `qeval bench`, which scores none, times its own.
@@ -111,6 +116,7 @@ fn run_here(job_path: &Path) -> Result<()> {
         kernels: speed::kernels_in_use(),
         peak_rss_bytes,
         peak_rss_with_eval_bytes: memory::peak_rss_bytes(),
+        device_memory: sampler.map(|s| s.finish(after_load, device_peak)),
         kv_cache_bytes: model.kv_cache_bytes(),
         kv_cache_ctx: job.max_seq,
         load_s,
