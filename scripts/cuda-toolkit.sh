@@ -15,6 +15,7 @@
 #                                     running a CUDA build on a machine without NVIDIA's driver
 #                                     (`--device cpu` works; `--device cuda` is refused).
 # The folder: $QEVAL_CUDA_HOME, default ~/.cache/qeval-cuda/13.0. Idempotent.
+# CUDAFORGE_THREADS (default: every core) is how many of candle's CUDA files compile at once.
 #
 # CUDA_COMPUTE_CAP: the GPU generation candle's quantized kernels are built for (exactly one):
 # default 90 (Hopper: H100/H200). 80 = A100, 86 = RTX 30xx, 89 = RTX 40xx / L4, 120 = RTX 50xx.
@@ -54,6 +55,7 @@ cat <<ENV
 export CUDA_ROOT="$root"
 export CUDA_PATH="$root"
 export CUDA_COMPUTE_CAP="$cap"
+export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc)}"
 export PATH="$root/bin:\$PATH"
 export LIBRARY_PATH="$stub:$root/lib\${LIBRARY_PATH:+:\$LIBRARY_PATH}"
 export LD_LIBRARY_PATH="$root/lib:$stub\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"

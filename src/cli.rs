@@ -50,11 +50,17 @@ pub enum Command {
     ///
     /// Example: qeval quantize --model qwen2.5-coder-1.5b-f16.gguf --quant q4_k_m --out q4_k_m.gguf
     Quantize(QuantizeArgs),
-    /// List the model names of models.toml with their sizes.
+    /// List the model names of models.toml with their sizes; with --local, the models this
+    /// machine already holds (Hugging Face cache, Ollama, LM Studio).
     Models {
         /// Read this models.toml instead of the built-in one.
         #[arg(long, env = "QEVAL_MODELS")]
         models: Option<PathBuf>,
+        /// List what the Hugging Face cache, Ollama's store (OLLAMA_MODELS, ~/.ollama/models)
+        /// and LM Studio's folder (LMSTUDIO_MODELS, ~/.lmstudio/models) hold: the name --model
+        /// takes, architecture, type mix, size and path.
+        #[arg(long)]
+        local: bool,
     },
     /// Run only the reference level and write its reference pack (.qref), to measure levels against later
     ///

@@ -29,7 +29,15 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Reference(args) => run_plan(&qeval::plan::Plan::for_reference(&args)?),
         Command::Sweep(args) => qeval::sweep::main(&args),
         Command::Quantize(args) => quantize(&args),
-        Command::Models { models } => {
+        Command::Models { models, local } => {
+            if local {
+                let hub = qeval::fetch::hub::HubConfig::from_env().cache_dir;
+                print!(
+                    "{}",
+                    qeval::plan::local::table(&qeval::plan::local::scan(&hub))
+                );
+                return Ok(0);
+            }
             let c = qeval::plan::catalog::Catalog::load(models.as_deref())?;
             print!("{}", qeval::plan::catalog::models_table(&c));
             Ok(0)

@@ -85,8 +85,24 @@ fn shapes_match_the_real_models_tensor_for_tensor() {
         assert_eq!(tensors(&s.tensors()), tensors(&real.tensors), "{name}");
         let (a, b) = (&s.config, &real.config);
         assert_eq!(
-            (a.arch, a.n_layer, a.n_embd, a.n_head, a.n_kv_head, a.head_dim, a.n_ff),
-            (b.arch, b.n_layer, b.n_embd, b.n_head, b.n_kv_head, b.head_dim, b.n_ff),
+            (
+                a.arch,
+                a.n_layer,
+                a.n_embd,
+                a.n_head,
+                a.n_kv_head,
+                a.head_dim,
+                a.n_ff
+            ),
+            (
+                b.arch,
+                b.n_layer,
+                b.n_embd,
+                b.n_head,
+                b.n_kv_head,
+                b.head_dim,
+                b.n_ff
+            ),
             "{name}"
         );
         assert_eq!(
@@ -136,7 +152,12 @@ fn bench_measures_a_shape_without_its_weights() {
         assert!(l.decode_tokens_per_sec.unwrap() > 0.0);
         // The level's process held its weights: peak RSS is above the weight bytes.
         let peak = l.memory_bytes().unwrap();
-        assert!(peak > l.weight_bytes, "{}: {peak} {}", l.level, l.weight_bytes);
+        assert!(
+            peak > l.weight_bytes,
+            "{}: {peak} {}",
+            l.level,
+            l.weight_bytes
+        );
         assert_eq!(l.memory_kind(), "host RSS");
     }
     // Real SmolLM2's q4_k_m mixture at its 576-wide rows: q5_0 fallbacks, q8_0 token
@@ -145,7 +166,11 @@ fn bench_measures_a_shape_without_its_weights() {
     assert_eq!(q4.llama_quantize.as_deref(), Some("Q4_K_M"));
     assert!(q4.type_mix.contains_key("q5_0") && q4.type_mix.contains_key("q6_k"));
     let csv = std::fs::read_to_string(out.join("bench.csv")).unwrap();
-    assert!(csv.lines().next().unwrap().ends_with("peak_memory_bytes,memory_kind"));
+    assert!(csv
+        .lines()
+        .next()
+        .unwrap()
+        .ends_with("peak_memory_bytes,memory_kind"));
 }
 
 #[test]

@@ -28,6 +28,12 @@ impl Located {
     pub fn path_of<'a>(&'a self, f: &'a FileRef) -> Result<&'a Path> {
         match f {
             FileRef::Local(p) => Ok(p),
+            FileRef::Store(spec) => self
+                .hub_files
+                .iter()
+                .find(|(r, _)| r == f)
+                .map(|(_, p)| p.as_path())
+                .ok_or_else(|| anyhow::anyhow!("{spec} was not located")),
             FileRef::Hub { repo, file, .. } => self
                 .hub_files
                 .iter()
@@ -57,6 +63,11 @@ pub fn locate(plan: &Plan) -> Result<Located> {
     let (model_path, repo, revision) = locate_model(&hub_cfg, &plan.model)?;
     let mut hub_files = Vec::new();
     for lp in &plan.levels {
+        if let LevelSource::GgufFile(f @ FileRef::Store(spec)) = &lp.source {
+            if !hub_files.iter().any(|(r, _)| r == f) {
+                hub_files.push((f.clone(), locate_store(spec)?.0));
+            }
+        }
         if let LevelSource::GgufFile(
             f @ FileRef::Hub {
                 repo,
@@ -80,6 +91,21 @@ pub fn locate(plan: &Plan) -> Result<Located> {
     })
 }
 
+/// A GGUF file in Ollama's or LM Studio's store: its path, the name it is known by there and,
+/// for Ollama, the digest its blob was checked against.
+pub fn locate_store(spec: &str) -> Result<(PathBuf, String, Option<String>)> {
+    use super::stores;
+    if let Some(s) = spec.strip_prefix("ollama:") {
+        let m = stores::resolve_ollama(&stores::ollama_root()?, s)?;
+        return Ok((m.blob, format!("ollama:{}", m.name), Some(m.digest)));
+    }
+    if let Some(s) = spec.strip_prefix("lmstudio:") {
+        let p = stores::resolve_lmstudio(&stores::lmstudio_root()?, s)?;
+        return Ok((p, spec.to_string(), None));
+    }
+    anyhow::bail!("{spec}: not an ollama: or lmstudio: name")
+}
+
 /// The local path of a model (fetched or found in the caches), with its repo and revision
 /// when it came from the Hub or PyPI.
 pub fn locate_model(
@@ -93,6 +119,10 @@ pub fn locate_model(
             let commit =
                 hub::resolved_commit(hub_cfg, repo, revision).unwrap_or_else(|| revision.clone());
             (dir, Some(repo.clone()), Some(commit))
+        }
+        ModelRef::Store(spec) => {
+            let (p, repo, rev) = locate_store(spec)?;
+            (p, Some(repo), rev)
         }
         // Nothing to fetch: the name stands for the model (a shape has no files).
         ModelRef::Shape(sh) => (PathBuf::from(&sh.name), None, None),

@@ -36,8 +36,14 @@ pub fn check_cuda() -> Result<()> {
     use cudarc::driver::CudaContext;
     match CudaContext::device_count() {
         Ok(n) if n > 0 => Ok(()),
-        Ok(_) => Err(crate::error::usage(cuda_unavailable(CUDA_ERROR_NO_DEVICE, ""))),
-        Err(e) => Err(crate::error::usage(cuda_unavailable(e.0 as u32, &format!("{e:?}")))),
+        Ok(_) => Err(crate::error::usage(cuda_unavailable(
+            CUDA_ERROR_NO_DEVICE,
+            "",
+        ))),
+        Err(e) => Err(crate::error::usage(cuda_unavailable(
+            e.0 as u32,
+            &format!("{e:?}"),
+        ))),
     }
 }
 
@@ -90,7 +96,9 @@ fn cuda_facts() -> Result<DeviceFacts> {
     let rc = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) };
     let driver = (rc == cudarc::driver::sys::CUresult::CUDA_SUCCESS)
         .then(|| format!("CUDA {}.{}", v / 1000, (v % 1000) / 10));
-    let (major, minor) = ctx.compute_capability().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let (major, minor) = ctx
+        .compute_capability()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     Ok(DeviceFacts {
         name: ctx.name().map_err(|e| anyhow::anyhow!("{e:?}"))?,
         driver,

@@ -188,7 +188,9 @@ mod tests {
         let mean = a.iter().map(|&x| x as f64).sum::<f64>() / n;
         let sd = (a.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
         assert!(mean.abs() < 1e-4 && (sd - 0.02).abs() < 2e-4, "{mean} {sd}");
-        assert!(values(7, "blk.3.ffn_norm.weight", 5).iter().all(|&x| x == 1.0));
+        assert!(values(7, "blk.3.ffn_norm.weight", 5)
+            .iter()
+            .all(|&x| x == 1.0));
     }
 
     #[test]

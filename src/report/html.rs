@@ -20,7 +20,10 @@ fn memory_method(r: &crate::results::Results) -> String {
         .map(|l| l.peak_rss_method.clone())
         .unwrap_or_default();
     match r.levels.iter().find_map(|l| l.device_memory.as_ref()) {
-        Some(d) => format!("GPU levels: the device's memory, {}; host: {host}", d.source),
+        Some(d) => format!(
+            "GPU levels: the device's memory, {}; host: {host}",
+            d.source
+        ),
         None => host,
     }
 }

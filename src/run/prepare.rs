@@ -128,13 +128,9 @@ pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
     };
     let t_prep = Instant::now();
     let tasks = match &tok {
-        Some(tok) => crate::eval::taskprep::prepare(
-            &plan.evalset,
-            tok,
-            &plan.data,
-            plan.limit,
-            plan.seed,
-        )?,
+        Some(tok) => {
+            crate::eval::taskprep::prepare(&plan.evalset, tok, &plan.data, plan.limit, plan.seed)?
+        }
         None => Vec::new(),
     };
     let tasks_file = if tasks.is_empty() {
@@ -354,7 +350,7 @@ fn reference_note(plan: &Plan, prep: &Prepared) -> Result<String> {
         }) => Some(prep.loc.path_of(f)?),
         _ => None,
     };
-    Ok(if src.format == Format::Shape {
+    let note = if src.format == Format::Shape {
         format!(
             "{}: a shape, the model's exact tensor shapes with seeded random weights (seed {}), quantized in-process to each level. Speed and memory are what the real model's would be; there is no quality to measure, so none is reported.",
             plan.model_name,
@@ -386,6 +382,13 @@ fn reference_note(plan: &Plan, prep: &Prepared) -> Result<String> {
             plan.reference,
             src.main_dtype()
         )
+    };
+    Ok(if plan.device == DeviceKind::Cuda {
+        format!(
+            "{note} On CUDA, candle's kernels quantize the activations of quantized weights to 8 bits per 32 values (q8_1) and multiply f16/bf16 weights in that type, where qeval's CPU kernels use q8_0/q8_K blocks and f32 sums: a level's GPU and CPU numbers differ slightly for that reason."
+        )
+    } else {
+        note
     })
 }
 
