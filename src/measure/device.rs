@@ -22,9 +22,7 @@ pub const CUDA_ERROR_NO_DEVICE: u32 = 100;
 /// The words for a CUDA driver error that means "no usable GPU here".
 pub fn cuda_unavailable(code: u32, detail: &str) -> String {
     match code {
-        CUDA_ERROR_STUB_LIBRARY => format!(
-            "--device cuda: no CUDA driver: the libcuda.so.1 this qeval loaded is a stub (CUDA_ERROR_STUB_LIBRARY), not NVIDIA's driver. Install the NVIDIA driver (it provides libcuda.so.1) and take the stub's folder off LD_LIBRARY_PATH, or run with --device cpu"
-        ),
+        CUDA_ERROR_STUB_LIBRARY => "--device cuda: no CUDA driver: the libcuda.so.1 this qeval loaded is a stub (CUDA_ERROR_STUB_LIBRARY), not NVIDIA's driver. Install the NVIDIA driver (it provides libcuda.so.1) and take the stub's folder off LD_LIBRARY_PATH, or run with --device cpu".to_string(),
         CUDA_ERROR_NO_DEVICE => "--device cuda: the NVIDIA driver sees no CUDA device (CUDA_ERROR_NO_DEVICE); check `nvidia-smi` and CUDA_VISIBLE_DEVICES, or run with --device cpu".to_string(),
         _ => format!("--device cuda: cannot initialise CUDA: {detail}; run with --device cpu"),
     }

@@ -32,7 +32,7 @@ fn describe(path: &Path) -> (String, String) {
             }
             let total: u64 = mix.values().sum::<u64>().max(1);
             let mut v: Vec<(&str, u64)> = mix.into_iter().collect();
-            v.sort_by(|a, b| b.1.cmp(&a.1));
+            v.sort_by_key(|e| std::cmp::Reverse(e.1));
             let types = v
                 .iter()
                 .map(|(t, n)| format!("{t} {:.0}%", 100.0 * *n as f64 / total as f64))
