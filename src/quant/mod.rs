@@ -5,6 +5,8 @@
 
 pub mod ggml_quants;
 pub mod gguf_out;
+pub mod iq;
+mod iq_tables;
 pub mod level;
 pub mod quantize;
 pub mod recipe;

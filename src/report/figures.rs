@@ -171,7 +171,7 @@ fn scatter(set: &ReportSet, opts: &ReportOptions, x: XAxis, y: YAxis) -> Option<
     };
     let x_desc = match x {
         XAxis::Memory => format!(
-            "peak memory ({unit}): GPU memory from its driver for GPU levels, else the level process's resident memory"
+            "peak memory: a GPU level's on the GPU, from its driver; else the level process's resident memory ({unit})"
         ),
         XAxis::Weights => format!("weight storage ({unit})"),
         XAxis::Decode => "decode speed (tokens/s, median; higher is better)".into(),
