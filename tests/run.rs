@@ -509,8 +509,8 @@ fn scoring_modes_kernel_and_weights_in_one_sweep() {
         .lines()
         .next()
         .unwrap()
-        .ends_with(",kernels,scoring_mode"));
+        .ends_with(",kernels,scoring_mode,device_peak_bytes,device_after_load_bytes"));
     assert!(csv
         .lines()
-        .any(|l| l.contains(",q8_0-weights,") && l.ends_with(",weights")));
+        .any(|l| l.contains(",q8_0-weights,") && l.ends_with(",weights,,")));
 }

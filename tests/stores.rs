@@ -267,3 +267,56 @@ fn lm_studio_files_run_and_list_and_ambiguity_is_named() {
     }
     assert_eq!(t.lines().count(), 2 + 3, "{t}");
 }
+
+#[test]
+fn a_file_with_another_tokenizer_is_refused_and_another_template_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let smol = common::model("smollm2-135m-q4_1");
+    let set = |name: &str, kv: &str| {
+        let p = dir.path().join(name);
+        let o = std::process::Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gguf_tensors.py"))
+            .args(["--set", smol.to_str().unwrap(), p.to_str().unwrap(), kv])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        p
+    };
+    let eos = set("eos.gguf", "tokenizer.ggml.eos_token_id=u32:5");
+    let tmpl = set("tmpl.gguf", "tokenizer.chat_template=str:{{ messages }}");
+    let bench = |file: &Path, out: &str| {
+        common::run(&[
+            "bench",
+            "--model",
+            smol.to_str().unwrap(),
+            "--quants",
+            "q8_0",
+            "--gguf",
+            &format!("q4_1={}", file.display()),
+            "--repeats",
+            "1",
+            "--prompt-tokens",
+            "16",
+            "--gen-tokens",
+            "4",
+            "--ctx",
+            "16",
+            "--quiet",
+            "--out",
+            dir.path().join(out).to_str().unwrap(),
+        ])
+    };
+    let o = bench(&eos, "eos");
+    let e = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("its tokenizer differs")
+            && e.contains("end-of-generation tokens [0, 2, 5], not [0, 2]"),
+        "{e}"
+    );
+    let o = bench(&tmpl, "tmpl");
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let r = qeval::results::Results::load(&dir.path().join("tmpl/results.json")).unwrap();
+    let l = r.levels.iter().find(|l| l.level == "q4_1").unwrap();
+    assert!(l.source.contains("chat template differs"), "{}", l.source);
+}

@@ -244,6 +244,44 @@ impl ModelTokenizer {
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The piece of token `id` as the vocabulary spells it.
+    fn piece(&self, id: u32) -> String {
+        match &self.inner {
+            Inner::Hf(t) => t.id_to_token(id).unwrap_or_default(),
+            Inner::Spm(s) => s.pieces.get(id as usize).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// How `other` differs from this tokenizer, in words (the first difference found: the
+    /// vocabulary's size, a token's piece, BOS, EOS, whether BOS is added); None when they
+    /// agree. Token ids mean the same thing in two models only when this is None.
+    pub fn difference(&self, other: &ModelTokenizer) -> Option<String> {
+        let (a, b) = (self.vocab_size(), other.vocab_size());
+        if a != b {
+            return Some(format!("vocabulary of {b} tokens, not {a}"));
+        }
+        if let Some(id) = (0..a as u32).find(|&id| self.piece(id) != other.piece(id)) {
+            return Some(format!(
+                "token {id} is {:?}, not {:?}",
+                other.piece(id),
+                self.piece(id)
+            ));
+        }
+        if self.bos_id != other.bos_id || self.add_bos != other.add_bos {
+            return Some(format!(
+                "BOS {:?} (added: {}), not {:?} (added: {})",
+                other.bos_id, other.add_bos, self.bos_id, self.add_bos
+            ));
+        }
+        if self.eos_ids != other.eos_ids {
+            return Some(format!(
+                "end-of-generation tokens {:?}, not {:?}",
+                other.eos_ids, self.eos_ids
+            ));
+        }
+        None
+    }
+
     /// Vocabulary size as the tokenizer sees it (added tokens included).
     pub fn vocab_size(&self) -> usize {
         match &self.inner {

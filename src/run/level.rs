@@ -147,9 +147,15 @@ fn make_weights(plan: &Plan, prep: &Prepared, lp: &LevelPlan) -> Result<(LevelWe
                 p.display(),
                 src.path.display()
             );
+            let note = prep
+                .level_notes
+                .iter()
+                .find(|(f, _)| f == p)
+                .map(|(_, n)| format!("; {n}"))
+                .unwrap_or_default();
             Ok((
                 quantize::as_stored(&s)?,
-                format!("GGUF file {}", p.display()),
+                format!("GGUF file {}{note}", p.display()),
             ))
         }
     }

@@ -52,6 +52,9 @@ pub struct Prepared {
     /// `ModelTokenizer::fingerprint`, which a pack records and checks.
     pub tokenizer_sha256: String,
     pub tokenize_s: f64,
+    /// What a level's GGUF file differs in from the source, allowed but worth saying (its
+    /// chat template), by file.
+    pub level_notes: Vec<(PathBuf, String)>,
 }
 
 /// Load, tokenize and check everything the levels share.
@@ -154,6 +157,7 @@ pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
         chunking.n_chunks = 0;
         tokens = prompt_from_tasks(&tasks, plan.bench.prompt_tokens);
     }
+    let level_notes = check_level_files(plan, &loc, &src, tok.as_ref())?;
     let tokens_file = work.join("tokens.u32");
     write_tokens(&tokens_file, &tokens)?;
     let max_seq = kv_positions(plan, &src, &tasks, prompts.as_ref())?;
@@ -193,7 +197,63 @@ pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
         tasks_file,
         work,
         tokenize_s,
+        level_notes,
     })
+}
+
+/// Refuse, before any level runs, a level's GGUF file of the source's shape whose tokenizer
+/// differs (token ids would mean other things, and KL divergence across vocabularies means
+/// nothing); note one whose chat template differs. A file of another model altogether fails
+/// its own level when it runs (`super::level`).
+fn check_level_files(
+    plan: &Plan,
+    loc: &Located,
+    src: &ModelSource,
+    tok: Option<&ModelTokenizer>,
+) -> Result<Vec<(PathBuf, String)>> {
+    let mut notes = Vec::new();
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for lp in &plan.levels {
+        let LevelSource::GgufFile(f) = &lp.source else {
+            continue;
+        };
+        let p = loc.path_of(f)?.to_path_buf();
+        if p == loc.model_path || seen.contains(&p) {
+            continue;
+        }
+        seen.push(p.clone());
+        let what = format!("--gguf {}={}", lp.level, p.display());
+        let s = ModelSource::open(&p)?;
+        let (a, b) = (&s.config, &src.config);
+        if (a.arch, a.n_layer, a.n_embd, a.vocab_size)
+            != (b.arch, b.n_layer, b.n_embd, b.vocab_size)
+        {
+            // Not the same model at all: that level fails with the reason when it runs, and
+            // the others go on.
+            continue;
+        }
+        if let Some(tok) = tok {
+            let other = crate::model::tokenizer::gguf_tokenizer(&p)?;
+            if let Some(d) = tok.difference(&other) {
+                return Err(usage(format!(
+                    "{what}: its tokenizer differs from {}'s: {d}. Token ids would mean other things in the two files, and KL divergence over different vocabularies means nothing, so they are not compared",
+                    loc.model_path.display()
+                )));
+            }
+        }
+        let template = |c: Option<&candle_core::quantized::gguf_file::Content>| {
+            c.and_then(|c| c.metadata.get("tokenizer.chat_template"))
+                .and_then(|v| v.to_string().ok().cloned())
+        };
+        if src.format == Format::Gguf && template(s.gguf_content()) != template(src.gguf_content())
+        {
+            notes.push((
+                p,
+                "its chat template differs from the source's (the tokenizer is the same)".into(),
+            ));
+        }
+    }
+    Ok(notes)
 }
 
 /// `n` token ids drawn uniformly from the vocabulary with `seed`: a shape's benchmark input.
