@@ -153,8 +153,11 @@ fn every_weight_type_multiplies_on_cuda_as_on_the_cpu() {
     }
 }
 
+/// One row of log-probabilities per position.
+type LogProbs = Vec<Vec<f32>>;
+
 /// Log-probabilities of the next token at every position after the first, on `device`.
-fn logprobs(level_file: &std::path::Path, tokens: &[u32], device: &Device) -> (Vec<Vec<f32>>, f64) {
+fn logprobs(level_file: &std::path::Path, tokens: &[u32], device: &Device) -> (LogProbs, f64) {
     let (cfg, tensors) = qeval::quant::quantize::read_level_file(level_file, device).unwrap();
     let mut m =
         qeval::model::transformer::Transformer::new(&cfg, tensors, tokens.len(), device).unwrap();
@@ -218,7 +221,8 @@ fn a_model_scores_alike_on_cuda_and_on_the_cpu() {
     let src = qeval::model::source::ModelSource::from_shape(&shape, 1234);
     let dir = tempfile::tempdir().unwrap();
     let tokens: Vec<u32> = (0..256u32).map(|i| (i * 7919 + 13) % 151936).collect();
-    let mut refs: Vec<(Vec<Vec<f32>>, Vec<Vec<f32>>)> = Vec::new();
+    // The f16 reference's log-probabilities on the CPU and on CUDA.
+    let mut refs: Option<(LogProbs, LogProbs)> = None;
     println!("level    ppl cpu     ppl cuda    ΔPPL     KLD cpu     KLD cuda    ΔKLD");
     for name in ["f16", "q8_0", "q6_k", "q4_k_m", "q4_0", "q2_k"] {
         let level = qeval::quant::Level::parse(name).unwrap();
@@ -227,11 +231,9 @@ fn a_model_scores_alike_on_cuda_and_on_the_cpu() {
         qeval::quant::quantize::write_level_file(&f, &src.config, &w).unwrap();
         let (c, _) = logprobs(&f, &tokens, &Device::Cpu);
         let (g, _) = logprobs(&f, &tokens, &gpu);
-        if refs.is_empty() {
-            refs.push((c.clone(), g.clone()));
-        }
-        let (ppl_c, kld_c) = quality(&c, &refs[0].0, &tokens);
-        let (ppl_g, kld_g) = quality(&g, &refs[0].1, &tokens);
+        let (ref_c, ref_g) = refs.get_or_insert_with(|| (c.clone(), g.clone()));
+        let (ppl_c, kld_c) = quality(&c, ref_c, &tokens);
+        let (ppl_g, kld_g) = quality(&g, ref_g, &tokens);
         let dppl = ppl_g / ppl_c - 1.0;
         let dkld = if kld_c > 0.0 {
             kld_g / kld_c - 1.0
