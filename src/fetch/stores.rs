@@ -74,14 +74,30 @@ pub fn ollama_root() -> Result<PathBuf> {
             return Ok(d.clone());
         }
     }
-    Err(usage(format!(
-        "no Ollama store: looked in {} (set OLLAMA_MODELS to Ollama's models folder)",
+    Err(not_found("Ollama store", &tried, "OLLAMA_MODELS"))
+}
+
+/// A model's name as Ollama shows it: the default registry and namespace left out.
+fn ollama_name(host: &str, ns: &str, name: &str, tag: &str) -> String {
+    if host == OLLAMA_REGISTRY && ns == OLLAMA_NAMESPACE {
+        format!("{name}:{tag}")
+    } else if host == OLLAMA_REGISTRY {
+        format!("{ns}/{name}:{tag}")
+    } else {
+        format!("{host}/{ns}/{name}:{tag}")
+    }
+}
+
+/// The error for a store found in none of the places looked at.
+fn not_found(what: &str, tried: &[PathBuf], var: &str) -> anyhow::Error {
+    usage(format!(
+        "no {what}: looked in {} (set {var} to it)",
         tried
             .iter()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
-    )))
+    ))
 }
 
 /// `NAME[:TAG]`, `NAMESPACE/NAME[:TAG]` or `HOST/NAMESPACE/NAME[:TAG]` -> the manifest's path
@@ -115,13 +131,7 @@ fn ollama_manifest_rel(spec: &str) -> Result<(PathBuf, String)> {
         [h, ns, n] => (*h, *ns, *n),
         _ => return Err(bad("too many '/'")),
     };
-    let shown = if host == OLLAMA_REGISTRY && ns == OLLAMA_NAMESPACE {
-        format!("{name}:{tag}")
-    } else if host == OLLAMA_REGISTRY {
-        format!("{ns}/{name}:{tag}")
-    } else {
-        format!("{host}/{ns}/{name}:{tag}")
-    };
+    let shown = ollama_name(host, ns, name, tag);
     Ok((Path::new(host).join(ns).join(name).join(tag), shown))
 }
 
@@ -350,13 +360,7 @@ pub fn list_ollama(root: &Path) -> Vec<(String, PathBuf, u64)> {
             let Some(f) = blob_file_name(&l.digest) else {
                 continue;
             };
-            let shown = if host == OLLAMA_REGISTRY && ns == OLLAMA_NAMESPACE {
-                format!("{name}:{tag}")
-            } else if host == OLLAMA_REGISTRY {
-                format!("{ns}/{name}:{tag}")
-            } else {
-                format!("{host}/{ns}/{name}:{tag}")
-            };
+            let shown = ollama_name(host, ns, name, tag);
             out.push((shown, root.join("blobs").join(f), l.size));
         }
     }
@@ -381,14 +385,11 @@ pub fn lmstudio_root() -> Result<PathBuf> {
             return Ok(d.clone());
         }
     }
-    Err(usage(format!(
-        "no LM Studio models folder: looked in {} (set LMSTUDIO_MODELS to it)",
-        tried
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )))
+    Err(not_found(
+        "LM Studio models folder",
+        &tried,
+        "LMSTUDIO_MODELS",
+    ))
 }
 
 /// The GGUF files directly in `dir`, sorted by name.
