@@ -21,7 +21,8 @@ Usage:
     python3 scripts/iq_reference.py --real MODEL.gguf --tensor NAME --rows N --stem STEM
         # the first N rows of one tensor of a real GGUF (raw bytes + gguf-py's dequantization)
 
-The real-data fixtures in the repository were made from SmolLM2-135M-Instruct:
+scripts/make-fixtures.sh runs both (CI runs it); the real-data fixtures come from SmolLM2-135M-Instruct
+where llama.cpp is built (scripts/compare-llamacpp.sh builds it), as by hand:
     Q=~/.cache/qeval-llamacpp/src/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin/llama-quantize
     $Q --allow-requantize ~/.cache/qeval/models/SmolLM2-135M-Instruct.Q4_1.gguf /tmp/smol-f16.gguf F16
     $Q --allow-requantize --pure /tmp/smol-f16.gguf /tmp/smol-iq4nl.gguf IQ4_NL

@@ -2,8 +2,11 @@
 # Generate the binary test fixtures instead of committing them: the tiny synthetic GGUF seed
 # models and the heads of the cached real models (fuzz/make_seeds.py, into fuzz/seeds/), and the
 # loopback Hub's parquet files, written by pyarrow from the invented text fixtures
-# (tests/fixtures/evaldata/hub/make_parquet.py). pyarrow goes into qeval's cache
-# ($QEVAL_CACHE, default ~/.cache/qeval), not into the system Python. Run scripts/fetch-models.sh
+# (tests/fixtures/evaldata/hub/make_parquet.py), and the i-quant dequantization fixtures
+# (tests/fixtures/iq/: seeded blocks dequantized by gguf-py's numpy reference, plus, where
+# llama.cpp is built here, rows of SmolLM2 tensors llama-quantize wrote as IQ4_NL / IQ4_XS). pyarrow goes into qeval's cache
+# and gguf-py go into qeval's cache ($QEVAL_CACHE, default ~/.cache/qeval), not into the system
+# Python. Run scripts/fetch-models.sh
 # first so the model heads exist. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,3 +17,25 @@ if ! PYTHONPATH="$py" python3 -c "import pyarrow" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$py" pyarrow
 fi
 PYTHONPATH="$py" python3 tests/fixtures/evaldata/hub/make_parquet.py
+
+gp="$cache/gguf-py"
+if [ "$(PYTHONPATH="$gp" python3 -c 'import importlib.metadata as m, numpy; print(m.version("gguf"))' 2>/dev/null)" != 0.19.0 ]; then
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$gp" gguf==0.19.0
+fi
+PYTHONPATH="$gp" python3 scripts/iq_reference.py
+llama="${LLAMACPP_BIN:-${QEVAL_LLAMACPP_CACHE:-$HOME/.cache/qeval-llamacpp}/src/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin}"
+smol="$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+if [ -x "$llama/llama-quantize" ] && [ -f "$smol" ]; then
+  iq="$cache/iq"
+  mkdir -p "$iq"
+  [ -f "$iq/smol-f16.gguf" ] || "$llama/llama-quantize" --allow-requantize "$smol" "$iq/smol-f16.gguf" F16 2 >/dev/null 2>&1
+  for t in IQ4_NL IQ4_XS; do
+    f="$iq/smol-$(echo "$t" | tr 'A-Z' 'a-z').gguf"
+    [ -f "$f" ] || "$llama/llama-quantize" --allow-requantize --pure "$iq/smol-f16.gguf" "$f" "$t" 2 >/dev/null 2>&1
+  done
+  PYTHONPATH="$gp" python3 scripts/iq_reference.py --real "$iq/smol-iq4_nl.gguf" --tensor blk.0.attn_q.weight --rows 32 --stem real_iq4_nl
+  # --pure IQ4_XS leaves the 576-wide rows at IQ4_NL: ffn_down (1536 wide) is the IQ4_XS one.
+  PYTHONPATH="$gp" python3 scripts/iq_reference.py --real "$iq/smol-iq4_xs.gguf" --tensor blk.0.ffn_down.weight --rows 16 --stem real_iq4_xs
+else
+  echo "make-fixtures: no llama-quantize in $llama: the real-tensor IQ4 fixtures are not made (scripts/compare-llamacpp.sh builds llama.cpp)"
+fi

@@ -100,9 +100,33 @@ fn a_run_from_ollamas_store_records_the_blob_it_checked() {
     );
     assert_eq!(r.model.files[0].sha256, SMOL_SHA);
     assert!(r.levels[0].is_ok() && r.levels[0].perplexity.unwrap() > 1.0);
-    // The hash is remembered by size and modification time: checked once.
+    // The hash is remembered by size and modification time: checked once. A remembered hash
+    // is what the next run compares (here made wrong on purpose, so the run must refuse).
     let v = std::fs::read_to_string(cache.join("verified-blobs.json")).unwrap();
     assert!(v.contains(SMOL_SHA), "{v}");
+    std::fs::write(
+        cache.join("verified-blobs.json"),
+        // The value only: the blob's path, the key, holds the digest too.
+        v.replace(
+            &format!("\"sha256\": \"{SMOL_SHA}\""),
+            &format!("\"sha256\": \"{}\"", "e".repeat(64)),
+        ),
+    )
+    .unwrap();
+    let o = qeval_in(
+        &env,
+        &[
+            "bench",
+            "--model",
+            "ollama:smollm2:135m",
+            "--quiet",
+            "--out",
+            dir.path().join("again").to_str().unwrap(),
+        ],
+    );
+    let e = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains(&format!("has sha256 {}", "e".repeat(64))), "{e}");
 
     // The template and params layers are read.
     let m = qeval::fetch::stores::resolve_ollama(&store, "smollm2:135m").unwrap();

@@ -252,7 +252,7 @@ struct Verified {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct VerifiedFile {
     size: u64,
-    mtime_ns: u128,
+    mtime_ns: u64,
     sha256: String,
 }
 
@@ -280,7 +280,7 @@ pub fn verify_blob(path: &Path, digest: &str, size: u64, what: &str) -> Result<(
         .modified()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
+        .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     let want = digest.strip_prefix("sha256:").unwrap_or(digest);
     let key = path.display().to_string();
@@ -297,6 +297,8 @@ pub fn verify_blob(path: &Path, digest: &str, size: u64, what: &str) -> Result<(
         Some(v) => v.sha256.clone(),
         None => {
             let s = sha256_file(path)?;
+            // Forget files that are gone (temporary stores, pruned blobs).
+            verified.files.retain(|f, _| Path::new(f).exists());
             verified.files.insert(
                 key,
                 VerifiedFile {

@@ -233,7 +233,11 @@ fn check_level_files(
             continue;
         }
         if let Some(tok) = tok {
-            let other = crate::model::tokenizer::gguf_tokenizer(&p)?;
+            // From the header already read (the file is not opened again).
+            let ct = s
+                .gguf_content()
+                .ok_or_else(|| usage(format!("{what}: not a GGUF file")))?;
+            let other = ModelTokenizer::from_gguf(ct, &p)?;
             if let Some(d) = tok.difference(&other) {
                 return Err(usage(format!(
                     "{what}: its tokenizer differs from {}'s: {d}. Token ids would mean other things in the two files, and KL divergence over different vocabularies means nothing, so they are not compared",
