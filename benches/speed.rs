@@ -5,15 +5,14 @@
 //! `~/.cache/qeval/models/SmolLM2-135M-Instruct.Q4_1.gguf` (scripts/fetch-models.sh); without it
 //! the bench says so and measures nothing. Kept small so `cargo bench` takes a minute or two.
 
-use candle_core::quantized::QTensor;
 use candle_core::Device;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use qeval::model::source::ModelSource;
 use qeval::model::transformer::Transformer;
+use qeval::quant::weight::Weight;
 use qeval::quant::{quantize, Level};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PREFILL_TOKENS: usize = 128;
@@ -50,11 +49,7 @@ fn prompt(path: &std::path::Path) -> anyhow::Result<Vec<u32>> {
 /// Quantize the source to `level` in-process and build the model on the CPU.
 fn model_at(src: &ModelSource, level: &str) -> anyhow::Result<Transformer> {
     let w = quantize::quantize(src, Level::parse(level)?, &|| {})?;
-    let tensors: HashMap<String, Arc<QTensor>> = w
-        .tensors
-        .into_iter()
-        .map(|(n, t)| (n, Arc::new(t)))
-        .collect();
+    let tensors: HashMap<String, Weight> = w.tensors.into_iter().collect();
     Transformer::new(
         &src.config,
         tensors,

@@ -15,14 +15,15 @@
 #   --keep  keep the quantized files (default: each pair is deleted once compared)
 #   --llama-only  run llama-quantize only (no qeval, no comparison; with --manifest)
 #   --manifest FILE  also write what tests/quantize.rs checks: per level, every tensor's type
-#       in llama-quantize's file and the sha256 of five tensors (tests/fixtures/llama-quantize/)
+#       in llama-quantize's file and the sha256 of five tensors (tests/fixtures/llama-quantize/);
+#       levels already in FILE and not run now are kept
 # Environment: QEVAL (binary, default target/release/qeval), LLAMACPP_BIN or the build of
 # scripts/compare-llamacpp.sh (~/.cache/qeval-llamacpp).
 set -euo pipefail
 die() { echo "compare-quantize: $*" >&2; exit 2; }
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 model="$HOME/.cache/qeval/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-levels="f16,q8_0,q6_k,q5_k_m,q5_k_s,q5_1,q5_0,q4_k_m,q4_k_s,q4_1,q4_0,q3_k_l,q3_k_m,q3_k_s,q2_k,q8_0-pure,q6_k-pure,q5_k-pure,q5_1-pure,q5_0-pure,q4_k-pure,q4_1-pure,q4_0-pure,q3_k-pure,q2_k-pure"
+levels="f16,q8_0,q6_k,q5_k_m,q5_k_s,q5_1,q5_0,q4_k_m,q4_k_s,q4_1,q4_0,q3_k_l,q3_k_m,q3_k_s,q2_k,q8_0-pure,q6_k-pure,q5_k-pure,q5_1-pure,q5_0-pure,q4_k-pure,q4_1-pure,q4_0-pure,q3_k-pure,q2_k-pure,iq4_nl,iq4_xs,iq4_nl-pure,iq4_xs-pure"
 out=""
 keep=0
 manifest=""
@@ -95,6 +96,9 @@ few = ["blk.0.attn_q.weight", "blk.0.attn_v.weight", "blk.0.ffn_down.weight",
 m = {"about": "llama-quantize (llama-cpp-python 0.3.36's llama.cpp) on the f16 file it made with "
               "--allow-requantize from " + pathlib.Path(model).name + "; written by scripts/compare-quantize.sh --manifest",
      "levels": {}}
+# Levels already in the manifest stay; the ones run now are (re)written.
+if pathlib.Path(dest).is_file():
+    m["levels"] = json.loads(pathlib.Path(dest).read_text()).get("levels", {})
 for l in levels:
     t = json.loads((out / f"llama-{l}.tensors.json").read_text())
     m["levels"][l] = {"types": {n: v[0] for n, v in sorted(t.items())},

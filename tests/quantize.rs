@@ -11,6 +11,7 @@ mod common;
 
 use candle_core::quantized::gguf_file::Value;
 use qeval::model::source::ModelSource;
+use qeval::quant::weight::WType;
 use qeval::quant::{ggml_quants, quantize, recipe, Level};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -77,6 +78,7 @@ fn quantize_writes_the_measured_level_as_a_llama_cpp_gguf() {
     let mut f = std::fs::File::open(&out).unwrap();
     for (name, t) in &level.tensors {
         let w = b.tensor(&mut f, name, &candle_core::Device::Cpu).unwrap();
+        let t = t.as_candle().unwrap();
         assert_eq!(w.dtype(), t.dtype(), "{name}");
         assert_eq!(w.data().unwrap(), t.data().unwrap(), "{name}");
     }
@@ -171,12 +173,7 @@ fn quantizers_match_llama_quantize_on_qwen2_5_coder() {
         assert_eq!(lvl.types.len(), src.tensors.len(), "{name}");
         for t in &src.tensors {
             let (d, _) = recipe::choose(level, &t.name, &t.shape, shape);
-            assert_eq!(
-                qeval::quant::level::dtype_name(d),
-                lvl.types[&t.name],
-                "{name}: type of {}",
-                t.name
-            );
+            assert_eq!(d.name(), lvl.types[&t.name], "{name}: type of {}", t.name);
         }
         for (tensor, want) in &lvl.sha256 {
             let meta = src.tensors.iter().find(|t| &t.name == tensor).unwrap();
@@ -184,12 +181,15 @@ fn quantizers_match_llama_quantize_on_qwen2_5_coder() {
             let x = values
                 .entry(tensor.clone())
                 .or_insert_with(|| f16_values(tensor));
-            let bytes = if ggml_quants::supports(d) {
-                ggml_quants::quantize(d, x).unwrap()
-            } else {
-                x.iter()
+            let bytes = match d {
+                WType::Candle(c) if ggml_quants::supports(c) => {
+                    ggml_quants::quantize(c, x).unwrap()
+                }
+                WType::Iq(t) => qeval::quant::iq4_quants::quantize(t, x).unwrap(),
+                WType::Candle(_) => x
+                    .iter()
                     .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-                    .collect()
+                    .collect(),
             };
             let got = format!("{:x}", Sha256::digest(&bytes));
             assert_eq!(&got, want, "{name}: bytes of {tensor} ({d:?})");

@@ -16,6 +16,7 @@
 pub mod attention;
 pub mod exp;
 pub mod f16;
+pub mod iq;
 mod tiles;
 mod x86;
 

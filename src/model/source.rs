@@ -8,8 +8,10 @@
 
 use super::config::{Arch, ModelConfig};
 use crate::error::usage;
+use crate::quant::iq::IqType;
+use crate::quant::weight::{IqTensor, Weight};
 use anyhow::{Context, Result};
-use candle_core::quantized::{gguf_file, QTensor};
+use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -37,6 +39,8 @@ pub struct TensorMeta {
 enum Backing {
     Gguf {
         content: gguf_file::Content,
+        /// Tensors of types candle has no type for, with their real type.
+        iq: BTreeMap<String, IqType>,
     },
     Safetensors {
         st: candle_core::safetensors::MmapedSafetensors,
@@ -44,9 +48,7 @@ enum Backing {
         names: BTreeMap<String, String>,
     },
     /// A model known by its shape: values made from the seed ([`super::shape::values`]).
-    Shape {
-        seed: u64,
-    },
+    Shape { seed: u64 },
 }
 
 /// An opened model source.
@@ -81,7 +83,23 @@ fn ftype_name(v: u32) -> Option<&'static str> {
         16 => "q5_k_s",
         17 => "q5_k_m",
         18 => "q6_k",
+        19 => "iq2_xxs",
+        20 => "iq2_xs",
+        21 => "q2_k_s",
+        22 => "iq3_xs",
+        23 => "iq3_xxs",
+        24 => "iq1_s",
+        25 => "iq4_nl",
+        26 => "iq3_s",
+        27 => "iq3_m",
+        28 => "iq2_s",
+        29 => "iq2_m",
+        30 => "iq4_xs",
+        31 => "iq1_m",
         32 => "bf16",
+        36 => "tq1_0",
+        37 => "tq2_0",
+        38 => "mxfp4_moe",
         _ => return None,
     })
 }
@@ -92,11 +110,32 @@ const GGUF_MAX_DEPTH: usize = 64;
 /// Read a GGUF file's header and metadata from `reader` (positioned at the file's start),
 /// guarding candle's parser against what it does not survive: a file that is not GGUF
 /// gets a message about the file, and a `general.alignment` of 0 (candle divides by it)
-/// is refused before candle reads anything. `path` names the source in messages.
+/// is refused before candle reads anything. `path` names the source in messages. Tensors
+/// of the types candle has no type for (see [`read_gguf_content_iq`]) are an error here.
 pub fn read_gguf_content<R: Read + Seek>(
     reader: &mut R,
     path: &Path,
 ) -> Result<gguf_file::Content> {
+    let (content, iq) = read_gguf_content_iq(reader, path)?;
+    if let Some((name, ty)) = iq.iter().next() {
+        return Err(usage(format!(
+            "{}: tensor '{name}' is {}, which this part of qeval does not read",
+            path.display(),
+            ty.name()
+        )));
+    }
+    Ok(content)
+}
+
+/// As [`read_gguf_content`], also for files holding the GGUF types candle has no type for
+/// (the i-quants, TQ1_0/TQ2_0, MXFP4: [`IqType`]). Their tensors appear in the returned
+/// content with candle type F32 (a placeholder: candle must never read them) and are listed,
+/// with their real type, in the map; [`read_iq_tensor`] reads them. A type id neither knows
+/// is refused, naming the tensor.
+pub fn read_gguf_content_iq<R: Read + Seek>(
+    reader: &mut R,
+    path: &Path,
+) -> Result<(gguf_file::Content, BTreeMap<String, IqType>)> {
     let start = reader
         .stream_position()
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -104,26 +143,94 @@ pub fn read_gguf_content<R: Read + Seek>(
     reader
         .seek(SeekFrom::Start(start))
         .with_context(|| format!("cannot read {}", path.display()))?;
-    if let Some(alignment) = scan? {
-        if alignment == 0 {
-            return Err(usage(format!(
-                "{}: GGUF metadata general.alignment is 0 (it must be a positive number of bytes, normally 32); the file is corrupt",
-                path.display()
-            )));
+    let scan = scan?;
+    if scan.alignment == Some(0) {
+        return Err(usage(format!(
+            "{}: GGUF metadata general.alignment is 0 (it must be a positive number of bytes, normally 32); the file is corrupt",
+            path.display()
+        )));
+    }
+    let mut iq = BTreeMap::new();
+    for (name, id, _) in &scan.foreign {
+        match IqType::from_ggml_id(*id) {
+            Some(t) => {
+                iq.insert(name.clone(), t);
+            }
+            None => {
+                return Err(usage(format!(
+                    "{}: tensor '{name}' has GGML type {id}, which qeval cannot read (it reads f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k..q6_k, {})",
+                    path.display(),
+                    IqType::ALL.map(IqType::name).join(", ")
+                )))
+            }
         }
     }
-    gguf_file::Content::read(reader).map_err(|e| {
+    let content = if scan.foreign.is_empty() {
+        gguf_file::Content::read(reader)
+    } else {
+        // candle's reader refuses these type ids: give it the header with each replaced by
+        // F32 (0), and keep the real types aside.
+        let mut head = vec![0u8; scan.infos_end as usize];
+        reader
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| reader.read_exact(&mut head))
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        for (_, _, pos) in &scan.foreign {
+            head[*pos as usize..*pos as usize + 4].copy_from_slice(&0u32.to_le_bytes());
+        }
+        let mut cur = std::io::Cursor::new(head);
+        cur.set_position(start);
+        gguf_file::Content::read(&mut cur)
+    };
+    let content = content.map_err(|e| {
         usage(format!(
             "{}: cannot read GGUF header and metadata ({e}); the file may be truncated or corrupt",
             path.display()
         ))
-    })
+    })?;
+    Ok((content, iq))
 }
 
-/// Walk the GGUF header and metadata without keeping them: checks magic and version and
-/// returns `general.alignment` if it is an integer. Structural damage is left for candle's
-/// reader to report; only what would crash it is looked for here.
-fn scan_gguf_metadata<R: Read + Seek>(r: &mut R, path: &Path) -> Result<Option<u64>> {
+/// Read tensor `name`, of type `ty` (from [`read_gguf_content_iq`]'s map), from the file.
+pub fn read_iq_tensor<R: Read + Seek>(
+    reader: &mut R,
+    content: &gguf_file::Content,
+    name: &str,
+    ty: IqType,
+) -> Result<IqTensor> {
+    let info = content
+        .tensor_infos
+        .get(name)
+        .with_context(|| format!("no tensor '{name}'"))?;
+    let shape = info.shape.dims().to_vec();
+    let n = IqTensor::bytes_for(ty, &shape).with_context(|| {
+        format!(
+            "tensor '{name}' of shape {shape:?} does not fit {}",
+            ty.name()
+        )
+    })?;
+    reader.seek(SeekFrom::Start(content.tensor_data_offset + info.offset))?;
+    let mut data = vec![0u8; n as usize];
+    reader
+        .read_exact(&mut data)
+        .with_context(|| format!("cannot read tensor '{name}' (truncated file?)"))?;
+    IqTensor::new(ty, shape, data)
+}
+
+/// What the header walk found: `general.alignment`, the tensors whose type id candle does
+/// not know (name, id, byte position of the id), and where the tensor table ends.
+#[derive(Default)]
+struct GgufScanOut {
+    alignment: Option<u64>,
+    foreign: Vec<(String, u32, u64)>,
+    infos_end: u64,
+}
+
+/// Walk the GGUF header, metadata and tensor table without keeping them: checks magic and
+/// version, returns `general.alignment` if it is an integer and the tensors of types candle
+/// does not know. Structural damage is left for candle's reader to report; only what would
+/// crash it, or what it would refuse, is looked for here.
+fn scan_gguf_metadata<R: Read + Seek>(r: &mut R, path: &Path) -> Result<GgufScanOut> {
     let mut head = [0u8; 8];
     r.read_exact(&mut head).map_err(|_| {
         usage(format!(
@@ -156,7 +263,7 @@ fn scan_gguf_metadata<R: Read + Seek>(r: &mut R, path: &Path) -> Result<Option<u
         wide: version >= 2,
     };
     // Malformed metadata ends the scan; candle's reader reports it properly.
-    Ok(scan.alignment().unwrap_or(None))
+    Ok(scan.header().unwrap_or_default())
 }
 
 /// A forward-only walk over GGUF metadata that never reads or seeks past the end.
@@ -169,8 +276,8 @@ struct GgufScan<'r, R> {
 }
 
 impl<R: Read + Seek> GgufScan<'_, R> {
-    fn alignment(&mut self) -> std::io::Result<Option<u64>> {
-        let _tensor_count = self.len()?;
+    fn header(&mut self) -> std::io::Result<GgufScanOut> {
+        let tensor_count = self.len()?;
         let kv_count = self.len()?;
         let mut alignment = None;
         for _ in 0..kv_count {
@@ -197,7 +304,42 @@ impl<R: Read + Seek> GgufScan<'_, R> {
                 }
             }
         }
-        Ok(alignment)
+        let mut out = GgufScanOut {
+            alignment,
+            ..Default::default()
+        };
+        // Each tensor takes at least 24 bytes: a count beyond the file fails fast.
+        if tensor_count > (self.end - self.pos) / 24 {
+            return Err(bad_gguf());
+        }
+        for _ in 0..tensor_count {
+            let name_len = self.len()?;
+            if name_len > 4096 {
+                return Err(bad_gguf());
+            }
+            if name_len > self.end - self.pos {
+                return Err(bad_gguf());
+            }
+            let mut name = vec![0u8; name_len as usize];
+            self.r.read_exact(&mut name)?;
+            self.pos += name_len;
+            let n_dims = self.u32()?;
+            if n_dims > 8 {
+                return Err(bad_gguf());
+            }
+            for _ in 0..n_dims {
+                self.len()?;
+            }
+            let at = self.pos;
+            let ty = self.u32()?;
+            self.bytes::<8>()?;
+            if !CANDLE_TYPES.contains(&ty) {
+                out.foreign
+                    .push((String::from_utf8_lossy(&name).into_owned(), ty, at));
+            }
+        }
+        out.infos_end = self.pos;
+        Ok(out)
     }
 
     fn bytes<const N: usize>(&mut self) -> std::io::Result<[u8; N]> {
@@ -269,6 +411,9 @@ impl<R: Read + Seek> GgufScan<'_, R> {
     }
 }
 
+/// The `enum ggml_type` ids candle's GGUF reader accepts.
+const CANDLE_TYPES: [u32; 15] = [0, 1, 2, 3, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 30];
+
 /// On-disk size of a fixed-size GGUF metadata type.
 fn gguf_fixed_size(ty: u32) -> Option<u64> {
     Some(match ty {
@@ -288,6 +433,8 @@ fn bad_gguf() -> std::io::Error {
 /// the tensor table (every tensor inside the file), llama.cpp's file type.
 pub struct GgufHeader {
     pub content: gguf_file::Content,
+    /// Tensors of types candle has no type for ([`read_gguf_content_iq`]).
+    pub iq: BTreeMap<String, IqType>,
     pub config: ModelConfig,
     pub tensors: Vec<TensorMeta>,
     pub file_type: Option<String>,
@@ -310,19 +457,25 @@ fn tensor_bytes(dims: &[usize], dtype: candle_core::quantized::GgmlDType) -> Opt
 /// (the file itself, or bytes in memory); `path` names the source in messages. Reads no
 /// tensor data except the small `rope_freqs.weight` of Llama 3 models.
 pub fn read_gguf_header<R: Read + Seek>(reader: &mut R, path: &Path) -> Result<GgufHeader> {
-    let content = read_gguf_content(reader, path)?;
+    let (content, iq) = read_gguf_content_iq(reader, path)?;
     let file_len = reader
         .seek(SeekFrom::End(0))
         .with_context(|| format!("cannot read {}", path.display()))?;
     let mut config = ModelConfig::from_gguf(&content, path)?;
     let mut tensors = Vec::new();
     for (name, info) in &content.tensor_infos {
-        let bytes = tensor_bytes(info.shape.dims(), info.ggml_dtype).ok_or_else(|| {
+        let (bytes, type_name) = match iq.get(name) {
+            Some(t) => (IqTensor::bytes_for(*t, info.shape.dims()), t.name()),
+            None => (
+                tensor_bytes(info.shape.dims(), info.ggml_dtype),
+                crate::quant::level::dtype_name(info.ggml_dtype),
+            ),
+        };
+        let bytes = bytes.ok_or_else(|| {
             usage(format!(
-                "{}: tensor '{name}' has shape {:?}, which does not fit its type {:?}; the file is corrupt",
+                "{}: tensor '{name}' has shape {:?}, which does not fit its type {type_name}; the file is corrupt",
                 path.display(),
                 info.shape.dims(),
-                info.ggml_dtype
             ))
         })?;
         let end = content
@@ -345,11 +498,17 @@ pub fn read_gguf_header<R: Read + Seek>(reader: &mut R, path: &Path) -> Result<G
         tensors.push(TensorMeta {
             name: name.clone(),
             shape: info.shape.dims().to_vec(),
-            source_dtype: crate::quant::level::dtype_name(info.ggml_dtype).to_string(),
+            source_dtype: type_name.to_string(),
         });
     }
     tensors.sort_by_key(|t| tensor_order(&t.name));
     check_complete(&tensors, &config, path)?;
+    if iq.contains_key("rope_freqs.weight") {
+        return Err(usage(format!(
+            "{}: rope_freqs.weight is stored as an i-quant; it must be f32",
+            path.display()
+        )));
+    }
     if let Some(info) = content.tensor_infos.get("rope_freqs.weight") {
         let want = config.head_dim / 2;
         if info.shape.dims() != [want] {
@@ -380,6 +539,7 @@ pub fn read_gguf_header<R: Read + Seek>(reader: &mut R, path: &Path) -> Result<G
             .and_then(ftype_name)
             .map(String::from),
         content,
+        iq,
         config,
         tensors,
     })
@@ -452,6 +612,7 @@ impl ModelSource {
             file_type: header.file_type,
             backing: Backing::Gguf {
                 content: header.content,
+                iq: header.iq,
             },
         })
     }
@@ -521,7 +682,7 @@ impl ModelSource {
     /// The GGUF's `general.name` (e.g. "Qwen2.5 Coder 1.5B Instruct"), if it states one.
     pub fn general_name(&self) -> Option<String> {
         match &self.backing {
-            Backing::Gguf { content } => content
+            Backing::Gguf { content, .. } => content
                 .metadata
                 .get("general.name")
                 .and_then(|v| v.to_string().ok())
@@ -592,10 +753,7 @@ impl ModelSource {
     /// Load one tensor in canonical layout as f32 on the CPU.
     pub fn load_f32(&self, name: &str) -> Result<Tensor> {
         match &self.backing {
-            Backing::Gguf { content } => {
-                let q = self.read_gguf(content, name)?;
-                Ok(q.dequantize(&Device::Cpu)?)
-            }
+            Backing::Gguf { .. } => self.load_gguf_as_stored(name)?.dequantize(&Device::Cpu),
             Backing::Safetensors { st, names } => {
                 let file_name = names
                     .get(name)
@@ -617,30 +775,33 @@ impl ModelSource {
         }
     }
 
-    /// The parsed GGUF header (metadata and tensor infos) of a GGUF source.
+    /// The parsed GGUF header (metadata and tensor infos) of a GGUF source. Tensors of the
+    /// types candle has no type for show as F32 there; `TensorMeta::source_dtype` and
+    /// [`Self::load_gguf_as_stored`] have their real type.
     pub fn gguf_content(&self) -> Option<&gguf_file::Content> {
         match &self.backing {
-            Backing::Gguf { content } => Some(content),
+            Backing::Gguf { content, .. } => Some(content),
             Backing::Safetensors { .. } | Backing::Shape { .. } => None,
         }
     }
 
     /// The tensor exactly as stored in a GGUF source (no requantization).
-    pub fn load_gguf_as_stored(&self, name: &str) -> Result<QTensor> {
-        match &self.backing {
-            Backing::Gguf { content } => self.read_gguf(content, name),
-            Backing::Safetensors { .. } | Backing::Shape { .. } => {
-                anyhow::bail!("{} is not a GGUF file", self.path.display())
-            }
-        }
-    }
-
-    fn read_gguf(&self, content: &gguf_file::Content, name: &str) -> Result<QTensor> {
-        let mut f = std::fs::File::open(&self.path)
-            .with_context(|| format!("cannot open {}", self.path.display()))?;
-        content
-            .tensor(&mut f, name, &Device::Cpu)
-            .with_context(|| format!("{}: cannot read tensor '{name}'", self.path.display()))
+    pub fn load_gguf_as_stored(&self, name: &str) -> Result<Weight> {
+        let Backing::Gguf { content, iq } = &self.backing else {
+            anyhow::bail!("{} is not a GGUF file", self.path.display())
+        };
+        let mut f = std::io::BufReader::new(
+            std::fs::File::open(&self.path)
+                .with_context(|| format!("cannot open {}", self.path.display()))?,
+        );
+        let w = match iq.get(name) {
+            Some(t) => read_iq_tensor(&mut f, content, name, *t).map(Weight::from),
+            None => content
+                .tensor(&mut f, name, &Device::Cpu)
+                .map(Weight::from)
+                .map_err(Into::into),
+        };
+        w.with_context(|| format!("{}: cannot read tensor '{name}'", self.path.display()))
     }
 
     fn to_canonical(&self, name: &str, t: Tensor) -> Result<Tensor> {

@@ -11,7 +11,9 @@
 
 use super::config::{Arch, ModelConfig};
 use crate::kernels::attention::{self, Visibility};
+use crate::kernels::iq::IqMatMul;
 use crate::kernels::QMatMulOp;
+use crate::quant::weight::{IqTensor, Weight};
 use anyhow::{Context, Result};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
@@ -28,10 +30,27 @@ pub use crate::results::ScoringMode;
 pub enum Linear {
     Kernel(QMatMulOp),
     Quant(QMatMul),
+    /// A type candle has no kernel for (i-quants, TQ, MXFP4): qeval's, CPU only.
+    Iq(IqMatMul),
     Dense(Tensor),
 }
 
 impl Linear {
+    /// Any weight: candle's types as [`Self::with_mode`], the others with qeval's CPU kernel
+    /// (refused on another device, since it would run on the CPU there).
+    pub fn from_weight(w: Weight, mode: ScoringMode, device: &Device) -> Result<Self> {
+        match w {
+            Weight::Candle(q) => Self::with_mode(q, mode),
+            Weight::Iq(t) => {
+                ensure_cpu(&t, device)?;
+                if mode == ScoringMode::Weights {
+                    return Ok(Linear::Dense(t.dequantize(device)?));
+                }
+                Ok(Linear::Iq(IqMatMul::new(t, true)?))
+            }
+        }
+    }
+
     pub fn from_qtensor(q: Arc<QTensor>) -> Result<Self> {
         Self::with_mode(q, ScoringMode::Kernel)
     }
@@ -56,6 +75,7 @@ impl Linear {
         match self {
             Linear::Kernel(k) => Ok(k.forward(x)?),
             Linear::Quant(m) => Ok(m.forward(x)?),
+            Linear::Iq(m) => Ok(m.forward(x)?),
             Linear::Dense(w) => {
                 if let Some(y) = crate::kernels::f16::matmul(w, x)? {
                     return Ok(y);
@@ -78,6 +98,8 @@ impl Linear {
 #[derive(Debug, Clone)]
 enum Embedding {
     Quant(Arc<QTensor>),
+    /// A type candle has no kernel for: rows dequantized as looked up.
+    Iq(IqMatMul),
     /// Read from the tiles the tied output layer multiplies (one copy for both).
     Tiled(QMatMulOp),
     Dense(Tensor),
@@ -87,6 +109,7 @@ impl Embedding {
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Embedding::Quant(q) => q.embedding(ids)?,
+            Embedding::Iq(op) => op.embedding(&ids.to_vec1::<u32>()?, ids.device())?,
             Embedding::Tiled(op) => op.embedding(&ids.to_vec1::<u32>()?)?,
             Embedding::Dense(w) => {
                 let n = ids.dim(0)?;
@@ -318,6 +341,17 @@ pub struct Transformer {
     pos: usize,
 }
 
+/// qeval's kernels for the types candle lacks run on the CPU only.
+fn ensure_cpu(t: &IqTensor, device: &Device) -> Result<()> {
+    if !device.is_cpu() {
+        return Err(crate::error::usage(format!(
+            "this level holds {} weights, which qeval multiplies on the CPU only (candle has no GPU kernels for them); run it with --device cpu",
+            t.ty.name()
+        )));
+    }
+    Ok(())
+}
+
 fn rms(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     Ok(candle_nn::ops::rms_norm(&x.contiguous()?, w, eps as f32)?)
 }
@@ -327,7 +361,7 @@ impl Transformer {
     /// positions one sequence will hold (the KV cache is allocated for it once).
     pub fn new(
         cfg: &ModelConfig,
-        tensors: HashMap<String, Arc<QTensor>>,
+        tensors: HashMap<String, Weight>,
         max_seq: usize,
         device: &Device,
     ) -> Result<Self> {
@@ -341,35 +375,40 @@ impl Transformer {
     /// one table from top to bottom.
     pub fn with_mode(
         cfg: &ModelConfig,
-        mut tensors: HashMap<String, Arc<QTensor>>,
+        mut tensors: HashMap<String, Weight>,
         max_seq: usize,
         device: &Device,
         mode: ScoringMode,
     ) -> Result<Self> {
-        let lin = |q: Arc<QTensor>| Linear::with_mode(q, mode);
+        let lin = |w: Weight| Linear::from_weight(w, mode, device);
         let tied = !tensors.contains_key("output.weight");
-        let mut take = |name: &str| -> Result<Arc<QTensor>> {
+        let mut take = |name: &str| -> Result<Weight> {
             tensors
                 .remove(name)
                 .with_context(|| format!("missing tensor '{name}'"))
         };
-        let vec = |q: Arc<QTensor>| -> Result<Tensor> { Ok(q.dequantize(device)?) };
+        let vec = |w: Weight| -> Result<Tensor> { w.dequantize(device) };
         // The dense conversion consumes the stored tensor, so no second copy stays alive.
-        let embd_q = take("token_embd.weight")?;
-        let embed = match embd_q.dtype() {
-            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
-                match Linear::from_qtensor(embd_q)? {
-                    Linear::Dense(t) => Embedding::Dense(t),
-                    _ => anyhow::bail!("unexpected quantized dense token embedding"),
-                }
+        let embed = match take("token_embd.weight")? {
+            Weight::Iq(t) => {
+                ensure_cpu(&t, device)?;
+                Embedding::Iq(IqMatMul::new(t, true)?)
             }
-            // A tied output multiplies the embedding: tile it once and read the lookups
-            // from the tiles too.
-            _ if mode == ScoringMode::Kernel && tied => match QMatMulOp::tied(embd_q) {
-                Ok(op) => Embedding::Tiled(op),
-                Err(q) => Embedding::Quant(q),
+            Weight::Candle(embd_q) => match embd_q.dtype() {
+                GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
+                    match Linear::from_qtensor(embd_q)? {
+                        Linear::Dense(t) => Embedding::Dense(t),
+                        _ => anyhow::bail!("unexpected quantized dense token embedding"),
+                    }
+                }
+                // A tied output multiplies the embedding: tile it once and read the lookups
+                // from the tiles too.
+                _ if mode == ScoringMode::Kernel && tied => match QMatMulOp::tied(embd_q) {
+                    Ok(op) => Embedding::Tiled(op),
+                    Err(q) => Embedding::Quant(q),
+                },
+                _ => Embedding::Quant(embd_q),
             },
-            _ => Embedding::Quant(embd_q),
         };
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
@@ -434,8 +473,9 @@ impl Transformer {
         let output = match tensors.remove("output.weight") {
             Some(q) => lin(q)?,
             None => match &embed {
-                Embedding::Quant(q) => lin(q.clone())?,
+                Embedding::Quant(q) => lin(Weight::Candle(q.clone()))?,
                 Embedding::Tiled(op) => Linear::Kernel(op.clone()),
+                Embedding::Iq(op) => lin(Weight::Iq(op.weight().clone()))?,
                 Embedding::Dense(t) => match mode {
                     ScoringMode::Weights => Linear::Dense(t.to_dtype(DType::F32)?),
                     ScoringMode::Kernel => Linear::Dense(t.clone()),

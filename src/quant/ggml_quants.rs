@@ -83,7 +83,7 @@ pub fn quantize(d: GgmlDType, x: &[f32]) -> Result<Vec<u8>> {
 }
 
 #[inline]
-fn nearest_int(fval: f32) -> i32 {
+pub(crate) fn nearest_int(fval: f32) -> i32 {
     let val = fval + 12_582_912.0;
     (val.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
 }

@@ -9,11 +9,12 @@
 //! arrays, architecture keys) is not made here yet.
 
 use super::quantize::{self, LevelWeights};
+use super::weight::{write_gguf, Weight};
 use super::Level;
 use crate::error::usage;
 use crate::model::source::{Format, ModelSource};
 use anyhow::{Context, Result};
-use candle_core::quantized::{gguf_file, QTensor};
+use candle_core::quantized::gguf_file;
 use std::io::Write;
 use std::path::Path;
 
@@ -72,7 +73,7 @@ pub fn quantize_to_gguf(
     let md: Vec<(&str, &gguf_file::Value)> =
         metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     // The source file's tensor order (llama-quantize keeps it).
-    let mut order: Vec<(&str, &QTensor, u64)> = weights
+    let mut order: Vec<(&str, &Weight, u64)> = weights
         .tensors
         .iter()
         .map(|(n, t)| {
@@ -81,13 +82,13 @@ pub fn quantize_to_gguf(
         })
         .collect();
     order.sort_by_key(|(n, _, off)| (*off, n.to_string()));
-    let tensors: Vec<(&str, &QTensor)> = order.iter().map(|(n, t, _)| (*n, *t)).collect();
+    let tensors: Vec<(&str, &Weight)> = order.iter().map(|(n, t, _)| (*n, *t)).collect();
     let tmp = out.with_extension("gguf.partial");
     let write = || -> Result<()> {
         let f = std::fs::File::create(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         let mut w = std::io::BufWriter::new(f);
-        gguf_file::write(&mut w, &md, &tensors)
+        write_gguf(&mut w, &md, &tensors)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         w.flush()
             .with_context(|| format!("cannot write {}", tmp.display()))?;

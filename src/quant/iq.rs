@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::iq_tables::{
     IQ1S_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KMASK_IQ2XS,
-    KSIGNS_IQ2XS, KVALUES_FP4, KVALUES_IQ4NL,
+    KSIGNS_IQ2XS, KVALUES_FP4,
 };
 
 /// Values per super-block (ggml's `QK_K`).
@@ -153,6 +153,21 @@ impl IqType {
             IqType::Tq2_0 => tq2_0,
             IqType::Mxfp4 => mxfp4,
         }
+    }
+}
+
+/// `kvalues_iq4nl`: the 16 values IQ4_NL and IQ4_XS indices stand for (the kernels' table).
+pub(crate) use super::iq_tables::KVALUES_IQ4NL;
+
+/// Dequantize one row's whole blocks on the calling thread (for kernels that already run
+/// one task per row); `out.len()` must be `data.len() / block_bytes * block_elems`.
+pub fn dequantize_row(t: IqType, data: &[u8], out: &mut [f32]) {
+    let f = t.block_fn();
+    for (b, v) in data
+        .chunks_exact(t.block_bytes())
+        .zip(out.chunks_exact_mut(t.block_elems()))
+    {
+        f(b, v);
     }
 }
 

@@ -4,6 +4,8 @@
 //! `--pure`). Names are llama.cpp's, lower case; llama-quantize's aliases (`q4_k` = `q4_k_m`,
 //! `q5_k` = `q5_k_m`, `q3_k` = `q3_k_m`) and short forms (`q4` = `q4_k_m`) are accepted.
 
+use super::iq::IqType;
+use super::weight::WType;
 use crate::error::usage;
 use candle_core::quantized::GgmlDType;
 use serde::{Deserialize, Serialize};
@@ -55,6 +57,14 @@ pub enum Level {
     Q4_0,
     #[serde(rename = "q4_0-pure")]
     Q4_0Pure,
+    #[serde(rename = "iq4_nl")]
+    Iq4Nl,
+    #[serde(rename = "iq4_nl-pure")]
+    Iq4NlPure,
+    #[serde(rename = "iq4_xs")]
+    Iq4Xs,
+    #[serde(rename = "iq4_xs-pure")]
+    Iq4XsPure,
     #[serde(rename = "q3_k_l")]
     Q3KL,
     #[serde(rename = "q3_k_m")]
@@ -70,7 +80,7 @@ pub enum Level {
 }
 
 /// Every level, from most to least precise (the order reports use).
-pub const ALL: [Level; 27] = [
+pub const ALL: [Level; 31] = [
     Level::F32,
     Level::Bf16,
     Level::F16,
@@ -92,6 +102,10 @@ pub const ALL: [Level; 27] = [
     Level::Q4_1Pure,
     Level::Q4_0,
     Level::Q4_0Pure,
+    Level::Iq4Nl,
+    Level::Iq4NlPure,
+    Level::Iq4Xs,
+    Level::Iq4XsPure,
     Level::Q3KL,
     Level::Q3KM,
     Level::Q3KS,
@@ -138,6 +152,10 @@ impl Level {
             Level::Q4_1Pure => "q4_1-pure",
             Level::Q4_0 => "q4_0",
             Level::Q4_0Pure => "q4_0-pure",
+            Level::Iq4Nl => "iq4_nl",
+            Level::Iq4NlPure => "iq4_nl-pure",
+            Level::Iq4Xs => "iq4_xs",
+            Level::Iq4XsPure => "iq4_xs-pure",
             Level::Q3KL => "q3_k_l",
             Level::Q3KM => "q3_k_m",
             Level::Q3KS => "q3_k_s",
@@ -173,6 +191,8 @@ impl Level {
             Level::Q5KS => ("Q5_K_S", 16),
             Level::Q5KM | Level::Q5KPure => ("Q5_K_M", 17),
             Level::Q6K | Level::Q6KPure => ("Q6_K", 18),
+            Level::Iq4Nl | Level::Iq4NlPure => ("IQ4_NL", 25),
+            Level::Iq4Xs | Level::Iq4XsPure => ("IQ4_XS", 30),
         }
     }
 
@@ -189,6 +209,11 @@ impl Level {
 
     /// The single-type level of this level's default type.
     pub fn pure(self) -> Level {
+        match self {
+            Level::Iq4Nl => return Level::Iq4NlPure,
+            Level::Iq4Xs => return Level::Iq4XsPure,
+            _ => {}
+        }
         match self.base_dtype() {
             GgmlDType::Q8_0 => Level::Q8_0Pure,
             GgmlDType::Q6K => Level::Q6KPure,
@@ -204,9 +229,20 @@ impl Level {
         }
     }
 
-    /// The ggml type of most weight matrices (llama-quantize's default type of the file type).
-    pub fn base_dtype(self) -> GgmlDType {
+    /// The type of most weight matrices (llama-quantize's default type of the file type).
+    pub fn base_type(self) -> WType {
         match self {
+            Level::Iq4Nl | Level::Iq4NlPure => WType::Iq(IqType::Iq4Nl),
+            Level::Iq4Xs | Level::Iq4XsPure => WType::Iq(IqType::Iq4Xs),
+            _ => WType::Candle(self.base_dtype()),
+        }
+    }
+
+    /// The candle type of most weight matrices; the i-quant levels have none ([`Self::pure`]
+    /// and [`Self::base_type`] handle them first).
+    fn base_dtype(self) -> GgmlDType {
+        match self {
+            Level::Iq4Nl | Level::Iq4NlPure | Level::Iq4Xs | Level::Iq4XsPure => GgmlDType::Q4_0,
             Level::F32 => GgmlDType::F32,
             Level::Bf16 => GgmlDType::BF16,
             Level::F16 => GgmlDType::F16,
@@ -246,6 +282,10 @@ impl Level {
             Level::Q4KS => "llama-quantize Q4_K_S: q4_k, with q6_k for the output and q5_k for the first attn_v/ffn_down",
             Level::Q4_1 => "llama-quantize Q4_1: q4_1 (5 bits/weight), with q6_k for the output",
             Level::Q4_0 => "llama-quantize Q4_0: q4_0 (4.5 bits/weight), with q6_k for the output",
+            Level::Iq4Nl => "llama-quantize IQ4_NL (no importance matrix): 4-bit non-linear blocks of 32 (4.5 bits/weight), q5_k for the first eighth of ffn_down, q6_k output",
+            Level::Iq4Xs => "llama-quantize IQ4_XS (no importance matrix): 4-bit non-linear super-blocks of 256 (4.25 bits/weight), q5_k for the first eighth of ffn_down, q6_k output",
+            Level::Iq4NlPure => "iq4_nl for every weight matrix (llama-quantize --pure IQ4_NL)",
+            Level::Iq4XsPure => "iq4_xs for every weight matrix (llama-quantize --pure IQ4_XS)",
             Level::Q3KL => "llama-quantize Q3_K_L: q3_k, with q5_k for attn_v, attn_output and ffn_down, q6_k output",
             Level::Q3KM => "llama-quantize Q3_K_M: q3_k, with q4_k/q5_k for attn_v, attn_output and ffn_down, q6_k output",
             Level::Q3KS => "llama-quantize Q3_K_S: q3_k, with q6_k for the output",

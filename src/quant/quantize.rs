@@ -3,21 +3,22 @@
 //! and write/read the result as a GGUF file that the level's worker process loads.
 
 use super::ggml_quants;
-use super::level::{dtype_name, Level};
+use super::iq4_quants;
+use super::level::Level;
 use super::recipe::{self, ModelShape, TensorChoice};
-use crate::model::source::ModelSource;
+use super::weight::{write_gguf, IqTensor, WType, Weight};
+use crate::model::source::{read_iq_tensor, ModelSource};
 use crate::model::ModelConfig;
 use anyhow::{Context, Result};
-use candle_core::quantized::{ggml_file::qtensor_from_ggml, gguf_file, GgmlDType, QTensor};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, gguf_file, QTensor};
 use candle_core::Device;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 
 /// A level's weights, ready to write.
 pub struct LevelWeights {
-    pub tensors: Vec<(String, QTensor)>,
+    pub tensors: Vec<(String, Weight)>,
     pub choices: Vec<TensorChoice>,
 }
 
@@ -26,14 +27,14 @@ impl LevelWeights {
     pub fn weight_bytes(&self) -> u64 {
         self.tensors
             .iter()
-            .map(|(_, t)| t.storage_size_in_bytes() as u64)
+            .map(|(_, t)| t.storage_bytes() as u64)
             .sum()
     }
 
     pub fn n_params(&self) -> u64 {
         self.tensors
             .iter()
-            .map(|(_, t)| t.shape().elem_count() as u64)
+            .map(|(_, t)| t.elem_count() as u64)
             .sum()
     }
 
@@ -41,8 +42,7 @@ impl LevelWeights {
     pub fn type_mix(&self) -> BTreeMap<String, u64> {
         let mut m = BTreeMap::new();
         for (_, t) in &self.tensors {
-            *m.entry(dtype_name(t.dtype()).to_string()).or_default() +=
-                t.shape().elem_count() as u64;
+            *m.entry(t.type_name().to_string()).or_default() += t.elem_count() as u64;
         }
         m
     }
@@ -55,12 +55,12 @@ pub fn quantize(
     on_tensor: &(dyn Fn() + Sync),
 ) -> Result<LevelWeights> {
     let shape = model_shape(src);
-    let out: Vec<Result<(String, QTensor, TensorChoice)>> = src
+    let out: Vec<Result<(String, Weight, TensorChoice)>> = src
         .tensors
         .par_iter()
         .map(|meta| {
-            let (dtype, choice) = recipe::choose(level, &meta.name, &meta.shape, shape);
-            let q = quantize_tensor(src, &meta.name, &meta.shape, dtype)
+            let (ty, choice) = recipe::choose(level, &meta.name, &meta.shape, shape);
+            let q = quantize_tensor(src, &meta.name, &meta.shape, ty)
                 .with_context(|| format!("cannot quantize '{}' to {}", meta.name, choice.chosen))?;
             on_tensor();
             Ok((meta.name.clone(), q, choice))
@@ -94,28 +94,32 @@ pub fn model_shape(src: &ModelSource) -> ModelShape {
     }
 }
 
-/// One tensor of `src` as `dtype`: llama.cpp's reference quantizers for the quantized types
+/// One tensor of `src` as `ty`: llama.cpp's reference quantizers for the quantized types
 /// (the bytes llama-quantize writes), candle's round-to-nearest-even conversion for f16/bf16.
-fn quantize_tensor(
-    src: &ModelSource,
-    name: &str,
-    shape: &[usize],
-    dtype: GgmlDType,
-) -> Result<QTensor> {
+fn quantize_tensor(src: &ModelSource, name: &str, shape: &[usize], ty: WType) -> Result<Weight> {
     let t = src.load_f32(name)?;
-    if !ggml_quants::supports(dtype) {
-        return Ok(QTensor::quantize(&t, dtype)?);
-    }
+    let dtype = match ty {
+        WType::Candle(d) if !ggml_quants::supports(d) => {
+            return Ok(QTensor::quantize(&t, d)?.into())
+        }
+        WType::Candle(d) => Some(d),
+        WType::Iq(_) => None,
+    };
     let x = t.flatten_all()?.to_vec1::<f32>()?;
     drop(t);
-    let bytes = ggml_quants::quantize(dtype, &x)?;
-    drop(x);
-    Ok(qtensor_from_ggml(
-        dtype,
-        &bytes,
-        shape.to_vec(),
-        &Device::Cpu,
-    )?)
+    Ok(match (dtype, ty) {
+        (Some(d), _) => {
+            let bytes = ggml_quants::quantize(d, &x)?;
+            drop(x);
+            qtensor_from_ggml(d, &bytes, shape.to_vec(), &Device::Cpu)?.into()
+        }
+        (None, WType::Iq(t)) => {
+            let bytes = iq4_quants::quantize(t, &x)?;
+            drop(x);
+            IqTensor::new(t, shape.to_vec(), bytes)?.into()
+        }
+        (None, WType::Candle(_)) => unreachable!("candle types have a dtype"),
+    })
 }
 
 /// A GGUF source's tensors exactly as stored (the level a GGUF file itself is).
@@ -141,14 +145,14 @@ const CONFIG_KEY: &str = "qeval.config_json";
 pub fn write_level_file(path: &Path, cfg: &ModelConfig, w: &LevelWeights) -> Result<()> {
     let cfg_json = gguf_file::Value::String(serde_json::to_string(cfg)?);
     let metadata = [(CONFIG_KEY, &cfg_json)];
-    let tensors: Vec<(&str, &QTensor)> = w.tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let tensors: Vec<(&str, &Weight)> = w.tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let tmp = path.with_extension("gguf.tmp");
     {
         let mut f = std::io::BufWriter::new(
             std::fs::File::create(&tmp)
                 .with_context(|| format!("cannot create {}", tmp.display()))?,
         );
-        gguf_file::write(&mut f, &metadata, &tensors)
+        write_gguf(&mut f, &metadata, &tensors)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         use std::io::Write;
         f.flush()?;
@@ -158,14 +162,15 @@ pub fn write_level_file(path: &Path, cfg: &ModelConfig, w: &LevelWeights) -> Res
     Ok(())
 }
 
-/// Read a level file written by [`write_level_file`] onto `device`.
+/// Read a level file written by [`write_level_file`] onto `device`. Tensors of the types
+/// candle has no type for stay in the CPU's memory (qeval's kernels multiply them there).
 pub fn read_level_file(
     path: &Path,
     device: &Device,
-) -> Result<(ModelConfig, HashMap<String, Arc<QTensor>>)> {
+) -> Result<(ModelConfig, HashMap<String, Weight>)> {
     let mut f =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let ct = crate::model::source::read_gguf_content(&mut f, path)
+    let (ct, iq) = crate::model::source::read_gguf_content_iq(&mut f, path)
         .with_context(|| format!("cannot read level file {}", path.display()))?;
     let cfg_s = ct
         .metadata
@@ -176,10 +181,15 @@ pub fn read_level_file(
     let mut tensors = HashMap::new();
     let names: Vec<String> = ct.tensor_infos.keys().cloned().collect();
     for n in names {
-        let q = ct
-            .tensor(&mut f, &n, device)
-            .with_context(|| format!("cannot load '{n}' from {}", path.display()))?;
-        tensors.insert(n, Arc::new(q));
+        let w = match iq.get(&n) {
+            Some(t) => read_iq_tensor(&mut f, &ct, &n, *t).map(Weight::from),
+            None => ct
+                .tensor(&mut f, &n, device)
+                .map(Weight::from)
+                .map_err(Into::into),
+        };
+        let w = w.with_context(|| format!("cannot load '{n}' from {}", path.display()))?;
+        tensors.insert(n, w);
     }
     Ok((cfg, tensors))
 }

@@ -12,10 +12,14 @@
 //! - everything else the file type's default type; norms and other 1-D tensors f32.
 //!
 //! `-pure` levels (llama-quantize `--pure`) and the float levels use the default type for every
-//! weight matrix. Fallback (llama.cpp's `tensor_type_fallback`): q2_k/q3_k -> q4_0,
-//! q4_k -> q5_0, q5_k -> q5_1, q6_k -> q8_0, and f16 if even that does not fit.
+//! weight matrix. IQ4_NL/IQ4_XS (no importance matrix): attn_v q5_k with n_gqa >= 4, the first
+//! eighth of ffn_down q5_k, output q6_k. Fallback (llama.cpp's `tensor_type_fallback`):
+//! q2_k/q3_k -> q4_0, q4_k -> q5_0, q5_k -> q5_1, q6_k -> q8_0, iq4_xs -> iq4_nl, and f16 if
+//! even that does not fit.
 
-use super::level::{dtype_name, Level};
+use super::iq::IqType;
+use super::level::Level;
+use super::weight::WType;
 use candle_core::quantized::GgmlDType;
 use serde::{Deserialize, Serialize};
 
@@ -85,10 +89,51 @@ pub struct ModelShape {
     pub width: usize,
 }
 
-fn wanted_type(level: Level, role: Role, layer: Option<usize>, m: ModelShape) -> GgmlDType {
+fn wanted_type(level: Level, role: Role, layer: Option<usize>, m: ModelShape) -> WType {
+    let base = level.base_type();
+    let WType::Candle(candle_base) = base else {
+        return wanted_iq(level, base, role, layer, m);
+    };
+    WType::Candle(wanted_candle(level, candle_base, role, layer, m))
+}
+
+/// The IQ4_NL/IQ4_XS file types without an importance matrix: output q6_k (q8_0 if the row
+/// does not fit the default type's blocks); attn_v q5_k with n_gqa >= 4; ffn_down q5_k for
+/// the first eighth of layers; everything else the default type.
+fn wanted_iq(level: Level, base: WType, role: Role, layer: Option<usize>, m: ModelShape) -> WType {
+    use GgmlDType::*;
+    if role == Role::Vector {
+        return WType::Candle(F32);
+    }
+    if level.is_pure() {
+        return base;
+    }
+    let n = m.n_layer.max(1);
+    let i = layer.unwrap_or(0);
+    let is_output = role == Role::Output || (role == Role::TokenEmbd && !m.has_output);
+    if is_output {
+        return WType::Candle(if m.width.is_multiple_of(base.block_size()) {
+            Q6K
+        } else {
+            Q8_0
+        });
+    }
+    match role {
+        Role::AttnV if m.n_gqa >= 4 => WType::Candle(Q5K),
+        Role::FfnDown if i < n / 8 => WType::Candle(Q5K),
+        _ => base,
+    }
+}
+
+fn wanted_candle(
+    level: Level,
+    base: GgmlDType,
+    role: Role,
+    layer: Option<usize>,
+    m: ModelShape,
+) -> GgmlDType {
     use GgmlDType::*;
     use Level as L;
-    let base = level.base_dtype();
     if role == Role::Vector {
         return F32;
     }
@@ -158,23 +203,20 @@ fn wanted_type(level: Level, role: Role, layer: Option<usize>, m: ModelShape) ->
 
 /// llama.cpp's `tensor_type_fallback` (this project's vendored llama.cpp): the type used when
 /// the row width is not a multiple of the wanted type's block size.
-fn fallback(d: GgmlDType) -> GgmlDType {
-    match d {
-        GgmlDType::Q2K | GgmlDType::Q3K => GgmlDType::Q4_0,
-        GgmlDType::Q4K => GgmlDType::Q5_0,
-        GgmlDType::Q5K => GgmlDType::Q5_1,
-        GgmlDType::Q6K => GgmlDType::Q8_0,
-        _ => GgmlDType::F16,
-    }
+fn fallback(d: WType) -> WType {
+    use GgmlDType as G;
+    WType::Candle(match d {
+        WType::Iq(IqType::Iq4Xs) => return WType::Iq(IqType::Iq4Nl),
+        WType::Candle(G::Q2K | G::Q3K) => G::Q4_0,
+        WType::Candle(G::Q4K) => G::Q5_0,
+        WType::Candle(G::Q5K) => G::Q5_1,
+        WType::Candle(G::Q6K) => G::Q8_0,
+        _ => G::F16,
+    })
 }
 
 /// Choose the type of one tensor at `level`. `shape` is in candle order (rows, row width).
-pub fn choose(
-    level: Level,
-    name: &str,
-    shape: &[usize],
-    m: ModelShape,
-) -> (GgmlDType, TensorChoice) {
+pub fn choose(level: Level, name: &str, shape: &[usize], m: ModelShape) -> (WType, TensorChoice) {
     let (r, layer) = role(name, shape.len());
     let width = shape.last().copied().unwrap_or(1);
     let wanted = wanted_type(level, r, layer, ModelShape { width, ..m });
@@ -183,15 +225,15 @@ pub fn choose(
     if width % chosen.block_size() != 0 {
         let fb = fallback(chosen);
         let fb = if width % fb.block_size() != 0 {
-            GgmlDType::F16
+            WType::Candle(GgmlDType::F16)
         } else {
             fb
         };
         reason = Some(format!(
             "row width {width} is not a multiple of {}'s block size {}; using {}, as llama-quantize does",
-            dtype_name(wanted),
+            wanted.name(),
             wanted.block_size(),
-            dtype_name(fb)
+            fb.name()
         ));
         chosen = fb;
     }
@@ -199,8 +241,8 @@ pub fn choose(
         chosen,
         TensorChoice {
             name: name.to_string(),
-            wanted: dtype_name(wanted).to_string(),
-            chosen: dtype_name(chosen).to_string(),
+            wanted: wanted.name().to_string(),
+            chosen: chosen.name().to_string(),
             fallback_reason: reason,
         },
     )
@@ -231,35 +273,35 @@ mod tests {
     #[test]
     fn q4_k_m_raises_output_attn_v_and_ffn_down() {
         let (d, _) = choose(Level::Q4KM, "output.weight", &[1024, 2048], M);
-        assert_eq!(d, GgmlDType::Q6K);
+        assert_eq!(d, WType::Candle(GgmlDType::Q6K));
         let (d, _) = choose(Level::Q4KM, "blk.0.attn_v.weight", &[256, 2048], M);
-        assert_eq!(d, GgmlDType::Q6K);
+        assert_eq!(d, WType::Candle(GgmlDType::Q6K));
         let (d, _) = choose(Level::Q4KM, "blk.4.ffn_down.weight", &[2048, 8192], M);
-        assert_eq!(d, GgmlDType::Q4K);
+        assert_eq!(d, WType::Candle(GgmlDType::Q4K));
         let (d, _) = choose(Level::Q4KM, "blk.4.attn_q.weight", &[2048, 2048], M);
-        assert_eq!(d, GgmlDType::Q4K);
+        assert_eq!(d, WType::Candle(GgmlDType::Q4K));
         let (d, _) = choose(Level::Q4KM, "blk.4.attn_norm.weight", &[2048], M);
-        assert_eq!(d, GgmlDType::F32);
+        assert_eq!(d, WType::Candle(GgmlDType::F32));
         // tied output: the token embedding gets q6_k
         let tied = ModelShape {
             has_output: false,
             ..M
         };
         let (d, _) = choose(Level::Q4KM, "token_embd.weight", &[1000, 2048], tied);
-        assert_eq!(d, GgmlDType::Q6K);
+        assert_eq!(d, WType::Candle(GgmlDType::Q6K));
     }
 
     #[test]
     fn narrow_rows_fall_back_and_say_why() {
         let (d, c) = choose(Level::Q4KPure, "blk.0.attn_q.weight", &[576, 576], M);
-        assert_eq!(d, GgmlDType::Q5_0);
+        assert_eq!(d, WType::Candle(GgmlDType::Q5_0));
         assert!(c.fallback_reason.unwrap().contains("576"));
         let (d, _) = choose(Level::Q2KPure, "blk.0.attn_q.weight", &[576, 576], M);
-        assert_eq!(d, GgmlDType::Q4_0);
+        assert_eq!(d, WType::Candle(GgmlDType::Q4_0));
         let (d, _) = choose(Level::Q6KPure, "blk.0.attn_q.weight", &[640, 640], M);
-        assert_eq!(d, GgmlDType::Q8_0);
+        assert_eq!(d, WType::Candle(GgmlDType::Q8_0));
         let (d, c) = choose(Level::Q8_0, "blk.0.attn_q.weight", &[576, 576], M);
-        assert_eq!(d, GgmlDType::Q8_0);
+        assert_eq!(d, WType::Candle(GgmlDType::Q8_0));
         assert!(c.fallback_reason.is_none());
     }
 
@@ -268,29 +310,33 @@ mod tests {
         // Q4_0 and Q6_K keep the output at q6_k; Q2_K raises attn_v (q4_k with n_gqa >= 4,
         // q3_k below), ffn_down and attn_output; pure levels keep one type everywhere.
         let (d, _) = choose(Level::Q4_0, "output.weight", &[1024, 2048], M);
-        assert_eq!(d, GgmlDType::Q6K);
+        assert_eq!(d, WType::Candle(GgmlDType::Q6K));
         let (d, _) = choose(Level::Q4_0Pure, "output.weight", &[1024, 2048], M);
-        assert_eq!(d, GgmlDType::Q4_0);
+        assert_eq!(d, WType::Candle(GgmlDType::Q4_0));
         let (d, _) = choose(Level::Q8_0, "output.weight", &[1024, 2048], M);
-        assert_eq!(d, GgmlDType::Q8_0);
+        assert_eq!(d, WType::Candle(GgmlDType::Q8_0));
         let (d, _) = choose(Level::Q2K, "blk.3.attn_v.weight", &[256, 2048], M);
-        assert_eq!(d, GgmlDType::Q4K);
+        assert_eq!(d, WType::Candle(GgmlDType::Q4K));
         let few = ModelShape { n_gqa: 3, ..M };
         let (d, _) = choose(Level::Q2K, "blk.3.attn_v.weight", &[256, 2048], few);
-        assert_eq!(d, GgmlDType::Q3K);
+        assert_eq!(d, WType::Candle(GgmlDType::Q3K));
         for (name, want) in [
             ("blk.3.ffn_down.weight", GgmlDType::Q3K),
             ("blk.3.attn_output.weight", GgmlDType::Q3K),
             ("blk.3.attn_q.weight", GgmlDType::Q2K),
             ("token_embd.weight", GgmlDType::Q2K),
         ] {
-            assert_eq!(choose(Level::Q2K, name, &[2048, 2048], M).0, want, "{name}");
+            assert_eq!(
+                choose(Level::Q2K, name, &[2048, 2048], M).0,
+                WType::Candle(want),
+                "{name}"
+            );
         }
         let (d, _) = choose(Level::Q3KL, "blk.9.ffn_down.weight", &[2048, 8192], M);
-        assert_eq!(d, GgmlDType::Q5K);
+        assert_eq!(d, WType::Candle(GgmlDType::Q5K));
         // A 576-wide output at q4_k_m: the default type's blocks do not fit, so q8_0.
         let (d, _) = choose(Level::Q4KM, "output.weight", &[1000, 576], M);
-        assert_eq!(d, GgmlDType::Q8_0);
+        assert_eq!(d, WType::Candle(GgmlDType::Q8_0));
         // llama.cpp's 70B: attn_v q4_k -> q5_k.
         let big = ModelShape {
             n_layer: 80,
@@ -299,6 +345,6 @@ mod tests {
             ..M
         };
         let (d, _) = choose(Level::Q4KS, "blk.40.attn_v.weight", &[1024, 8192], big);
-        assert_eq!(d, GgmlDType::Q5K);
+        assert_eq!(d, WType::Candle(GgmlDType::Q5K));
     }
 }

@@ -465,11 +465,11 @@ fn check_memory(plan: &Plan, src: &ModelSource, max_seq: usize) -> Result<()> {
     let n = src.n_params();
     let mut worst: Option<(Level, u64)> = None;
     for lp in &plan.levels {
-        let t = match lp.mode {
-            ScoringMode::Kernel => lp.level.base_dtype(),
-            ScoringMode::Weights => candle_core::quantized::GgmlDType::F32,
+        let bytes_per_value = match lp.mode {
+            ScoringMode::Kernel => lp.level.base_type().bytes_per_value(),
+            ScoringMode::Weights => 4.0,
         };
-        let weights = (n as f64 * t.type_size() as f64 / t.block_size() as f64) as u64;
+        let weights = (n as f64 * bytes_per_value) as u64;
         let need = crate::measure::memory::estimate_level_bytes(
             weights,
             cfg.kv_cache_bytes(max_seq),
