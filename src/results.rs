@@ -315,6 +315,71 @@ pub struct DeviceMemory {
     pub peak_with_eval_bytes: u64,
 }
 
+/// What a GGUF file's metadata says of how it was made (llama-quantize writes these keys):
+/// its file type (the level it calls itself), quantization version, and the importance matrix
+/// it was made with, if any. A key the file lacks stays None.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GgufMade {
+    /// `general.file_type` as llama.cpp names it ("q4_k_m", "iq4_xs", ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_type: Option<String>,
+    /// `general.quantization_version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization_version: Option<u32>,
+    /// `general.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `quantize.imatrix.file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imatrix_file: Option<String>,
+    /// `quantize.imatrix.dataset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imatrix_dataset: Option<String>,
+    /// `quantize.imatrix.chunks_count`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imatrix_chunks: Option<u64>,
+    /// `quantize.imatrix.entries_count`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imatrix_entries: Option<u64>,
+}
+
+impl GgufMade {
+    /// One sentence: "file type iq4_xs, quantization version 2, importance matrix from
+    /// calibration.txt (125 chunks, 196 entries)"; "no importance matrix" when the file has none.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(f) = &self.file_type {
+            parts.push(format!("file type {f}"));
+        }
+        if let Some(v) = self.quantization_version {
+            parts.push(format!("quantization version {v}"));
+        }
+        if self.imatrix_file.is_some() || self.imatrix_dataset.is_some() {
+            let from = self
+                .imatrix_dataset
+                .as_deref()
+                .or(self.imatrix_file.as_deref())
+                .unwrap_or("?");
+            let mut extra = Vec::new();
+            if let Some(c) = self.imatrix_chunks {
+                extra.push(format!("{c} chunks"));
+            }
+            if let Some(e) = self.imatrix_entries {
+                extra.push(format!("{e} entries"));
+            }
+            let extra = if extra.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", extra.join(", "))
+            };
+            parts.push(format!("importance matrix from {from}{extra}"));
+        } else {
+            parts.push("no importance matrix".into());
+        }
+        parts.join(", ")
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LevelResult {
     pub level: String,
@@ -334,6 +399,9 @@ pub struct LevelResult {
     pub llama_quantize: Option<String>,
     /// Tensors whose wanted type did not fit and what was used instead.
     pub fallbacks: Vec<crate::quant::recipe::TensorChoice>,
+    /// For a level taken from a GGUF file: how the file says it was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gguf_made: Option<GgufMade>,
     pub peak_rss_bytes: Option<u64>,
     pub peak_rss_with_eval_bytes: Option<u64>,
     pub peak_rss_method: String,

@@ -692,6 +692,39 @@ impl ModelSource {
         }
     }
 
+    /// What a GGUF source's metadata says of how it was made (empty for other sources).
+    pub fn gguf_made(&self) -> crate::results::GgufMade {
+        let Backing::Gguf { content, .. } = &self.backing else {
+            return Default::default();
+        };
+        let md = &content.metadata;
+        let text = |k: &str| {
+            md.get(k)
+                .and_then(|v| v.to_string().ok())
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let int = |k: &str| {
+            md.get(k).and_then(|v| {
+                v.to_u64()
+                    .ok()
+                    .or_else(|| v.to_u32().ok().map(u64::from))
+                    .or_else(|| v.to_i32().ok().and_then(|x| u64::try_from(x).ok()))
+                    .or_else(|| v.to_i64().ok().and_then(|x| u64::try_from(x).ok()))
+            })
+        };
+        crate::results::GgufMade {
+            file_type: self.file_type.clone(),
+            quantization_version: int("general.quantization_version")
+                .and_then(|v| u32::try_from(v).ok()),
+            name: self.general_name(),
+            imatrix_file: text("quantize.imatrix.file"),
+            imatrix_dataset: text("quantize.imatrix.dataset"),
+            imatrix_chunks: int("quantize.imatrix.chunks_count"),
+            imatrix_entries: int("quantize.imatrix.entries_count"),
+        }
+    }
+
     /// A model known by its shape only (`--model shape:...`): its tensors' values come from
     /// `seed`. It has no files.
     pub fn from_shape(shape: &super::shape::Shape, seed: u64) -> Self {

@@ -70,19 +70,52 @@ pub enum ModelRef {
 
 #[derive(Debug, Clone)]
 pub struct LevelPlan {
+    /// The level. For a labelled file (`label` set) it is not known before the file is read
+    /// and this field means nothing: every use goes through `label` first.
     pub level: Level,
+    /// `--gguf LABEL=FILE` with a label that is not a level name: the file's own level
+    /// (its `general.file_type` and type mix) is read with the file.
+    pub label: Option<String>,
     pub source: LevelSource,
     pub mode: ScoringMode,
 }
 
 impl LevelPlan {
-    /// The level's name in results, reports and work files: `q8_0`, or `q8_0-weights` in
-    /// weights mode.
+    /// The level's name in results, reports and work files: `q8_0` (or the label), with
+    /// `-weights` in weights mode.
     pub fn key(&self) -> String {
+        let name = self.label.as_deref().unwrap_or(self.level.name());
         match self.mode {
-            ScoringMode::Kernel => self.level.name().to_string(),
-            ScoringMode::Weights => format!("{}-weights", self.level.name()),
+            ScoringMode::Kernel => name.to_string(),
+            ScoringMode::Weights => format!("{name}-weights"),
         }
+    }
+
+    /// True for this entry of the quantization level `level` (never for a labelled file).
+    pub fn is_level(&self, level: Level) -> bool {
+        self.label.is_none() && self.level == level
+    }
+}
+
+/// Check a `--gguf` label that is not a level name: a short word of letters, digits and
+/// `._+-`, starting with a letter or digit, not ending in `-weights` (weights mode's suffix).
+fn check_label(label: &str, spec: &str) -> Result<()> {
+    let ok = !label.is_empty()
+        && label.len() <= 40
+        && label
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'))
+        && !label.ends_with("-weights");
+    if ok {
+        Ok(())
+    } else {
+        Err(usage(format!(
+            "--gguf '{spec}': label '{label}' must be a level name (q4_k_m, iq4_xs, ...) or a word of up to 40 letters, digits and . _ + - (e.g. ollama-q4 or bartowski-q4_k_m), not ending in -weights"
+        )))
     }
 }
 
@@ -186,7 +219,7 @@ pub struct PromptsPlan {
 impl Plan {
     /// The reference's entry: its level in kernel mode.
     pub fn is_reference(&self, lp: &LevelPlan) -> bool {
-        lp.level == self.reference && lp.mode == ScoringMode::Kernel
+        lp.is_level(self.reference) && lp.mode == ScoringMode::Kernel
     }
 
     /// `kernel`, `weights` or `kernel,weights`, for results.json.
@@ -669,14 +702,29 @@ fn level_plans(
     }))?;
     // --gguf overrides, plus catalog GGUF files are not fetched unless named.
     let mut gguf_levels: Vec<(Level, FileRef)> = Vec::new();
+    let mut labelled: Vec<(String, FileRef)> = Vec::new();
     for g in &a.levels.gguf {
         let (l, spec) = g.split_once('=').ok_or_else(|| {
             usage(format!(
-                "--gguf '{g}': expected LEVEL=PATH or LEVEL=hf:ORG/REPO/FILE.gguf"
+                "--gguf '{g}': expected LABEL=PATH, LABEL=hf:ORG/REPO/FILE.gguf or LABEL=ollama:NAME[:TAG] (LABEL: a level name, or any word)"
             ))
         })?;
-        let level = Level::parse(l)?;
         let file = parse_gguf_spec(spec)?;
+        let Ok(level) = Level::parse(l) else {
+            check_label(l, g)?;
+            if labelled.iter().any(|(x, _)| x == l) {
+                return Err(usage(format!(
+                    "--gguf: label '{l}' is given twice; give each file its own label"
+                )));
+            }
+            labelled.push((l.to_string(), file));
+            continue;
+        };
+        if gguf_levels.iter().any(|(x, _)| *x == level) {
+            return Err(usage(format!(
+                "--gguf: level {level} is given twice ('{g}'); to measure several files of one level, give each a label of its own (e.g. --gguf ollama-q4=FILE --gguf own-q4=FILE)"
+            )));
+        }
         if !levels.contains(&level) {
             levels.push(level);
         }
@@ -740,12 +788,24 @@ fn level_plans(
         for mode in want {
             ordered.push(LevelPlan {
                 level,
+                label: None,
                 source: source.clone(),
                 mode,
             });
         }
     }
-    ordered.sort_by_key(|lp| !(lp.level == reference && lp.mode == ScoringMode::Kernel));
+    for (label, file) in labelled {
+        for &mode in &modes {
+            ordered.push(LevelPlan {
+                // Not meaningful for a labelled file (see `LevelPlan::level`).
+                level: reference,
+                label: Some(label.clone()),
+                source: LevelSource::GgufFile(file.clone()),
+                mode,
+            });
+        }
+    }
+    ordered.sort_by_key(|lp| !(lp.is_level(reference) && lp.mode == ScoringMode::Kernel));
     Ok((ordered, reference, modes))
 }
 

@@ -372,9 +372,13 @@ fn levels_made(set: &ReportSet) -> String {
             .map(|(k, v)| format!("{k}: {}", crate::fmt::count(*v)))
             .collect();
         s.push_str(&format!(
-            "<li><b>{}</b>: {}{}. {:.2} bits per weight; parameters per type: {}. {} tensor(s) fell back to another type.{}</li>\n",
+            "<li><b>{}</b>: {}{}{}. {:.2} bits per weight; parameters per type: {}. {} tensor(s) fell back to another type.{}</li>\n",
             esc(&l.level),
             esc(&l.source),
+            l.gguf_made
+                .as_ref()
+                .map(|m| format!("; the file says: {}", esc(&m.describe())))
+                .unwrap_or_default(),
             if l.is_ok() { "" } else { " — FAILED" },
             l.bits_per_weight,
             esc(&mix.join(", ")),

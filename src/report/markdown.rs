@@ -62,6 +62,34 @@ pub fn render(set: &ReportSet, opts: &ReportOptions, figures: &[Figure]) -> Stri
     s.push_str(
         "\n± is one standard error; speeds are medians ± standard deviation over repeats.\n\n",
     );
+    // How each GGUF file was made, as its metadata says (one line per file).
+    let mut made = Vec::new();
+    for e in set.entries() {
+        if let Some(m) = &e.level.gguf_made {
+            let mix: Vec<String> = e
+                .level
+                .type_mix
+                .iter()
+                .map(|(k, v)| format!("{k} {}", crate::fmt::count(*v)))
+                .collect();
+            let line = format!(
+                "- **{}**: {}; {}; {:.2} bits/weight ({})\n",
+                esc(&e.level.level),
+                esc(&e.level.source),
+                esc(&m.describe()),
+                e.level.bits_per_weight,
+                mix.join(", ")
+            );
+            if !made.contains(&line) {
+                made.push(line);
+            }
+        }
+    }
+    if !made.is_empty() {
+        s.push_str("## GGUF files\n\n");
+        s.extend(made);
+        s.push('\n');
+    }
     let mut task_rows = Vec::new();
     for e in set.ok_entries() {
         for t in quality::headline_tasks(e.level) {

@@ -365,12 +365,21 @@ impl ReportSet {
     }
 
     /// Every level of every run, in run order then level order.
+    /// Every level of every run: run by run, each run's reference first, then the others by
+    /// bits per weight, most first (so files of one nominal level sit side by side with the
+    /// levels around them, whatever their labels).
     pub fn entries(&self) -> Vec<Entry<'_>> {
         self.runs
             .iter()
             .enumerate()
             .flat_map(|(i, r)| {
-                r.results.levels.iter().map(move |l| Entry {
+                let mut levels: Vec<&LevelResult> = r.results.levels.iter().collect();
+                levels.sort_by(|a, b| {
+                    b.is_reference
+                        .cmp(&a.is_reference)
+                        .then(b.bits_per_weight.total_cmp(&a.bits_per_weight))
+                });
+                levels.into_iter().map(move |l| Entry {
                     run: i,
                     device: r.label.as_str(),
                     level: l,

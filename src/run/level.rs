@@ -11,7 +11,7 @@ use crate::eval::prompts::PromptOutcome;
 use crate::model::source::{Format, ModelSource};
 use crate::plan::{LevelPlan, LevelSource, Plan};
 use crate::quant::quantize::{self, LevelWeights};
-use crate::results::{LevelResult, LevelStatus, LevelTimes};
+use crate::results::{GgufMade, LevelResult, LevelStatus, LevelTimes};
 use anyhow::Result;
 use std::path::Path;
 use std::time::Instant;
@@ -33,7 +33,7 @@ pub fn run_level(
 ) -> Result<LevelRun> {
     let key = lp.key();
     let t_q = Instant::now();
-    let (weights, source_text) = make_weights(plan, prep, lp)?;
+    let (weights, source_text, made) = make_weights(plan, prep, lp)?;
     let quantize_s = t_q.elapsed().as_secs_f64();
     let mut result = empty_row(lp, is_ref, LevelStatus::Ok, None, plan);
     result.source = source_text;
@@ -41,6 +41,7 @@ pub fn run_level(
     result.n_params = weights.n_params();
     result.bits_per_weight = result.weight_bytes as f64 * 8.0 / result.n_params.max(1) as f64;
     result.type_mix = weights.type_mix();
+    result.gguf_made = made;
     if matches!(lp.source, LevelSource::Quantize) {
         result.llama_quantize = Some(lp.level.llama_quantize());
     }
@@ -111,8 +112,13 @@ fn reference_io(plan: &Plan, prep: &Prepared, is_ref: bool) -> ReferenceIo {
     }
 }
 
-/// The weights of a level and a sentence saying where they came from.
-fn make_weights(plan: &Plan, prep: &Prepared, lp: &LevelPlan) -> Result<(LevelWeights, String)> {
+/// The weights of a level, a sentence saying where they came from, and for a GGUF file what
+/// its metadata says of how it was made.
+fn make_weights(
+    plan: &Plan,
+    prep: &Prepared,
+    lp: &LevelPlan,
+) -> Result<(LevelWeights, String, Option<GgufMade>)> {
     let (level, src) = (lp.level, &prep.src);
     match &lp.source {
         LevelSource::Quantize => {
@@ -136,14 +142,15 @@ fn make_weights(plan: &Plan, prep: &Prepared, lp: &LevelPlan) -> Result<(LevelWe
                     }
                 )
             };
-            Ok((w, format!("quantized in-process from the {from}")))
+            Ok((w, format!("quantized in-process from the {from}"), None))
         }
         LevelSource::GgufFile(f) => {
             let p = prep.loc.path_of(f)?;
             let s = ModelSource::open(p)?;
             anyhow::ensure!(
                 s.config.arch == src.config.arch && s.config.n_layer == src.config.n_layer && s.config.vocab_size == src.config.vocab_size,
-                "--gguf {level}={}: not the same model as {} (architecture, layers or vocabulary differ)",
+                "--gguf {}={}: not the same model as {} (architecture, layers or vocabulary differ)",
+                lp.key(),
                 p.display(),
                 src.path.display()
             );
@@ -156,6 +163,7 @@ fn make_weights(plan: &Plan, prep: &Prepared, lp: &LevelPlan) -> Result<(LevelWe
             Ok((
                 quantize::as_stored(&s)?,
                 format!("GGUF file {}{note}", p.display()),
+                Some(s.gguf_made()),
             ))
         }
     }
@@ -238,6 +246,7 @@ fn empty_row(
         type_mix: Default::default(),
         llama_quantize: None,
         fallbacks: vec![],
+        gguf_made: None,
         peak_rss_bytes: None,
         peak_rss_with_eval_bytes: None,
         device_memory: None,

@@ -16,7 +16,6 @@ use crate::model::tokenizer::ModelTokenizer;
 use crate::model::transformer::ScoringMode;
 use crate::plan::{LevelPlan, LevelSource, ModelRef, Plan};
 use crate::prompts::stage::Stage;
-use crate::quant::Level;
 use crate::results::*;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -161,7 +160,7 @@ pub fn prepare(plan: &Plan, loc: Located) -> Result<Prepared> {
     let tokens_file = work.join("tokens.u32");
     write_tokens(&tokens_file, &tokens)?;
     let max_seq = kv_positions(plan, &src, &tasks, prompts.as_ref())?;
-    check_memory(plan, &src, max_seq)?;
+    check_memory(plan, &loc, &src, max_seq)?;
     if !tasks.is_empty() {
         note(
             plan.quiet,
@@ -222,7 +221,7 @@ fn check_level_files(
             continue;
         }
         seen.push(p.clone());
-        let what = format!("--gguf {}={}", lp.level, p.display());
+        let what = format!("--gguf {}={}", lp.key(), p.display());
         let s = ModelSource::open(&p)?;
         let (a, b) = (&s.config, &src.config);
         if (a.arch, a.n_layer, a.n_embd, a.vocab_size)
@@ -457,27 +456,32 @@ fn reference_note(plan: &Plan, prep: &Prepared) -> Result<String> {
 }
 
 /// Refuse, before anything is loaded, levels estimated to need more memory than the run may use.
-fn check_memory(plan: &Plan, src: &ModelSource, max_seq: usize) -> Result<()> {
+fn check_memory(plan: &Plan, loc: &Located, src: &ModelSource, max_seq: usize) -> Result<()> {
     let Some(limit) = plan.max_memory else {
         return Ok(());
     };
     let cfg = &src.config;
     let n = src.n_params();
-    let mut worst: Option<(Level, u64)> = None;
+    let mut worst: Option<(String, u64)> = None;
     for lp in &plan.levels {
-        let bytes_per_value = match lp.mode {
-            ScoringMode::Kernel => lp.level.base_type().bytes_per_value(),
-            ScoringMode::Weights => 4.0,
+        let weights = match (lp.mode, &lp.label, &lp.source) {
+            (ScoringMode::Weights, _, _) => n * 4,
+            // A labelled file's level is its own: its size stands for its weights.
+            (ScoringMode::Kernel, Some(_), LevelSource::GgufFile(f)) => {
+                std::fs::metadata(loc.path_of(f)?).map_or(0, |m| m.len())
+            }
+            (ScoringMode::Kernel, _, _) => {
+                (n as f64 * lp.level.base_type().bytes_per_value()) as u64
+            }
         };
-        let weights = (n as f64 * bytes_per_value) as u64;
         let need = crate::measure::memory::estimate_level_bytes(
             weights,
             cfg.kv_cache_bytes(max_seq),
             plan.ctx,
             cfg.vocab_size,
         );
-        if worst.is_none_or(|(_, w)| need > w) {
-            worst = Some((lp.level, need));
+        if worst.as_ref().is_none_or(|(_, w)| need > *w) {
+            worst = Some((lp.key(), need));
         }
     }
     let Some((level, need)) = worst else {
