@@ -37,6 +37,9 @@
 #   --parity              quality parity on llama-quantize's files (default levels
 #                         f16,q8_0,q6_k,q5_k_m,q4_k_m,q4_0,q3_k_m,q2_k; chunks default 8)
 #   --all                 both
+#   --imatrix-chunks N    with --parity and i-quant levels (iq*): chunks of 512 llama-imatrix
+#                         reads from wikitext-2's test split (default 16); every iq level is
+#                         made with that importance matrix, as Hub uploaders make them
 # Environment: QEVAL (the qeval binary, default target/release/qeval, built if missing),
 #   QEVAL_LLAMACPP_CACHE (default ~/.cache/qeval-llamacpp), LLAMACPP_BIN (a folder holding
 #   llama-bench, llama-perplexity and llama-quantize: skips the build).
@@ -48,6 +51,7 @@ say() { echo "== $*" >&2; }
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 threads=2
 repeats=3
+imatrix_chunks=16
 levels="f16,q8_0,q6_k,q4_k_m,q4_0,q4_1,q5_0,q5_1"
 whole_levels="f16,q8_0,q4_k_m,q2_k"
 chunks=""
@@ -70,11 +74,12 @@ while [ $# -gt 0 ]; do
     --whole-run) mode=whole; shift ;;
     --parity) mode=parity; shift ;;
     --all) mode=all; shift ;;
+    --imatrix-chunks) imatrix_chunks="${2:?$1 needs a value}"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
-for v in threads repeats; do
+for v in threads repeats imatrix_chunks; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "--$v '${!v}': give a whole number of at least 1"
 done
 [ -z "$chunks" ] || [[ "$chunks" =~ ^[1-9][0-9]*$ ]] || die "--chunks '$chunks': give a whole number of at least 1"
@@ -87,8 +92,10 @@ out="$(cd "$out" && pwd)"
 # qeval level name -> llama-quantize type.
 ltype() {
   case "$1" in
-    f16|q8_0|q6_k|q4_k_m|q4_0|q4_1|q5_0|q5_1|q2_k|q3_k_m|q4_k_s|q5_k_m) echo "$1" | tr a-z A-Z ;;
-    *) die "level '$1': not one both tools make; use f16, q8_0, q6_k, q5_k_m, q4_k_m, q4_k_s, q3_k_m, q2_k, q5_0, q5_1, q4_0, q4_1" ;;
+    f16|q8_0|q6_k|q4_k_m|q4_0|q4_1|q5_0|q5_1|q2_k|q3_k_m|q4_k_s|q5_k_m|iq4_nl|iq4_xs) echo "$1" | tr a-z A-Z ;;
+    # i-quants qeval reads but does not make: --parity only (llama-quantize makes both files).
+    iq3_s|iq3_xxs|iq3_m|iq2_xs|iq2_xxs|iq2_s|iq2_m|iq1_s|iq1_m|tq1_0|tq2_0) echo "$1" | tr a-z A-Z ;;
+    *) die "level '$1': not one both tools handle; use f16, q8_0, q6_k, q5_k_m, q4_k_m, q4_k_s, q3_k_m, q2_k, q5_0, q5_1, q4_0, q4_1, iq4_nl, iq4_xs (and with --parity iq3_s, iq3_xxs, iq3_m, iq2_xs, iq2_xxs, iq2_s, iq2_m, iq1_s, iq1_m, tq1_0, tq2_0)" ;;
   esac
 }
 IFS=, read -r -a level_list <<<"$levels"
@@ -117,7 +124,7 @@ if ! bin="$(find_llamacpp)"; then
   (cd "$cache/src/llama_cpp_python-$pyver/vendor/llama.cpp" &&
     cmake -B build -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release \
       "-DCMAKE_C_FLAGS=$noamx" "-DCMAKE_CXX_FLAGS=$noamx" &&
-    cmake --build build -j2 --target llama-perplexity llama-bench llama-quantize) >"$cache/build.log" 2>&1 ||
+    cmake --build build -j2 --target llama-perplexity llama-bench llama-quantize llama-imatrix) >"$cache/build.log" 2>&1 ||
     die "llama.cpp build failed; see $cache/build.log"
   bin="$(find_llamacpp)" || die "the build produced no llama-bench/llama-perplexity/llama-quantize"
 fi
@@ -371,16 +378,34 @@ parity() {
   say "parity: llama-quantize F16 (the reference both tools use)"
   "$bin/llama-quantize" --allow-requantize "$model" "$f16" F16 "$threads" >"$w/quantize-f16.log" 2>&1 ||
     die "llama-quantize F16 failed; see $w/quantize-f16.log"
+  # The i-quants are made as Hub uploaders make them: with an importance matrix, computed by
+  # llama-imatrix on the f16 file over text the evaluation does not use (wikitext-2's test
+  # split from shared/evaldata, $imatrix_chunks chunks of 512).
+  local imat="" need_imat=0
+  for l in "${plist[@]}"; do case "$l" in iq*) need_imat=1 ;; esac; done
+  if [ "$need_imat" = 1 ]; then
+    [ -x "$bin/llama-imatrix" ] || (cd "$bin/../.." && cmake --build build -j2 --target llama-imatrix >"$w/build-imatrix.log" 2>&1) ||
+      die "cannot build llama-imatrix; see $w/build-imatrix.log"
+    local calib="${QEVAL_CALIBRATION_TEXT:-$repo/../shared/evaldata/wikitext-2-raw/wiki.test.raw}"
+    [ -f "$calib" ] || die "no calibration text $calib for llama-imatrix (set QEVAL_CALIBRATION_TEXT)"
+    imat="$w/imatrix.gguf"
+    say "parity: llama-imatrix on $(basename "$calib") ($imatrix_chunks chunks of 512)"
+    "$bin/llama-imatrix" -m "$f16" -f "$calib" -c 512 --chunks "$imatrix_chunks" -t "$threads" -o "$imat" \
+      >"$w/imatrix.log" 2>&1 || die "llama-imatrix failed; see $w/imatrix.log"
+  fi
   local gguf_args=()
   for l in "${plist[@]}"; do
     f="$w/$l.gguf"
     if [ "$l" != f16 ]; then
       say "parity: llama-quantize $l"
-      "$bin/llama-quantize" "$f16" "$f" "$(ltype "$l")" "$threads" >"$w/quantize-$l.log" 2>&1 ||
+      local imat_args=()
+      case "$l" in iq*) imat_args=(--imatrix "$imat") ;; esac
+      "$bin/llama-quantize" "${imat_args[@]}" "$f16" "$f" "$(ltype "$l")" "$threads" >"$w/quantize-$l.log" 2>&1 ||
         die "llama-quantize $l failed; see $w/quantize-$l.log"
     else
       f="$f16"
     fi
+    # A level qeval does not make (iq3_s ...) is a labelled file; the others keep their name.
     gguf_args+=(--gguf "$l=$f")
   done
   say "parity: llama-perplexity (KLD base f16, $pchunks chunks of 512)"
@@ -394,7 +419,7 @@ parity() {
       die "llama-perplexity --kl-divergence $l failed; see $w/llama-$l.log"
   done
   say "parity: qeval run on the same files"
-  "$qeval" run --model "$f16" --quants "$plevels" "${gguf_args[@]}" --no-tasks --chunks "$pchunks" --ctx 512 \
+  "$qeval" run --model "$f16" --quants f16 "${gguf_args[@]}" --no-tasks --chunks "$pchunks" --ctx 512 \
     --threads "$threads" --repeats 1 --out "$w/qeval" --quiet >"$w/qeval.txt" 2>&1 || die "qeval run failed; see $w/qeval.txt"
   python3 - "$w" "$plevels" "$pchunks" <<'EOF'
 import json, re, sys, pathlib

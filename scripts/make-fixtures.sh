@@ -36,6 +36,24 @@ if [ -x "$llama/llama-quantize" ] && [ -f "$smol" ]; then
   PYTHONPATH="$gp" python3 scripts/iq_reference.py --real "$iq/smol-iq4_nl.gguf" --tensor blk.0.attn_q.weight --rows 32 --stem real_iq4_nl
   # --pure IQ4_XS leaves the 576-wide rows at IQ4_NL: ffn_down (1536 wide) is the IQ4_XS one.
   PYTHONPATH="$gp" python3 scripts/iq_reference.py --real "$iq/smol-iq4_xs.gguf" --tensor blk.0.ffn_down.weight --rows 16 --stem real_iq4_xs
+  # Every other type, in one file: IQ4_NL with ffn_down of layers 0-9 forced (--tensor-type) to
+  # the types that need an importance matrix (llama-imatrix on wikitext-2's test split, 8
+  # chunks), the ternary ones and MXFP4. tests/iquants.rs also runs the whole file.
+  calib="${QEVAL_CALIBRATION_TEXT:-$PWD/../shared/evaldata/wikitext-2-raw/wiki.test.raw}"
+  mixed=(iq1_s iq1_m iq2_xxs iq2_xs iq2_s iq3_xxs iq3_s tq1_0 tq2_0 mxfp4)
+  if [ -x "$llama/llama-imatrix" ] && [ -f "$calib" ]; then
+    [ -f "$iq/smol-imatrix.gguf" ] || "$llama/llama-imatrix" -m "$iq/smol-f16.gguf" -f "$calib" -c 512 --chunks 8 -t 2 -o "$iq/smol-imatrix.gguf" >/dev/null 2>&1
+    if [ ! -f "$iq/smol-mixed.gguf" ]; then
+      tt=()
+      for i in "${!mixed[@]}"; do tt+=(--tensor-type "blk\\.$i\\.ffn_down=${mixed[$i]}"); done
+      "$llama/llama-quantize" --imatrix "$iq/smol-imatrix.gguf" "${tt[@]}" "$iq/smol-f16.gguf" "$iq/smol-mixed.gguf" IQ4_NL 2 >/dev/null 2>&1
+    fi
+    for i in "${!mixed[@]}"; do
+      PYTHONPATH="$gp" python3 scripts/iq_reference.py --real "$iq/smol-mixed.gguf" --tensor "blk.$i.ffn_down.weight" --rows 8 --stem "real_${mixed[$i]}"
+    done
+  else
+    echo "make-fixtures: no llama-imatrix in $llama or no $calib: the real-tensor fixtures of ${mixed[*]} are not made"
+  fi
 else
   echo "make-fixtures: no llama-quantize in $llama: the real-tensor IQ4 fixtures are not made (scripts/compare-llamacpp.sh builds llama.cpp)"
 fi

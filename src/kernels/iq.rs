@@ -379,6 +379,57 @@ mod tests {
         data
     }
 
+    /// llama-quantize's rows of every type (scripts/make-fixtures.sh, where llama.cpp is built),
+    /// as one long row: the product with the kernel against the product with gguf-py's
+    /// dequantization of the same bytes.
+    #[test]
+    fn real_tensors_multiply_as_gguf_py_dequantizes_them() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/iq");
+        let mut seen = 0;
+        for t in IqType::ALL {
+            let stem = format!("real_{}", t.name());
+            let (Ok(data), Ok(f)) = (
+                std::fs::read(dir.join(format!("{stem}.bin"))),
+                std::fs::read(dir.join(format!("{stem}.f32"))),
+            ) else {
+                println!("skipped {stem}: not made (scripts/make-fixtures.sh makes it where llama-quantize is built)");
+                continue;
+            };
+            let wf: Vec<f32> = f
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            let k = wf.len();
+            let m = 3;
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 31 % 89) as f32 - 44.0) / 11.0)
+                .collect();
+            let op =
+                IqMatMul::new(Arc::new(IqTensor::new(t, vec![1, k], data).unwrap()), true).unwrap();
+            let mut got = vec![0f32; m];
+            op.matmul(&x, m, &mut got);
+            let block = act_block(t);
+            let a = QActs::quantize(&x, m, k, block);
+            for j in 0..m {
+                let want: f64 = (0..k)
+                    .map(|i| {
+                        let ad = a.d[j * (k / block) + i / block] * f32::from(a.qs[j * k + i]);
+                        f64::from(wf[i]) * f64::from(ad)
+                    })
+                    .sum();
+                let scale: f64 = (0..k).map(|i| f64::from(wf[i] * x[j * k + i]).abs()).sum();
+                assert!(
+                    (f64::from(got[j]) - want).abs() <= 1e-5 * scale,
+                    "{stem} ({}): {} vs {want}",
+                    op.kernel_name(),
+                    got[j]
+                );
+            }
+            seen += 1;
+        }
+        println!("{seen} real tensors checked");
+    }
+
     #[test]
     fn every_type_multiplies_as_its_dequantized_weights() {
         let (n, k, m) = (6, 512, 5);

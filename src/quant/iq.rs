@@ -572,8 +572,10 @@ mod tests {
         matches_gguf_py_mxfp4: Mxfp4,
     }
 
-    /// Rows of a real tensor llama-quantize wrote (SmolLM2-135M, `--pure IQ4_NL` / `IQ4_XS`),
-    /// made by scripts/make-fixtures.sh where llama.cpp is built; says it is skipped elsewhere.
+    /// Rows of a real tensor llama-quantize wrote (SmolLM2-135M: `--pure IQ4_NL` / `IQ4_XS`,
+    /// and the other types forced onto ffn_down with `--tensor-type`, with an importance matrix
+    /// from llama-imatrix), made by scripts/make-fixtures.sh where llama.cpp is built; says it
+    /// is skipped elsewhere.
     fn check_real_fixture(t: IqType, stem: &str) {
         if !fixture(&format!("{stem}.bin")).is_file() {
             println!(
@@ -585,14 +587,28 @@ mod tests {
         check_fixture(t, stem);
     }
 
-    #[test]
-    fn matches_llama_quantize_iq4_nl_tensor() {
-        check_real_fixture(IqType::Iq4Nl, "real_iq4_nl");
+    macro_rules! real_fixture_tests {
+        ($($test:ident: $t:ident,)*) => {$(
+            #[test]
+            fn $test() {
+                check_real_fixture(IqType::$t, &format!("real_{}", IqType::$t.name()));
+            }
+        )*};
     }
 
-    #[test]
-    fn matches_llama_quantize_iq4_xs_tensor() {
-        check_real_fixture(IqType::Iq4Xs, "real_iq4_xs");
+    real_fixture_tests! {
+        matches_llama_quantize_iq4_nl_tensor: Iq4Nl,
+        matches_llama_quantize_iq4_xs_tensor: Iq4Xs,
+        matches_llama_quantize_iq3_xxs_tensor: Iq3Xxs,
+        matches_llama_quantize_iq3_s_tensor: Iq3S,
+        matches_llama_quantize_iq2_xxs_tensor: Iq2Xxs,
+        matches_llama_quantize_iq2_xs_tensor: Iq2Xs,
+        matches_llama_quantize_iq2_s_tensor: Iq2S,
+        matches_llama_quantize_iq1_s_tensor: Iq1S,
+        matches_llama_quantize_iq1_m_tensor: Iq1M,
+        matches_llama_quantize_tq1_0_tensor: Tq1_0,
+        matches_llama_quantize_tq2_0_tensor: Tq2_0,
+        matches_llama_quantize_mxfp4_tensor: Mxfp4,
     }
 
     #[test]
