@@ -6,7 +6,7 @@ use crate::report::options::ReportOptions;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
-const LEVELS_HELP: &str = "Quantization levels, comma-separated. Each name is llama-quantize's file type of that name, with the per-tensor types llama-quantize gives it (the output at q6_k, attn_v/ffn_down raised in the mixtures): f32, bf16, f16, q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m (the Ollama/LM Studio default), q4_k_s, q4_1, q4_0, q3_k_l, q3_k_m, q3_k_s, q2_k. Aliases as llama-quantize has them: q4_k=q4_k_m, q5_k=q5_k_m, q3_k=q3_k_m; short forms q8=q8_0, q6=q6_k, q5=q5_k_m, q4=q4_k_m, q3=q3_k_m, q2=q2_k. One type for every weight matrix (llama-quantize --pure): add -pure, e.g. q4_k-pure, q4_0-pure, q2_k-pure. [default: q4_k_m,q8_0,f16; with no --model: f16,q8_0,q4_k_m,q2_k]";
+const LEVELS_HELP: &str = "Quantization levels, comma-separated. Each name is llama-quantize's file type of that name, with the per-tensor types llama-quantize gives it (the output at q6_k, attn_v/ffn_down raised in the mixtures): f32, bf16, f16, q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m (the Ollama/LM Studio default), q4_k_s, q4_1, q4_0, iq4_nl, iq4_xs (i-quants made without an importance matrix), q3_k_l, q3_k_m, q3_k_s, q2_k. Aliases as llama-quantize has them: q4_k=q4_k_m, q5_k=q5_k_m, q3_k=q3_k_m; short forms q8=q8_0, q6=q6_k, q5=q5_k_m, q4=q4_k_m, q3=q3_k_m, q2=q2_k. One type for every weight matrix (llama-quantize --pure): add -pure, e.g. q4_k-pure, q4_0-pure, q2_k-pure. [default: q4_k_m,q8_0,f16; with no --model: f16,q8_0,q4_k_m,q2_k]";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -110,9 +110,14 @@ pub struct LevelArgs {
     #[arg(long, short = 'q', help = LEVELS_HELP)]
     pub quants: Option<String>,
 
-    /// Take a level's weights from a GGUF file instead of quantizing: LEVEL=PATH or
-    /// LEVEL=hf:ORG/REPO/FILE.gguf (repeatable). The level is added to the run if missing.
-    #[arg(long, value_name = "LEVEL=PATH")]
+    /// Take a level's weights from a GGUF file instead of quantizing: LABEL=PATH,
+    /// LABEL=hf:ORG/REPO/FILE.gguf or LABEL=ollama:NAME[:TAG] / lmstudio:... (repeatable). A
+    /// LABEL that is a level name (q4_k_m, iq4_xs, ...) is that level, added to the run if
+    /// missing; any other word (ollama-q4, bartowski-q4) measures the file as a level of its
+    /// own, its level read from the file, so several files of one nominal level can be compared
+    /// against one reference. Files of any GGUF type load: the k-quants, the i-quants
+    /// (IQ1_S ... IQ4_XS), TQ1_0/TQ2_0, MXFP4, BF16.
+    #[arg(long, value_name = "LABEL=PATH")]
     pub gguf: Vec<String>,
 
     /// Quantize every level in-process, even those models.toml publishes as GGUF files.
