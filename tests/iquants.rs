@@ -96,6 +96,20 @@ fn an_iq4_xs_file_runs_as_its_own_level_and_scores_as_the_level_made_in_process(
         "--quiet",
     ]);
     assert!(o.status.success(), "{}", common::stderr(&o));
+    // The file as a model source: its tokenizer, its level, its tensors dequantized.
+    let src = qeval::model::source::ModelSource::open(&file).unwrap();
+    assert_eq!(src.main_dtype(), "iq4_xs");
+    assert!(src.is_quantized());
+    let meta = src.meta("blk.10.ffn_down.weight").unwrap();
+    assert_eq!(meta.source_dtype, "iq4_xs");
+    let down = src.load_f32("blk.10.ffn_down.weight").unwrap();
+    assert_eq!(down.dims(), &[576, 1536]);
+    assert_eq!(
+        src.meta("blk.10.attn_q.weight").unwrap().source_dtype,
+        "iq4_nl"
+    );
+    let tok = qeval::model::tokenizer::gguf_tokenizer(&file).unwrap();
+    assert!(tok.vocab_size() > 49_000);
     let out = tmp.path().join("run");
     let gguf = format!("own-iq4={}", file.display());
     let o = common::run(&[

@@ -108,30 +108,14 @@ fn ftype_name(v: u32) -> Option<&'static str> {
 const GGUF_MAX_DEPTH: usize = 64;
 
 /// Read a GGUF file's header and metadata from `reader` (positioned at the file's start),
-/// guarding candle's parser against what it does not survive: a file that is not GGUF
-/// gets a message about the file, and a `general.alignment` of 0 (candle divides by it)
-/// is refused before candle reads anything. `path` names the source in messages. Tensors
-/// of the types candle has no type for (see [`read_gguf_content_iq`]) are an error here.
-pub fn read_gguf_content<R: Read + Seek>(
-    reader: &mut R,
-    path: &Path,
-) -> Result<gguf_file::Content> {
-    let (content, iq) = read_gguf_content_iq(reader, path)?;
-    if let Some((name, ty)) = iq.iter().next() {
-        return Err(usage(format!(
-            "{}: tensor '{name}' is {}, which this part of qeval does not read",
-            path.display(),
-            ty.name()
-        )));
-    }
-    Ok(content)
-}
-
-/// As [`read_gguf_content`], also for files holding the GGUF types candle has no type for
-/// (the i-quants, TQ1_0/TQ2_0, MXFP4: [`IqType`]). Their tensors appear in the returned
-/// content with candle type F32 (a placeholder: candle must never read them) and are listed,
-/// with their real type, in the map; [`read_iq_tensor`] reads them. A type id neither knows
-/// is refused, naming the tensor.
+/// guarding candle's parser against what it does not survive: a file that is not GGUF gets a
+/// message about the file, and a `general.alignment` of 0 (candle divides by it) is refused
+/// before candle reads anything. `path` names the source in messages.
+///
+/// Files may hold the GGUF types candle has no type for (the i-quants, TQ1_0/TQ2_0, MXFP4:
+/// [`IqType`]). Their tensors appear in the returned content with candle type F32 (a
+/// placeholder: candle must never read them) and are listed, with their real type, in the
+/// map; [`read_iq_tensor`] reads them. A type id neither knows is refused, naming the tensor.
 pub fn read_gguf_content_iq<R: Read + Seek>(
     reader: &mut R,
     path: &Path,

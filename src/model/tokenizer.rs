@@ -710,6 +710,7 @@ pub fn gguf_tokenizer_from_reader<R: std::io::Read + std::io::Seek>(
     reader: &mut R,
     path: &Path,
 ) -> Result<ModelTokenizer> {
-    let ct = super::source::read_gguf_content(reader, path)?;
+    // The tokenizer is metadata: files of any tensor type have one.
+    let (ct, _) = super::source::read_gguf_content_iq(reader, path)?;
     ModelTokenizer::from_gguf(&ct, path)
 }
