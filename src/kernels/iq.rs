@@ -10,7 +10,7 @@
 //! dequantized Q8 activations: the same numbers as llama.cpp's integer dot products up to f32
 //! rounding, at a fraction of their speed. The weights stay in their GGUF blocks in memory.
 
-use super::{for_chunks, isa, Isa, OutPtr, QActs};
+use super::{f32_rows, for_chunks, isa, Isa, OutPtr, QActs};
 use crate::quant::iq::{self, IqType};
 use crate::quant::weight::IqTensor;
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
@@ -59,10 +59,6 @@ impl IqMatMul {
             Some(_) => "avx2",
             None => "dequantize-f32",
         }
-    }
-
-    pub fn ty(&self) -> IqType {
-        self.w.ty
     }
 
     /// The weight multiplied.
@@ -184,51 +180,6 @@ fn simd_dot(t: IqType, wrow: &[u8], a: &QActs, j: usize) -> f32 {
     }
 }
 
-/// The integer arithmetic of the AVX2 kernels, in plain Rust: the reference they are
-/// tested against.
-pub fn reference_dot(t: IqType, wrow: &[u8], a: &QActs, j: usize) -> f32 {
-    let kv = |q: u8| i32::from(iq::KVALUES_IQ4NL[usize::from(q)]);
-    let f16 = |p: &[u8]| half::f16::from_le_bytes([p[0], p[1]]).to_f32();
-    let nb = a.k / t.block_elems();
-    let qs = &a.qs[j * a.k..(j + 1) * a.k];
-    let nab = a.k / a.block;
-    let d = &a.d[j * nab..(j + 1) * nab];
-    let mut sum = 0f32;
-    for b in 0..nb {
-        let p = &wrow[b * t.block_bytes()..(b + 1) * t.block_bytes()];
-        match t {
-            IqType::Iq4Nl => {
-                let q = &qs[b * 32..(b + 1) * 32];
-                let mut s = 0i32;
-                for i in 0..16 {
-                    s += kv(p[2 + i] & 0xf) * i32::from(q[i]);
-                    s += kv(p[2 + i] >> 4) * i32::from(q[i + 16]);
-                }
-                sum += f16(p) * d[b] * s as f32;
-            }
-            IqType::Iq4Xs => {
-                let sh = u16::from_le_bytes([p[2], p[3]]);
-                let mut s = 0i32;
-                for ib in 0..8 {
-                    let ls = i32::from((p[4 + ib / 2] >> (4 * (ib % 2))) & 0xf)
-                        | (i32::from((sh >> (2 * ib)) & 3) << 4);
-                    let q = &qs[b * 256 + ib * 32..b * 256 + (ib + 1) * 32];
-                    let w = &p[8 + 16 * ib..8 + 16 * (ib + 1)];
-                    let mut si = 0i32;
-                    for i in 0..16 {
-                        si += kv(w[i] & 0xf) * i32::from(q[i]);
-                        si += kv(w[i] >> 4) * i32::from(q[i + 16]);
-                    }
-                    s += (ls - 32) * si;
-                }
-                sum += f16(p) * d[b] * s as f32;
-            }
-            _ => unreachable!("no integer reference for {}", t.name()),
-        }
-    }
-    sum
-}
-
 impl CustomOp1 for IqMatMul {
     fn name(&self) -> &'static str {
         "qeval-iq-matmul"
@@ -239,22 +190,9 @@ impl CustomOp1 for IqMatMul {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (m, k) = layout.shape().dims2()?;
-        if k != self.k {
-            candle_core::bail!(
-                "qeval-iq-matmul: input has {k} columns, the weight {}",
-                self.k
-            );
-        }
-        let x = match storage {
-            CpuStorage::F32(v) => v,
-            _ => candle_core::bail!("qeval-iq-matmul: input must be f32"),
-        };
-        let (start, end) = layout.contiguous_offsets().ok_or_else(|| {
-            candle_core::Error::Msg("qeval-iq-matmul: input not contiguous".into())
-        })?;
+        let (x, m) = f32_rows("qeval-iq-matmul", storage, layout, self.k)?;
         let mut dst = vec![0f32; m * self.n];
-        self.matmul(&x[start..end], m, &mut dst);
+        self.matmul(x, m, &mut dst);
         Ok((CpuStorage::F32(dst), Shape::from((m, self.n))))
     }
 }
@@ -349,6 +287,51 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The integer arithmetic of the AVX2 kernels, in plain Rust: the reference they are
+    /// tested against.
+    fn reference_dot(t: IqType, wrow: &[u8], a: &QActs, j: usize) -> f32 {
+        let kv = |q: u8| i32::from(iq::KVALUES_IQ4NL[usize::from(q)]);
+        let f16 = |p: &[u8]| half::f16::from_le_bytes([p[0], p[1]]).to_f32();
+        let nb = a.k / t.block_elems();
+        let qs = &a.qs[j * a.k..(j + 1) * a.k];
+        let nab = a.k / a.block;
+        let d = &a.d[j * nab..(j + 1) * nab];
+        let mut sum = 0f32;
+        for b in 0..nb {
+            let p = &wrow[b * t.block_bytes()..(b + 1) * t.block_bytes()];
+            match t {
+                IqType::Iq4Nl => {
+                    let q = &qs[b * 32..(b + 1) * 32];
+                    let mut s = 0i32;
+                    for i in 0..16 {
+                        s += kv(p[2 + i] & 0xf) * i32::from(q[i]);
+                        s += kv(p[2 + i] >> 4) * i32::from(q[i + 16]);
+                    }
+                    sum += f16(p) * d[b] * s as f32;
+                }
+                IqType::Iq4Xs => {
+                    let sh = u16::from_le_bytes([p[2], p[3]]);
+                    let mut s = 0i32;
+                    for ib in 0..8 {
+                        let ls = i32::from((p[4 + ib / 2] >> (4 * (ib % 2))) & 0xf)
+                            | (i32::from((sh >> (2 * ib)) & 3) << 4);
+                        let q = &qs[b * 256 + ib * 32..b * 256 + (ib + 1) * 32];
+                        let w = &p[8 + 16 * ib..8 + 16 * (ib + 1)];
+                        let mut si = 0i32;
+                        for i in 0..16 {
+                            si += kv(w[i] & 0xf) * i32::from(q[i]);
+                            si += kv(w[i] >> 4) * i32::from(q[i + 16]);
+                        }
+                        s += (ls - 32) * si;
+                    }
+                    sum += f16(p) * d[b] * s as f32;
+                }
+                _ => unreachable!("no integer reference for {}", t.name()),
+            }
+        }
+        sum
+    }
 
     /// Blocks of random bytes with sane f16 scales (random bytes make any index valid).
     fn random_blocks(t: IqType, rows: usize, k: usize, seed: u64) -> Vec<u8> {

@@ -514,6 +514,28 @@ fn matmul_tiles(kind: Kind, w: &[u8], n: usize, k: usize, a: &QActs, dst: &mut [
     });
 }
 
+/// A custom op's input as contiguous f32 rows of `k` columns, and their count; errors name
+/// the op.
+fn f32_rows<'a>(
+    op: &str,
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    k: usize,
+) -> candle_core::Result<(&'a [f32], usize)> {
+    let (m, cols) = layout.shape().dims2()?;
+    if cols != k {
+        candle_core::bail!("{op}: input has {cols} columns, the weight {k}");
+    }
+    let x = match storage {
+        CpuStorage::F32(v) => v,
+        _ => candle_core::bail!("{op}: input must be f32"),
+    };
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input not contiguous")))?;
+    Ok((&x[start..end], m))
+}
+
 impl CustomOp1 for QMatMulOp {
     fn name(&self) -> &'static str {
         "qeval-qmatmul"
@@ -524,22 +546,9 @@ impl CustomOp1 for QMatMulOp {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (m, k) = layout.shape().dims2()?;
-        if k != self.k {
-            candle_core::bail!(
-                "qeval-qmatmul: input has {k} columns, the weight {}",
-                self.k
-            );
-        }
-        let x = match storage {
-            CpuStorage::F32(v) => v,
-            _ => candle_core::bail!("qeval-qmatmul: input must be f32"),
-        };
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("qeval-qmatmul: input not contiguous".into()))?;
+        let (x, m) = f32_rows("qeval-qmatmul", storage, layout, self.k)?;
         let mut dst = vec![0f32; m * self.n];
-        self.matmul(&x[start..end], m, &mut dst)?;
+        self.matmul(x, m, &mut dst)?;
         Ok((CpuStorage::F32(dst), Shape::from((m, self.n))))
     }
 }
