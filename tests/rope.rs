@@ -7,34 +7,12 @@
 
 mod common;
 
-use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::gguf_file::Value;
 use std::path::{Path, PathBuf};
 
 /// A copy of `src` with metadata keys set.
 fn with_keys(src: &Path, dst: &Path, keys: &[(&str, Value)]) {
-    let mut f = std::fs::File::open(src).unwrap();
-    let ct = gguf_file::Content::read(&mut f).unwrap();
-    let mut md: Vec<(String, Value)> = ct
-        .metadata
-        .iter()
-        .filter(|(k, _)| !keys.iter().any(|(n, _)| n == k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    md.extend(keys.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
-    names.sort_by_key(|n| ct.tensor_infos[*n].offset);
-    let tensors: Vec<(String, candle_core::quantized::QTensor)> = names
-        .iter()
-        .map(|n| {
-            let t = ct.tensor(&mut f, n, &candle_core::Device::Cpu).unwrap();
-            (n.to_string(), t)
-        })
-        .collect();
-    let mdr: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let tr: Vec<(&str, &candle_core::quantized::QTensor)> =
-        tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let mut o = std::io::BufWriter::new(std::fs::File::create(dst).unwrap());
-    gguf_file::write(&mut o, &mdr, &tr).unwrap();
+    qeval::model::transplant::with_keys(src, dst, keys).unwrap();
 }
 
 fn perplexity(model: &Path, out: &Path) -> f64 {

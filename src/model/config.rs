@@ -16,6 +16,9 @@ pub enum Arch {
     Qwen2,
     Qwen3,
     Gemma3,
+    /// Phi-3, Phi-3.5 and Phi-4-mini: llama with fused Q/K/V and gate/up projections, NEOX
+    /// rope over a part of each head, and LongRoPE scaling.
+    Phi3,
 }
 
 impl Arch {
@@ -26,6 +29,7 @@ impl Arch {
             "qwen2" => Arch::Qwen2,
             "qwen3" => Arch::Qwen3,
             "gemma3" => Arch::Gemma3,
+            "phi3" => Arch::Phi3,
             _ => return None,
         })
     }
@@ -36,6 +40,7 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Gemma3 => "gemma3",
+            Arch::Phi3 => "phi3",
         }
     }
 }
@@ -55,7 +60,9 @@ pub struct ModelConfig {
     pub rope_theta: f32,
     /// Gemma 3: rope base of the sliding-window (local) layers.
     pub rope_theta_local: f32,
-    /// Gemma 3: window of the local layers; every `sliding_window_pattern`-th layer is global.
+    /// Window of the sliding-window layers: Gemma 3's local layers (every
+    /// `sliding_window_pattern`-th layer is global), every layer of a Mistral or Phi-3 model
+    /// that states one (`sliding_window_pattern` is then `n_layer + 1`: no layer is global).
     pub sliding_window: Option<usize>,
     pub sliding_window_pattern: usize,
     /// The context length the model was trained for.
@@ -67,6 +74,18 @@ pub struct ModelConfig {
     /// 1 + 0.1 ln(factor)); 1 for every other rope.
     #[serde(default = "one")]
     pub rope_mscale: f32,
+    /// Dimensions of each head the rope rotates (llama.cpp's `n_rot`, `rope.dimension_count`):
+    /// the first `rope_dims`, the rest pass unrotated (Phi-4-mini's partial rotary factor).
+    /// None: the whole head.
+    #[serde(default)]
+    pub rope_dims: Option<usize>,
+    /// LongRoPE (Phi-3): the frequency divisors for a context longer than
+    /// `rope_original_context`; `rope_freq_factors` then holds the short ones. Which applies
+    /// follows the context the model is loaded for, as llama.cpp chooses by `n_ctx`.
+    #[serde(default)]
+    pub rope_freq_factors_long: Option<Vec<f32>>,
+    #[serde(default)]
+    pub rope_original_context: Option<usize>,
 }
 
 fn one() -> f32 {
@@ -78,6 +97,20 @@ impl ModelConfig {
     /// rope (llama.cpp permutes Q/K at conversion), qwen2, qwen3 and gemma3 use the NEOX layout.
     pub fn rope_interleaved(&self) -> bool {
         self.arch == Arch::Llama
+    }
+
+    /// Dimensions of each head the rope rotates.
+    pub fn n_rot(&self) -> usize {
+        self.rope_dims.unwrap_or(self.head_dim)
+    }
+
+    /// The rope's frequency divisors for a model loaded for `max_seq` positions: LongRoPE's
+    /// long factors beyond the original context, else the (short) factors.
+    pub fn rope_factors_for(&self, max_seq: usize) -> Option<&[f32]> {
+        match (&self.rope_freq_factors_long, self.rope_original_context) {
+            (Some(long), Some(orig)) if max_seq > orig => Some(long),
+            _ => self.rope_freq_factors.as_deref(),
+        }
     }
 
     /// Bytes of a f32 KV cache holding `ctx` positions.
@@ -114,6 +147,27 @@ impl ModelConfig {
                 return Err(usage(format!(
                     "{what}: {name} {value} is out of range (1 to {max}); the model configuration is corrupt"
                 )));
+            }
+        }
+        let n_rot = self.n_rot();
+        if n_rot == 0 || n_rot > self.head_dim || !n_rot.is_multiple_of(2) {
+            return Err(usage(format!(
+                "{what}: rope dimension count {n_rot} is invalid (an even number from 2 to the head dimension {})",
+                self.head_dim
+            )));
+        }
+        for (name, f) in [
+            ("rope frequency factors", &self.rope_freq_factors),
+            ("long rope frequency factors", &self.rope_freq_factors_long),
+        ] {
+            if let Some(f) = f {
+                if f.len() != n_rot / 2 || f.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+                    return Err(usage(format!(
+                        "{what}: {name} must be {} positive numbers (half the {n_rot} rotated dimensions), found {}",
+                        n_rot / 2,
+                        f.len()
+                    )));
+                }
             }
         }
         if self.sliding_window_pattern == 0 {
@@ -153,9 +207,10 @@ impl ModelConfig {
             "qwen2" => Arch::Qwen2,
             "qwen3" => Arch::Qwen3,
             "gemma3" => Arch::Gemma3,
+            "phi3" => Arch::Phi3,
             other => {
                 return Err(usage(format!(
-                "{}: architecture '{other}' is not supported; qeval runs llama, qwen2, qwen3 and gemma3",
+                "{}: architecture '{other}' is not supported; qeval runs llama (and Mistral, which llama.cpp files as llama), qwen2, qwen3, gemma3 and phi3",
                 path.display()
             )))
             }
@@ -181,6 +236,8 @@ impl ModelConfig {
         let n_embd = u("embedding_length")?;
         let n_head = u("attention.head_count")?;
         let head_dim = u("attention.key_length").unwrap_or(n_embd / n_head.max(1));
+        // The rotated part of each head (Phi-4-mini rotates 96 of 128).
+        let n_rot = u("rope.dimension_count").unwrap_or(head_dim);
         let rope_theta = f(
             "rope.freq_base",
             if arch == Arch::Gemma3 {
@@ -229,7 +286,7 @@ impl ModelConfig {
                         beta_slow: f("rope.scaling.yarn_beta_slow", 1.0),
                         ext_factor: f("rope.scaling.yarn_ext_factor", 1.0),
                     };
-                    let (div, mscale) = y.factors(head_dim, rope_theta);
+                    let (div, mscale) = y.factors(n_rot, rope_theta);
                     rope_mscale = mscale;
                     Some(div)
                 }
@@ -241,7 +298,7 @@ impl ModelConfig {
                             path.display()
                         )));
                     }
-                    Some(vec![factor; head_dim / 2])
+                    Some(vec![factor; n_rot / 2])
                 }
                 t => {
                     return Err(usage(format!(
@@ -252,13 +309,43 @@ impl ModelConfig {
             },
             Err(_) => None,
         };
+        // llama.cpp multiplies the rope's cos and sin by `rope.scaling.attn_factor` whatever
+        // the scaling (Phi-3's LongRoPE writes it); under YaRN a value other than 1 was refused.
+        if let Ok(v) = get("rope.scaling.attn_factor") {
+            let a = v.to_f32().unwrap_or(f32::NAN);
+            if !(a.is_finite() && a > 0.0) {
+                return Err(usage(format!(
+                    "{}: GGUF metadata '{arch_s}.rope.scaling.attn_factor' is {a}, not a positive number",
+                    path.display()
+                )));
+            }
+            rope_mscale *= a;
+        }
+        // A sliding window: Gemma 3's local layers (512 if unstated); any other architecture's
+        // stated window (Mistral, Phi-3) applies to every layer. 0 means none (Phi-4's files).
+        let n_layer = u("block_count")?;
+        let window = u("attention.sliding_window").ok().filter(|&w| w > 0);
+        let (sliding_window, sliding_window_pattern) = match arch {
+            Arch::Gemma3 => (Some(window.unwrap_or(512)), 6),
+            _ => (window, n_layer + 1),
+        };
+        // LongRoPE: the original context decides between the short and the long factors
+        // (read from the rope_factors_* tensors with the header).
+        let rope_original_context = if arch == Arch::Phi3 {
+            get("rope.scaling.original_context_length")
+                .ok()
+                .and_then(|v| v.to_u32().ok())
+                .map(|x| x as usize)
+        } else {
+            None
+        };
         let vocab_size = match ct.metadata.get("tokenizer.ggml.tokens") {
             Some(gguf_file::Value::Array(a)) => a.len(),
             _ => u("vocab_size")?,
         };
         let cfg = ModelConfig {
             arch,
-            n_layer: u("block_count")?,
+            n_layer,
             n_embd,
             n_head,
             n_kv_head: u("attention.head_count_kv").unwrap_or(n_head),
@@ -267,16 +354,19 @@ impl ModelConfig {
             vocab_size,
             rms_eps: f("attention.layer_norm_rms_epsilon", 1e-6) as f64,
             rope_theta,
-            rope_theta_local: 10_000.0,
-            sliding_window: if arch == Arch::Gemma3 {
-                Some(u("attention.sliding_window").unwrap_or(512))
+            rope_theta_local: if arch == Arch::Gemma3 {
+                10_000.0
             } else {
-                None
+                rope_theta
             },
-            sliding_window_pattern: 6,
+            sliding_window,
+            sliding_window_pattern,
             context_length: u("context_length")?,
             rope_freq_factors: rope_factors,
             rope_mscale,
+            rope_dims: (n_rot != head_dim).then_some(n_rot),
+            rope_freq_factors_long: None,
+            rope_original_context,
         };
         cfg.check(&path.display().to_string())?;
         Ok(cfg)
@@ -299,21 +389,26 @@ impl ModelConfig {
             "qwen2" => Arch::Qwen2,
             "qwen3" => Arch::Qwen3,
             "gemma3" | "gemma3_text" => Arch::Gemma3,
+            // Mistral is llama with a sliding window (honoured below), as llama.cpp converts it.
+            "mistral" => Arch::Llama,
+            "phi3" => Arch::Phi3,
             "" => {
                 return Err(usage(format!(
-                    "{}: missing key 'model_type'; expected one of llama, qwen2, qwen3, gemma3_text",
+                    "{}: missing key 'model_type'; expected one of llama, mistral, qwen2, qwen3, gemma3_text, phi3",
                     path.display()
                 )))
             }
             other => {
                 return Err(usage(format!(
-                    "{}: model_type '{other}' is not supported; qeval runs llama, qwen2, qwen3 and gemma3",
+                    "{}: model_type '{other}' is not supported; qeval runs llama, mistral, qwen2, qwen3, gemma3 and phi3",
                     path.display()
                 )))
             }
         };
-        if arch == Arch::Qwen2 {
-            refuse_unimplemented_qwen2(&v, path)?;
+        match arch {
+            Arch::Qwen2 => refuse_unimplemented_qwen2(&v, path)?,
+            Arch::Phi3 | Arch::Llama => refuse_unimplemented_llama_like(&v, path, &model_type)?,
+            Arch::Qwen3 | Arch::Gemma3 => {}
         }
         let req = |k: &str| -> Result<usize> {
             v.get(k)
@@ -334,11 +429,12 @@ impl ModelConfig {
             .and_then(|x| x.as_u64())
             .map(|x| x as usize)
             .unwrap_or(n_embd / n_head.max(1));
-        let (rope_theta, rope_freq_factors, rope_mscale) = rope_from_hf(
+        let n_rot = partial_rotary_dims(&v, path, arch, head_dim)?;
+        let rope = rope_from_hf(
             &v,
             path,
             arch,
-            head_dim,
+            n_rot,
             opt_f(
                 "rope_theta",
                 if arch == Arch::Gemma3 {
@@ -363,9 +459,29 @@ impl ModelConfig {
                     })
             })
             .unwrap_or(6);
+        let n_layer = req("num_hidden_layers")?;
+        // Gemma 3's local layers; every layer of a Mistral or Phi-3 model that states a window.
+        let (sliding_window, sliding_window_pattern) = match arch {
+            Arch::Gemma3 => (
+                Some(
+                    v.get("sliding_window")
+                        .and_then(|x| x.as_u64())
+                        .unwrap_or(512) as usize,
+                ),
+                pattern,
+            ),
+            Arch::Llama | Arch::Phi3 => (
+                v.get("sliding_window")
+                    .and_then(|x| x.as_u64())
+                    .filter(|&w| w > 0)
+                    .map(|w| w as usize),
+                n_layer + 1,
+            ),
+            Arch::Qwen2 | Arch::Qwen3 => (None, pattern),
+        };
         let cfg = ModelConfig {
             arch,
-            n_layer: req("num_hidden_layers")?,
+            n_layer,
             n_embd,
             n_head,
             n_kv_head: v
@@ -377,21 +493,20 @@ impl ModelConfig {
             n_ff: req("intermediate_size")?,
             vocab_size: req("vocab_size")?,
             rms_eps: opt_f("rms_norm_eps", 1e-6),
-            rope_theta,
-            rope_theta_local: opt_f("rope_local_base_freq", 10_000.0) as f32,
-            sliding_window: if arch == Arch::Gemma3 {
-                Some(
-                    v.get("sliding_window")
-                        .and_then(|x| x.as_u64())
-                        .unwrap_or(512) as usize,
-                )
+            rope_theta: rope.theta,
+            rope_theta_local: if arch == Arch::Gemma3 {
+                opt_f("rope_local_base_freq", 10_000.0) as f32
             } else {
-                None
+                rope.theta
             },
-            sliding_window_pattern: pattern,
+            sliding_window,
+            sliding_window_pattern,
             context_length: req("max_position_embeddings")?,
-            rope_freq_factors,
-            rope_mscale,
+            rope_freq_factors: rope.factors,
+            rope_mscale: rope.mscale,
+            rope_dims: (n_rot != head_dim).then_some(n_rot),
+            rope_freq_factors_long: rope.long_factors,
+            rope_original_context: rope.original_context,
         };
         cfg.check(&path.display().to_string())?;
         Ok(cfg)
@@ -429,27 +544,99 @@ fn refuse_unimplemented_qwen2(v: &serde_json::Value, path: &Path) -> Result<()> 
     Ok(())
 }
 
+/// Llama-family `config.json` keys (llama, mistral, phi3) that change the forward pass and
+/// qeval does not implement: refused, naming the key.
+fn refuse_unimplemented_llama_like(v: &serde_json::Value, path: &Path, model_type: &str) -> Result<()> {
+    let refuse = |key: &str, value: &serde_json::Value, why: &str| {
+        Err(usage(format!(
+            "{}: key '{key}' is {value}, but qeval does not implement {why} for {model_type} and refuses rather than compute a different model",
+            path.display()
+        )))
+    };
+    if let Some(x) = v.get("hidden_act") {
+        if x.as_str() != Some("silu") {
+            return refuse("hidden_act", x, "activations other than silu");
+        }
+    }
+    for key in ["attention_bias", "mlp_bias"] {
+        if let Some(x) = v.get(key) {
+            if x.as_bool() == Some(true) {
+                return refuse(key, x, "biases on these projections");
+            }
+        }
+    }
+    if let Some(lt) = v.get("layer_types").and_then(|x| x.as_array()) {
+        let first = lt.first().and_then(|t| t.as_str());
+        if lt.iter().any(|t| t.as_str() != first) {
+            return refuse(
+                "layer_types",
+                &serde_json::Value::String("a mix of layer types".into()),
+                "layers of different attention kinds",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The rotated dimensions of each head: `partial_rotary_factor` (top level or in
+/// `rope_parameters`) of the head dimension, as transformers' Phi-3 computes it; honoured for
+/// phi3, refused elsewhere (transformers' llama, qwen and gemma rotate whole heads).
+fn partial_rotary_dims(v: &serde_json::Value, path: &Path, arch: Arch, head_dim: usize) -> Result<usize> {
+    let f = v
+        .get("partial_rotary_factor")
+        .or_else(|| v.get("rope_parameters").and_then(|p| p.get("partial_rotary_factor")))
+        .and_then(|x| x.as_f64());
+    let Some(f) = f else { return Ok(head_dim) };
+    if f == 1.0 {
+        return Ok(head_dim);
+    }
+    let n = (head_dim as f64 * f) as usize;
+    if arch != Arch::Phi3 || !(f > 0.0 && f < 1.0) || n < 2 || n % 2 != 0 {
+        return Err(usage(format!(
+            "{}: key 'partial_rotary_factor' is {f}; qeval rotates part of each head for phi3 only (a factor in (0, 1) giving an even number of dimensions), and refuses rather than compute a different model",
+            path.display()
+        )));
+    }
+    Ok(n)
+}
+
+/// A `config.json`'s rope: base, frequency divisors (the short ones under LongRoPE), LongRoPE's
+/// long divisors and original context, and the magnitude scale of cos and sin.
+#[derive(Debug, Default)]
+struct HfRope {
+    theta: f32,
+    factors: Option<Vec<f32>>,
+    long_factors: Option<Vec<f32>>,
+    original_context: Option<usize>,
+    mscale: f32,
+}
+
 /// The rope base and scaling of a `config.json`. transformers >= 5 writes `rope_parameters`
 /// (with `rope_theta` inside); older configs write `rope_theta` and `rope_scaling`, whose type
 /// is `rope_type` or, older still, `type`. Honoured: `default`, `linear` (every frequency
-/// divided by `factor`), `llama3` and `yarn` (Qwen's long-context setting); any other type
-/// (dynamic, longrope, ...) and YaRN keys beyond llama.cpp's defaults are refused naming the
-/// key and the file, since ignoring them computes a different model. Returns the rope base,
-/// the per-dimension frequency divisors and YaRN's magnitude scale.
+/// divided by `factor`), `llama3`, `yarn` (Qwen's long-context setting) and, for phi3,
+/// `longrope` (older `su`); any other type (dynamic, ...) and YaRN keys beyond llama.cpp's
+/// defaults are refused naming the key and the file, since ignoring them computes a different
+/// model. `head_dim` is the rotated part of a head.
 fn rope_from_hf(
     v: &serde_json::Value,
     path: &Path,
     arch: Arch,
     head_dim: usize,
     theta: f32,
-) -> Result<(f32, Option<Vec<f32>>, f32)> {
+) -> Result<HfRope> {
+    let plain = |theta| HfRope {
+        theta,
+        mscale: 1.0,
+        ..Default::default()
+    };
     let (key, params) = match (v.get("rope_parameters"), v.get("rope_scaling")) {
         (Some(p), _) if !p.is_null() => ("rope_parameters", p),
         (_, Some(p)) => ("rope_scaling", p),
-        _ => return Ok((theta, None, 1.0)),
+        _ => return Ok(plain(theta)),
     };
     if params.is_null() {
-        return Ok((theta, None, 1.0));
+        return Ok(plain(theta));
     }
     let theta = match params.get("rope_theta").and_then(|x| x.as_f64()) {
         Some(t) => t as f32,
@@ -505,6 +692,51 @@ fn rope_from_hf(
             mscale = m;
             Some(div)
         }
+        "longrope" | "su" if arch == Arch::Phi3 => {
+            let list = |k: &str| -> Option<Vec<f32>> {
+                let a = params.get(k)?.as_array()?;
+                a.iter().map(|x| x.as_f64().map(|f| f as f32)).collect()
+            };
+            let (Some(short), Some(long)) = (list("short_factor"), list("long_factor")) else {
+                return refuse("longrope needs the number lists 'short_factor' and 'long_factor'".into());
+            };
+            if short.len() != head_dim / 2 || long.len() != head_dim / 2 {
+                return refuse(format!(
+                    "'short_factor' and 'long_factor' must have {} entries (half the rotated dimensions), found {} and {}",
+                    head_dim / 2,
+                    short.len(),
+                    long.len()
+                ));
+            }
+            let max_pos = v.get("max_position_embeddings").and_then(|x| x.as_f64());
+            let orig = params
+                .get("original_max_position_embeddings")
+                .or_else(|| v.get("original_max_position_embeddings"))
+                .and_then(|x| x.as_f64());
+            let Some(orig) = orig.filter(|o| *o >= 2.0) else {
+                return refuse("longrope needs 'original_max_position_embeddings'".into());
+            };
+            // transformers' _compute_longrope_parameters: the magnitude scale from the context
+            // extension unless `attention_factor` states it.
+            let factor = match (max_pos, params.get("factor").and_then(|x| x.as_f64())) {
+                (Some(m), _) => m / orig,
+                (None, Some(f)) => f,
+                (None, None) => 1.0,
+            };
+            mscale = match params.get("attention_factor").and_then(|x| x.as_f64()) {
+                Some(a) if a.is_finite() && a > 0.0 => a as f32,
+                Some(a) => return refuse(format!("'attention_factor' {a} is not positive")),
+                None if factor <= 1.0 => 1.0,
+                None => (1.0 + factor.ln() / orig.ln()).sqrt() as f32,
+            };
+            return Ok(HfRope {
+                theta,
+                factors: Some(short),
+                long_factors: Some(long),
+                original_context: Some(orig as usize),
+                mscale,
+            });
+        }
         "llama3" => Some(llama3_freq_factors(params, head_dim, theta)?),
         // Gemma 3 scales only its global layers' rope; one set of divisors would scale all.
         "linear" if arch == Arch::Gemma3 => {
@@ -514,9 +746,19 @@ fn rope_from_hf(
             Some(f) if f.is_finite() && f > 0.0 => Some(vec![f as f32; head_dim / 2]),
             _ => return refuse("linear scaling needs a positive 'factor'".into()),
         },
-        _ => return refuse("qeval implements default, linear, llama3 and yarn rope".into()),
+        _ => {
+            return refuse(
+                "qeval implements default, linear, llama3 and yarn rope (and longrope for phi3)"
+                    .into(),
+            )
+        }
     };
-    Ok((theta, factors, mscale))
+    Ok(HfRope {
+        theta,
+        factors,
+        mscale,
+        ..Default::default()
+    })
 }
 
 /// YaRN rope scaling (llama.cpp's `rope_yarn`, transformers' `_compute_yarn_parameters`): each
@@ -593,7 +835,7 @@ mod tests {
     use serde_json::json;
 
     fn rope(v: serde_json::Value, arch: Arch) -> Result<(f32, Option<Vec<f32>>)> {
-        rope_from_hf(&v, Path::new("/m/config.json"), arch, 64, 10_000.0).map(|(t, f, _)| (t, f))
+        rope_from_hf(&v, Path::new("/m/config.json"), arch, 64, 10_000.0).map(|r| (r.theta, r.factors))
     }
 
     #[test]
@@ -605,8 +847,8 @@ mod tests {
             json!({"rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}}),
             json!({"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768, "rope_theta": 1e6}}),
         ] {
-            let (theta, f, mscale) =
-                rope_from_hf(&v, Path::new("/m/config.json"), Arch::Qwen2, 128, 1e6).unwrap();
+            let r = rope_from_hf(&v, Path::new("/m/config.json"), Arch::Qwen2, 128, 1e6).unwrap();
+            let (theta, f, mscale) = (r.theta, r.factors, r.mscale);
             assert_eq!(theta, 1e6);
             let f = f.unwrap();
             assert_eq!(f.len(), 64);

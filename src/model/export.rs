@@ -12,7 +12,10 @@ use std::path::Path;
 /// The `config.json` a Hugging Face checkpoint of `cfg` would have.
 pub fn hf_config_json(cfg: &ModelConfig, tied: bool) -> serde_json::Value {
     let model_type = match cfg.arch {
+        // transformers' llama has no sliding window; Mistral is llama with one.
+        Arch::Llama if cfg.sliding_window.is_some() => "mistral",
         Arch::Llama => "llama",
+        Arch::Phi3 => "phi3",
         Arch::Qwen2 => "qwen2",
         Arch::Qwen3 => "qwen3",
         Arch::Gemma3 => "gemma3_text",
@@ -34,6 +37,28 @@ pub fn hf_config_json(cfg: &ModelConfig, tied: bool) -> serde_json::Value {
     if cfg.arch == Arch::Qwen2 {
         v["use_sliding_window"] = false.into();
         v["hidden_act"] = "silu".into();
+    }
+    if cfg.arch == Arch::Phi3 || (cfg.arch == Arch::Llama && cfg.sliding_window.is_some()) {
+        v["hidden_act"] = "silu".into();
+        v["sliding_window"] = cfg.sliding_window.into();
+    }
+    if cfg.arch == Arch::Phi3 {
+        if cfg.n_rot() != cfg.head_dim {
+            v["partial_rotary_factor"] = (cfg.n_rot() as f64 / cfg.head_dim as f64).into();
+        }
+        if let (Some(short), Some(long), Some(orig)) = (
+            &cfg.rope_freq_factors,
+            &cfg.rope_freq_factors_long,
+            cfg.rope_original_context,
+        ) {
+            v["original_max_position_embeddings"] = orig.into();
+            v["rope_scaling"] = serde_json::json!({
+                "type": "longrope",
+                "short_factor": short,
+                "long_factor": long,
+                "attention_factor": cfg.rope_mscale,
+            });
+        }
     }
     if cfg.arch == Arch::Gemma3 {
         v["rope_local_base_freq"] = cfg.rope_theta_local.into();

@@ -9,5 +9,6 @@ pub mod shape;
 pub mod source;
 pub mod tokenizer;
 pub mod transformer;
+pub mod transplant;
 
 pub use config::{Arch, ModelConfig};

@@ -81,6 +81,9 @@ impl ShapeSpec {
             context_length: self.context,
             rope_freq_factors: None,
             rope_mscale: 1.0,
+            rope_dims: None,
+            rope_freq_factors_long: None,
+            rope_original_context: None,
         };
         if self.sliding_window.is_some() && !gemma {
             return Err(usage(format!(
@@ -132,6 +135,8 @@ impl Shape {
                     "attn_k" | "attn_v" => vec![kv, h],
                     "attn_output" => vec![h, q],
                     "attn_q_norm" | "attn_k_norm" => vec![c.head_dim],
+                    "attn_qkv" => vec![q + 2 * kv, h],
+                    "ffn_up" if c.arch == Arch::Phi3 => vec![2 * c.n_ff, h],
                     "ffn_gate" | "ffn_up" => vec![c.n_ff, h],
                     "ffn_down" => vec![h, c.n_ff],
                     _ => vec![h],

@@ -476,7 +476,7 @@ pub fn read_gguf_header<R: Read + Seek>(reader: &mut R, path: &Path) -> Result<G
                 )))
             }
         }
-        if name == "rope_freqs.weight" {
+        if ROPE_TENSORS.contains(&name.as_str()) {
             continue;
         }
         tensors.push(TensorMeta {
@@ -487,34 +487,60 @@ pub fn read_gguf_header<R: Read + Seek>(reader: &mut R, path: &Path) -> Result<G
     }
     tensors.sort_by_key(|t| tensor_order(&t.name));
     check_complete(&tensors, &config, path)?;
-    if iq.contains_key("rope_freqs.weight") {
-        return Err(usage(format!(
-            "{}: rope_freqs.weight is stored as an i-quant; it must be f32",
-            path.display()
-        )));
-    }
-    if let Some(info) = content.tensor_infos.get("rope_freqs.weight") {
-        let want = config.head_dim / 2;
+    // Rope frequency divisors stored as tensors: Llama 3's rope_freqs, Phi-3's LongRoPE pair.
+    let n_rot = config.n_rot();
+    let mut read_factors = |name: &str| -> Result<Option<Vec<f32>>> {
+        if iq.contains_key(name) {
+            return Err(usage(format!(
+                "{}: {name} is stored as an i-quant; it must be f32",
+                path.display()
+            )));
+        }
+        let Some(info) = content.tensor_infos.get(name) else {
+            return Ok(None);
+        };
+        let want = n_rot / 2;
         if info.shape.dims() != [want] {
             return Err(usage(format!(
-                "{}: rope_freqs.weight has shape {:?}, expected [{want}] (half the head dimension {})",
+                "{}: {name} has shape {:?}, expected [{want}] (half the {n_rot} rotated dimensions of a head)",
                 path.display(),
                 info.shape.dims(),
-                config.head_dim
             )));
         }
         let t = content
-            .tensor(reader, "rope_freqs.weight", &Device::Cpu)
+            .tensor(reader, name, &Device::Cpu)
             .and_then(|q| q.dequantize(&Device::Cpu))
             .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|e| {
-                usage(format!(
-                    "{}: cannot read rope_freqs.weight ({e})",
-                    path.display()
-                ))
-            })?;
+            .map_err(|e| usage(format!("{}: cannot read {name} ({e})", path.display())))?;
+        Ok(Some(t))
+    };
+    let freqs = read_factors("rope_freqs.weight")?;
+    let short = read_factors("rope_factors_short.weight")?;
+    let long = read_factors("rope_factors_long.weight")?;
+    if let Some(t) = freqs {
         config.rope_freq_factors = Some(t);
     }
+    if short.is_some() || long.is_some() {
+        // llama.cpp: rope_freqs wins; else long beyond the original context, else short (none
+        // at all when the file lacks the one chosen).
+        if config.arch != Arch::Phi3 || config.rope_freq_factors.is_some() {
+            return Err(usage(format!(
+                "{}: rope_factors_short/long (LongRoPE) are read for phi3 files without rope_freqs only; this is a {} file",
+                path.display(),
+                config.arch.name()
+            )));
+        }
+        let (Some(short), Some(long)) = (short, long) else {
+            return Err(usage(format!(
+                "{}: a LongRoPE file needs both rope_factors_short.weight and rope_factors_long.weight",
+                path.display()
+            )));
+        };
+        config.rope_freq_factors = Some(short);
+        config.rope_freq_factors_long = Some(long);
+        config.rope_original_context.get_or_insert(config.context_length);
+    }
+    config.check(&path.display().to_string())?;
     Ok(GgufHeader {
         file_type: content
             .metadata
@@ -552,6 +578,33 @@ fn check_complete(tensors: &[TensorMeta], config: &ModelConfig, path: &Path) -> 
                 path.display(),
                 config.arch.name()
             )));
+        }
+    }
+    if config.arch == Arch::Phi3 {
+        // The fused rows must split into the parts the forward pass takes from them.
+        let c = config;
+        let qkv = (c.n_head + 2 * c.n_kv_head) * c.head_dim;
+        for t in tensors {
+            let want = if t.name.ends_with("attn_qkv.weight") {
+                qkv
+            } else if t.name.ends_with("ffn_up.weight") {
+                2 * c.n_ff
+            } else {
+                continue;
+            };
+            if t.shape.first() != Some(&want) {
+                return Err(usage(format!(
+                    "{}: phi3 tensor '{}' has {} rows, expected {want} ({})",
+                    path.display(),
+                    t.name,
+                    t.shape.first().copied().unwrap_or(0),
+                    if want == qkv {
+                        "query, key and value rows of every head"
+                    } else {
+                        "gate rows then up rows, twice the feed-forward length"
+                    }
+                )));
+            }
         }
     }
     if let Some(e) = tensors.iter().find(|t| t.name == "token_embd.weight") {
@@ -835,12 +888,20 @@ impl ModelSource {
     }
 }
 
+/// Tensors that hold rope frequency divisors, read into the configuration rather than loaded
+/// as weights.
+pub const ROPE_TENSORS: &[&str] = &[
+    "rope_freqs.weight",
+    "rope_factors_long.weight",
+    "rope_factors_short.weight",
+];
+
 /// Projections whose bias every layer of an architecture must have (canonical names without
 /// `.bias`). Biases are 1-D, so every level keeps them f32.
 pub fn required_layer_biases(arch: Arch) -> &'static [&'static str] {
     match arch {
         Arch::Qwen2 => &["attn_q", "attn_k", "attn_v"],
-        Arch::Llama | Arch::Qwen3 | Arch::Gemma3 => &[],
+        Arch::Llama | Arch::Qwen3 | Arch::Gemma3 | Arch::Phi3 => &[],
     }
 }
 
@@ -875,8 +936,16 @@ pub fn required_layer_tensors(arch: Arch) -> &'static [&'static str] {
             "ffn_up",
             "ffn_down",
         ],
-        Arch::Gemma3 => &[
+        // Fused: attn_qkv holds Q, K and V rows; ffn_up holds the gate rows, then the up rows.
+        Arch::Phi3 => &[
             "attn_norm",
+            "attn_qkv",
+            "attn_output",
+            "ffn_norm",
+            "ffn_up",
+            "ffn_down",
+        ],
+        Arch::Gemma3 => &[
             "attn_q",
             "attn_k",
             "attn_v",
@@ -950,6 +1019,7 @@ const LAYER_NAMES: &[(&str, &str, Holds)] = &[
     ("self_attn.k_proj", "attn_k", |_| true),
     ("self_attn.v_proj", "attn_v", |_| true),
     ("self_attn.o_proj", "attn_output", |_| true),
+    ("self_attn.qkv_proj", "attn_qkv", |a| a == Arch::Phi3),
     ("self_attn.q_norm", "attn_q_norm", |_| true),
     ("self_attn.k_norm", "attn_k_norm", |_| true),
     ("post_attention_layernorm", "post_attention_norm", |a| {
@@ -960,6 +1030,7 @@ const LAYER_NAMES: &[(&str, &str, Holds)] = &[
     }),
     ("pre_feedforward_layernorm", "ffn_norm", |_| true),
     ("post_feedforward_layernorm", "post_ffw_norm", |_| true),
+    ("mlp.gate_up_proj", "ffn_up", |a| a == Arch::Phi3),
     ("mlp.gate_proj", "ffn_gate", |_| true),
     ("mlp.up_proj", "ffn_up", |_| true),
     ("mlp.down_proj", "ffn_down", |_| true),
@@ -1027,7 +1098,13 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for arch in [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Gemma3] {
+        for arch in [
+            Arch::Llama,
+            Arch::Qwen2,
+            Arch::Qwen3,
+            Arch::Gemma3,
+            Arch::Phi3,
+        ] {
             for t in required_layer_tensors(arch) {
                 let c = format!("blk.3.{t}.weight");
                 let h = hf_name(&c, arch).unwrap();

@@ -1,12 +1,13 @@
-//! The forward pass of llama, qwen2, qwen3 and gemma3, returning the logits of every requested
-//! position in one pass.
+//! The forward pass of llama (and Mistral), qwen2, qwen3, gemma3 and phi3, returning the logits
+//! of every requested position in one pass.
 //!
 //! Why this exists instead of candle-transformers' `quantized_llama` & co: those return only
 //! the last position's logits (enough for generation, not for scoring a window), keep an
 //! extra f32 copy of the token embedding, convert f16/bf16 weights to f32 at load, and grow
 //! the KV cache by concatenation. Here one implementation serves the three architectures
 //! (they differ in a few switches: Q/K/V biases, Q/K norms, Gemma's extra norms, GELU,
-//! embedding scale, sliding-window layers and the rope layout), weights keep the type the level gave them,
+//! embedding scale, sliding-window layers, the rope layout and how much of a head it rotates,
+//! Phi-3's fused Q/K/V and gate/up matrices), weights keep the type the level gave them,
 //! a tied output shares the embedding's storage, and the KV cache is allocated once.
 
 use super::config::{Arch, ModelConfig};
@@ -121,11 +122,15 @@ impl Embedding {
     }
 }
 
+/// The Q/K/V projections: three matrices, or Phi-3's one whose output rows are Q, K then V.
+enum Qkv {
+    Separate { q: Linear, k: Linear, v: Linear },
+    Fused(Linear),
+}
+
 struct Layer {
     attn_norm: Tensor,
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
+    qkv: Qkv,
     wo: Linear,
     /// Qwen2: biases added to the Q/K/V projections (f32 at every level).
     bq: Option<Tensor>,
@@ -135,7 +140,8 @@ struct Layer {
     k_norm: Option<Tensor>,
     post_attn_norm: Option<Tensor>,
     ffn_norm: Tensor,
-    gate: Linear,
+    /// None for Phi-3, whose `up` holds the gate rows and then the up rows.
+    gate: Option<Linear>,
     up: Linear,
     down: Linear,
     post_ffw_norm: Option<Tensor>,
@@ -299,14 +305,17 @@ struct Rope {
 }
 
 impl Rope {
+    /// The angles of the rotated part of a head (`cfg.n_rot()` dimensions, whose frequencies
+    /// are counted over that part, as llama.cpp's `n_dims`).
     fn new(cfg: &ModelConfig, theta: f32, max_seq: usize, dev: &Device) -> Result<Self> {
-        let d = cfg.head_dim;
+        let d = cfg.n_rot();
+        let factors = cfg.rope_factors_for(max_seq);
         let inv: Vec<f32> = (0..d)
             .step_by(2)
             .enumerate()
             .map(|(k, i)| {
                 let f = 1.0 / theta.powf(i as f32 / d as f32);
-                match &cfg.rope_freq_factors {
+                match factors {
                     Some(ff) => f / ff.get(k).copied().unwrap_or(1.0),
                     None => f,
                 }
@@ -427,6 +436,7 @@ impl Transformer {
             };
             let (bq, bk, bv) = (bias("attn_q")?, bias("attn_k")?, bias("attn_v")?);
             let is_gemma = cfg.arch == Arch::Gemma3;
+            let fused = cfg.arch == Arch::Phi3;
             let has_qk_norm = matches!(cfg.arch, Arch::Qwen3 | Arch::Gemma3);
             let window = match cfg.sliding_window {
                 Some(w) if (i + 1) % cfg.sliding_window_pattern.max(1) != 0 => Some(w),
@@ -434,9 +444,15 @@ impl Transformer {
             };
             layers.push(Layer {
                 attn_norm: vec(take(&p("attn_norm"))?)?,
-                wq: lin(take(&p("attn_q"))?)?,
-                wk: lin(take(&p("attn_k"))?)?,
-                wv: lin(take(&p("attn_v"))?)?,
+                qkv: if fused {
+                    Qkv::Fused(lin(take(&p("attn_qkv"))?)?)
+                } else {
+                    Qkv::Separate {
+                        q: lin(take(&p("attn_q"))?)?,
+                        k: lin(take(&p("attn_k"))?)?,
+                        v: lin(take(&p("attn_v"))?)?,
+                    }
+                },
                 wo: lin(take(&p("attn_output"))?)?,
                 bq,
                 bk,
@@ -457,7 +473,11 @@ impl Transformer {
                     None
                 },
                 ffn_norm: vec(take(&p("ffn_norm"))?)?,
-                gate: lin(take(&p("ffn_gate"))?)?,
+                gate: if fused {
+                    None
+                } else {
+                    Some(lin(take(&p("ffn_gate"))?)?)
+                },
                 up: lin(take(&p("ffn_up"))?)?,
                 down: lin(take(&p("ffn_down"))?)?,
                 post_ffw_norm: if is_gemma {
@@ -654,15 +674,20 @@ fn layer_forward(
             None => y,
         })
     };
-    let q = proj(&l.wq, &l.bq)?
-        .reshape((b, s, nh, hd))?
-        .transpose(1, 2)?;
-    let k = proj(&l.wk, &l.bk)?
-        .reshape((b, s, nkv, hd))?
-        .transpose(1, 2)?;
-    let v = proj(&l.wv, &l.bv)?
-        .reshape((b, s, nkv, hd))?
-        .transpose(1, 2)?;
+    let (q, k, v) = match &l.qkv {
+        Qkv::Separate { q, k, v } => (proj(q, &l.bq)?, proj(k, &l.bk)?, proj(v, &l.bv)?),
+        Qkv::Fused(w) => {
+            let y = w.forward(&h)?;
+            (
+                y.narrow(2, 0, nh * hd)?,
+                y.narrow(2, nh * hd, nkv * hd)?,
+                y.narrow(2, (nh + nkv) * hd, nkv * hd)?,
+            )
+        }
+    };
+    let q = q.reshape((b, s, nh, hd))?.transpose(1, 2)?;
+    let k = k.reshape((b, s, nkv, hd))?.transpose(1, 2)?;
+    let v = v.reshape((b, s, nkv, hd))?.transpose(1, 2)?;
     let q = match &l.q_norm {
         Some(w) => rms(&q, w, cfg.rms_eps)?,
         None => q.contiguous()?,
@@ -671,17 +696,7 @@ fn layer_forward(
         Some(w) => rms(&k, w, cfg.rms_eps)?,
         None => k.contiguous()?,
     };
-    let (q, k) = if cfg.rope_interleaved() {
-        (
-            candle_nn::rotary_emb::rope_i(&q, cos, sin)?,
-            candle_nn::rotary_emb::rope_i(&k, cos, sin)?,
-        )
-    } else {
-        (
-            candle_nn::rotary_emb::rope(&q, cos, sin)?,
-            candle_nn::rotary_emb::rope(&k, cos, sin)?,
-        )
-    };
+    let (q, k) = (rotate(cfg, &q, cos, sin)?, rotate(cfg, &k, cos, sin)?);
     let (k, v) = l.cache.append(&k.contiguous()?, &v.contiguous()?)?;
     let scale = 1.0 / (hd as f64).sqrt();
     let o = match attention::attention(&q, &k, &v, &mask.visibility(), scale as f32)? {
@@ -704,15 +719,42 @@ fn layer_forward(
     }
     let x = (x + o)?;
     let h = rms(&x, &l.ffn_norm, cfg.rms_eps)?;
-    let g = l.gate.forward(&h)?;
+    let (g, u) = match &l.gate {
+        Some(gate) => (gate.forward(&h)?, l.up.forward(&h)?),
+        None => {
+            let y = l.up.forward(&h)?;
+            let n = cfg.n_ff;
+            (y.narrow(2, 0, n)?, y.narrow(2, n, n)?)
+        }
+    };
     let g = if cfg.arch == Arch::Gemma3 {
         g.gelu()?
     } else {
         candle_nn::ops::silu(&g)?
     };
-    let mut m = l.down.forward(&(g * l.up.forward(&h)?)?)?;
+    let mut m = l.down.forward(&(g * u)?)?;
     if let Some(w) = &l.post_ffw_norm {
         m = rms(&m, w, cfg.rms_eps)?;
     }
     Ok((x + m)?)
+}
+
+/// Rope on (b, heads, s, head_dim) queries or keys: the first `cfg.n_rot()` dimensions of each
+/// head rotated (interleaved pairs for llama GGUFs, halves for the NEOX layout), the rest as
+/// they are.
+fn rotate(cfg: &ModelConfig, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let r = |x: &Tensor| -> Result<Tensor> {
+        Ok(if cfg.rope_interleaved() {
+            candle_nn::rotary_emb::rope_i(x, cos, sin)?
+        } else {
+            candle_nn::rotary_emb::rope(x, cos, sin)?
+        })
+    };
+    let (hd, n_rot) = (cfg.head_dim, cfg.n_rot());
+    if n_rot == hd {
+        return r(x);
+    }
+    let rot = r(&x.narrow(3, 0, n_rot)?.contiguous()?)?;
+    let pass = x.narrow(3, n_rot, hd - n_rot)?;
+    Ok(Tensor::cat(&[&rot, &pass], 3)?.contiguous()?)
 }

@@ -48,7 +48,8 @@ pub fn role(name: &str, rank: usize) -> (Role, Option<usize>) {
         Role::TokenEmbd
     } else if name == "output.weight" {
         Role::Output
-    } else if name.ends_with("attn_v.weight") {
+    } else if name.ends_with("attn_v.weight") || name.ends_with("attn_qkv.weight") {
+        // llama.cpp's category_is_attn_v: a fused Q/K/V gets attn_v's types.
         Role::AttnV
     } else if name.ends_with("attn_output.weight") {
         Role::AttnOutput
