@@ -477,7 +477,7 @@ impl ModelConfig {
                     .map(|w| w as usize),
                 n_layer + 1,
             ),
-            Arch::Qwen2 | Arch::Qwen3 => (None, pattern),
+            Arch::Qwen2 | Arch::Qwen3 => (None, n_layer + 1),
         };
         let cfg = ModelConfig {
             arch,

@@ -76,8 +76,13 @@ impl ShapeSpec {
             } else {
                 None
             },
-            // Read only where there is a window; 6 as the GGUF and config.json readers default.
-            sliding_window_pattern: self.sliding_window_pattern.unwrap_or(6),
+            // Read only where there is a window; as the GGUF and config.json readers default
+            // (6 for Gemma 3; no global layer for the others).
+            sliding_window_pattern: if gemma {
+                self.sliding_window_pattern.unwrap_or(6)
+            } else {
+                self.layers + 1
+            },
             context_length: self.context,
             rope_freq_factors: None,
             rope_mscale: 1.0,

@@ -946,6 +946,7 @@ pub fn required_layer_tensors(arch: Arch) -> &'static [&'static str] {
             "ffn_down",
         ],
         Arch::Gemma3 => &[
+            "attn_norm",
             "attn_q",
             "attn_k",
             "attn_v",
