@@ -76,7 +76,10 @@ fn phi3_transplants_match_llama_cpp_from_gguf_and_safetensors() {
         let p = perplexity(&m, &tmp.path().join(name));
         let (_, want) = llama_cpp.iter().find(|(n, _)| *n == name).unwrap();
         let rel = (p - want).abs() / want;
-        println!("{name}: qeval {p:.4} llama.cpp {want} ({:+.3}%)", 100.0 * (p - want) / want);
+        println!(
+            "{name}: qeval {p:.4} llama.cpp {want} ({:+.3}%)",
+            100.0 * (p - want) / want
+        );
         assert!(rel < 5e-3, "{name}: qeval {p} vs llama.cpp {want}");
         ppl.insert(name, p);
     }
@@ -84,7 +87,11 @@ fn phi3_transplants_match_llama_cpp_from_gguf_and_safetensors() {
     // unpermuted rows) up to rounding: qeval scores it 0.012% above the llama file, llama.cpp
     // 0.010% above its f16 of the llama file (34.2898 vs 34.2862).
     let rel = (ppl["phi3"] - SMOL_F16_PPL).abs() / SMOL_F16_PPL;
-    assert!(rel < 3e-4, "phi3 transplant {} vs llama {SMOL_F16_PPL}", ppl["phi3"]);
+    assert!(
+        rel < 3e-4,
+        "phi3 transplant {} vs llama {SMOL_F16_PPL}",
+        ppl["phi3"]
+    );
     // LongRoPE: the short factors apply at 512 <= 4096, the long ones at 512 > 256, and each
     // changes the model.
     assert_ne!(ppl["phi3-longrope-short"], ppl["phi3-partial"]);
@@ -117,11 +124,17 @@ fn phi3_transplants_match_llama_cpp_from_gguf_and_safetensors() {
     );
     let back = ModelSource::open(&dir).unwrap();
     assert_eq!(back.config.rope_freq_factors, src.config.rope_freq_factors);
-    assert_eq!(back.config.rope_freq_factors_long, src.config.rope_freq_factors_long);
+    assert_eq!(
+        back.config.rope_freq_factors_long,
+        src.config.rope_freq_factors_long
+    );
     assert_eq!(back.config.rope_original_context, Some(256));
     let p = perplexity(&dir, &tmp.path().join("st"));
     let want = ppl["phi3-longrope-long"];
-    assert!((p - want).abs() / want < 1e-4, "safetensors {p} vs GGUF {want}");
+    assert!(
+        (p - want).abs() / want < 1e-4,
+        "safetensors {p} vs GGUF {want}"
+    );
 }
 
 #[test]
@@ -151,7 +164,10 @@ fn mistral_sliding_window_from_gguf_and_safetensors() {
     let src = ModelSource::open(&narrow).unwrap();
     assert_eq!(src.config.sliding_window, Some(64));
     let p_narrow = perplexity(&narrow, &tmp.path().join("w64"));
-    assert!(p_narrow > p_wide * 1.01, "window 64: {p_narrow} vs {p_wide}");
+    assert!(
+        p_narrow > p_wide * 1.01,
+        "window 64: {p_narrow} vs {p_wide}"
+    );
     // From safetensors: model_type mistral with sliding_window 64 is the same model.
     let tj = tokenizer_json(&smol, tmp.path());
     let dir = tmp.path().join("mistral-st");
@@ -181,7 +197,10 @@ fn phi3_and_mistral_keys_that_change_the_math_are_refused_by_name() {
     });
     let cases: Vec<(serde_json::Value, &str)> = vec![
         (serde_json::json!({"hidden_act": "gelu"}), "hidden_act"),
-        (serde_json::json!({"attention_bias": true}), "attention_bias"),
+        (
+            serde_json::json!({"attention_bias": true}),
+            "attention_bias",
+        ),
         (
             serde_json::json!({"model_type": "llama", "partial_rotary_factor": 0.5}),
             "partial_rotary_factor",
@@ -206,7 +225,10 @@ fn phi3_and_mistral_keys_that_change_the_math_are_refused_by_name() {
         let e = qeval::model::ModelConfig::from_hf_config(&p)
             .unwrap_err()
             .to_string();
-        assert!(e.contains(key) && e.contains(&*p.to_string_lossy()), "{key}: {e}");
+        assert!(
+            e.contains(key) && e.contains(&*p.to_string_lossy()),
+            "{key}: {e}"
+        );
     }
     // Phi-3-mini-128k's own settings: the magnitude scale transformers computes.
     let mut v = base.clone();
@@ -218,7 +240,11 @@ fn phi3_and_mistral_keys_that_change_the_math_are_refused_by_name() {
     std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
     let c = qeval::model::ModelConfig::from_hf_config(&p).unwrap();
     // sqrt(1 + ln(32) / ln(4096))
-    assert!((c.rope_mscale - 1.190_238_1).abs() < 1e-6, "{}", c.rope_mscale);
+    assert!(
+        (c.rope_mscale - 1.190_238_1).abs() < 1e-6,
+        "{}",
+        c.rope_mscale
+    );
     assert_eq!(c.rope_factors_for(4096), Some(&[1.0f32; 8][..]));
     assert_eq!(c.rope_factors_for(4097), Some(&[2.0f32; 8][..]));
 }

@@ -546,7 +546,11 @@ fn refuse_unimplemented_qwen2(v: &serde_json::Value, path: &Path) -> Result<()> 
 
 /// Llama-family `config.json` keys (llama, mistral, phi3) that change the forward pass and
 /// qeval does not implement: refused, naming the key.
-fn refuse_unimplemented_llama_like(v: &serde_json::Value, path: &Path, model_type: &str) -> Result<()> {
+fn refuse_unimplemented_llama_like(
+    v: &serde_json::Value,
+    path: &Path,
+    model_type: &str,
+) -> Result<()> {
     let refuse = |key: &str, value: &serde_json::Value, why: &str| {
         Err(usage(format!(
             "{}: key '{key}' is {value}, but qeval does not implement {why} for {model_type} and refuses rather than compute a different model",
@@ -581,10 +585,18 @@ fn refuse_unimplemented_llama_like(v: &serde_json::Value, path: &Path, model_typ
 /// The rotated dimensions of each head: `partial_rotary_factor` (top level or in
 /// `rope_parameters`) of the head dimension, as transformers' Phi-3 computes it; honoured for
 /// phi3, refused elsewhere (transformers' llama, qwen and gemma rotate whole heads).
-fn partial_rotary_dims(v: &serde_json::Value, path: &Path, arch: Arch, head_dim: usize) -> Result<usize> {
+fn partial_rotary_dims(
+    v: &serde_json::Value,
+    path: &Path,
+    arch: Arch,
+    head_dim: usize,
+) -> Result<usize> {
     let f = v
         .get("partial_rotary_factor")
-        .or_else(|| v.get("rope_parameters").and_then(|p| p.get("partial_rotary_factor")))
+        .or_else(|| {
+            v.get("rope_parameters")
+                .and_then(|p| p.get("partial_rotary_factor"))
+        })
         .and_then(|x| x.as_f64());
     let Some(f) = f else { return Ok(head_dim) };
     if f == 1.0 {
@@ -698,7 +710,9 @@ fn rope_from_hf(
                 a.iter().map(|x| x.as_f64().map(|f| f as f32)).collect()
             };
             let (Some(short), Some(long)) = (list("short_factor"), list("long_factor")) else {
-                return refuse("longrope needs the number lists 'short_factor' and 'long_factor'".into());
+                return refuse(
+                    "longrope needs the number lists 'short_factor' and 'long_factor'".into(),
+                );
             };
             if short.len() != head_dim / 2 || long.len() != head_dim / 2 {
                 return refuse(format!(
@@ -835,7 +849,8 @@ mod tests {
     use serde_json::json;
 
     fn rope(v: serde_json::Value, arch: Arch) -> Result<(f32, Option<Vec<f32>>)> {
-        rope_from_hf(&v, Path::new("/m/config.json"), arch, 64, 10_000.0).map(|r| (r.theta, r.factors))
+        rope_from_hf(&v, Path::new("/m/config.json"), arch, 64, 10_000.0)
+            .map(|r| (r.theta, r.factors))
     }
 
     #[test]

@@ -538,7 +538,9 @@ pub fn read_gguf_header<R: Read + Seek>(reader: &mut R, path: &Path) -> Result<G
         };
         config.rope_freq_factors = Some(short);
         config.rope_freq_factors_long = Some(long);
-        config.rope_original_context.get_or_insert(config.context_length);
+        config
+            .rope_original_context
+            .get_or_insert(config.context_length);
     }
     config.check(&path.display().to_string())?;
     Ok(GgufHeader {

@@ -183,7 +183,11 @@ pub fn llama_to_phi3(src: &Path, dst: &Path, opts: &Phi3Options) -> Result<()> {
             }
             _ => {
                 let x = load(name)?;
-                let q = if t.shape.len() < 2 { f32q(&x)? } else { f16(&x)? };
+                let q = if t.shape.len() < 2 {
+                    f32q(&x)?
+                } else {
+                    f16(&x)?
+                };
                 tensors.push((name.clone(), q));
             }
         }
@@ -202,7 +206,8 @@ pub fn llama_to_phi3(src: &Path, dst: &Path, opts: &Phi3Options) -> Result<()> {
 
 /// A copy of a GGUF with metadata keys set (the rest, and every tensor, as they are).
 pub fn with_keys(src: &Path, dst: &Path, keys: &[(&str, Value)]) -> Result<()> {
-    let mut f = std::fs::File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
+    let mut f =
+        std::fs::File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
     let ct = gguf_file::Content::read(&mut f)?;
     let mut md: Vec<(String, Value)> = ct
         .metadata

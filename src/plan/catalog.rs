@@ -127,7 +127,7 @@ impl Entry {
         })?;
         let arch = Arch::from_name(&self.arch).ok_or_else(|| {
             usage(format!(
-                "{what}: arch '{}' is not one qeval runs (llama, qwen2, qwen3, gemma3)",
+                "{what}: arch '{}' is not one qeval runs (llama, qwen2, qwen3, gemma3, phi3)",
                 self.arch
             ))
         })?;
