@@ -603,7 +603,7 @@ fn partial_rotary_dims(
         return Ok(head_dim);
     }
     let n = (head_dim as f64 * f) as usize;
-    if arch != Arch::Phi3 || !(f > 0.0 && f < 1.0) || n < 2 || n % 2 != 0 {
+    if arch != Arch::Phi3 || !(f > 0.0 && f < 1.0) || n < 2 || !n.is_multiple_of(2) {
         return Err(usage(format!(
             "{}: key 'partial_rotary_factor' is {f}; qeval rotates part of each head for phi3 only (a factor in (0, 1) giving an even number of dimensions), and refuses rather than compute a different model",
             path.display()

@@ -158,7 +158,7 @@ pub fn llama_to_phi3(src: &Path, dst: &Path, opts: &Phi3Options) -> Result<()> {
     for t in &model.tensors {
         let name = &t.name;
         let layer = name.strip_prefix("blk.").and_then(|r| r.split_once('.'));
-        match layer.map(|(i, rest)| (i, rest)) {
+        match layer {
             Some((i, "attn_q.weight")) => {
                 let p = |s: &str| format!("blk.{i}.{s}.weight");
                 // Canonical llama Q/K rows are permuted for interleaved rope: back to the
