@@ -161,11 +161,12 @@ impl ModelConfig {
             ("long rope frequency factors", &self.rope_freq_factors_long),
         ] {
             if let Some(f) = f {
-                if f.len() != n_rot / 2 || f.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+                if f.len() != n_rot / 2 || f.iter().any(|x| !x.is_finite() || *x == 0.0) {
                     return Err(usage(format!(
-                        "{what}: {name} must be {} positive numbers (half the {n_rot} rotated dimensions), found {}",
+                        "{what}: {name} must be {} finite, non-zero divisors (half the {n_rot} rotated dimensions); found {} values{}",
                         n_rot / 2,
-                        f.len()
+                        f.len(),
+                        if f.len() == n_rot / 2 { ", not all finite and non-zero" } else { "" }
                     )));
                 }
             }
@@ -326,7 +327,8 @@ impl ModelConfig {
         let n_layer = u("block_count")?;
         let window = u("attention.sliding_window").ok().filter(|&w| w > 0);
         let (sliding_window, sliding_window_pattern) = match arch {
-            Arch::Gemma3 => (Some(window.unwrap_or(512)), 6),
+            // A stated 0 stays, and is refused as out of range by `check`.
+            Arch::Gemma3 => (Some(u("attention.sliding_window").unwrap_or(512)), 6),
             _ => (window, n_layer + 1),
         };
         // LongRoPE: the original context decides between the short and the long factors
