@@ -8,7 +8,10 @@
 //! i32 per block, one f32 multiply per block). Every other type dequantizes each weight row
 //! once (`iq::dequantize_row`, bit for bit llama.cpp's) and multiplies it in f32 with the
 //! dequantized Q8 activations: the same numbers as llama.cpp's integer dot products up to f32
-//! rounding, at a fraction of their speed. The weights stay in their GGUF blocks in memory.
+//! rounding, at a fraction of their speed. Rows are dequantized four at a time and, with
+//! AVX2, multiplied against two activation rows at once (eight FMA accumulators), so each
+//! activation row is read once per four weight rows. The weights stay in their GGUF blocks in
+//! memory.
 
 use super::{f32_rows, for_chunks, isa, Isa, OutPtr, QActs};
 use crate::quant::iq::{self, IqType};
@@ -23,6 +26,8 @@ pub struct IqMatMul {
     n: usize,
     k: usize,
     simd: Option<Isa>,
+    /// The f32 path's tile with AVX2 FMA (types without an integer kernel).
+    fma: bool,
 }
 
 /// The block of the activations' 8-bit quantization for weights of type `t` (llama.cpp's
@@ -49,14 +54,16 @@ impl IqMatMul {
             n,
             k,
             simd: if simd && has_simd { isa() } else { None },
+            fma: simd && isa().is_some() && k.is_multiple_of(8),
             w,
         })
     }
 
-    /// What multiplies: "avx2" or "dequantize-f32".
+    /// What multiplies: "avx2", "dequantize-f32-fma" or "dequantize-f32".
     pub fn kernel_name(&self) -> &'static str {
         match self.simd {
             Some(_) => "avx2",
+            None if self.fma => "dequantize-f32-fma",
             None => "dequantize-f32",
         }
     }
@@ -128,20 +135,56 @@ impl IqMatMul {
                         }
                     }
                 }
+                let fma = self.fma;
                 for_chunks(n.div_ceil(chunk), m * n * k, |c| {
-                    let mut wf = vec![0f32; k];
-                    for wi in c * chunk..((c + 1) * chunk).min(n) {
-                        iq::dequantize_row(t, &w[wi * rb..(wi + 1) * rb], &mut wf);
-                        for (j, arow) in af.chunks_exact(k).enumerate() {
-                            // Safety: j < m, wi < n; each column belongs to one chunk.
-                            unsafe { *out.get().add(j * n + wi) = dot_f32(&wf, arow) };
+                    let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(n));
+                    let mut wf = vec![0f32; TILE * k];
+                    let mut wi = lo;
+                    while wi < hi {
+                        let r = TILE.min(hi - wi);
+                        for (i, row) in wf.chunks_exact_mut(k).take(r).enumerate() {
+                            iq::dequantize_row(t, &w[(wi + i) * rb..(wi + i + 1) * rb], row);
                         }
+                        let mut j = 0;
+                        while j < m {
+                            let j2 = (j + 1).min(m - 1);
+                            let (a0, a1) = (&af[j * k..(j + 1) * k], &af[j2 * k..(j2 + 1) * k]);
+                            let dots = if fma && r == TILE {
+                                #[cfg(target_arch = "x86_64")]
+                                // Safety: isa() found AVX2 and FMA; wf holds TILE rows of k
+                                // values, a0 and a1 k values each, k a multiple of 8.
+                                unsafe {
+                                    avx2::dot_tile(&wf, a0, a1, k)
+                                }
+                                #[cfg(not(target_arch = "x86_64"))]
+                                unreachable!("isa() is None off x86_64")
+                            } else {
+                                let mut d = [[0f32; TILE]; 2];
+                                for (i, row) in wf.chunks_exact(k).take(r).enumerate() {
+                                    d[0][i] = dot_f32(row, a0);
+                                    d[1][i] = dot_f32(row, a1);
+                                }
+                                d
+                            };
+                            for (jj, d) in [j, j2].into_iter().zip(dots).take(j2 + 1 - j) {
+                                for (i, v) in d.into_iter().take(r).enumerate() {
+                                    // Safety: jj < m, wi + i < hi <= n; each column belongs
+                                    // to one chunk.
+                                    unsafe { *out.get().add(jj * n + wi + i) = v };
+                                }
+                            }
+                            j += 2;
+                        }
+                        wi += r;
                     }
                 });
             }
         }
     }
 }
+
+/// Weight rows the f32 path dequantizes and multiplies together.
+const TILE: usize = 4;
 
 /// Σ a·b in eight lanes (so the compiler vectorizes it).
 fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
@@ -207,6 +250,38 @@ mod avx2 {
     unsafe fn f16(p: *const u8) -> f32 {
         let h = u16::from_le_bytes([*p, *p.add(1)]);
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
+    }
+
+    /// The dots of `TILE` dequantized weight rows (`w`, `TILE` × k) with two activation rows:
+    /// `[a0 · w_i ..., a1 · w_i ...]`, eight lanes per row pair summed at the end.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_tile(
+        w: &[f32],
+        a0: &[f32],
+        a1: &[f32],
+        k: usize,
+    ) -> [[f32; super::TILE]; 2] {
+        debug_assert!(w.len() >= super::TILE * k && a0.len() >= k && a1.len() >= k);
+        let mut acc = [[_mm256_setzero_ps(); super::TILE]; 2];
+        let (p0, p1, pw) = (a0.as_ptr(), a1.as_ptr(), w.as_ptr());
+        let mut c = 0;
+        while c < k {
+            let x0 = _mm256_loadu_ps(p0.add(c));
+            let x1 = _mm256_loadu_ps(p1.add(c));
+            for i in 0..super::TILE {
+                let wv = _mm256_loadu_ps(pw.add(i * k + c));
+                acc[0][i] = _mm256_fmadd_ps(wv, x0, acc[0][i]);
+                acc[1][i] = _mm256_fmadd_ps(wv, x1, acc[1][i]);
+            }
+            c += 8;
+        }
+        let mut out = [[0f32; super::TILE]; 2];
+        for (o, a) in out.iter_mut().zip(acc) {
+            for (o, a) in o.iter_mut().zip(a) {
+                *o = hsum(a);
+            }
+        }
+        out
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
