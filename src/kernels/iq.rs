@@ -255,12 +255,7 @@ mod avx2 {
     /// The dots of `TILE` dequantized weight rows (`w`, `TILE` × k) with two activation rows:
     /// `[a0 · w_i ..., a1 · w_i ...]`, eight lanes per row pair summed at the end.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_tile(
-        w: &[f32],
-        a0: &[f32],
-        a1: &[f32],
-        k: usize,
-    ) -> [[f32; super::TILE]; 2] {
+    pub unsafe fn dot_tile(w: &[f32], a0: &[f32], a1: &[f32], k: usize) -> [[f32; super::TILE]; 2] {
         debug_assert!(w.len() >= super::TILE * k && a0.len() >= k && a1.len() >= k);
         let mut acc = [[_mm256_setzero_ps(); super::TILE]; 2];
         let (p0, p1, pw) = (a0.as_ptr(), a1.as_ptr(), w.as_ptr());

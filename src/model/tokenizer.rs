@@ -39,9 +39,13 @@ pub const SUPPORTED_PRE: &[&str] = &[
     "smaug-bpe",
     "qwen2",
     "deepseek-r1-qwen",
+    "gpt-4o",
 ];
 
 const REGEX_LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// GPT-4o's split (Phi-4-mini): the regex of its tokenizer.json, which llama.cpp's
+/// `LLAMA_VOCAB_PRE_TYPE_GPT4O` cites as the original of its own rewrite.
+const REGEX_GPT4O: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const REGEX_QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 enum Inner {
@@ -448,6 +452,7 @@ fn build_bpe(
         "qwen2" | "deepseek-r1-qwen" => {
             Sequence::new(vec![split(REGEX_QWEN2)?, byte_level_only.into()]).into()
         }
+        "gpt-4o" => Sequence::new(vec![split(REGEX_GPT4O)?, byte_level_only.into()]).into(),
         other => {
             return Err(usage(format!(
                 "{}: tokenizer.ggml.pre = '{other}' is not supported; qeval refuses to guess because a wrong pre-tokenizer silently changes token counts. Supported: {}. Use the model's safetensors directory (with tokenizer.json) instead.",
@@ -713,4 +718,32 @@ pub fn gguf_tokenizer_from_reader<R: std::io::Read + std::io::Seek>(
     // The tokenizer is metadata: files of any tensor type have one.
     let (ct, _) = super::source::read_gguf_content_iq(reader, path)?;
     ModelTokenizer::from_gguf(&ct, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
+
+    /// The pieces `regex` splits `text` into.
+    fn pieces(regex: &str, text: &str) -> Vec<String> {
+        let mut p = PreTokenizedString::from(text);
+        split(regex).unwrap().pre_tokenize(&mut p).unwrap();
+        p.get_splits(OffsetReferential::Original, OffsetType::Char)
+            .into_iter()
+            .map(|(s, _, _)| s.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn gpt4o_split_matches_python_regex() {
+        // Expected: Python's `regex.findall` with the same pattern (the module transformers'
+        // tokenizers mirror), run on this machine.
+        let text = "Hello WORLD's CamelCase don'T 12345 x/y\n\n  naïve  end";
+        let want = [
+            "Hello", " WORLD's", " Camel", "Case", " don'T", " ", "123", "45", " x", "/y", "\n\n",
+            " ", " naïve", " ", " end",
+        ];
+        assert_eq!(pieces(REGEX_GPT4O, text), want);
+    }
 }
