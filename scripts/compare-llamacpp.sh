@@ -139,15 +139,7 @@ say "qeval: $qeval ($("$qeval" --version))"
 
 # --- the eval text: the default eval set's text files, joined as qeval joins them ---
 text="$out/evaltext.txt"
-python3 - "$repo/evalsets/default" "$text" <<'EOF'
-import re, sys, pathlib
-root = pathlib.Path(sys.argv[1])
-toml = (root / "evalset.toml").read_text()
-m = re.search(r'kind = "text"\s*\nfiles = \[(.*?)\]', toml, re.S)
-files = re.findall(r'"([^"]+)"', m.group(1))
-parts = [(root / f).read_text().rstrip() for f in files]
-pathlib.Path(sys.argv[2]).write_text("\n\n".join(parts))
-EOF
+python3 "$repo/scripts/evaltext.py" "$repo/evalsets/default" "$text"
 
 # --- memory-read bandwidth: a small C program (OpenMP, the same thread count) ---
 membw() {

@@ -31,14 +31,7 @@ mkdir -p "$out"
   die "cargo build failed; see $out/build.log"
 "$repo/target/release/examples/transplant" "$model" "$out"
 text="$out/evaltext.txt"
-python3 - "$repo/evalsets/default" "$text" <<'PY'
-import pathlib, re, sys
-root = pathlib.Path(sys.argv[1])
-toml = (root / "evalset.toml").read_text()
-m = re.search(r'kind = "text"\s*\nfiles = \[(.*?)\]', toml, re.S)
-files = re.findall(r'"([^"]+)"', m.group(1))
-pathlib.Path(sys.argv[2]).write_text("\n\n".join((root / f).read_text().rstrip() for f in files))
-PY
+python3 "$repo/scripts/evaltext.py" "$repo/evalsets/default" "$text"
 printf '| file | llama.cpp PPL | qeval PPL | difference |\n|---|---|---|---|\n' >"$out/table.md"
 for f in "$out"/phi3*.gguf; do
   n="$(basename "$f" .gguf)"

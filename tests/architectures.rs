@@ -21,27 +21,6 @@ use qeval::model::transplant::{llama_to_phi3, phi3_checks, with_keys};
 use qeval::model::Arch;
 use std::path::Path;
 
-fn perplexity(model: &Path, out: &Path) -> f64 {
-    let o = common::run(&[
-        "run",
-        "--model",
-        model.to_str().unwrap(),
-        "--quants",
-        "f16",
-        "--no-tasks",
-        "--chunks",
-        "4",
-        "--ctx",
-        "512",
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
-    assert!(o.status.success(), "{}", common::stderr(&o));
-    let r = qeval::results::Results::load(&out.join("results.json")).unwrap();
-    r.levels[0].perplexity.unwrap()
-}
-
 fn tokenizer_json(gguf: &Path, dir: &Path) -> std::path::PathBuf {
     let tj = dir.join("tokenizer.json");
     qeval::model::tokenizer::gguf_tokenizer(gguf)
@@ -73,7 +52,7 @@ fn phi3_transplants_match_llama_cpp_from_gguf_and_safetensors() {
         let src = ModelSource::open(&m).unwrap();
         assert_eq!(src.config.arch, Arch::Phi3);
         assert_eq!(src.config.n_rot(), opts.rope_dims.unwrap_or(64));
-        let p = perplexity(&m, &tmp.path().join(name));
+        let p = common::f16_perplexity(&m, &tmp.path().join(name));
         let (_, want) = llama_cpp.iter().find(|(n, _)| *n == name).unwrap();
         let rel = (p - want).abs() / want;
         println!(
@@ -129,7 +108,7 @@ fn phi3_transplants_match_llama_cpp_from_gguf_and_safetensors() {
         src.config.rope_freq_factors_long
     );
     assert_eq!(back.config.rope_original_context, Some(256));
-    let p = perplexity(&dir, &tmp.path().join("st"));
+    let p = common::f16_perplexity(&dir, &tmp.path().join("st"));
     let want = ppl["phi3-longrope-long"];
     assert!(
         (p - want).abs() / want < 1e-4,
@@ -153,7 +132,7 @@ fn mistral_sliding_window_from_gguf_and_safetensors() {
     };
     // A window of the whole context changes nothing.
     let wide = window(512, "w512");
-    let p_wide = perplexity(&wide, &tmp.path().join("w512"));
+    let p_wide = common::f16_perplexity(&wide, &tmp.path().join("w512"));
     assert!(
         (p_wide - SMOL_F16_PPL).abs() / SMOL_F16_PPL < 1e-4,
         "window 512: {p_wide}"
@@ -163,7 +142,7 @@ fn mistral_sliding_window_from_gguf_and_safetensors() {
     let narrow = window(64, "w64");
     let src = ModelSource::open(&narrow).unwrap();
     assert_eq!(src.config.sliding_window, Some(64));
-    let p_narrow = perplexity(&narrow, &tmp.path().join("w64"));
+    let p_narrow = common::f16_perplexity(&narrow, &tmp.path().join("w64"));
     assert!(
         p_narrow > p_wide * 1.01,
         "window 64: {p_narrow} vs {p_wide}"
@@ -179,7 +158,7 @@ fn mistral_sliding_window_from_gguf_and_safetensors() {
     let back = ModelSource::open(&dir).unwrap();
     assert_eq!(back.config.arch, Arch::Llama);
     assert_eq!(back.config.sliding_window, Some(64));
-    let p = perplexity(&dir, &tmp.path().join("st"));
+    let p = common::f16_perplexity(&dir, &tmp.path().join("st"));
     assert!(
         (p - p_narrow).abs() / p_narrow < 1e-4,
         "safetensors {p} vs GGUF {p_narrow}"

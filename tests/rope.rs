@@ -15,27 +15,6 @@ fn with_keys(src: &Path, dst: &Path, keys: &[(&str, Value)]) {
     qeval::model::transplant::with_keys(src, dst, keys).unwrap();
 }
 
-fn perplexity(model: &Path, out: &Path) -> f64 {
-    let o = common::run(&[
-        "run",
-        "--model",
-        model.to_str().unwrap(),
-        "--quants",
-        "f16",
-        "--no-tasks",
-        "--chunks",
-        "4",
-        "--ctx",
-        "512",
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
-    assert!(o.status.success(), "{}", common::stderr(&o));
-    let r = qeval::results::Results::load(&out.join("results.json")).unwrap();
-    r.levels[0].perplexity.unwrap()
-}
-
 /// A name, the metadata keys set, and llama-perplexity's final estimate.
 type Case<'a> = (&'a str, Vec<(&'a str, Value)>, f64);
 
@@ -71,7 +50,7 @@ fn rope_scaling_from_gguf_matches_llama_cpp() {
     for (name, keys, llama) in cases {
         let m = tmp.path().join(format!("{name}.gguf"));
         with_keys(&smol, &m, &keys);
-        let ppl = perplexity(&m, &tmp.path().join(name));
+        let ppl = common::f16_perplexity(&m, &tmp.path().join(name));
         let rel = (ppl - llama).abs() / llama;
         assert!(rel < 1e-3, "{name}: qeval {ppl} vs llama.cpp {llama}");
     }

@@ -58,3 +58,26 @@ pub fn cached_coder() -> Option<PathBuf> {
         None
     }
 }
+
+/// `qeval run --quants f16 --no-tasks --chunks 4 --ctx 512` on `model` into `out`: the f16
+/// perplexity, as the checks against `llama-perplexity -c 512 --chunks 4` compare it.
+pub fn f16_perplexity(model: &std::path::Path, out: &std::path::Path) -> f64 {
+    let o = run(&[
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--quants",
+        "f16",
+        "--no-tasks",
+        "--chunks",
+        "4",
+        "--ctx",
+        "512",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = qeval::results::Results::load(&out.join("results.json")).unwrap();
+    r.levels[0].perplexity.unwrap()
+}
