@@ -263,10 +263,11 @@ mod avx2 {
         while c < k {
             let x0 = _mm256_loadu_ps(p0.add(c));
             let x1 = _mm256_loadu_ps(p1.add(c));
-            for i in 0..super::TILE {
+            let [s0, s1] = &mut acc;
+            for (i, (s0, s1)) in s0.iter_mut().zip(s1.iter_mut()).enumerate() {
                 let wv = _mm256_loadu_ps(pw.add(i * k + c));
-                acc[0][i] = _mm256_fmadd_ps(wv, x0, acc[0][i]);
-                acc[1][i] = _mm256_fmadd_ps(wv, x1, acc[1][i]);
+                *s0 = _mm256_fmadd_ps(wv, x0, *s0);
+                *s1 = _mm256_fmadd_ps(wv, x1, *s1);
             }
             c += 8;
         }
