@@ -223,8 +223,14 @@ side_by_side() {
       die "llama-perplexity $l failed; see $out/llama-perplexity-$l.log"
     ppl_tps "$out/llama-perplexity-$l.log" >"$out/llama-perplexity-$l.tps"
   done
+  # --quants names only levels qeval makes; the i-quants it only reads come in as labels.
+  local qlevels=()
+  for l in "${level_list[@]}"; do
+    case "$l" in iq3_s|iq3_xxs|iq3_m|iq2_xs|iq2_xxs|iq2_s|iq2_m|iq1_s|iq1_m|tq1_0|tq2_0) ;; *) qlevels+=("$l") ;; esac
+  done
+  [ "${#qlevels[@]}" -gt 0 ] || die "--levels $levels: give at least one level qeval makes (f16, q8_0, ..., iq4_xs) beside the i-quants it only reads"
   say "qeval bench"
-  "$qeval" bench --model "$model" --quants "$levels" "${gguf_args[@]}" --threads "$threads" \
+  "$qeval" bench --model "$model" --quants "$(IFS=,; echo "${qlevels[*]}")" "${gguf_args[@]}" --threads "$threads" \
     --repeats "$repeats" --prompt-tokens 512 --gen-tokens 128 --ctx 512 --out "$out/qeval-bench" --quiet \
     | tee "$out/qeval-bench.txt"
   say "memory bandwidth ($threads thread(s))"
