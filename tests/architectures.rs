@@ -30,6 +30,11 @@ fn tokenizer_json(gguf: &Path, dir: &Path) -> std::path::PathBuf {
     tj
 }
 
+/// The config.json qeval wrote into a safetensors folder.
+fn config_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap()
+}
+
 /// qeval's perplexity on the f16 of the SmolLM2 file (llama), as tests/rope.rs checks it.
 const SMOL_F16_PPL: f64 = 34.2915;
 
@@ -83,8 +88,7 @@ fn phi3_transplants_match_llama_cpp_from_gguf_and_safetensors() {
     let src = ModelSource::open(&gguf).unwrap();
     let dir = tmp.path().join("phi3-st");
     qeval::model::export::export_source(&src, &dir, &tj).unwrap();
-    let cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let cfg = config_json(&dir);
     assert_eq!(cfg["model_type"], "phi3");
     assert_eq!(cfg["partial_rotary_factor"], 0.75);
     assert_eq!(cfg["rope_scaling"]["type"], "longrope");
@@ -151,8 +155,7 @@ fn mistral_sliding_window_from_gguf_and_safetensors() {
     let tj = tokenizer_json(&smol, tmp.path());
     let dir = tmp.path().join("mistral-st");
     qeval::model::export::export_source(&src, &dir, &tj).unwrap();
-    let cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let cfg = config_json(&dir);
     assert_eq!(cfg["model_type"], "mistral");
     assert_eq!(cfg["sliding_window"], 64);
     let back = ModelSource::open(&dir).unwrap();
