@@ -3,6 +3,7 @@
 //! (prefill), in the threads of the rayon pool (`RAYON_NUM_THREADS`).
 //!
 //! cargo run --release --example kernel_speed
+//! cargo run --release --example kernel_speed -- q4k 8960 1536 512   (one type, n k m)
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
@@ -28,7 +29,23 @@ fn main() -> anyhow::Result<()> {
         "{:<6} {:>5} {:>5} {:>12} {:>12} {:>7}",
         "type", "k", "rows", "candle GOP/s", "qeval GOP/s", "ratio"
     );
-    for dt in [
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let one: Option<(GgmlDType, usize, usize, usize)> = match args.as_slice() {
+        [] => None,
+        [t, n, k, m] => {
+            let dt = match t.as_str() {
+                "q4_0" => GgmlDType::Q4_0,
+                "q8_0" => GgmlDType::Q8_0,
+                "q2k" => GgmlDType::Q2K,
+                "q4k" => GgmlDType::Q4K,
+                "q6k" => GgmlDType::Q6K,
+                other => anyhow::bail!("type {other}: use q4_0, q8_0, q2k, q4k or q6k"),
+            };
+            Some((dt, n.parse()?, k.parse()?, m.parse()?))
+        }
+        _ => anyhow::bail!("arguments: none, or TYPE N K M"),
+    };
+    let all = [
         GgmlDType::Q4_0,
         GgmlDType::Q4_1,
         GgmlDType::Q5_0,
@@ -37,10 +54,24 @@ fn main() -> anyhow::Result<()> {
         GgmlDType::Q2K,
         GgmlDType::Q4K,
         GgmlDType::Q6K,
-    ] {
-        let shapes: &[(usize, usize)] = match dt {
-            GgmlDType::Q2K | GgmlDType::Q4K | GgmlDType::Q6K => &[(576, 1536)],
+    ];
+    let types: Vec<GgmlDType> = match one {
+        Some((dt, ..)) => vec![dt],
+        None => all.to_vec(),
+    };
+    for dt in types {
+        let given;
+        let shapes: &[(usize, usize)] = match (one, dt) {
+            (Some((_, n, k, _)), _) => {
+                given = [(n, k)];
+                &given
+            }
+            (None, GgmlDType::Q2K | GgmlDType::Q4K | GgmlDType::Q6K) => &[(576, 1536)],
             _ => &[(1536, 576), (576, 1536)],
+        };
+        let ms: Vec<usize> = match one {
+            Some((.., m)) => vec![m],
+            None => vec![1, 128],
         };
         for &(n, k) in shapes {
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
@@ -52,9 +83,9 @@ fn main() -> anyhow::Result<()> {
                 println!("{dt:?}: no kernel on this CPU");
                 continue;
             };
-            for m in [1usize, 128] {
+            for &m in &ms {
                 let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
-                let reps = if m == 1 { 200 } else { 10 };
+                let reps = if m == 1 { 200 } else { 5 };
                 let tc = time(
                     &mut || {
                         let _ = cand.forward(&x);

@@ -171,15 +171,39 @@ mod avx2 {
         _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
     });
 
-    /// 8 i16 lanes of `lo` then 8 of `hi`.
+    /// Q4_K's 12 bytes of 6-bit scales and mins → 8 scales (bytes 0..8) and 8 mins (bytes
+    /// 8..16), as llama.cpp's `utmp` shuffle unpacks them.
+    #[inline]
+    fn q4k_scales(q: &[u8; 12]) -> [u32; 4] {
+        const KMASK1: u32 = 0x3f3f3f3f;
+        const KMASK2: u32 = 0x0f0f0f0f;
+        const KMASK3: u32 = 0x03030303;
+        let u0 = u32::from_le_bytes([q[0], q[1], q[2], q[3]]);
+        let u1 = u32::from_le_bytes([q[4], q[5], q[6], q[7]]);
+        let u2 = u32::from_le_bytes([q[8], q[9], q[10], q[11]]);
+        [
+            u0 & KMASK1,
+            (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4),
+            u1 & KMASK1,
+            ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4),
+        ]
+    }
+
+    /// Shuffles that spread i16 lane `i` of a 128-bit vector over 16 i16 lanes.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn scale_pair(lo: i16, hi: i16) -> __m256i {
-        _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo))
+    unsafe fn spread16(i: usize) -> __m256i {
+        let lo = (2 * i) as i8;
+        let hi = (2 * i + 1) as i8;
+        _mm256_setr_epi8(
+            lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo,
+            hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi,
+        )
     }
 
     /// Q4_K (256 values: f16 d and dmin, 12 bytes of 6-bit scales and mins, 128 bytes of
-    /// nibbles) against Q8_K activations.
+    /// nibbles) against Q8_K activations. The minimum's term goes through the activations'
+    /// sums of 16 (`bsums`), all in vectors.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn q4k<const R: usize>(
         w: *const u8,
@@ -190,32 +214,30 @@ mod avx2 {
     ) {
         let k = a.k;
         let m4 = _mm256_set1_epi8(0x0F);
+        let spread: [__m256i; 8] = std::array::from_fn(|i| spread16(i));
         let mut acc = [_mm256_setzero_ps(); R];
-        let mut summ = [0f32; R];
         for b in 0..nb {
             let p = w.add(b * 144);
             let d = f16(p);
             let dmin = f16(p.add(2));
-            let q = std::slice::from_raw_parts(p.add(4), 12);
-            let mut sc = [0u8; 8];
-            let mut mn = [0u8; 8];
-            for j in 0..8 {
-                if j < 4 {
-                    sc[j] = q[j] & 63;
-                    mn[j] = q[j + 4] & 63;
-                } else {
-                    sc[j] = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-                    mn[j] = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-                }
-            }
+            let u = q4k_scales(&*(p.add(4) as *const [u8; 12]));
+            // Scales as 8 i16 in both halves; mins doubled (one per sum of 16) as 16 i16.
+            let sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(
+                0,
+                0,
+                u[1] as i32,
+                u[0] as i32,
+            )));
+            let mn8 = _mm_set_epi32(0, 0, u[3] as i32, u[2] as i32);
+            let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8));
             let q4 = p.add(16);
             let mut sumi = [_mm256_setzero_si256(); R];
             for j in 0..4 {
                 let bits = _mm256_loadu_si256(q4.add(32 * j) as *const __m256i);
                 let lo = _mm256_and_si256(bits, m4);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-                let sl = _mm256_set1_epi16(sc[2 * j] as i16);
-                let sh = _mm256_set1_epi16(sc[2 * j + 1] as i16);
+                let sl = _mm256_shuffle_epi8(sc, spread[2 * j]);
+                let sh = _mm256_shuffle_epi8(sc, spread[2 * j + 1]);
                 for (r, sum) in sumi.iter_mut().enumerate() {
                     let y = a.qs.as_ptr().add((a0 + r) * k + b * 256 + 64 * j);
                     let yl = _mm256_loadu_si256(y as *const __m256i);
@@ -225,26 +247,23 @@ mod avx2 {
                     *sum = _mm256_add_epi32(*sum, _mm256_add_epi32(pl, ph));
                 }
             }
-            for r in 0..R {
+            for (r, (acc, sumi)) in acc.iter_mut().zip(sumi).enumerate() {
                 let row = a0 + r;
                 let dy = *a.d.get_unchecked(row * nb + b);
-                let bs = a.bsums.as_ptr().add((row * nb + b) * 16);
-                let mut m = 0i32;
-                for (j, &mj) in mn.iter().enumerate() {
-                    m += mj as i32 * (*bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32);
-                }
-                acc[r] =
-                    _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
-                summ[r] -= dmin * dy * m as f32;
+                let bs = _mm256_loadu_si256(a.bsums.as_ptr().add((row * nb + b) * 16) as *const _);
+                let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bs));
+                *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi), *acc);
+                *acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * dy), m, *acc);
             }
         }
         for r in 0..R {
-            res[r] = hsum(acc[r]) + summ[r];
+            res[r] = hsum(acc[r]);
         }
     }
 
     /// Q6_K (256 values: 128 bytes of low nibbles, 64 of high 2-bit pairs, 16 i8 scales, f16 d)
-    /// against Q8_K activations.
+    /// against Q8_K activations. Values are stored +32; the 32 × scale × Σy term goes through
+    /// the activations' sums of 16.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn q6k<const R: usize>(
         w: *const u8,
@@ -256,12 +275,15 @@ mod avx2 {
         let k = a.k;
         let m4 = _mm256_set1_epi8(0x0F);
         let m2 = _mm256_set1_epi8(3);
-        let m32 = _mm256_set1_epi8(32);
+        let spread: [__m256i; 8] = std::array::from_fn(|i| pair_spread(2 * i));
         let mut acc = [_mm256_setzero_ps(); R];
         for b in 0..nb {
             let p = w.add(b * 210);
             let d = f16(p.add(208));
-            let scales = std::slice::from_raw_parts(p.add(192) as *const i8, 16);
+            // 16 i8 scales → 16 i16 (for the offset term) and, per 32 values, a pair spread.
+            let s8 = _mm_loadu_si128(p.add(192) as *const __m128i);
+            let s16 = _mm256_cvtepi8_epi16(s8);
+            let sb = _mm256_broadcastsi128_si256(s8);
             let mut sumi = [_mm256_setzero_si256(); R];
             for j in 0..2 {
                 let ql = p.add(64 * j);
@@ -279,33 +301,44 @@ mod avx2 {
                     _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), h2),
                     _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4), h3),
                 ];
-                let s = 8 * j;
-                let sv = [
-                    scale_pair(scales[s] as i16, scales[s + 1] as i16),
-                    scale_pair(scales[s + 2] as i16, scales[s + 3] as i16),
-                    scale_pair(scales[s + 4] as i16, scales[s + 5] as i16),
-                    scale_pair(scales[s + 6] as i16, scales[s + 7] as i16),
-                ];
+                let sv: [__m256i; 4] = std::array::from_fn(|t| {
+                    _mm256_cvtepi8_epi16(_mm256_castsi256_si128(_mm256_shuffle_epi8(
+                        sb,
+                        spread[4 * j + t],
+                    )))
+                });
                 for (r, sum) in sumi.iter_mut().enumerate() {
                     let y = a.qs.as_ptr().add((a0 + r) * k + b * 256 + 128 * j);
                     for t in 0..4 {
                         let yt = _mm256_loadu_si256(y.add(32 * t) as *const __m256i);
-                        let p16 = _mm256_sub_epi16(
-                            _mm256_maddubs_epi16(v[t], yt),
-                            _mm256_maddubs_epi16(m32, yt),
-                        );
+                        let p16 = _mm256_maddubs_epi16(v[t], yt);
                         *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(sv[t], p16));
                     }
                 }
             }
-            for r in 0..R {
-                let dy = *a.d.get_unchecked((a0 + r) * nb + b);
-                acc[r] =
-                    _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+            for (r, (acc, sumi)) in acc.iter_mut().zip(sumi).enumerate() {
+                let row = a0 + r;
+                let dy = *a.d.get_unchecked(row * nb + b);
+                let bs = _mm256_loadu_si256(a.bsums.as_ptr().add((row * nb + b) * 16) as *const _);
+                let off = _mm256_slli_epi32(_mm256_madd_epi16(s16, bs), 5);
+                let sumi = _mm256_sub_epi32(sumi, off);
+                *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi), *acc);
             }
         }
         for r in 0..R {
             res[r] = hsum(acc[r]);
         }
+    }
+
+    /// A shuffle whose low 16 bytes are byte `s` eight times, then byte `s + 1` eight times.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn pair_spread(s: usize) -> __m256i {
+        let lo = s as i8;
+        let hi = (s + 1) as i8;
+        _mm256_setr_epi8(
+            lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi, lo, lo, lo, lo, lo,
+            lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi,
+        )
     }
 }
