@@ -3,7 +3,7 @@
 
 use super::{Isa, Kind, QActs};
 
-/// Dot products of weight row `w` with activation rows `a0..a0+r` (r is 1 or 4) into `res`.
+/// Dot products of weight row `w` with activation rows `a0..a0+r` (r is 1 or 4, or 8 for the k-quants) into `res`.
 pub fn dot_rows(
     kind: Kind,
     isa: Isa,
@@ -11,9 +11,9 @@ pub fn dot_rows(
     a: &QActs,
     a0: usize,
     r: usize,
-    res: &mut [f32; 4],
+    res: &mut [f32; 8],
 ) {
-    assert!(a0 + r <= a.m && (r == 1 || r == 4));
+    assert!(a0 + r <= a.m && (r == 1 || r == 4 || (r == 8 && kind.block() == 256)));
     let nb = a.k / kind.block();
     assert!(w.len() >= nb * kind.block_bytes());
     #[cfg(target_arch = "x86_64")]
@@ -23,8 +23,10 @@ pub fn dot_rows(
         let w = w.as_ptr();
         match (kind, isa, r) {
             (Kind::Q2K, _, _) => unreachable!("q2_k runs only in tiles (QMatMulOp::with_isa)"),
+            (Kind::Q4K, _, 8) => avx2::q4k::<8>(w, nb, a, a0, res),
             (Kind::Q4K, _, 4) => avx2::q4k::<4>(w, nb, a, a0, res),
             (Kind::Q4K, _, _) => avx2::q4k::<1>(w, nb, a, a0, res),
+            (Kind::Q6K, _, 8) => avx2::q6k::<8>(w, nb, a, a0, res),
             (Kind::Q6K, _, 4) => avx2::q6k::<4>(w, nb, a, a0, res),
             (Kind::Q6K, _, _) => avx2::q6k::<1>(w, nb, a, a0, res),
             (_, Isa::Avx2, 4) => avx2::blocks32::<4>(kind, w, nb, a, a0, res),
@@ -128,7 +130,7 @@ macro_rules! blocks32_impl {
             nb: usize,
             a: &QActs,
             a0: usize,
-            res: &mut [f32; 4],
+            res: &mut [f32; 8],
         ) {
             let bb = kind.block_bytes();
             let signed = !matches!(kind, Kind::Q4_1 | Kind::Q5_1);
@@ -210,7 +212,7 @@ mod avx2 {
         nb: usize,
         a: &QActs,
         a0: usize,
-        res: &mut [f32; 4],
+        res: &mut [f32; 8],
     ) {
         let k = a.k;
         let m4 = _mm256_set1_epi8(0x0F);
@@ -270,7 +272,7 @@ mod avx2 {
         nb: usize,
         a: &QActs,
         a0: usize,
-        res: &mut [f32; 4],
+        res: &mut [f32; 8],
     ) {
         let k = a.k;
         let m4 = _mm256_set1_epi8(0x0F);
