@@ -113,13 +113,26 @@ impl IqMatMul {
         let out = OutPtr(dst.as_mut_ptr());
         match self.simd {
             Some(_) => for_chunks(n.div_ceil(chunk), m * n * k, |c| {
-                for wi in c * chunk..((c + 1) * chunk).min(n) {
-                    let wrow = &w[wi * rb..(wi + 1) * rb];
-                    for j in 0..m {
-                        let v = simd_dot(t, wrow, &a, j);
-                        // Safety: j < m, wi < n; each column belongs to one chunk.
-                        unsafe { *out.get().add(j * n + wi) = v };
+                // Each weight block is unpacked once for up to eight activation rows.
+                let mut j = 0;
+                while j < m {
+                    let r = if m - j >= 8 {
+                        8
+                    } else if m - j >= 4 {
+                        4
+                    } else {
+                        1
+                    };
+                    for wi in c * chunk..((c + 1) * chunk).min(n) {
+                        let wrow = &w[wi * rb..(wi + 1) * rb];
+                        let mut res = [0f32; 8];
+                        simd_dot(t, wrow, &a, j, r, &mut res);
+                        for (jj, v) in res.iter().take(r).enumerate() {
+                            // Safety: j + jj < m, wi < n; each column belongs to one chunk.
+                            unsafe { *out.get().add((j + jj) * n + wi) = *v };
+                        }
                     }
+                    j += r;
                 }
             }),
             None => {
@@ -200,25 +213,28 @@ fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// One weight row against activation row `j` with the AVX2 kernel of its type.
-fn simd_dot(t: IqType, wrow: &[u8], a: &QActs, j: usize) -> f32 {
+/// One weight row against activation rows `j..j + r` (r is 1, 4 or 8) into `res`, with the
+/// AVX2 kernel of its type.
+fn simd_dot(t: IqType, wrow: &[u8], a: &QActs, j: usize, r: usize, res: &mut [f32; 8]) {
     let nb = a.k / t.block_elems();
-    assert!(wrow.len() >= nb * t.block_bytes() && j < a.m);
-    let qs = &a.qs[j * a.k..(j + 1) * a.k];
-    let nab = a.k / a.block;
-    let d = &a.d[j * nab..(j + 1) * nab];
+    assert!(wrow.len() >= nb * t.block_bytes() && j + r <= a.m && matches!(r, 1 | 4 | 8));
     #[cfg(target_arch = "x86_64")]
     // Safety: `simd` is set only when `isa()` found AVX2/FMA/F16C; the assert bounds the reads.
     unsafe {
-        match t {
-            IqType::Iq4Nl => avx2::iq4_nl(wrow.as_ptr(), nb, qs.as_ptr(), d.as_ptr()),
-            IqType::Iq4Xs => avx2::iq4_xs(wrow.as_ptr(), nb, qs.as_ptr(), d.as_ptr()),
+        let w = wrow.as_ptr();
+        match (t, r) {
+            (IqType::Iq4Nl, 8) => avx2::iq4_nl::<8>(w, nb, a, j, res),
+            (IqType::Iq4Nl, 4) => avx2::iq4_nl::<4>(w, nb, a, j, res),
+            (IqType::Iq4Nl, _) => avx2::iq4_nl::<1>(w, nb, a, j, res),
+            (IqType::Iq4Xs, 8) => avx2::iq4_xs::<8>(w, nb, a, j, res),
+            (IqType::Iq4Xs, 4) => avx2::iq4_xs::<4>(w, nb, a, j, res),
+            (IqType::Iq4Xs, _) => avx2::iq4_xs::<1>(w, nb, a, j, res),
             _ => unreachable!("no SIMD kernel for {}", t.name()),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (qs, d);
+        let _ = res;
         unreachable!("qeval's kernels exist only on x86-64")
     }
 }
@@ -242,6 +258,7 @@ impl CustomOp1 for IqMatMul {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use crate::kernels::QActs;
     use crate::quant::iq::KVALUES_IQ4NL;
     use std::arch::x86_64::*;
 
@@ -301,57 +318,82 @@ mod avx2 {
         _mm256_shuffle_epi8(table, idx)
     }
 
-    /// Signed × signed bytes, pairs summed into 16 lanes of i16 (no overflow: |w| ≤ 127).
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn mul_pairs(w: __m256i, a: __m256i) -> __m256i {
-        _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
-    }
-
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn table() -> __m256i {
         _mm256_broadcastsi128_si256(_mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i))
     }
 
-    /// IQ4_NL row (`nb` blocks of 18 bytes) · Q8_0 activations.
+    /// IQ4_NL row (`nb` blocks of 18 bytes) · Q8_0 activation rows `a0..a0 + R`.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn iq4_nl(w: *const u8, nb: usize, qs: *const i8, d: *const f32) -> f32 {
+    pub unsafe fn iq4_nl<const R: usize>(
+        w: *const u8,
+        nb: usize,
+        a: &QActs,
+        a0: usize,
+        res: &mut [f32; 8],
+    ) {
         let table = table();
         let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
+        let (k, qs) = (a.k, a.qs.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); R];
         for b in 0..nb {
             let p = w.add(b * 18);
             let wv = values(table, p.add(2));
-            let av = _mm256_loadu_si256(qs.add(b * 32) as *const __m256i);
-            let s = _mm256_madd_epi16(mul_pairs(wv, av), ones);
-            let scale = _mm256_set1_ps(f16(p) * *d.add(b));
-            acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc);
+            let aw = _mm256_sign_epi8(wv, wv);
+            let dw = f16(p);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let row = a0 + r;
+                let av = _mm256_loadu_si256(qs.add(row * k + b * 32) as *const __m256i);
+                let prod = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(av, wv));
+                let s = _mm256_madd_epi16(prod, ones);
+                let scale = _mm256_set1_ps(dw * *a.d.get_unchecked(row * nb + b));
+                *acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), *acc);
+            }
         }
-        hsum(acc)
+        for r in 0..R {
+            res[r] = hsum(acc[r]);
+        }
     }
 
-    /// IQ4_XS row (`nb` blocks of 136 bytes) · Q8_K activations.
+    /// IQ4_XS row (`nb` blocks of 136 bytes) · Q8_K activation rows `a0..a0 + R`.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn iq4_xs(w: *const u8, nb: usize, qs: *const i8, d: *const f32) -> f32 {
+    pub unsafe fn iq4_xs<const R: usize>(
+        w: *const u8,
+        nb: usize,
+        a: &QActs,
+        a0: usize,
+        res: &mut [f32; 8],
+    ) {
         let table = table();
-        let mut acc = _mm256_setzero_ps();
+        let (k, qs) = (a.k, a.qs.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); R];
         for b in 0..nb {
             let p = w.add(b * 136);
             let sh = u16::from_le_bytes([*p.add(2), *p.add(3)]);
-            let mut sumi = _mm256_setzero_si256();
+            let mut sumi = [_mm256_setzero_si256(); R];
             for ib in 0..8 {
                 let ls = i16::from((*p.add(4 + ib / 2) >> (4 * (ib % 2))) & 0xf)
                     | (((sh >> (2 * ib)) & 3) << 4) as i16;
+                let scale = _mm256_set1_epi16(ls - 32);
                 let wv = values(table, p.add(8 + 16 * ib));
-                let av = _mm256_loadu_si256(qs.add(b * 256 + ib * 32) as *const __m256i);
-                let s = _mm256_madd_epi16(mul_pairs(wv, av), _mm256_set1_epi16(ls - 32));
-                sumi = _mm256_add_epi32(sumi, s);
+                let aw = _mm256_sign_epi8(wv, wv);
+                for (r, sumi) in sumi.iter_mut().enumerate() {
+                    let y = qs.add((a0 + r) * k + b * 256 + ib * 32);
+                    let av = _mm256_loadu_si256(y as *const __m256i);
+                    let prod = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(av, wv));
+                    *sumi = _mm256_add_epi32(*sumi, _mm256_madd_epi16(prod, scale));
+                }
             }
-            let scale = _mm256_set1_ps(f16(p) * *d.add(b));
-            acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sumi), acc);
+            let dw = f16(p);
+            for (r, (acc, sumi)) in acc.iter_mut().zip(sumi).enumerate() {
+                let scale = _mm256_set1_ps(dw * *a.d.get_unchecked((a0 + r) * nb + b));
+                *acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sumi), *acc);
+            }
         }
-        hsum(acc)
+        for r in 0..R {
+            res[r] = hsum(acc[r]);
+        }
     }
 }
 
@@ -533,7 +575,8 @@ mod tests {
             eprintln!("skipped: no AVX2 here");
             return;
         }
-        let (n, k, m) = (8, 512, 3);
+        // 13 activation rows: a group of eight, one of four, one alone; and each row alone.
+        let (n, k, m) = (8, 512, 13);
         let x: Vec<f32> = (0..m * k)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
             .collect();
@@ -542,14 +585,20 @@ mod tests {
             let a = QActs::quantize(&x, m, k, act_block(t));
             let rb = w.row_bytes();
             for wi in 0..n {
-                for j in 0..m {
-                    let got = simd_dot(t, &w.data[wi * rb..(wi + 1) * rb], &a, j);
-                    let want = reference_dot(t, &w.data[wi * rb..(wi + 1) * rb], &a, j);
-                    assert!(
-                        (got - want).abs() <= 1e-4 * want.abs().max(1.0),
-                        "{} row {wi} act {j}: {got} vs {want}",
-                        t.name()
-                    );
+                let wrow = &w.data[wi * rb..(wi + 1) * rb];
+                let groups = [(0, 8), (8, 4), (12, 1)].into_iter();
+                for (j0, r) in groups.chain((0..m).map(|j| (j, 1))) {
+                    let mut got = [0f32; 8];
+                    simd_dot(t, wrow, &a, j0, r, &mut got);
+                    for (jj, got) in got.iter().take(r).enumerate() {
+                        let want = reference_dot(t, wrow, &a, j0 + jj);
+                        assert!(
+                            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                            "{} row {wi} act {} (group of {r}): {got} vs {want}",
+                            t.name(),
+                            j0 + jj
+                        );
+                    }
                 }
             }
         }

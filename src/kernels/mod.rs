@@ -223,7 +223,8 @@ fn quantize_row(x: &[f32], block: usize, o: RowOut<'_>) {
             } else {
                 let iscale = -127.0 / max;
                 for (qi, &v) in q.iter_mut().zip(xb) {
-                    *qi = ((iscale * v).round() as i32).clamp(-128, 127) as i8;
+                    // `nearest_int`: ties to even, as llama.cpp's quantize_row_q8_K_ref.
+                    *qi = round_even(iscale * v).min(127) as i8;
                 }
                 o.d[b] = 1.0 / iscale;
             }
@@ -568,12 +569,27 @@ mod tests {
     use candle_core::{Device, Module};
 
     /// Σ over the activations of `x` that sit exactly on a rounding tie, of their block's
-    /// step (its f16 scale). Only the blocks of 32 (Q8_0/Q8_1) round ties differently from
-    /// candle; both quantize Q8_K's blocks of 256 away from zero. The scale arithmetic is
-    /// `quantize_row`'s and candle's, so a tie here is a tie there.
+    /// step. qeval rounds ties to even as llama.cpp does, candle away from zero. The scale
+    /// arithmetic is `quantize_row`'s and candle's, so a tie here is a tie there.
     fn tie_steps(x: &[f32], block: usize) -> f32 {
-        if block != 32 {
-            return 0.0;
+        if block == 256 {
+            return x
+                .chunks_exact(256)
+                .map(|xb| {
+                    let max = xb
+                        .iter()
+                        .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+                    if max == 0.0 {
+                        return 0.0;
+                    }
+                    let iscale = -127.0 / max;
+                    let ties = xb
+                        .iter()
+                        .filter(|&&v| (v * iscale).fract().abs() == 0.5)
+                        .count();
+                    ties as f32 / iscale.abs()
+                })
+                .sum();
         }
         x.chunks_exact(32)
             .map(|xb| {
