@@ -57,9 +57,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 /// The stages after planning: the thread pools, the output folder, the files, the levels.
 fn run_plan(plan: &qeval::plan::Plan) -> anyhow::Result<i32> {
     qeval::threads::apply(plan.threads);
-    qeval::plan::check_out_dir(&plan.out_dir)?;
-    let located = qeval::fetch::locate::locate(plan)?;
-    qeval::run::execute(plan, located)
+    let created = qeval::plan::check_out_dir(&plan.out_dir)?;
+    let result =
+        qeval::fetch::locate::locate(plan).and_then(|located| qeval::run::execute(plan, located));
+    if result.is_err() && created {
+        qeval::plan::remove_if_empty(&plan.out_dir);
+    }
+    result
 }
 
 /// `qeval quantize`: resolve the model, make the level, write the GGUF, say what it holds.

@@ -205,13 +205,22 @@ fn ollama_errors_name_the_tag_the_file_and_what_is_there() {
         e.contains("has 1000 bytes but the manifest says 98362432"),
         "{e}"
     );
-    // No store at all.
+    // No store at all; the refused run leaves no empty output folder behind.
+    let out = dir.path().join("out-none");
     let o = qeval_in(
         &[("OLLAMA_MODELS", dir.path().join("none").as_path())],
-        &["bench", "--model", "ollama:x", "--quiet"],
+        &[
+            "bench",
+            "--model",
+            "ollama:x",
+            "--quiet",
+            "-o",
+            out.to_str().unwrap(),
+        ],
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(common::stderr(&o).contains("no manifest"));
+    assert!(!out.exists(), "{} left behind", out.display());
 }
 
 #[test]

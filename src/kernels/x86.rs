@@ -198,8 +198,8 @@ mod avx2 {
         let lo = (2 * i) as i8;
         let hi = (2 * i + 1) as i8;
         _mm256_setr_epi8(
-            lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo,
-            hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi,
+            lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi, lo, hi,
+            lo, hi, lo, hi, lo, hi, lo, hi, lo, hi,
         )
     }
 
@@ -339,8 +339,8 @@ mod avx2 {
         let lo = s as i8;
         let hi = (s + 1) as i8;
         _mm256_setr_epi8(
-            lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi, lo, lo, lo, lo, lo,
-            lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi,
+            lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi, lo, lo, lo, lo, lo, lo,
+            lo, lo, hi, hi, hi, hi, hi, hi, hi, hi,
         )
     }
 }

@@ -810,8 +810,11 @@ fn level_plans(
 }
 
 /// Make sure the output folder can be created and written, before any long work (the first
-/// thing done after planning: planning itself writes nothing).
-pub fn check_out_dir(dir: &Path) -> Result<()> {
+/// thing done after planning: planning itself writes nothing). Says whether the folder was
+/// made here, so that a run refused before writing anything can take it away again
+/// (`remove_if_empty`).
+pub fn check_out_dir(dir: &Path) -> Result<bool> {
+    let created = !dir.exists();
     std::fs::create_dir_all(dir).map_err(|e| {
         usage(format!(
             "--out {}: cannot create the output folder: {e}",
@@ -826,7 +829,15 @@ pub fn check_out_dir(dir: &Path) -> Result<()> {
         ))
     })?;
     let _ = std::fs::remove_file(probe);
-    Ok(())
+    Ok(created)
+}
+
+/// Remove an output folder this run made if nothing was written into it (a run refused after
+/// `check_out_dir`, e.g. a model that cannot be found, leaves no empty folder behind).
+pub fn remove_if_empty(dir: &Path) {
+    if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none()) {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// Local path, hf:ORG/REPO[@REV], or a catalog name -> where the model's files are.
