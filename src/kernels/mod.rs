@@ -1,6 +1,7 @@
 //! qeval's own CPU matrix multiplication for quantized weights, as a candle custom op: the
 //! weight types candle leaves without x86 SIMD (Q4_1, Q5_0, Q5_1) and the common 32-block
-//! types (Q4_0, Q8_0) and k-quants (Q4_K, Q6_K), with the instruction set chosen at run time.
+//! types (Q4_0, Q8_0) and k-quants (Q2_K, Q4_K, Q5_K, Q6_K), with the instruction set chosen at
+//! run time.
 //!
 //! Why: candle's quantized kernels pick their SIMD at compile time (`target_feature`), so a
 //! portable build (no `-C target-cpu=native`) runs scalar loops, and Q4_1/Q5_0/Q5_1 have no x86
@@ -94,9 +95,13 @@ pub fn detect() -> Option<Isa> {
 pub fn describe() -> String {
     match isa() {
         Some(i) => format!(
-            "qeval {} for q4_0 q4_1 q5_0 q5_1 q8_0 {}f16 (q2_k on AVX-512 VNNI), candle for the rest",
+            "qeval {} for q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q5_k {}f16, candle for the rest",
             i.name(),
-            if kquants_to_candle() { "" } else { "q4_k q6_k " }
+            if kquants_to_candle() {
+                ""
+            } else {
+                "q4_k q6_k "
+            }
         ),
         None => "candle".to_string(),
     }
@@ -110,9 +115,10 @@ pub enum Kind {
     Q5_0,
     Q5_1,
     Q8_0,
-    /// Only in tiles (AVX-512 VNNI); elsewhere candle's kernel runs.
+    /// In tiles on AVX-512 VNNI, in rows elsewhere.
     Q2K,
     Q4K,
+    Q5K,
     Q6K,
 }
 
@@ -126,6 +132,7 @@ impl Kind {
             GgmlDType::Q8_0 => Kind::Q8_0,
             GgmlDType::Q2K => Kind::Q2K,
             GgmlDType::Q4K => Kind::Q4K,
+            GgmlDType::Q5K => Kind::Q5K,
             GgmlDType::Q6K => Kind::Q6K,
             _ => return None,
         })
@@ -134,7 +141,7 @@ impl Kind {
     /// Weights per block.
     pub fn block(self) -> usize {
         match self {
-            Kind::Q2K | Kind::Q4K | Kind::Q6K => 256,
+            Kind::Q2K | Kind::Q4K | Kind::Q5K | Kind::Q6K => 256,
             _ => 32,
         }
     }
@@ -149,6 +156,7 @@ impl Kind {
             Kind::Q8_0 => 34,
             Kind::Q2K => 84,
             Kind::Q4K => 144,
+            Kind::Q5K => 176,
             Kind::Q6K => 210,
         }
     }
@@ -337,9 +345,6 @@ impl QMatMulOp {
             && isa == Isa::Avx512Vnni
             && (kind.block() == 32 || kind == Kind::Q2K)
             && n % 16 == 0;
-        if kind == Kind::Q2K && !tiles {
-            return None;
-        }
         let w = if tiles {
             let data = w.data().ok()?;
             Weights::Tiles(Arc::new(tiles::repack(kind, &data, n, k / kind.block())))
@@ -434,8 +439,8 @@ fn for_chunks(chunks: usize, macs: usize, f: impl Fn(usize) + Sync + Send) {
     }
 }
 
-/// GGUF layout: weight rows in chunks, four activation rows per unpacked weight block where
-/// there are four.
+/// GGUF layout: weight rows in chunks, eight or four activation rows per unpacked weight block
+/// where there are that many.
 fn matmul_rows(kind: Kind, isa: Isa, w: &[u8], n: usize, k: usize, a: &QActs, dst: &mut [f32]) {
     let m = a.m;
     let row_bytes = k / kind.block() * kind.block_bytes();
@@ -629,6 +634,7 @@ mod tests {
             GgmlDType::Q8_0,
             GgmlDType::Q2K,
             GgmlDType::Q4K,
+            GgmlDType::Q5K,
             GgmlDType::Q6K,
         ];
         for dt in types {
@@ -663,11 +669,7 @@ mod tests {
                     for &(isa, tiles) in &isas {
                         let expect_tiles =
                             tiles && n % 16 == 0 && (kind.block() == 32 || kind == Kind::Q2K);
-                        let Some(op) = QMatMulOp::with_isa(q.clone(), isa, tiles) else {
-                            // q2_k has only the tiled kernel
-                            assert!(kind == Kind::Q2K && !expect_tiles, "{dt:?} n={n}");
-                            continue;
-                        };
+                        let op = QMatMulOp::with_isa(q.clone(), isa, tiles).unwrap();
                         assert_eq!(op.is_tiled(), expect_tiles, "{dt:?} n={n}");
                         let got = op.forward(&x).unwrap().to_vec2::<f32>().unwrap();
                         let scale = want.iter().flatten().fold(0f32, |a, v| a.max(v.abs()));

@@ -22,7 +22,12 @@ pub fn dot_rows(
     unsafe {
         let w = w.as_ptr();
         match (kind, isa, r) {
-            (Kind::Q2K, _, _) => unreachable!("q2_k runs only in tiles (QMatMulOp::with_isa)"),
+            (Kind::Q2K, _, 8) => avx2::q2k::<8>(w, nb, a, a0, res),
+            (Kind::Q2K, _, 4) => avx2::q2k::<4>(w, nb, a, a0, res),
+            (Kind::Q2K, _, _) => avx2::q2k::<1>(w, nb, a, a0, res),
+            (Kind::Q5K, _, 8) => avx2::q5k::<8>(w, nb, a, a0, res),
+            (Kind::Q5K, _, 4) => avx2::q5k::<4>(w, nb, a, a0, res),
+            (Kind::Q5K, _, _) => avx2::q5k::<1>(w, nb, a, a0, res),
             (Kind::Q4K, _, 8) => avx2::q4k::<8>(w, nb, a, a0, res),
             (Kind::Q4K, _, 4) => avx2::q4k::<4>(w, nb, a, a0, res),
             (Kind::Q4K, _, _) => avx2::q4k::<1>(w, nb, a, a0, res),
@@ -247,6 +252,134 @@ mod avx2 {
                     let pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(lo, yl));
                     let ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(hi, yh));
                     *sum = _mm256_add_epi32(*sum, _mm256_add_epi32(pl, ph));
+                }
+            }
+            for (r, (acc, sumi)) in acc.iter_mut().zip(sumi).enumerate() {
+                let row = a0 + r;
+                let dy = *a.d.get_unchecked(row * nb + b);
+                let bs = _mm256_loadu_si256(a.bsums.as_ptr().add((row * nb + b) * 16) as *const _);
+                let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bs));
+                *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi), *acc);
+                *acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * dy), m, *acc);
+            }
+        }
+        for r in 0..R {
+            res[r] = hsum(acc[r]);
+        }
+    }
+
+    /// Q5_K (256 values: f16 d and dmin, 12 bytes of 6-bit scales and mins as Q4_K's, 32 bytes
+    /// of fifth bits, 128 bytes of nibbles) against Q8_K activations.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q5k<const R: usize>(
+        w: *const u8,
+        nb: usize,
+        a: &QActs,
+        a0: usize,
+        res: &mut [f32; 8],
+    ) {
+        let k = a.k;
+        let m4 = _mm256_set1_epi8(0x0F);
+        let sixteen = _mm256_set1_epi8(16);
+        let spread: [__m256i; 8] = std::array::from_fn(|i| spread16(i));
+        let mut acc = [_mm256_setzero_ps(); R];
+        for b in 0..nb {
+            let p = w.add(b * 176);
+            let d = f16(p);
+            let dmin = f16(p.add(2));
+            let u = q4k_scales(&*(p.add(4) as *const [u8; 12]));
+            let sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(
+                0,
+                0,
+                u[1] as i32,
+                u[0] as i32,
+            )));
+            let mn8 = _mm_set_epi32(0, 0, u[3] as i32, u[2] as i32);
+            let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8));
+            let hbits = _mm256_loadu_si256(p.add(16) as *const __m256i);
+            let q5 = p.add(48);
+            let mut sumi = [_mm256_setzero_si256(); R];
+            for j in 0..4 {
+                let bits = _mm256_loadu_si256(q5.add(32 * j) as *const __m256i);
+                // Bit 2j of each qh byte is the fifth bit of the low nibbles, 2j+1 of the high.
+                let hl = _mm256_set1_epi8(1 << (2 * j));
+                let hh = _mm256_set1_epi8((1u8 << (2 * j + 1)) as i8);
+                let fl = _mm256_cmpeq_epi8(_mm256_and_si256(hbits, hl), hl);
+                let fh = _mm256_cmpeq_epi8(_mm256_and_si256(hbits, hh), hh);
+                let lo = _mm256_or_si256(_mm256_and_si256(bits, m4), _mm256_and_si256(fl, sixteen));
+                let hi = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
+                    _mm256_and_si256(fh, sixteen),
+                );
+                let sl = _mm256_shuffle_epi8(sc, spread[2 * j]);
+                let sh = _mm256_shuffle_epi8(sc, spread[2 * j + 1]);
+                for (r, sum) in sumi.iter_mut().enumerate() {
+                    let y = a.qs.as_ptr().add((a0 + r) * k + b * 256 + 64 * j);
+                    let yl = _mm256_loadu_si256(y as *const __m256i);
+                    let yh = _mm256_loadu_si256(y.add(32) as *const __m256i);
+                    let pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(lo, yl));
+                    let ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(hi, yh));
+                    *sum = _mm256_add_epi32(*sum, _mm256_add_epi32(pl, ph));
+                }
+            }
+            for (r, (acc, sumi)) in acc.iter_mut().zip(sumi).enumerate() {
+                let row = a0 + r;
+                let dy = *a.d.get_unchecked(row * nb + b);
+                let bs = _mm256_loadu_si256(a.bsums.as_ptr().add((row * nb + b) * 16) as *const _);
+                let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bs));
+                *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi), *acc);
+                *acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * dy), m, *acc);
+            }
+        }
+        for r in 0..R {
+            res[r] = hsum(acc[r]);
+        }
+    }
+
+    /// Q2_K (256 values: 16 bytes of 4-bit scales and mins, one pair per 16 values, 64 bytes
+    /// of 2-bit values, f16 d and dmin) against Q8_K activations.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q2k<const R: usize>(
+        w: *const u8,
+        nb: usize,
+        a: &QActs,
+        a0: usize,
+        res: &mut [f32; 8],
+    ) {
+        let k = a.k;
+        let m3 = _mm256_set1_epi8(3);
+        let m4 = _mm_set1_epi8(0x0F);
+        let spread: [__m256i; 8] = std::array::from_fn(|i| pair_spread(2 * i));
+        let mut acc = [_mm256_setzero_ps(); R];
+        for b in 0..nb {
+            let p = w.add(b * 84);
+            let d = f16(p.add(80));
+            let dmin = f16(p.add(82));
+            let ms = _mm_loadu_si128(p as *const __m128i);
+            let sb = _mm256_broadcastsi128_si256(_mm_and_si128(ms, m4));
+            let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(ms, 4), m4));
+            let mut sumi = [_mm256_setzero_si256(); R];
+            for j in 0..2 {
+                let bits = _mm256_loadu_si256(p.add(16 + 32 * j) as *const __m256i);
+                let v = [
+                    _mm256_and_si256(bits, m3),
+                    _mm256_and_si256(_mm256_srli_epi16(bits, 2), m3),
+                    _mm256_and_si256(_mm256_srli_epi16(bits, 4), m3),
+                    _mm256_and_si256(_mm256_srli_epi16(bits, 6), m3),
+                ];
+                let sv: [__m256i; 4] = std::array::from_fn(|t| {
+                    _mm256_cvtepi8_epi16(_mm256_castsi256_si128(_mm256_shuffle_epi8(
+                        sb,
+                        spread[4 * j + t],
+                    )))
+                });
+                for (r, sum) in sumi.iter_mut().enumerate() {
+                    let y = a.qs.as_ptr().add((a0 + r) * k + b * 256 + 128 * j);
+                    for t in 0..4 {
+                        let yt = _mm256_loadu_si256(y.add(32 * t) as *const __m256i);
+                        let p16 = _mm256_maddubs_epi16(v[t], yt);
+                        *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(sv[t], p16));
+                    }
                 }
             }
             for (r, (acc, sumi)) in acc.iter_mut().zip(sumi).enumerate() {
