@@ -38,8 +38,9 @@ fn main() -> anyhow::Result<()> {
                 "q8_0" => GgmlDType::Q8_0,
                 "q2k" => GgmlDType::Q2K,
                 "q4k" => GgmlDType::Q4K,
+                "q5k" => GgmlDType::Q5K,
                 "q6k" => GgmlDType::Q6K,
-                other => anyhow::bail!("type {other}: use q4_0, q8_0, q2k, q4k or q6k"),
+                other => anyhow::bail!("type {other}: use q4_0, q8_0, q2k, q4k, q5k or q6k"),
             };
             Some((dt, n.parse()?, k.parse()?, m.parse()?))
         }
@@ -53,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         GgmlDType::Q8_0,
         GgmlDType::Q2K,
         GgmlDType::Q4K,
+        GgmlDType::Q5K,
         GgmlDType::Q6K,
     ];
     let types: Vec<GgmlDType> = match one {
@@ -66,7 +68,9 @@ fn main() -> anyhow::Result<()> {
                 given = [(n, k)];
                 &given
             }
-            (None, GgmlDType::Q2K | GgmlDType::Q4K | GgmlDType::Q6K) => &[(576, 1536)],
+            (None, GgmlDType::Q2K | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K) => {
+                &[(576, 1536)]
+            }
             _ => &[(1536, 576), (576, 1536)],
         };
         let ms: Vec<usize> = match one {
