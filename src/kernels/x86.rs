@@ -196,6 +196,50 @@ mod avx2 {
         ]
     }
 
+    /// Q4_K/Q5_K's packed scales and mins at `p` as vectors: the 8 scales as i16 in both
+    /// halves (for `spread16`), and the 8 mins doubled, one per sum of 16, as 16 i16.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn q4k_scale_vectors(p: *const u8) -> (__m256i, __m256i) {
+        let u = q4k_scales(&*(p as *const [u8; 12]));
+        let sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(
+            0,
+            0,
+            u[1] as i32,
+            u[0] as i32,
+        )));
+        let mn8 = _mm_set_epi32(0, 0, u[3] as i32, u[2] as i32);
+        (sc, _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8)))
+    }
+
+    /// One block's result for one activation row (its scale and sums of 16 at index `ab` of
+    /// the `QActs` arrays): `acc + d·dy·Σ − dmin·dy·Σ mins × bsums`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn add_block_with_min(
+        acc: __m256,
+        sumi: __m256i,
+        d: f32,
+        dmin: f32,
+        mins: __m256i,
+        a: &QActs,
+        ab: usize,
+    ) -> __m256 {
+        let dy = *a.d.get_unchecked(ab);
+        let bs = _mm256_loadu_si256(a.bsums.as_ptr().add(ab * 16) as *const __m256i);
+        let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bs));
+        let acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi), acc);
+        _mm256_fnmadd_ps(_mm256_set1_ps(dmin * dy), m, acc)
+    }
+
+    /// 16 i8 scales broadcast in `sb`, shuffled by a `pair_spread`: the two scales of 32
+    /// values as 8 + 8 i16 lanes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn pair_scales(sb: __m256i, spread: __m256i) -> __m256i {
+        _mm256_cvtepi8_epi16(_mm256_castsi256_si128(_mm256_shuffle_epi8(sb, spread)))
+    }
+
     /// Shuffles that spread i16 lane `i` of a 128-bit vector over 16 i16 lanes.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
@@ -227,16 +271,7 @@ mod avx2 {
             let p = w.add(b * 144);
             let d = f16(p);
             let dmin = f16(p.add(2));
-            let u = q4k_scales(&*(p.add(4) as *const [u8; 12]));
-            // Scales as 8 i16 in both halves; mins doubled (one per sum of 16) as 16 i16.
-            let sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(
-                0,
-                0,
-                u[1] as i32,
-                u[0] as i32,
-            )));
-            let mn8 = _mm_set_epi32(0, 0, u[3] as i32, u[2] as i32);
-            let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8));
+            let (sc, mins) = q4k_scale_vectors(p.add(4));
             let q4 = p.add(16);
             let mut sumi = [_mm256_setzero_si256(); R];
             for j in 0..4 {
@@ -255,12 +290,7 @@ mod avx2 {
                 }
             }
             for (r, (acc, sumi)) in acc.iter_mut().zip(sumi).enumerate() {
-                let row = a0 + r;
-                let dy = *a.d.get_unchecked(row * nb + b);
-                let bs = _mm256_loadu_si256(a.bsums.as_ptr().add((row * nb + b) * 16) as *const _);
-                let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bs));
-                *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi), *acc);
-                *acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * dy), m, *acc);
+                *acc = add_block_with_min(*acc, sumi, d, dmin, mins, a, (a0 + r) * nb + b);
             }
         }
         for r in 0..R {
@@ -287,15 +317,7 @@ mod avx2 {
             let p = w.add(b * 176);
             let d = f16(p);
             let dmin = f16(p.add(2));
-            let u = q4k_scales(&*(p.add(4) as *const [u8; 12]));
-            let sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(
-                0,
-                0,
-                u[1] as i32,
-                u[0] as i32,
-            )));
-            let mn8 = _mm_set_epi32(0, 0, u[3] as i32, u[2] as i32);
-            let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8));
+            let (sc, mins) = q4k_scale_vectors(p.add(4));
             let hbits = _mm256_loadu_si256(p.add(16) as *const __m256i);
             let q5 = p.add(48);
             let mut sumi = [_mm256_setzero_si256(); R];
@@ -323,12 +345,7 @@ mod avx2 {
                 }
             }
             for (r, (acc, sumi)) in acc.iter_mut().zip(sumi).enumerate() {
-                let row = a0 + r;
-                let dy = *a.d.get_unchecked(row * nb + b);
-                let bs = _mm256_loadu_si256(a.bsums.as_ptr().add((row * nb + b) * 16) as *const _);
-                let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bs));
-                *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi), *acc);
-                *acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * dy), m, *acc);
+                *acc = add_block_with_min(*acc, sumi, d, dmin, mins, a, (a0 + r) * nb + b);
             }
         }
         for r in 0..R {
@@ -367,12 +384,7 @@ mod avx2 {
                     _mm256_and_si256(_mm256_srli_epi16(bits, 4), m3),
                     _mm256_and_si256(_mm256_srli_epi16(bits, 6), m3),
                 ];
-                let sv: [__m256i; 4] = std::array::from_fn(|t| {
-                    _mm256_cvtepi8_epi16(_mm256_castsi256_si128(_mm256_shuffle_epi8(
-                        sb,
-                        spread[4 * j + t],
-                    )))
-                });
+                let sv: [__m256i; 4] = std::array::from_fn(|t| pair_scales(sb, spread[4 * j + t]));
                 for (r, sum) in sumi.iter_mut().enumerate() {
                     let y = a.qs.as_ptr().add((a0 + r) * k + b * 256 + 128 * j);
                     for t in 0..4 {
@@ -383,12 +395,7 @@ mod avx2 {
                 }
             }
             for (r, (acc, sumi)) in acc.iter_mut().zip(sumi).enumerate() {
-                let row = a0 + r;
-                let dy = *a.d.get_unchecked(row * nb + b);
-                let bs = _mm256_loadu_si256(a.bsums.as_ptr().add((row * nb + b) * 16) as *const _);
-                let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bs));
-                *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi), *acc);
-                *acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * dy), m, *acc);
+                *acc = add_block_with_min(*acc, sumi, d, dmin, mins, a, (a0 + r) * nb + b);
             }
         }
         for r in 0..R {
@@ -436,12 +443,7 @@ mod avx2 {
                     _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), h2),
                     _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4), h3),
                 ];
-                let sv: [__m256i; 4] = std::array::from_fn(|t| {
-                    _mm256_cvtepi8_epi16(_mm256_castsi256_si128(_mm256_shuffle_epi8(
-                        sb,
-                        spread[4 * j + t],
-                    )))
-                });
+                let sv: [__m256i; 4] = std::array::from_fn(|t| pair_scales(sb, spread[4 * j + t]));
                 for (r, sum) in sumi.iter_mut().enumerate() {
                     let y = a.qs.as_ptr().add((a0 + r) * k + b * 256 + 128 * j);
                     for t in 0..4 {
