@@ -42,7 +42,8 @@
 #                         made with that importance matrix, as Hub uploaders make them
 # Environment: QEVAL (the qeval binary, default target/release/qeval, built if missing),
 #   QEVAL_LLAMACPP_CACHE (default ~/.cache/qeval-llamacpp), LLAMACPP_BIN (a folder holding
-#   llama-bench, llama-perplexity and llama-quantize: skips the build).
+#   llama-bench, llama-perplexity, llama-quantize and llama-imatrix: skips the build; see
+#   scripts/build-llamacpp.sh).
 set -euo pipefail
 
 die() { echo "compare-llamacpp: $*" >&2; exit 2; }
@@ -61,7 +62,6 @@ mode=side
 levels_given=0
 cache="${QEVAL_LLAMACPP_CACHE:-$HOME/.cache/qeval-llamacpp}"
 qeval="${QEVAL:-$repo/target/release/qeval}"
-pyver=0.3.36
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -103,31 +103,8 @@ IFS=, read -r -a whole_list <<<"$whole_levels"
 for l in "${level_list[@]}" "${whole_list[@]}"; do ltype "$l" >/dev/null; done
 
 # --- llama.cpp: reuse a build, or build it from the llama-cpp-python sdist ---
-find_llamacpp() {
-  local d
-  for d in "${LLAMACPP_BIN:-}" "$cache/src/llama_cpp_python-$pyver/vendor/llama.cpp/build/bin"; do
-    if [ -n "$d" ] && [ -x "$d/llama-bench" ] && [ -x "$d/llama-perplexity" ] && [ -x "$d/llama-quantize" ]; then
-      echo "$d"; return 0
-    fi
-  done
-  return 1
-}
-if ! bin="$(find_llamacpp)"; then
-  [ -z "${LLAMACPP_BIN:-}" ] || die "LLAMACPP_BIN=$LLAMACPP_BIN lacks llama-bench, llama-perplexity or llama-quantize"
-  say "building llama.cpp from llama-cpp-python $pyver (sdist) into $cache (once; about 10 minutes on 2 cores)"
-  sdist="$cache/llama_cpp_python-$pyver.tar.gz"
-  [ -f "$sdist" ] || python3 -m pip download --no-deps --no-binary :all: -d "$cache" "llama-cpp-python==$pyver"
-  mkdir -p "$cache/src"
-  [ -d "$cache/src/llama_cpp_python-$pyver" ] || tar -xzf "$sdist" -C "$cache/src"
-  # AMX off: some VMs advertise AMX in cpuid but trap on its instructions (SIGILL).
-  noamx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-  (cd "$cache/src/llama_cpp_python-$pyver/vendor/llama.cpp" &&
-    cmake -B build -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release \
-      "-DCMAKE_C_FLAGS=$noamx" "-DCMAKE_CXX_FLAGS=$noamx" &&
-    cmake --build build -j2 --target llama-perplexity llama-bench llama-quantize llama-imatrix) >"$cache/build.log" 2>&1 ||
-    die "llama.cpp build failed; see $cache/build.log"
-  bin="$(find_llamacpp)" || die "the build produced no llama-bench/llama-perplexity/llama-quantize"
-fi
+say "llama.cpp: finding or building it (scripts/build-llamacpp.sh; the first build takes about 10 minutes on 2 cores)"
+bin="$(QEVAL_LLAMACPP_CACHE="$cache" bash "$repo/scripts/build-llamacpp.sh")" || die "no llama.cpp build"
 say "llama.cpp: $bin"
 
 # --- qeval ---
@@ -382,8 +359,7 @@ parity() {
   local imat="" need_imat=0
   for l in "${plist[@]}"; do case "$l" in iq*) need_imat=1 ;; esac; done
   if [ "$need_imat" = 1 ]; then
-    [ -x "$bin/llama-imatrix" ] || (cd "$bin/../.." && cmake --build build -j2 --target llama-imatrix >"$w/build-imatrix.log" 2>&1) ||
-      die "cannot build llama-imatrix; see $w/build-imatrix.log"
+    [ -x "$bin/llama-imatrix" ] || die "no llama-imatrix in $bin (scripts/build-llamacpp.sh builds it)"
     local calib="${QEVAL_CALIBRATION_TEXT:-$repo/../shared/evaldata/wikitext-2-raw/wiki.test.raw}"
     [ -f "$calib" ] || die "no calibration text $calib for llama-imatrix (set QEVAL_CALIBRATION_TEXT)"
     imat="$w/imatrix.gguf"

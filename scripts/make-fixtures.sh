@@ -4,10 +4,10 @@
 # loopback Hub's parquet files, written by pyarrow from the invented text fixtures
 # (tests/fixtures/evaldata/hub/make_parquet.py), and the i-quant dequantization fixtures
 # (tests/fixtures/iq/: seeded blocks dequantized by gguf-py's numpy reference, plus, where
-# llama.cpp is built here, rows of SmolLM2 tensors llama-quantize wrote as IQ4_NL / IQ4_XS). pyarrow goes into qeval's cache
-# and gguf-py go into qeval's cache ($QEVAL_CACHE, default ~/.cache/qeval), not into the system
-# Python. Run scripts/fetch-models.sh
-# first so the model heads exist. Idempotent.
+# llama.cpp is built here (scripts/build-llamacpp.sh), rows of SmolLM2 tensors llama-quantize
+# wrote at every i-quant, ternary and MXFP4 type). pyarrow and gguf-py go into qeval's cache
+# ($QEVAL_CACHE, default ~/.cache/qeval), not into the system Python. Run
+# scripts/fetch-models.sh first so the model heads exist. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${QEVAL_CACHE:-$HOME/.cache/qeval}"
@@ -39,7 +39,12 @@ if [ -x "$llama/llama-quantize" ] && [ -f "$smol" ]; then
   # Every other type, in one file: IQ4_NL with ffn_down of layers 0-9 forced (--tensor-type) to
   # the types that need an importance matrix (llama-imatrix on wikitext-2's test split, 8
   # chunks), the ternary ones and MXFP4. tests/iquants.rs also runs the whole file.
+  # Without shared/evaldata (a bare CI machine), the default eval set's own text calibrates.
   calib="${QEVAL_CALIBRATION_TEXT:-$PWD/../shared/evaldata/wikitext-2-raw/wiki.test.raw}"
+  if [ ! -f "$calib" ]; then
+    calib="$iq/evaltext.txt"
+    python3 scripts/evaltext.py evalsets/default "$calib"
+  fi
   mixed=(iq1_s iq1_m iq2_xxs iq2_xs iq2_s iq3_xxs iq3_s tq1_0 tq2_0 mxfp4)
   if [ -x "$llama/llama-imatrix" ] && [ -f "$calib" ]; then
     [ -f "$iq/smol-imatrix.gguf" ] || "$llama/llama-imatrix" -m "$iq/smol-f16.gguf" -f "$calib" -c 512 --chunks 8 -t 2 -o "$iq/smol-imatrix.gguf" >/dev/null 2>&1
@@ -55,5 +60,5 @@ if [ -x "$llama/llama-quantize" ] && [ -f "$smol" ]; then
     echo "make-fixtures: no llama-imatrix in $llama or no $calib: the real-tensor fixtures of ${mixed[*]} are not made"
   fi
 else
-  echo "make-fixtures: no llama-quantize in $llama: the real-tensor IQ4 fixtures are not made (scripts/compare-llamacpp.sh builds llama.cpp)"
+  echo "make-fixtures: no llama-quantize in $llama: the real-tensor IQ4 fixtures are not made (scripts/build-llamacpp.sh builds llama.cpp; .ci/run does)"
 fi

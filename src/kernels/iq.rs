@@ -1,17 +1,17 @@
 //! The CPU matrix multiplication for the GGUF types candle has no kernels for (i-quants,
 //! TQ1_0/TQ2_0, MXFP4: [`IqTensor`]), as llama.cpp's CPU backend does it: the activations
 //! quantized to its `vec_dot_type` for the weight type (Q8_0 blocks of 32 for IQ4_NL and
-//! MXFP4, Q8_K blocks of 256 for the others), then a dot product per weight row.
+//! MXFP4, Q8_K blocks of 256 for the others), then an integer dot product per weight block.
 //!
-//! IQ4_NL and IQ4_XS, the common ones, have AVX2 kernels with llama.cpp's integer arithmetic
-//! (the 16 non-linear values looked up with a byte shuffle, signed byte products summed in
-//! i32 per block, one f32 multiply per block). Every other type dequantizes each weight row
-//! once (`iq::dequantize_row`, bit for bit llama.cpp's) and multiplies it in f32 with the
-//! dequantized Q8 activations: the same numbers as llama.cpp's integer dot products up to f32
-//! rounding, at a fraction of their speed. Rows are dequantized four at a time and, with
-//! AVX2, multiplied against two activation rows at once (eight FMA accumulators), so each
-//! activation row is read once per four weight rows. The weights stay in their GGUF blocks in
-//! memory.
+//! With AVX2 every type has an integer kernel. IQ4_NL and IQ4_XS look their 16 non-linear
+//! values up with a byte shuffle. The others unpack each weight block once into signed bytes
+//! (grid entries with their sign patterns applied, IQ1's delta folded in as `8 × (grid ±
+//! 1/8)`, ternary digits, E2M1 values) and i16 multipliers per 16 values (the sub-block
+//! scales), then multiply them with up to eight activation rows: signed byte products summed
+//! in i32, one f32 multiply per block and row, so the numbers are llama.cpp's integer dot
+//! products up to f32 summation order. Without AVX2, each weight row is dequantized
+//! (`iq::dequantize_row`, bit for bit llama.cpp's) and multiplied in f32 with the dequantized
+//! activations. The weights stay in their GGUF blocks in memory.
 
 use super::{f32_rows, for_chunks, isa, Isa, OutPtr, QActs};
 use crate::quant::iq::{self, IqType};
@@ -26,8 +26,6 @@ pub struct IqMatMul {
     n: usize,
     k: usize,
     simd: Option<Isa>,
-    /// The f32 path's tile with AVX2 FMA (types without an integer kernel).
-    fma: bool,
 }
 
 /// The block of the activations' 8-bit quantization for weights of type `t` (llama.cpp's
@@ -49,21 +47,18 @@ impl IqMatMul {
             w.shape
         );
         let (n, k) = (w.shape[0], w.shape[1]);
-        let has_simd = matches!(w.ty, IqType::Iq4Nl | IqType::Iq4Xs);
         Ok(IqMatMul {
             n,
             k,
-            simd: if simd && has_simd { isa() } else { None },
-            fma: simd && isa().is_some() && k.is_multiple_of(8),
+            simd: if simd { isa() } else { None },
             w,
         })
     }
 
-    /// What multiplies: "avx2", "dequantize-f32-fma" or "dequantize-f32".
+    /// What multiplies: "avx2" (integer) or "dequantize-f32".
     pub fn kernel_name(&self) -> &'static str {
         match self.simd {
             Some(_) => "avx2",
-            None if self.fma => "dequantize-f32-fma",
             None => "dequantize-f32",
         }
     }
@@ -148,7 +143,6 @@ impl IqMatMul {
                         }
                     }
                 }
-                let fma = self.fma;
                 for_chunks(n.div_ceil(chunk), m * n * k, |c| {
                     let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(n));
                     let mut wf = vec![0f32; TILE * k];
@@ -162,23 +156,11 @@ impl IqMatMul {
                         while j < m {
                             let j2 = (j + 1).min(m - 1);
                             let (a0, a1) = (&af[j * k..(j + 1) * k], &af[j2 * k..(j2 + 1) * k]);
-                            let dots = if fma && r == TILE {
-                                #[cfg(target_arch = "x86_64")]
-                                // Safety: isa() found AVX2 and FMA; wf holds TILE rows of k
-                                // values, a0 and a1 k values each, k a multiple of 8.
-                                unsafe {
-                                    avx2::dot_tile(&wf, a0, a1, k)
-                                }
-                                #[cfg(not(target_arch = "x86_64"))]
-                                unreachable!("isa() is None off x86_64")
-                            } else {
-                                let mut d = [[0f32; TILE]; 2];
-                                for (i, row) in wf.chunks_exact(k).take(r).enumerate() {
-                                    d[0][i] = dot_f32(row, a0);
-                                    d[1][i] = dot_f32(row, a1);
-                                }
-                                d
-                            };
+                            let mut dots = [[0f32; TILE]; 2];
+                            for (i, row) in wf.chunks_exact(k).take(r).enumerate() {
+                                dots[0][i] = dot_f32(row, a0);
+                                dots[1][i] = dot_f32(row, a1);
+                            }
                             for (jj, d) in [j, j2].into_iter().zip(dots).take(j2 + 1 - j) {
                                 for (i, v) in d.into_iter().take(r).enumerate() {
                                     // Safety: jj < m, wi + i < hi <= n; each column belongs
@@ -222,14 +204,28 @@ fn simd_dot(t: IqType, wrow: &[u8], a: &QActs, j: usize, r: usize, res: &mut [f3
     // Safety: `simd` is set only when `isa()` found AVX2/FMA/F16C; the assert bounds the reads.
     unsafe {
         let w = wrow.as_ptr();
-        match (t, r) {
-            (IqType::Iq4Nl, 8) => avx2::iq4_nl::<8>(w, nb, a, j, res),
-            (IqType::Iq4Nl, 4) => avx2::iq4_nl::<4>(w, nb, a, j, res),
-            (IqType::Iq4Nl, _) => avx2::iq4_nl::<1>(w, nb, a, j, res),
-            (IqType::Iq4Xs, 8) => avx2::iq4_xs::<8>(w, nb, a, j, res),
-            (IqType::Iq4Xs, 4) => avx2::iq4_xs::<4>(w, nb, a, j, res),
-            (IqType::Iq4Xs, _) => avx2::iq4_xs::<1>(w, nb, a, j, res),
-            _ => unreachable!("no SIMD kernel for {}", t.name()),
+        macro_rules! rows {
+            ($f:ident) => {
+                match r {
+                    8 => avx2::$f::<8>(w, nb, a, j, res),
+                    4 => avx2::$f::<4>(w, nb, a, j, res),
+                    _ => avx2::$f::<1>(w, nb, a, j, res),
+                }
+            };
+        }
+        match t {
+            IqType::Iq4Nl => rows!(iq4_nl),
+            IqType::Iq4Xs => rows!(iq4_xs),
+            IqType::Iq3Xxs => rows!(iq3_xxs),
+            IqType::Iq3S => rows!(iq3_s),
+            IqType::Iq2Xxs => rows!(iq2_xxs),
+            IqType::Iq2Xs => rows!(iq2_xs),
+            IqType::Iq2S => rows!(iq2_s),
+            IqType::Iq1S => rows!(iq1_s),
+            IqType::Iq1M => rows!(iq1_m),
+            IqType::Tq1_0 => rows!(tq1_0),
+            IqType::Tq2_0 => rows!(tq2_0),
+            IqType::Mxfp4 => rows!(mxfp4),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -259,7 +255,11 @@ impl CustomOp1 for IqMatMul {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use crate::kernels::QActs;
-    use crate::quant::iq::KVALUES_IQ4NL;
+    use crate::quant::iq::{e8m0_to_f32_half, KVALUES_IQ4NL};
+    use crate::quant::iq_tables::{
+        IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS,
+        KVALUES_FP4,
+    };
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -267,34 +267,6 @@ mod avx2 {
     unsafe fn f16(p: *const u8) -> f32 {
         let h = u16::from_le_bytes([*p, *p.add(1)]);
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
-    }
-
-    /// The dots of `TILE` dequantized weight rows (`w`, `TILE` × k) with two activation rows:
-    /// `[a0 · w_i ..., a1 · w_i ...]`, eight lanes per row pair summed at the end.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_tile(w: &[f32], a0: &[f32], a1: &[f32], k: usize) -> [[f32; super::TILE]; 2] {
-        debug_assert!(w.len() >= super::TILE * k && a0.len() >= k && a1.len() >= k);
-        let mut acc = [[_mm256_setzero_ps(); super::TILE]; 2];
-        let (p0, p1, pw) = (a0.as_ptr(), a1.as_ptr(), w.as_ptr());
-        let mut c = 0;
-        while c < k {
-            let x0 = _mm256_loadu_ps(p0.add(c));
-            let x1 = _mm256_loadu_ps(p1.add(c));
-            let [s0, s1] = &mut acc;
-            for (i, (s0, s1)) in s0.iter_mut().zip(s1.iter_mut()).enumerate() {
-                let wv = _mm256_loadu_ps(pw.add(i * k + c));
-                *s0 = _mm256_fmadd_ps(wv, x0, *s0);
-                *s1 = _mm256_fmadd_ps(wv, x1, *s1);
-            }
-            c += 8;
-        }
-        let mut out = [[0f32; super::TILE]; 2];
-        for (o, a) in out.iter_mut().zip(acc) {
-            for (o, a) in o.iter_mut().zip(a) {
-                *o = hsum(a);
-            }
-        }
-        out
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -336,13 +308,15 @@ mod avx2 {
         let table = table();
         let ones = _mm256_set1_epi16(1);
         let (k, qs) = (a.k, a.qs.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); R];
+        // Two sets of accumulators, even and odd blocks: one row alone would otherwise wait
+        // on each FMA's latency.
+        let mut accs = [[_mm256_setzero_ps(); R]; 2];
         for b in 0..nb {
             let p = w.add(b * 18);
             let wv = values(table, p.add(2));
             let aw = _mm256_sign_epi8(wv, wv);
             let dw = f16(p);
-            for (r, acc) in acc.iter_mut().enumerate() {
+            for (r, acc) in accs[b & 1].iter_mut().enumerate() {
                 let row = a0 + r;
                 let av = _mm256_loadu_si256(qs.add(row * k + b * 32) as *const __m256i);
                 let prod = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(av, wv));
@@ -352,7 +326,7 @@ mod avx2 {
             }
         }
         for r in 0..R {
-            res[r] = hsum(acc[r]);
+            res[r] = hsum(_mm256_add_ps(accs[0][r], accs[1][r]));
         }
     }
 
@@ -394,6 +368,392 @@ mod avx2 {
         for r in 0..R {
             res[r] = hsum(acc[r]);
         }
+    }
+
+    /// `SIGN8[b]`: eight bytes, the j-th -1 where bit j of `b` is set and 1 elsewhere (the sign
+    /// bytes of the i-quants, `kmask_iq2xs` order), for `_mm256_sign_epi8`.
+    static SIGN8: [i64; 256] = {
+        let mut t = [0i64; 256];
+        let mut b = 0;
+        while b < 256 {
+            let mut v = 0u64;
+            let mut j = 0;
+            while j < 8 {
+                let byte: u64 = if b & (1 << j) != 0 { 0xFF } else { 0x01 };
+                v |= byte << (8 * j);
+                j += 1;
+            }
+            t[b] = v as i64;
+            b += 1;
+        }
+        t
+    };
+
+    /// The eight signs of a 7-bit `ksigns_iq2xs` index.
+    #[inline]
+    fn ksigns(i: u32) -> i64 {
+        SIGN8[usize::from(KSIGNS_IQ2XS[(i & 127) as usize])]
+    }
+
+    /// The i16 multipliers of a chunk of 32 values whose halves of 16 have scales `lo` and `hi`
+    /// (lanes 0-7 of `_mm256_maddubs_epi16`'s result cover the first 16 values).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn halves(lo: i16, hi: i16) -> __m256i {
+        _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo))
+    }
+
+    /// One unpacked weight block against activation rows `a0..a0 + R`: chunk `c` holds 32
+    /// signed values `q[c]` (at most 127 in magnitude) and the i16 multipliers `sc[c]` of its
+    /// two halves; the block's values are `d × sc × q`. Adds `d × a.d × Σ sc·(q·a)` to `acc`,
+    /// the sums in i32 as llama.cpp's `vec_dot` does.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block_dot<const R: usize, const C: usize>(
+        q: &[__m256i; C],
+        sc: &[__m256i; C],
+        d: f32,
+        a: &QActs,
+        a0: usize,
+        b: usize,
+        nb: usize,
+        acc: &mut [__m256; R],
+    ) {
+        let (k, qs) = (a.k, a.qs.as_ptr());
+        let mut sumi = [_mm256_setzero_si256(); R];
+        for c in 0..C {
+            let aw = _mm256_sign_epi8(q[c], q[c]);
+            for (r, s) in sumi.iter_mut().enumerate() {
+                let y = qs.add((a0 + r) * k + (b * C + c) * 32);
+                let av = _mm256_loadu_si256(y as *const __m256i);
+                let prod = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(av, q[c]));
+                *s = _mm256_add_epi32(*s, _mm256_madd_epi16(prod, sc[c]));
+            }
+        }
+        for (r, (acc, sumi)) in acc.iter_mut().zip(sumi).enumerate() {
+            let scale = _mm256_set1_ps(d * *a.d.get_unchecked((a0 + r) * nb + b));
+            *acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sumi), *acc);
+        }
+    }
+
+    /// A row kernel over `nb` blocks of `$bytes` bytes and `$chunks` × 32 values, each block
+    /// unpacked once by `$unpack` and multiplied with every activation row of the group.
+    macro_rules! unpacked_kernel {
+        ($(#[$doc:meta])* $name:ident, $unpack:ident, $bytes:expr, $chunks:expr) => {
+            $(#[$doc])*
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub unsafe fn $name<const R: usize>(
+                w: *const u8,
+                nb: usize,
+                a: &QActs,
+                a0: usize,
+                res: &mut [f32; 8],
+            ) {
+                let mut q = [_mm256_setzero_si256(); $chunks];
+                let mut sc = [_mm256_setzero_si256(); $chunks];
+                // Even and odd blocks accumulate apart (FMA latency, one row alone).
+                let mut accs = [[_mm256_setzero_ps(); R]; 2];
+                for b in 0..nb {
+                    let d = $unpack(w.add(b * $bytes), &mut q, &mut sc);
+                    block_dot::<R, $chunks>(&q, &sc, d, a, a0, b, nb, &mut accs[b & 1]);
+                }
+                for r in 0..R {
+                    res[r] = hsum(_mm256_add_ps(accs[0][r], accs[1][r]));
+                }
+            }
+        };
+    }
+
+    unpacked_kernel!(
+        /// IQ3_XXS row (blocks of 98 bytes) · Q8_K activation rows.
+        iq3_xxs, unpack_iq3_xxs, 98, 8
+    );
+    unpacked_kernel!(
+        /// IQ3_S row (blocks of 110 bytes) · Q8_K activation rows.
+        iq3_s, unpack_iq3_s, 110, 8
+    );
+    unpacked_kernel!(
+        /// IQ2_XXS row (blocks of 66 bytes) · Q8_K activation rows.
+        iq2_xxs, unpack_iq2_xxs, 66, 8
+    );
+    unpacked_kernel!(
+        /// IQ2_XS row (blocks of 74 bytes) · Q8_K activation rows.
+        iq2_xs, unpack_iq2_xs, 74, 8
+    );
+    unpacked_kernel!(
+        /// IQ2_S row (blocks of 82 bytes) · Q8_K activation rows.
+        iq2_s, unpack_iq2_s, 82, 8
+    );
+    unpacked_kernel!(
+        /// IQ1_S row (blocks of 50 bytes) · Q8_K activation rows.
+        iq1_s, unpack_iq1_s, 50, 8
+    );
+    unpacked_kernel!(
+        /// IQ1_M row (blocks of 56 bytes) · Q8_K activation rows.
+        iq1_m, unpack_iq1_m, 56, 8
+    );
+    unpacked_kernel!(
+        /// TQ1_0 row (blocks of 54 bytes) · Q8_K activation rows.
+        tq1_0, unpack_tq1_0, 54, 8
+    );
+    unpacked_kernel!(
+        /// TQ2_0 row (blocks of 66 bytes) · Q8_K activation rows.
+        tq2_0, unpack_tq2_0, 66, 8
+    );
+    unpacked_kernel!(
+        /// MXFP4 row (blocks of 17 bytes) · Q8_0 activation rows.
+        mxfp4, unpack_mxfp4, 17, 1
+    );
+
+    /// Eight 4-value grid entries (`u32`, IQ3) as 32 bytes, entry `i` in bytes 4i..4i+4.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn grid4(g: [u32; 8]) -> __m256i {
+        _mm256_loadu_si256(g.as_ptr() as *const __m256i)
+    }
+
+    /// Four 8-value grid entries (`u64`, IQ2 and IQ1) as 32 bytes, entry `i` in bytes 8i..8i+8.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn grid8(g: [u64; 4]) -> __m256i {
+        _mm256_loadu_si256(g.as_ptr() as *const __m256i)
+    }
+
+    /// Four sign patterns (`SIGN8` entries) as 32 bytes of ±1.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn signs4(s: [i64; 4]) -> __m256i {
+        _mm256_loadu_si256(s.as_ptr() as *const __m256i)
+    }
+
+    fn u32_at(p: *const u8) -> u32 {
+        // Safety (callers): p points at 4 readable bytes of a block.
+        unsafe { (p as *const u32).read_unaligned() }
+    }
+
+    fn u16_at(p: *const u8) -> u16 {
+        // Safety (callers): p points at 2 readable bytes of a block.
+        unsafe { (p as *const u16).read_unaligned() }
+    }
+
+    /// IQ3_XXS: d, 64 grid-index bytes, then per sub-block a word of 4 × 7 sign bits and a
+    /// 4-bit scale `ls`: values `d/4 × (2ls + 1) × ±grid`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack_iq3_xxs(p: *const u8, q: &mut [__m256i; 8], sc: &mut [__m256i; 8]) -> f32 {
+        let qs = p.add(2);
+        for ib in 0..8 {
+            let aux = u32_at(p.add(66 + 4 * ib));
+            let g = std::array::from_fn(|i| IQ3XXS_GRID[usize::from(*qs.add(8 * ib + i))]);
+            let s = std::array::from_fn(|l| ksigns(aux >> (7 * l)));
+            q[ib] = _mm256_sign_epi8(grid4(g), signs4(s));
+            sc[ib] = _mm256_set1_epi16(2 * (aux >> 28) as i16 + 1);
+        }
+        f16(p) * 0.25
+    }
+
+    /// IQ3_S: d, 64 low grid-index bytes, a high bit each (`qh`), 32 sign bytes, a 4-bit scale
+    /// per sub-block: values `d × (1 + 2 sc) × ±grid`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack_iq3_s(p: *const u8, q: &mut [__m256i; 8], sc: &mut [__m256i; 8]) -> f32 {
+        let (qs, qh, signs, scales) = (p.add(2), p.add(66), p.add(74), p.add(106));
+        for ib in 0..8 {
+            let h = usize::from(*qh.add(ib));
+            let g = std::array::from_fn(|i| {
+                IQ3S_GRID[usize::from(*qs.add(8 * ib + i)) | ((h << (8 - i)) & 256)]
+            });
+            let s = std::array::from_fn(|l| SIGN8[usize::from(*signs.add(4 * ib + l))]);
+            q[ib] = _mm256_sign_epi8(grid4(g), signs4(s));
+            let s4 = (*scales.add(ib / 2) >> (4 * (ib % 2))) & 0xf;
+            sc[ib] = _mm256_set1_epi16(1 + 2 * i16::from(s4));
+        }
+        f16(p)
+    }
+
+    /// IQ2_XXS: d, then per sub-block 4 grid-index bytes and a word of 4 × 7 sign bits and a
+    /// 4-bit scale `ls`: values `d/8 × (2ls + 1) × ±grid`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack_iq2_xxs(p: *const u8, q: &mut [__m256i; 8], sc: &mut [__m256i; 8]) -> f32 {
+        for ib in 0..8 {
+            let o = p.add(2 + 8 * ib);
+            let aux = u32_at(o.add(4));
+            let g = std::array::from_fn(|l| IQ2XXS_GRID[usize::from(*o.add(l))]);
+            let s = std::array::from_fn(|l| ksigns(aux >> (7 * l)));
+            q[ib] = _mm256_sign_epi8(grid8(g), signs4(s));
+            sc[ib] = _mm256_set1_epi16(2 * (aux >> 28) as i16 + 1);
+        }
+        f16(p) * 0.125
+    }
+
+    /// IQ2_XS: d, 32 u16 (9-bit grid index, 7 sign bits), two 4-bit scales per sub-block:
+    /// values `d/8 × (2 sc + 1) × ±grid`, a scale per 16.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack_iq2_xs(p: *const u8, q: &mut [__m256i; 8], sc: &mut [__m256i; 8]) -> f32 {
+        for ib in 0..8 {
+            let v: [u16; 4] = std::array::from_fn(|l| u16_at(p.add(2 + 2 * (4 * ib + l))));
+            let g = std::array::from_fn(|l| IQ2XS_GRID[usize::from(v[l] & 511)]);
+            let s = std::array::from_fn(|l| ksigns(u32::from(v[l] >> 9)));
+            q[ib] = _mm256_sign_epi8(grid8(g), signs4(s));
+            let b = i16::from(*p.add(66 + ib));
+            sc[ib] = halves(2 * (b & 0xf) + 1, 2 * (b >> 4) + 1);
+        }
+        f16(p) * 0.125
+    }
+
+    /// IQ2_S: d, 32 low grid-index bytes, 32 sign bytes, 2 high index bits per group of 8
+    /// (`qh`), two 4-bit scales per sub-block: values `d/8 × (2 sc + 1) × ±grid`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack_iq2_s(p: *const u8, q: &mut [__m256i; 8], sc: &mut [__m256i; 8]) -> f32 {
+        let (qs, signs, qh, scales) = (p.add(2), p.add(34), p.add(66), p.add(74));
+        for ib in 0..8 {
+            let h = usize::from(*qh.add(ib));
+            let g = std::array::from_fn(|l| {
+                IQ2S_GRID[usize::from(*qs.add(4 * ib + l)) | ((h << (8 - 2 * l)) & 0x300)]
+            });
+            let s = std::array::from_fn(|l| SIGN8[usize::from(*signs.add(4 * ib + l))]);
+            q[ib] = _mm256_sign_epi8(grid8(g), signs4(s));
+            let b = i16::from(*scales.add(ib));
+            sc[ib] = halves(2 * (b & 0xf) + 1, 2 * (b >> 4) + 1);
+        }
+        f16(p) * 0.125
+    }
+
+    /// Eight times four IQ1 grid entries (bytes in {-1, 0, 1}) plus the delta's ±1 per group of
+    /// 8 (`IQ1S_DELTA` is 1/8): `8 × (grid + delta)`, at most 9 in magnitude.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn iq1_values(idx: [usize; 4], neg: [bool; 4]) -> __m256i {
+        let g = grid8(std::array::from_fn(|l| IQ1S_GRID[idx[l]]));
+        let g2 = _mm256_add_epi8(g, g);
+        let g4 = _mm256_add_epi8(g2, g2);
+        let g8 = _mm256_add_epi8(g4, g4);
+        let delta: [i64; 4] =
+            std::array::from_fn(|l| if neg[l] { -1 } else { 0x0101_0101_0101_0101 });
+        _mm256_add_epi8(g8, _mm256_loadu_si256(delta.as_ptr() as *const __m256i))
+    }
+
+    /// IQ1_S: d, 32 low grid-index bytes, then per sub-block a u16 of 4 × 3 high index bits, a
+    /// 3-bit scale and the delta's sign: values `d/8 × (2 sc + 1) × 8 (grid ± 1/8)`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack_iq1_s(p: *const u8, q: &mut [__m256i; 8], sc: &mut [__m256i; 8]) -> f32 {
+        let qs = p.add(2);
+        for ib in 0..8 {
+            let qh = u16_at(p.add(34 + 2 * ib));
+            let idx = std::array::from_fn(|l| {
+                usize::from(*qs.add(4 * ib + l)) | (usize::from((qh >> (3 * l)) & 7) << 8)
+            });
+            q[ib] = iq1_values(idx, [qh & 0x8000 != 0; 4]);
+            sc[ib] = _mm256_set1_epi16(2 * ((qh >> 12) & 7) as i16 + 1);
+        }
+        f16(p) * 0.125
+    }
+
+    /// IQ1_M: 32 low grid-index bytes, a byte per two groups of 8 (3 high index bits and the
+    /// delta's sign each), four u16 of two 3-bit scales per sub-block (one per 16) whose top
+    /// nibbles hold the f16 scale d: values `d/8 × (2 sc + 1) × 8 (grid ± 1/8)`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack_iq1_m(p: *const u8, q: &mut [__m256i; 8], sc: &mut [__m256i; 8]) -> f32 {
+        let (qs, qh) = (p, p.add(32));
+        let s: [u16; 4] = std::array::from_fn(|i| u16_at(p.add(48 + 2 * i)));
+        let bits = (s[0] >> 12) | ((s[1] >> 8) & 0x00f0) | ((s[2] >> 4) & 0x0f00) | (s[3] & 0xf000);
+        for ib in 0..8 {
+            let (h0, h1) = (
+                usize::from(*qh.add(2 * ib)),
+                usize::from(*qh.add(2 * ib + 1)),
+            );
+            let b = |l: usize| usize::from(*qs.add(4 * ib + l));
+            let idx = [
+                b(0) | ((h0 << 8) & 0x700),
+                b(1) | ((h0 << 4) & 0x700),
+                b(2) | ((h1 << 8) & 0x700),
+                b(3) | ((h1 << 4) & 0x700),
+            ];
+            let neg = [
+                h0 & 0x08 != 0,
+                h0 & 0x80 != 0,
+                h1 & 0x08 != 0,
+                h1 & 0x80 != 0,
+            ];
+            q[ib] = iq1_values(idx, neg);
+            let (w, shift) = (s[ib / 2], 6 * (ib % 2));
+            let lo = 2 * ((w >> shift) & 7) as i16 + 1;
+            let hi = 2 * ((w >> (shift + 3)) & 7) as i16 + 1;
+            sc[ib] = halves(lo, hi);
+        }
+        f16_bits(bits) * 0.125
+    }
+
+    /// TQ1_0: 48 bytes of 5 base-3 digits, 4 bytes of 4, then d: values `d × {-1, 0, 1}` in
+    /// `dequantize_row_tq1_0`'s order (bytes 0-31 digit by digit, then 32-47, then `qh`).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack_tq1_0(p: *const u8, q: &mut [__m256i; 8], sc: &mut [__m256i; 8]) -> f32 {
+        const POW3: [u8; 5] = [1, 3, 9, 27, 81];
+        let digit =
+            |byte: u8, pow3: u8| (((u16::from(byte.wrapping_mul(pow3)) * 3) >> 8) as i8) - 1;
+        let mut v = [0i8; 256];
+        let mut n = 0;
+        for (start, len, digits) in [(0, 32, 5), (32, 16, 5), (48, 4, 4)] {
+            for &pw in &POW3[..digits] {
+                for i in 0..len {
+                    v[n] = digit(*p.add(start + i), pw);
+                    n += 1;
+                }
+            }
+        }
+        for (c, (q, sc)) in q.iter_mut().zip(sc.iter_mut()).enumerate() {
+            *q = _mm256_loadu_si256(v.as_ptr().add(32 * c) as *const __m256i);
+            *sc = _mm256_set1_epi16(1);
+        }
+        f16(p.add(52))
+    }
+
+    /// TQ2_0: 64 bytes of four 2-bit values (q - 1 in {-1, 0, 1}), then d; each run of 32
+    /// bytes gives 128 values, bit pair by bit pair.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack_tq2_0(p: *const u8, q: &mut [__m256i; 8], sc: &mut [__m256i; 8]) -> f32 {
+        let (three, one) = (_mm256_set1_epi8(3), _mm256_set1_epi8(1));
+        for run in 0..2 {
+            let x = _mm256_loadu_si256(p.add(32 * run) as *const __m256i);
+            for l in 0..4 {
+                let bits = match l {
+                    0 => x,
+                    1 => _mm256_srli_epi16(x, 2),
+                    2 => _mm256_srli_epi16(x, 4),
+                    _ => _mm256_srli_epi16(x, 6),
+                };
+                q[4 * run + l] = _mm256_sub_epi8(_mm256_and_si256(bits, three), one);
+                sc[4 * run + l] = _mm256_set1_epi16(1);
+            }
+        }
+        f16(p.add(64))
+    }
+
+    /// MXFP4: the E8M0 exponent, then 16 bytes of two 4-bit indices into the doubled E2M1
+    /// values: values `2^(e-128) × kvalues_mxfp4`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn unpack_mxfp4(p: *const u8, q: &mut [__m256i; 1], sc: &mut [__m256i; 1]) -> f32 {
+        let table =
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(KVALUES_FP4.as_ptr() as *const __m128i));
+        q[0] = values(table, p.add(1));
+        sc[0] = _mm256_set1_epi16(1);
+        e8m0_to_f32_half(*p)
+    }
+
+    /// An f16 from its bits, widened exactly.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn f16_bits(h: u16) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
     }
 }
 
@@ -458,10 +818,23 @@ mod tests {
         let mut data: Vec<u8> = (0..rows * k / t.block_elems() * t.block_bytes())
             .map(|_| next() as u8)
             .collect();
-        if matches!(t, IqType::Iq4Nl | IqType::Iq4Xs) {
-            for b in data.chunks_exact_mut(t.block_bytes()) {
-                let d = half::f16::from_f32(0.001 + (next() % 1000) as f32 * 1e-5);
-                b[..2].copy_from_slice(&d.to_le_bytes());
+        // Every block gets a sane scale where its type keeps it.
+        for b in data.chunks_exact_mut(t.block_bytes()) {
+            let d = half::f16::from_f32(0.001 + (next() % 1000) as f32 * 1e-5);
+            let bits = d.to_bits();
+            match t {
+                IqType::Mxfp4 => b[0] = 118 + (next() % 8) as u8,
+                IqType::Iq1M => {
+                    for i in 0..4 {
+                        let o = 48 + 2 * i;
+                        let w = u16::from_le_bytes([b[o], b[o + 1]]) & 0x0fff;
+                        let w = w | (((bits >> (4 * i)) & 0xf) << 12);
+                        b[o..o + 2].copy_from_slice(&w.to_le_bytes());
+                    }
+                }
+                IqType::Tq1_0 => b[52..54].copy_from_slice(&d.to_le_bytes()),
+                IqType::Tq2_0 => b[64..66].copy_from_slice(&d.to_le_bytes()),
+                _ => b[..2].copy_from_slice(&d.to_le_bytes()),
             }
         }
         // A block whose random scale is huge, infinite or NaN becomes zeros.
@@ -528,7 +901,8 @@ mod tests {
 
     #[test]
     fn every_type_multiplies_as_its_dequantized_weights() {
-        let (n, k, m) = (6, 512, 5);
+        // 13 activation rows: the SIMD kernels take a group of eight, one of four, one alone.
+        let (n, k, m) = (6, 512, 13);
         let x: Vec<f32> = (0..m * k)
             .map(|i| ((i * 53 % 97) as f32 - 48.0) / 9.0)
             .collect();
@@ -540,6 +914,12 @@ mod tests {
                 op.matmul(&x, m, &mut got);
                 let mut wf = vec![0f32; n * k];
                 iq::dequantize(t, &w.data, &mut wf).unwrap();
+                let live = wf.iter().filter(|v| **v != 0.0).count();
+                assert!(
+                    live > n * k / 4,
+                    "{}: only {live} non-zero weights",
+                    t.name()
+                );
                 let block = act_block(t);
                 let a = QActs::quantize(&x, m, k, block);
                 for j in 0..m {

@@ -252,7 +252,7 @@ fn iq1_delta(negative: bool) -> f32 {
 }
 
 /// `ggml_e8m0_to_fp32_half`: 2^(x-128), half the E8M0 scale (the fp4 values are doubled).
-fn e8m0_to_f32_half(x: u8) -> f32 {
+pub(crate) fn e8m0_to_f32_half(x: u8) -> f32 {
     let bits = if x < 2 {
         0x0020_0000u32 << x
     } else {

@@ -7,7 +7,7 @@ pub mod ggml_quants;
 pub mod gguf_out;
 pub mod iq;
 pub mod iq4_quants;
-mod iq_tables;
+pub(crate) mod iq_tables;
 pub mod level;
 pub mod quantize;
 pub mod recipe;
