@@ -35,7 +35,9 @@
 #   -o, --out DIR         output folder (default reports/compare-llamacpp-<time>; ignored by git)
 #   --whole-run           time the whole-run comparison instead of the side by side
 #   --parity              quality parity on llama-quantize's files (default levels
-#                         f16,q8_0,q6_k,q5_k_m,q4_k_m,q4_0,q3_k_m,q2_k; chunks default 8)
+#                         f16,q8_0,q6_k,q5_k_m,q4_k_m,q4_0,q3_k_m,q2_k; chunks default 8);
+#                         files already in OUT/parity (f16.gguf, imatrix.gguf, LEVEL.gguf)
+#                         are used as they are
 #   --all                 both
 #   --imatrix-chunks N    with --parity and i-quant levels (iq*): chunks of 512 llama-imatrix
 #                         reads from wikitext-2's test split (default 16); every iq level is
@@ -350,9 +352,14 @@ parity() {
   IFS=',' read -ra plist <<<"$plevels"
   [ "${plist[0]}" = f16 ] || die "--parity: the first level must be f16 (the KLD reference)"
   local f16="$w/f16.gguf"
-  say "parity: llama-quantize F16 (the reference both tools use)"
-  "$bin/llama-quantize" --allow-requantize "$model" "$f16" F16 "$threads" >"$w/quantize-f16.log" 2>&1 ||
-    die "llama-quantize F16 failed; see $w/quantize-f16.log"
+  # Files already in OUT/parity (f16.gguf, imatrix.gguf, LEVEL.gguf: an earlier run's, or
+  # links to llama-quantize's files made by hand) are used as they are.
+  if [ ! -f "$f16" ]; then
+    say "parity: llama-quantize F16 (the reference both tools use)"
+    "$bin/llama-quantize" --allow-requantize "$model" "$f16.part" F16 "$threads" >"$w/quantize-f16.log" 2>&1 ||
+      die "llama-quantize F16 failed; see $w/quantize-f16.log"
+    mv "$f16.part" "$f16"
+  fi
   # The i-quants are made as Hub uploaders make them: with an importance matrix, computed by
   # llama-imatrix on the f16 file over text the evaluation does not use (wikitext-2's test
   # split from shared/evaldata, $imatrix_chunks chunks of 512).
@@ -363,19 +370,24 @@ parity() {
     local calib="${QEVAL_CALIBRATION_TEXT:-$repo/../shared/evaldata/wikitext-2-raw/wiki.test.raw}"
     [ -f "$calib" ] || die "no calibration text $calib for llama-imatrix (set QEVAL_CALIBRATION_TEXT)"
     imat="$w/imatrix.gguf"
-    say "parity: llama-imatrix on $(basename "$calib") ($imatrix_chunks chunks of 512)"
-    "$bin/llama-imatrix" -m "$f16" -f "$calib" -c 512 --chunks "$imatrix_chunks" -t "$threads" -o "$imat" \
-      >"$w/imatrix.log" 2>&1 || die "llama-imatrix failed; see $w/imatrix.log"
+    if [ ! -f "$imat" ]; then
+      say "parity: llama-imatrix on $(basename "$calib") ($imatrix_chunks chunks of 512)"
+      "$bin/llama-imatrix" -m "$f16" -f "$calib" -c 512 --chunks "$imatrix_chunks" -t "$threads" -o "$imat" \
+        >"$w/imatrix.log" 2>&1 || die "llama-imatrix failed; see $w/imatrix.log"
+    fi
   fi
   local gguf_args=()
   for l in "${plist[@]}"; do
     f="$w/$l.gguf"
     if [ "$l" != f16 ]; then
-      say "parity: llama-quantize $l"
-      local imat_args=()
-      case "$l" in iq*) imat_args=(--imatrix "$imat") ;; esac
-      "$bin/llama-quantize" "${imat_args[@]}" "$f16" "$f" "$(ltype "$l")" "$threads" >"$w/quantize-$l.log" 2>&1 ||
-        die "llama-quantize $l failed; see $w/quantize-$l.log"
+      if [ ! -f "$f" ]; then
+        say "parity: llama-quantize $l"
+        local imat_args=()
+        case "$l" in iq*) imat_args=(--imatrix "$imat") ;; esac
+        "$bin/llama-quantize" "${imat_args[@]}" "$f16" "$f.part" "$(ltype "$l")" "$threads" >"$w/quantize-$l.log" 2>&1 ||
+          die "llama-quantize $l failed; see $w/quantize-$l.log"
+        mv "$f.part" "$f"
+      fi
     else
       f="$f16"
     fi

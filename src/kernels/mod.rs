@@ -95,7 +95,8 @@ pub fn detect() -> Option<Isa> {
 pub fn describe() -> String {
     match isa() {
         Some(i) => format!(
-            "qeval {} for q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q5_k {}f16, candle for the rest",
+            "qeval {} for q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q5_k {}f16, the i-quants, tq1_0, tq2_0 \
+             and mxfp4, candle for the rest",
             i.name(),
             if kquants_to_candle() {
                 ""
@@ -103,7 +104,7 @@ pub fn describe() -> String {
                 "q4_k q6_k "
             }
         ),
-        None => "candle".to_string(),
+        None => "candle (the i-quants, tq1_0, tq2_0 and mxfp4: qeval's f32 path)".to_string(),
     }
 }
 
