@@ -85,7 +85,11 @@ fn candle_path_agrees_with_qevals_kernels() {
             "{}",
             ours.levels[0].kernels
         );
-        assert_eq!(theirs.levels[0].kernels, "candle");
+        assert!(
+            theirs.levels[0].kernels.starts_with("candle"),
+            "{}",
+            theirs.levels[0].kernels
+        );
         let (p, q) = (
             ours.levels[0].perplexity.unwrap(),
             theirs.levels[0].perplexity.unwrap(),

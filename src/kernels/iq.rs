@@ -527,14 +527,14 @@ mod avx2 {
         _mm256_loadu_si256(s.as_ptr() as *const __m256i)
     }
 
-    fn u32_at(p: *const u8) -> u32 {
-        // Safety (callers): p points at 4 readable bytes of a block.
-        unsafe { (p as *const u32).read_unaligned() }
+    /// The little-endian u32 at `p` (4 readable bytes of a block).
+    unsafe fn u32_at(p: *const u8) -> u32 {
+        (p as *const u32).read_unaligned()
     }
 
-    fn u16_at(p: *const u8) -> u16 {
-        // Safety (callers): p points at 2 readable bytes of a block.
-        unsafe { (p as *const u16).read_unaligned() }
+    /// The little-endian u16 at `p` (2 readable bytes of a block).
+    unsafe fn u16_at(p: *const u8) -> u16 {
+        (p as *const u16).read_unaligned()
     }
 
     /// IQ3_XXS: d, 64 grid-index bytes, then per sub-block a word of 4 × 7 sign bits and a
