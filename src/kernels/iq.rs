@@ -389,10 +389,21 @@ mod avx2 {
         t
     };
 
-    /// The eight signs of a 7-bit `ksigns_iq2xs` index.
+    /// `SIGN8` of each `ksigns_iq2xs` entry: the eight signs of a 7-bit index in one lookup.
+    static KSIGN8: [i64; 128] = {
+        let mut t = [0i64; 128];
+        let mut i = 0;
+        while i < 128 {
+            t[i] = SIGN8[KSIGNS_IQ2XS[i] as usize];
+            i += 1;
+        }
+        t
+    };
+
+    /// The eight signs of a 7-bit `ksigns_iq2xs` index (the low 7 bits of `i`).
     #[inline]
     fn ksigns(i: u32) -> i64 {
-        SIGN8[usize::from(KSIGNS_IQ2XS[(i & 127) as usize])]
+        KSIGN8[(i & 127) as usize]
     }
 
     /// The i16 multipliers of a chunk of 32 values whose halves of 16 have scales `lo` and `hi`
