@@ -1,8 +1,8 @@
 //! Times the matmul of every GGUF type qeval multiplies itself (i-quants, TQ1_0/TQ2_0, MXFP4):
 //! the AVX2 integer kernel against the dequantize-to-f32 path, on one weight shape (default
 //! Qwen2.5-1.5B's ffn_down, 1536 × 8960), for one activation row (decode) and a prefill batch,
-//! in the threads of the rayon pool (`RAYON_NUM_THREADS`). The weights are random blocks whose
-//! scales were made sane (the arithmetic does not depend on the values).
+//! in the threads of the rayon pool (`RAYON_NUM_THREADS`). The weights are random blocks with
+//! sane scales (`iq::sample_blocks`; the arithmetic does not depend on the values).
 //!
 //! cargo run --release --example iq_kernel_speed
 //! cargo run --release --example iq_kernel_speed -- iq3_s 1536 8960 512   (one type, n k m)
@@ -24,30 +24,6 @@ fn time(f: &mut dyn FnMut(), reps: usize) -> f64 {
     best
 }
 
-/// `rows × k` values of type `t` from random bytes; a block whose values come out non-finite,
-/// huge or subnormal-small is zeroed.
-fn random_weight(t: IqType, rows: usize, k: usize) -> anyhow::Result<IqTensor> {
-    let mut s = 0x9E37_79B9_7F4A_7C15u64;
-    let bytes = rows * k / t.block_elems() * t.block_bytes();
-    let mut data: Vec<u8> = (0..bytes)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s as u8
-        })
-        .collect();
-    let mut v = vec![0f32; t.block_elems()];
-    for b in data.chunks_exact_mut(t.block_bytes()) {
-        iq::dequantize_row(t, b, &mut v);
-        let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
-        if !max.is_finite() || !(1e-20..=1e3).contains(&max) {
-            b.fill(0);
-        }
-    }
-    IqTensor::new(t, vec![rows, k], data)
-}
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (types, n, k, ms): (Vec<IqType>, usize, usize, Vec<usize>) = match args.as_slice() {
@@ -66,7 +42,8 @@ fn main() -> anyhow::Result<()> {
         "type", "n", "k", "rows", "f32 path GOP/s", "avx2 GOP/s", "ratio"
     );
     for t in types {
-        let w = Arc::new(random_weight(t, n, k)?);
+        let blocks = iq::sample_blocks(t, n * k / t.block_elems(), 0x9E37_79B9_7F4A_7C15);
+        let w = Arc::new(IqTensor::new(t, vec![n, k], blocks)?);
         let f32_path = IqMatMul::new(w.clone(), false)?;
         let simd = IqMatMul::new(w, true)?;
         for &m in &ms {

@@ -817,48 +817,6 @@ mod tests {
         sum
     }
 
-    /// Blocks of random bytes with sane f16 scales (random bytes make any index valid).
-    fn random_blocks(t: IqType, rows: usize, k: usize, seed: u64) -> Vec<u8> {
-        let mut s = seed;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
-        let mut data: Vec<u8> = (0..rows * k / t.block_elems() * t.block_bytes())
-            .map(|_| next() as u8)
-            .collect();
-        // Every block gets a sane scale where its type keeps it.
-        for b in data.chunks_exact_mut(t.block_bytes()) {
-            let d = half::f16::from_f32(0.001 + (next() % 1000) as f32 * 1e-5);
-            let bits = d.to_bits();
-            match t {
-                IqType::Mxfp4 => b[0] = 118 + (next() % 8) as u8,
-                IqType::Iq1M => {
-                    for i in 0..4 {
-                        let o = 48 + 2 * i;
-                        let w = u16::from_le_bytes([b[o], b[o + 1]]) & 0x0fff;
-                        let w = w | (((bits >> (4 * i)) & 0xf) << 12);
-                        b[o..o + 2].copy_from_slice(&w.to_le_bytes());
-                    }
-                }
-                IqType::Tq1_0 => b[52..54].copy_from_slice(&d.to_le_bytes()),
-                IqType::Tq2_0 => b[64..66].copy_from_slice(&d.to_le_bytes()),
-                _ => b[..2].copy_from_slice(&d.to_le_bytes()),
-            }
-        }
-        // A block whose random scale is huge, infinite or NaN becomes zeros.
-        let mut v = vec![0f32; t.block_elems()];
-        for b in data.chunks_exact_mut(t.block_bytes()) {
-            iq::dequantize_row(t, b, &mut v);
-            if v.iter().any(|x| !x.is_finite() || x.abs() > 1e3) {
-                b.fill(0);
-            }
-        }
-        data
-    }
-
     /// llama-quantize's rows of every type (scripts/make-fixtures.sh, where llama.cpp is built),
     /// as one long row: the product with the kernel against the product with gguf-py's
     /// dequantization of the same bytes.
@@ -919,7 +877,14 @@ mod tests {
             .collect();
         for t in IqType::ALL {
             for simd in [false, true] {
-                let w = Arc::new(IqTensor::new(t, vec![n, k], random_blocks(t, n, k, 11)).unwrap());
+                let w = Arc::new(
+                    IqTensor::new(
+                        t,
+                        vec![n, k],
+                        iq::sample_blocks(t, n * k / t.block_elems(), 11),
+                    )
+                    .unwrap(),
+                );
                 let op = IqMatMul::new(w.clone(), simd).unwrap();
                 let mut got = vec![0f32; m * n];
                 op.matmul(&x, m, &mut got);
@@ -972,7 +937,12 @@ mod tests {
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
             .collect();
         for t in [IqType::Iq4Nl, IqType::Iq4Xs] {
-            let w = IqTensor::new(t, vec![n, k], random_blocks(t, n, k, 7)).unwrap();
+            let w = IqTensor::new(
+                t,
+                vec![n, k],
+                iq::sample_blocks(t, n * k / t.block_elems(), 7),
+            )
+            .unwrap();
             let a = QActs::quantize(&x, m, k, act_block(t));
             let rb = w.row_bytes();
             for wi in 0..n {

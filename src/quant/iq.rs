@@ -202,6 +202,49 @@ pub fn dequantize(t: IqType, data: &[u8], out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
+/// `blocks` blocks of type `t` from seeded random bytes, each with a sane scale written where
+/// its layout keeps it (a random f16 scale is often huge, NaN or subnormal); a block whose
+/// values still come out non-finite or above 1e3 is zeroed. For kernel tests and benchmarks,
+/// whose arithmetic must not depend on real weights.
+pub fn sample_blocks(t: IqType, blocks: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.max(1);
+    let mut next = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let mut data: Vec<u8> = (0..blocks * t.block_bytes())
+        .map(|_| next() as u8)
+        .collect();
+    for b in data.chunks_exact_mut(t.block_bytes()) {
+        let d = f16::from_f32(0.001 + (next() % 1000) as f32 * 1e-5);
+        let bits = d.to_bits();
+        match t {
+            IqType::Mxfp4 => b[0] = 118 + (next() % 8) as u8,
+            // The f16 scale is spread over the top nibbles of the four scale words.
+            IqType::Iq1M => {
+                for i in 0..4 {
+                    let o = 48 + 2 * i;
+                    let w = u16_at(b, o) & 0x0fff | (((bits >> (4 * i)) & 0xf) << 12);
+                    b[o..o + 2].copy_from_slice(&w.to_le_bytes());
+                }
+            }
+            IqType::Tq1_0 => b[52..54].copy_from_slice(&d.to_le_bytes()),
+            IqType::Tq2_0 => b[64..66].copy_from_slice(&d.to_le_bytes()),
+            _ => b[..2].copy_from_slice(&d.to_le_bytes()),
+        }
+    }
+    let mut v = vec![0f32; t.block_elems()];
+    for b in data.chunks_exact_mut(t.block_bytes()) {
+        t.block_fn()(b, &mut v);
+        if v.iter().any(|x| !x.is_finite() || x.abs() > 1e3) {
+            b.fill(0);
+        }
+    }
+    data
+}
+
 /// The f16 (`ggml_half`) at byte `i`, widened to f32 (exact).
 fn f16_at(x: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([x[i], x[i + 1]]).to_f32()
