@@ -468,7 +468,35 @@ fn matmul_rows(kind: Kind, isa: Isa, w: &[u8], n: usize, k: usize, a: &QActs, ds
             } else {
                 1
             };
-            for wi in w0..w1 {
+            let mut wi = w0;
+            // The 32-value blocks: four weight rows at a time, one activation load for four.
+            if kind.block() == 32 {
+                while wi + 4 <= w1 {
+                    let mut res = [[0f32; 4]; 4];
+                    x86::dot_rows4(
+                        kind,
+                        isa,
+                        &w[wi * row_bytes..],
+                        row_bytes,
+                        a,
+                        a0,
+                        r,
+                        &mut res,
+                    );
+                    for (j, v) in res.iter().take(r).enumerate() {
+                        // Safety: rows a0+j < m, columns wi..wi+4 <= w1 <= n, of this chunk.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                v.as_ptr(),
+                                out.get().add((a0 + j) * n + wi),
+                                4,
+                            )
+                        };
+                    }
+                    wi += 4;
+                }
+            }
+            for wi in wi..w1 {
                 let wrow = &w[wi * row_bytes..(wi + 1) * row_bytes];
                 let mut res = [0f32; 8];
                 x86::dot_rows(kind, isa, wrow, a, a0, r, &mut res);

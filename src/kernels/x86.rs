@@ -47,6 +47,42 @@ pub fn dot_rows(
     }
 }
 
+/// Dot products of four weight rows (`w`, `stride` bytes apart; 32-value block types only)
+/// with activation rows `a0..a0+r` (r is 1, 2 or 4): `res[row][weight row]`.
+#[allow(clippy::too_many_arguments)]
+pub fn dot_rows4(
+    kind: Kind,
+    isa: Isa,
+    w: &[u8],
+    stride: usize,
+    a: &QActs,
+    a0: usize,
+    r: usize,
+    res: &mut [[f32; 4]; 4],
+) {
+    assert!(kind.block() == 32 && a0 + r <= a.m && (r == 1 || r == 2 || r == 4));
+    let nb = a.k / 32;
+    assert!(stride >= nb * kind.block_bytes() && w.len() >= 3 * stride + nb * kind.block_bytes());
+    #[cfg(target_arch = "x86_64")]
+    // Safety: as `dot_rows`; the asserts bound the four rows' reads.
+    unsafe {
+        let w = w.as_ptr();
+        match (isa, r) {
+            (Isa::Avx2, 4) => avx2::blocks32x4::<4>(kind, w, stride, nb, a, a0, res),
+            (Isa::Avx2, 2) => avx2::blocks32x4::<2>(kind, w, stride, nb, a, a0, res),
+            (Isa::Avx2, _) => avx2::blocks32x4::<1>(kind, w, stride, nb, a, a0, res),
+            (Isa::Avx512Vnni, 4) => vnni::blocks32x4::<4>(kind, w, stride, nb, a, a0, res),
+            (Isa::Avx512Vnni, 2) => vnni::blocks32x4::<2>(kind, w, stride, nb, a, a0, res),
+            (Isa::Avx512Vnni, _) => vnni::blocks32x4::<1>(kind, w, stride, nb, a, a0, res),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, stride, res);
+        unreachable!("qeval's kernels exist only on x86-64; detect() returns None elsewhere")
+    }
+}
+
 /// The 32-value block types, generated once per instruction set; `$dot` is the unsigned ×
 /// signed byte dot product into eight i32 lanes.
 #[cfg(target_arch = "x86_64")]
@@ -162,6 +198,90 @@ macro_rules! blocks32_impl {
                 res[r] = hsum(acc[r]) + summ[r];
             }
         }
+
+        /// Four weight rows (`w`, `w + stride`, `w + 2·stride`, `w + 3·stride`) against `R`
+        /// activation rows. A block's four integer dot products are merged by horizontal adds
+        /// into one vector (lanes: rows 0-3 twice), so each block and activation row costs one
+        /// conversion and one FMA for all four weight rows, and one activation load.
+        #[target_feature(enable = $feat)]
+        pub unsafe fn blocks32x4<const R: usize>(
+            kind: Kind,
+            w: *const u8,
+            stride: usize,
+            nb: usize,
+            a: &QActs,
+            a0: usize,
+            res: &mut [[f32; 4]; 4],
+        ) {
+            let bb = kind.block_bytes();
+            let signed = !matches!(kind, Kind::Q4_1 | Kind::Q5_1);
+            let k = a.k;
+            let qs = a.qs.as_ptr();
+            let mut acc = [_mm256_setzero_ps(); R];
+            let mut macc = [_mm_setzero_ps(); R];
+            // The next four rows, a line per block, so memory runs ahead of the arithmetic.
+            // (A prefetch never faults, so past the matrix's end it is harmless.)
+            let next = w.wrapping_add(4 * stride);
+            let three = 4 * bb > 128;
+            for b in 0..nb {
+                let p = w.add(b * bb);
+                let ahead = next.wrapping_add(b * 4 * bb) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(ahead);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
+                if three {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(128));
+                }
+                let (x0, d0, m0) = unpack(kind, p);
+                let (x1, d1, m1) = unpack(kind, p.add(stride));
+                let (x2, d2, m2) = unpack(kind, p.add(2 * stride));
+                let (x3, d3, m3) = unpack(kind, p.add(3 * stride));
+                let dw = _mm_setr_ps(d0, d1, d2, d3);
+                let dw = _mm256_set_m128(dw, dw);
+                let mw = _mm_setr_ps(m0, m1, m2, m3);
+                let ax = if signed {
+                    [
+                        _mm256_sign_epi8(x0, x0),
+                        _mm256_sign_epi8(x1, x1),
+                        _mm256_sign_epi8(x2, x2),
+                        _mm256_sign_epi8(x3, x3),
+                    ]
+                } else {
+                    [x0, x1, x2, x3]
+                };
+                for r in 0..R {
+                    let row = a0 + r;
+                    let y = _mm256_loadu_si256(qs.add(row * k + b * 32) as *const __m256i);
+                    let (p0, p1, p2, p3) = if signed {
+                        (
+                            dot_us(ax[0], _mm256_sign_epi8(y, x0)),
+                            dot_us(ax[1], _mm256_sign_epi8(y, x1)),
+                            dot_us(ax[2], _mm256_sign_epi8(y, x2)),
+                            dot_us(ax[3], _mm256_sign_epi8(y, x3)),
+                        )
+                    } else {
+                        (
+                            dot_us(ax[0], y),
+                            dot_us(ax[1], y),
+                            dot_us(ax[2], y),
+                            dot_us(ax[3], y),
+                        )
+                    };
+                    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+                    let dy = *a.d.get_unchecked(row * nb + b);
+                    let scale = _mm256_mul_ps(dw, _mm256_set1_ps(dy));
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), scale, acc[r]);
+                    if !signed {
+                        let s = *a.s.get_unchecked(row * nb + b);
+                        macc[r] = _mm_fmadd_ps(mw, _mm_set1_ps(s), macc[r]);
+                    }
+                }
+            }
+            for r in 0..R {
+                let v = _mm256_castps256_ps128(acc[r]);
+                let v = _mm_add_ps(v, _mm256_extractf128_ps(acc[r], 1));
+                _mm_storeu_ps(res[r].as_mut_ptr(), _mm_add_ps(v, macc[r]));
+            }
+        }
     };
 }
 
@@ -177,6 +297,20 @@ mod avx2 {
     blocks32_impl!("avx2,fma,f16c", |x, y| {
         _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
     });
+
+    /// Decode reads each weight once, straight from memory: ask for the bytes `PREFETCH`
+    /// ahead of block `p` (`bb` bytes long) now, so the memory runs ahead of the arithmetic.
+    /// (A prefetch never faults, so past the matrix's end it is harmless.)
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn ahead(p: *const u8, bb: usize) {
+        const PREFETCH: usize = 1024;
+        let mut o = 0;
+        while o < bb {
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH + o) as *const i8);
+            o += 64;
+        }
+    }
 
     /// Q4_K's 12 bytes of 6-bit scales and mins → 8 scales (bytes 0..8) and 8 mins (bytes
     /// 8..16), as llama.cpp's `utmp` shuffle unpacks them.
@@ -269,6 +403,9 @@ mod avx2 {
         let mut acc = [_mm256_setzero_ps(); R];
         for b in 0..nb {
             let p = w.add(b * 144);
+            if R == 1 {
+                ahead(p, 144);
+            }
             let d = f16(p);
             let dmin = f16(p.add(2));
             let (sc, mins) = q4k_scale_vectors(p.add(4));
@@ -315,6 +452,9 @@ mod avx2 {
         let mut acc = [_mm256_setzero_ps(); R];
         for b in 0..nb {
             let p = w.add(b * 176);
+            if R == 1 {
+                ahead(p, 176);
+            }
             let d = f16(p);
             let dmin = f16(p.add(2));
             let (sc, mins) = q4k_scale_vectors(p.add(4));
@@ -370,6 +510,9 @@ mod avx2 {
         let mut acc = [_mm256_setzero_ps(); R];
         for b in 0..nb {
             let p = w.add(b * 84);
+            if R == 1 {
+                ahead(p, 84);
+            }
             let d = f16(p.add(80));
             let dmin = f16(p.add(82));
             let ms = _mm_loadu_si128(p as *const __m128i);
@@ -421,6 +564,9 @@ mod avx2 {
         let mut acc = [_mm256_setzero_ps(); R];
         for b in 0..nb {
             let p = w.add(b * 210);
+            if R == 1 {
+                ahead(p, 210);
+            }
             let d = f16(p.add(208));
             // 16 i8 scales → 16 i16 (for the offset term) and, per 32 values, a pair spread.
             let s8 = _mm_loadu_si128(p.add(192) as *const __m128i);
