@@ -26,7 +26,6 @@ pub fn matmul(w: &Tensor, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
     let (n, k) = w.dims2()?;
     let dims = x.dims().to_vec();
     let rows: usize = dims[..dims.len() - 1].iter().product();
-    let gemm = rows > MAX_ROWS;
     if x.dim(D::Minus1)? != k {
         return Ok(None);
     }
@@ -45,19 +44,56 @@ pub fn matmul(w: &Tensor, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
     };
     let ws = &ws[start..end];
     let mut dst = vec![0f32; rows * n];
-    if gemm {
-        if super::isa() == Some(super::Isa::Avx512Vnni) {
-            gemm_blocks::<ROWS>(ws, n, k, &xs, rows, &mut dst);
-        } else {
-            gemm_blocks::<ROWS_AVX2>(ws, n, k, &xs, rows, &mut dst);
-        }
-    } else {
-        gemv(ws, n, k, &xs, rows, &mut dst);
-    }
+    multiply(ws, n, k, &xs, rows, &mut dst);
     let mut out = dims;
     let last = out.len() - 1;
     out[last] = n;
     Ok(Some(Tensor::from_vec(dst, out, x.device())?))
+}
+
+/// x (..., k) × wᵀ for f16 weights given as their little-endian bytes (n×k), on the CPU where
+/// `isa()` found AVX2 (the caller checks).
+pub fn matmul_bytes(w: &[u8], n: usize, k: usize, x: &Tensor) -> candle_core::Result<Tensor> {
+    if super::isa().is_none() {
+        candle_core::bail!("qeval's f16 kernel needs AVX2, FMA and F16C");
+    }
+    if w.len() < 2 * n * k || x.dim(D::Minus1)? != k {
+        candle_core::bail!(
+            "f16 matmul: {} weight bytes for {n}×{k}, input {:?}",
+            w.len(),
+            x.dims()
+        );
+    }
+    // Safety: every bit pattern is an f16; the slice is n·k values long (checked above), and
+    // its alignment is checked here (candle stores f16 tensors as Vec<f16>).
+    let (pre, ws, _) = unsafe { w[..2 * n * k].align_to::<half::f16>() };
+    if !pre.is_empty() {
+        candle_core::bail!("f16 weight bytes not 2-byte aligned");
+    }
+    let dims = x.dims().to_vec();
+    let rows: usize = dims[..dims.len() - 1].iter().product();
+    let xs: Vec<f32> = x
+        .reshape((rows, k))?
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1()?;
+    let mut dst = vec![0f32; rows * n];
+    multiply(ws, n, k, &xs, rows, &mut dst);
+    let mut out = dims;
+    let last = out.len() - 1;
+    out[last] = n;
+    Tensor::from_vec(dst, out, x.device())
+}
+
+/// The product into `dst` (m×n): gemv for a few rows, blocks for more.
+fn multiply(ws: &[half::f16], n: usize, k: usize, xs: &[f32], rows: usize, dst: &mut [f32]) {
+    if rows <= MAX_ROWS {
+        gemv(ws, n, k, xs, rows, dst);
+    } else if super::isa() == Some(super::Isa::Avx512Vnni) {
+        gemm_blocks::<ROWS>(ws, n, k, xs, rows, dst);
+    } else {
+        gemm_blocks::<ROWS_AVX2>(ws, n, k, xs, rows, dst);
+    }
 }
 
 fn gemv(w: &[half::f16], n: usize, k: usize, x: &[f32], m: usize, dst: &mut [f32]) {

@@ -33,6 +33,9 @@ pub enum Linear {
     Quant(QMatMul),
     /// A type candle has no kernel for (i-quants, TQ, MXFP4): qeval's, CPU only.
     Iq(IqMatMul),
+    /// f16 weights on the CPU, multiplied by qeval's f16 kernel straight from the stored
+    /// tensor's bytes (no copy: a copy is a transient the size of the largest matrix).
+    F16(Arc<QTensor>),
     Dense(Tensor),
 }
 
@@ -63,6 +66,7 @@ impl Linear {
         }
         Ok(match q.dtype() {
             GgmlDType::F32 => Linear::Dense(q.dequantize(&dev)?),
+            GgmlDType::F16 if dev.is_cpu() && crate::kernels::isa().is_some() => Linear::F16(q),
             GgmlDType::F16 | GgmlDType::BF16 => Linear::Dense(dense_16bit(q)?),
             _ => match QMatMulOp::new(q) {
                 Ok(op) => Linear::Kernel(op),
@@ -76,6 +80,11 @@ impl Linear {
             Linear::Kernel(k) => Ok(k.forward(x)?),
             Linear::Quant(m) => Ok(m.forward(x)?),
             Linear::Iq(m) => Ok(m.forward(x)?),
+            Linear::F16(q) => {
+                let (n, k) = q.shape().dims2()?;
+                let bytes = q.data()?;
+                Ok(crate::kernels::f16::matmul_bytes(&bytes, n, k, x)?)
+            }
             Linear::Dense(w) => {
                 if let Some(y) = crate::kernels::f16::matmul(w, x)? {
                     return Ok(y);
@@ -430,6 +439,14 @@ impl Transformer {
                 Embedding::Iq(IqMatMul::new(t, true)?)
             }
             Weight::Candle(embd_q) => match embd_q.dtype() {
+                // Looked up row by row from the stored f16, and shared with a tied output.
+                GgmlDType::F16
+                    if mode == ScoringMode::Kernel
+                        && device.is_cpu()
+                        && crate::kernels::isa().is_some() =>
+                {
+                    Embedding::Quant(embd_q)
+                }
                 GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
                     match Linear::from_qtensor(embd_q)? {
                         Linear::Dense(t) => Embedding::Dense(t),
