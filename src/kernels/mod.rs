@@ -9,8 +9,10 @@
 //! AVX-512 VNNI version runs. The arithmetic is llama.cpp's: activations are quantized per
 //! row to 8 bits (Q8_0/Q8_1 blocks of 32, or Q8_K blocks of 256 for k-quants, scales rounded to
 //! f16 as ggml does), integer dot products per block, f32 accumulation. Prefill tiles four
-//! activation rows per unpacked weight block. Weights stay in their GGUF layout (no repacking,
-//! so measured memory is the file's).
+//! activation rows (eight for the k-quants) per unpacked weight block; the 32-value block
+//! types take four weight rows at a time (one activation load and one f32 FMA for the four),
+//! and decode prefetches the weights ahead of the arithmetic. Weights stay in their GGUF
+//! layout (no repacking, so measured memory is the file's).
 //!
 //! `QEVAL_KERNELS=candle` turns these kernels off (candle's own `QMatMul` runs), to compare.
 

@@ -1,5 +1,6 @@
-//! The SIMD inner loops of the quantized matmul: one weight row against one or four
-//! quantized activation rows, block by block, in AVX2 or AVX-512 VNNI (llama.cpp's arithmetic).
+//! The SIMD inner loops of the quantized matmul: one weight row (four for the 32-value block
+//! types) against one, four or eight quantized activation rows, block by block, in AVX2 or
+//! AVX-512 VNNI (llama.cpp's arithmetic).
 
 use super::{Isa, Kind, QActs};
 
