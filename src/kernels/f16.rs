@@ -24,16 +24,9 @@ pub fn matmul(w: &Tensor, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
         return Ok(None);
     }
     let (n, k) = w.dims2()?;
-    let dims = x.dims().to_vec();
-    let rows: usize = dims[..dims.len() - 1].iter().product();
     if x.dim(D::Minus1)? != k {
         return Ok(None);
     }
-    let xs: Vec<f32> = x
-        .reshape((rows, k))?
-        .to_dtype(candle_core::DType::F32)?
-        .flatten_all()?
-        .to_vec1()?;
     let (storage, layout) = w.storage_and_layout();
     let candle_core::Storage::Cpu(cpu) = &*storage else {
         return Ok(None);
@@ -42,13 +35,7 @@ pub fn matmul(w: &Tensor, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
     let Some((start, end)) = layout.contiguous_offsets() else {
         return Ok(None);
     };
-    let ws = &ws[start..end];
-    let mut dst = vec![0f32; rows * n];
-    multiply(ws, n, k, &xs, rows, &mut dst);
-    let mut out = dims;
-    let last = out.len() - 1;
-    out[last] = n;
-    Ok(Some(Tensor::from_vec(dst, out, x.device())?))
+    apply(&ws[start..end], n, k, x).map(Some)
 }
 
 /// x (..., k) × wᵀ for f16 weights given as their little-endian bytes (n×k), on the CPU where
@@ -70,6 +57,11 @@ pub fn matmul_bytes(w: &[u8], n: usize, k: usize, x: &Tensor) -> candle_core::Re
     if !pre.is_empty() {
         candle_core::bail!("f16 weight bytes not 2-byte aligned");
     }
+    apply(ws, n, k, x)
+}
+
+/// x (..., k) × wᵀ for f16 weights `ws` (n×k, row-major).
+fn apply(ws: &[half::f16], n: usize, k: usize, x: &Tensor) -> candle_core::Result<Tensor> {
     let dims = x.dims().to_vec();
     let rows: usize = dims[..dims.len() - 1].iter().product();
     let xs: Vec<f32> = x
@@ -313,6 +305,17 @@ mod tests {
                     .to_vec2::<f32>()
                     .unwrap();
                 let got = matmul(&w, &x).unwrap().unwrap().to_vec2::<f32>().unwrap();
+                // The same weights as bytes (how `Linear::F16` calls it) give the same product.
+                let bytes: Vec<u8> = w
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<half::f16>()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
+                let from_bytes = matmul_bytes(&bytes, 42, k, &x).unwrap();
+                assert_eq!(from_bytes.to_vec2::<f32>().unwrap(), got, "k={k} m={m}");
                 for (g, e) in got.iter().flatten().zip(want.iter().flatten()) {
                     assert!(
                         (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
