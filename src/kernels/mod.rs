@@ -1,6 +1,6 @@
 //! qeval's own CPU matrix multiplication for quantized weights, as a candle custom op: the
 //! weight types candle leaves without x86 SIMD (Q4_1, Q5_0, Q5_1) and the common 32-block
-//! types (Q4_0, Q8_0) and k-quants (Q2_K, Q4_K, Q5_K, Q6_K), with the instruction set chosen at
+//! types (Q4_0, Q8_0) and k-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), with the instruction set chosen at
 //! run time.
 //!
 //! Why: candle's quantized kernels pick their SIMD at compile time (`target_feature`), so a
@@ -97,7 +97,7 @@ pub fn detect() -> Option<Isa> {
 pub fn describe() -> String {
     match isa() {
         Some(i) => format!(
-            "qeval {} for q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q5_k {}f16, the i-quants, tq1_0, tq2_0 \
+            "qeval {} for q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q5_k {}f16, the i-quants, tq1_0, tq2_0 \
              and mxfp4, candle for the rest",
             i.name(),
             if kquants_to_candle() {
@@ -120,6 +120,7 @@ pub enum Kind {
     Q8_0,
     /// In tiles on AVX-512 VNNI, in rows elsewhere.
     Q2K,
+    Q3K,
     Q4K,
     Q5K,
     Q6K,
@@ -134,6 +135,7 @@ impl Kind {
             GgmlDType::Q5_1 => Kind::Q5_1,
             GgmlDType::Q8_0 => Kind::Q8_0,
             GgmlDType::Q2K => Kind::Q2K,
+            GgmlDType::Q3K => Kind::Q3K,
             GgmlDType::Q4K => Kind::Q4K,
             GgmlDType::Q5K => Kind::Q5K,
             GgmlDType::Q6K => Kind::Q6K,
@@ -144,7 +146,7 @@ impl Kind {
     /// Weights per block.
     pub fn block(self) -> usize {
         match self {
-            Kind::Q2K | Kind::Q4K | Kind::Q5K | Kind::Q6K => 256,
+            Kind::Q2K | Kind::Q3K | Kind::Q4K | Kind::Q5K | Kind::Q6K => 256,
             _ => 32,
         }
     }
@@ -158,6 +160,7 @@ impl Kind {
             Kind::Q5_1 => 24,
             Kind::Q8_0 => 34,
             Kind::Q2K => 84,
+            Kind::Q3K => 110,
             Kind::Q4K => 144,
             Kind::Q5K => 176,
             Kind::Q6K => 210,
@@ -664,6 +667,7 @@ mod tests {
             GgmlDType::Q5_1,
             GgmlDType::Q8_0,
             GgmlDType::Q2K,
+            GgmlDType::Q3K,
             GgmlDType::Q4K,
             GgmlDType::Q5K,
             GgmlDType::Q6K,

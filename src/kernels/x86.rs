@@ -26,6 +26,9 @@ pub fn dot_rows(
             (Kind::Q2K, _, 8) => avx2::q2k::<8>(w, nb, a, a0, res),
             (Kind::Q2K, _, 4) => avx2::q2k::<4>(w, nb, a, a0, res),
             (Kind::Q2K, _, _) => avx2::q2k::<1>(w, nb, a, a0, res),
+            (Kind::Q3K, _, 8) => avx2::q3k::<8>(w, nb, a, a0, res),
+            (Kind::Q3K, _, 4) => avx2::q3k::<4>(w, nb, a, a0, res),
+            (Kind::Q3K, _, _) => avx2::q3k::<1>(w, nb, a, a0, res),
             (Kind::Q5K, _, 8) => avx2::q5k::<8>(w, nb, a, a0, res),
             (Kind::Q5K, _, 4) => avx2::q5k::<4>(w, nb, a, a0, res),
             (Kind::Q5K, _, _) => avx2::q5k::<1>(w, nb, a, a0, res),
@@ -540,6 +543,93 @@ mod avx2 {
             }
             for (r, (acc, sumi)) in acc.iter_mut().zip(sumi).enumerate() {
                 *acc = add_block_with_min(*acc, sumi, d, dmin, mins, a, (a0 + r) * nb + b);
+            }
+        }
+        for r in 0..R {
+            res[r] = hsum(acc[r]);
+        }
+    }
+
+    /// Q3_K's 12 bytes of 6-bit scales → 16 scales as bytes, as llama.cpp's `aux` shuffle
+    /// unpacks them (still +32).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn q3k_scales(p: *const u8) -> __m128i {
+        const KMASK1: u32 = 0x03030303;
+        const KMASK2: u32 = 0x0f0f0f0f;
+        let q = &*(p as *const [u8; 12]);
+        let a0 = u32::from_le_bytes([q[0], q[1], q[2], q[3]]);
+        let a1 = u32::from_le_bytes([q[4], q[5], q[6], q[7]]);
+        let a2 = u32::from_le_bytes([q[8], q[9], q[10], q[11]]);
+        _mm_set_epi32(
+            (((a1 >> 4) & KMASK2) | (((a2 >> 6) & KMASK1) << 4)) as i32,
+            (((a0 >> 4) & KMASK2) | (((a2 >> 4) & KMASK1) << 4)) as i32,
+            ((a1 & KMASK2) | (((a2 >> 2) & KMASK1) << 4)) as i32,
+            ((a0 & KMASK2) | ((a2 & KMASK1) << 4)) as i32,
+        )
+    }
+
+    /// Q3_K (256 values: 32 bytes of high bits, 64 of 2-bit values, 12 of 6-bit scales, f16 d)
+    /// against Q8_K activations. A value is its three bits minus 4 (llama.cpp subtracts 4 where
+    /// the high bit is clear): the three bits go through the byte dot product unsigned, and the
+    /// 4 × scale × Σy term through the activations' sums of 16, as Q6_K's offset.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q3k<const R: usize>(
+        w: *const u8,
+        nb: usize,
+        a: &QActs,
+        a0: usize,
+        res: &mut [f32; 8],
+    ) {
+        let k = a.k;
+        let m3 = _mm256_set1_epi8(3);
+        let four = _mm256_set1_epi8(4);
+        let m32 = _mm_set1_epi8(32);
+        let spread: [__m256i; 8] = std::array::from_fn(|i| pair_spread(2 * i));
+        let hmask: [__m256i; 8] = std::array::from_fn(|i| _mm256_set1_epi8((1u8 << i) as i8));
+        let mut acc = [_mm256_setzero_ps(); R];
+        for b in 0..nb {
+            let p = w.add(b * 110);
+            if R == 1 {
+                ahead(p, 110);
+            }
+            let d = f16(p.add(108));
+            let s8 = _mm_sub_epi8(q3k_scales(p.add(96)), m32);
+            let s16 = _mm256_cvtepi8_epi16(s8);
+            let sb = _mm256_broadcastsi128_si256(s8);
+            let hbits = _mm256_loadu_si256(p as *const __m256i);
+            let mut sumi = [_mm256_setzero_si256(); R];
+            for j in 0..2 {
+                let bits = _mm256_loadu_si256(p.add(32 + 32 * j) as *const __m256i);
+                let lo = [
+                    _mm256_and_si256(bits, m3),
+                    _mm256_and_si256(_mm256_srli_epi16(bits, 2), m3),
+                    _mm256_and_si256(_mm256_srli_epi16(bits, 4), m3),
+                    _mm256_and_si256(_mm256_srli_epi16(bits, 6), m3),
+                ];
+                // Bit 4j+t of each hmask byte is the high bit of the values at shift 2t.
+                let v: [__m256i; 4] = std::array::from_fn(|t| {
+                    let hm = hmask[4 * j + t];
+                    let h = _mm256_cmpeq_epi8(_mm256_and_si256(hbits, hm), hm);
+                    _mm256_or_si256(lo[t], _mm256_and_si256(h, four))
+                });
+                let sv: [__m256i; 4] = std::array::from_fn(|t| pair_scales(sb, spread[4 * j + t]));
+                for (r, sum) in sumi.iter_mut().enumerate() {
+                    let y = a.qs.as_ptr().add((a0 + r) * k + b * 256 + 128 * j);
+                    for t in 0..4 {
+                        let yt = _mm256_loadu_si256(y.add(32 * t) as *const __m256i);
+                        let p16 = _mm256_maddubs_epi16(v[t], yt);
+                        *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(sv[t], p16));
+                    }
+                }
+            }
+            for (r, (acc, sumi)) in acc.iter_mut().zip(sumi).enumerate() {
+                let row = a0 + r;
+                let dy = *a.d.get_unchecked(row * nb + b);
+                let bs = _mm256_loadu_si256(a.bsums.as_ptr().add((row * nb + b) * 16) as *const _);
+                let off = _mm256_slli_epi32(_mm256_madd_epi16(s16, bs), 2);
+                let sumi = _mm256_sub_epi32(sumi, off);
+                *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi), *acc);
             }
         }
         for r in 0..R {

@@ -55,10 +55,6 @@ impl Linear {
         }
     }
 
-    pub fn from_qtensor(q: Arc<QTensor>) -> Result<Self> {
-        Self::with_mode(q, ScoringMode::Kernel)
-    }
-
     pub fn with_mode(q: Arc<QTensor>, mode: ScoringMode) -> Result<Self> {
         let dev = q.device();
         if mode == ScoringMode::Weights {
@@ -447,12 +443,10 @@ impl Transformer {
                 {
                     Embedding::Quant(embd_q)
                 }
-                GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
-                    match Linear::from_qtensor(embd_q)? {
-                        Linear::Dense(t) => Embedding::Dense(t),
-                        _ => anyhow::bail!("unexpected quantized dense token embedding"),
-                    }
-                }
+                // Scoring mode `weights`, another device, or no qeval kernel: a dense tensor
+                // of the stored type (f32 stays f32).
+                GgmlDType::F32 => Embedding::Dense(embd_q.dequantize(device)?),
+                GgmlDType::F16 | GgmlDType::BF16 => Embedding::Dense(dense_16bit(embd_q)?),
                 // A tied output multiplies the embedding: tile it once and read the lookups
                 // from the tiles too.
                 _ if mode == ScoringMode::Kernel && tied => match QMatMulOp::tied(embd_q) {
