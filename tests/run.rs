@@ -437,6 +437,11 @@ fn a_level_with_non_finite_logits_fails_alone() {
     let e = common::stderr(&o);
     assert_eq!(o.status.code(), Some(3), "an incomplete run exits 3: {e}");
     assert!(!e.contains("panicked"), "{e}");
+    // FAST has --quiet: progress is hidden, the failure is not.
+    assert!(
+        e.contains("level f16 failed") && e.contains("non-finite"),
+        "the failed level and its error on stderr: {e}"
+    );
     let r = Results::load(&out.join("results.json")).unwrap();
     assert_eq!(r.status, qeval::results::RunStatus::Incomplete);
     let f16 = level(&r, "f16");

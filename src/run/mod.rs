@@ -151,7 +151,8 @@ fn measure_level(
         Ok(lr) => Ok(Some(lr)),
         Err(e) if e.downcast_ref::<crate::interrupt::Interrupted>().is_some() => Ok(None),
         Err(e) => {
-            note(plan.quiet, &format!("level {} failed: {e:#}", lp.key()));
+            // An error is not progress: --quiet does not hide it.
+            eprintln!("qeval: level {} failed: {e:#}", lp.key());
             Ok(Some(level::failed_level(
                 lp,
                 is_ref,
@@ -257,5 +258,18 @@ fn finish(
     if !plan.keep_work {
         let _ = std::fs::remove_dir_all(&prep.work);
     }
-    Ok(if any_failed { EXIT_INCOMPLETE } else { 0 })
+    if any_failed {
+        let failed: Vec<&str> = results
+            .levels
+            .iter()
+            .filter(|l| !l.is_ok())
+            .map(|l| l.level.as_str())
+            .collect();
+        eprintln!(
+            "qeval: level(s) {} failed (their errors are above and in results.json); the others are measured",
+            failed.join(", ")
+        );
+        return Ok(EXIT_INCOMPLETE);
+    }
+    Ok(0)
 }
