@@ -36,11 +36,15 @@ fn main() -> anyhow::Result<()> {
             let dt = match t.as_str() {
                 "q4_0" => GgmlDType::Q4_0,
                 "q8_0" => GgmlDType::Q8_0,
+                "q5_0" => GgmlDType::Q5_0,
                 "q2k" => GgmlDType::Q2K,
+                "q3k" => GgmlDType::Q3K,
                 "q4k" => GgmlDType::Q4K,
                 "q5k" => GgmlDType::Q5K,
                 "q6k" => GgmlDType::Q6K,
-                other => anyhow::bail!("type {other}: use q4_0, q8_0, q2k, q4k, q5k or q6k"),
+                other => {
+                    anyhow::bail!("type {other}: use q4_0, q5_0, q8_0, q2k, q3k, q4k, q5k or q6k")
+                }
             };
             Some((dt, n.parse()?, k.parse()?, m.parse()?))
         }
@@ -53,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         GgmlDType::Q5_1,
         GgmlDType::Q8_0,
         GgmlDType::Q2K,
+        GgmlDType::Q3K,
         GgmlDType::Q4K,
         GgmlDType::Q5K,
         GgmlDType::Q6K,

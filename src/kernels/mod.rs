@@ -347,10 +347,7 @@ impl QMatMulOp {
         if k % kind.block() != 0 {
             return None;
         }
-        let tiles = allow_tiles
-            && isa == Isa::Avx512Vnni
-            && (kind.block() == 32 || kind == Kind::Q2K)
-            && n % 16 == 0;
+        let tiles = allow_tiles && isa == Isa::Avx512Vnni && tiles::has_tiles(kind) && n % 16 == 0;
         let w = if tiles {
             let data = w.data().ok()?;
             Weights::Tiles(Arc::new(tiles::repack(kind, &data, n, k / kind.block())))
@@ -702,8 +699,7 @@ mod tests {
                     let xs = x.to_vec2::<f32>().unwrap();
                     let ties: Vec<f32> = xs.iter().map(|r| tie_steps(r, block) * max_w).collect();
                     for &(isa, tiles) in &isas {
-                        let expect_tiles =
-                            tiles && n % 16 == 0 && (kind.block() == 32 || kind == Kind::Q2K);
+                        let expect_tiles = tiles && n % 16 == 0 && tiles::has_tiles(kind);
                         let op = QMatMulOp::with_isa(q.clone(), isa, tiles).unwrap();
                         assert_eq!(op.is_tiled(), expect_tiles, "{dt:?} n={n}");
                         let got = op.forward(&x).unwrap().to_vec2::<f32>().unwrap();

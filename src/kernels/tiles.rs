@@ -1,4 +1,4 @@
-//! The AVX-512 VNNI path for the 32-value block types: weights repacked once into tiles of 16
+//! The AVX-512 VNNI path for the 32-value block types, Q2_K, Q4_K and Q6_K: weights repacked once into tiles of 16
 //! rows (same bytes as the GGUF blocks, only reordered), so that one `vpdpbusd` multiplies four
 //! weights of 16 rows by four activation bytes broadcast, and 16 outputs come out together.
 //!
@@ -10,15 +10,27 @@
 
 use super::{Kind, QActs};
 
-/// Bytes of one tile-block.
+/// Bytes of one tile-block: the 16 rows' blocks, reordered (Q4_K: its 6-bit scales and mins
+/// unpacked to a byte each, 64 bytes more than the GGUF blocks, 2.8%).
 pub fn tile_bytes(kind: Kind) -> usize {
-    kind.block_bytes() * 16
+    match kind {
+        Kind::Q4K => 2368,
+        _ => kind.block_bytes() * 16,
+    }
+}
+
+/// Whether weights of this kind are repacked into tiles on AVX-512 VNNI.
+pub fn has_tiles(kind: Kind) -> bool {
+    kind.block() == 32 || matches!(kind, Kind::Q2K | Kind::Q4K | Kind::Q6K)
 }
 
 /// Reorder a GGUF weight matrix (n rows, a multiple of 16, of `nb` blocks) into tiles.
 pub fn repack(kind: Kind, data: &[u8], n: usize, nb: usize) -> Vec<u8> {
-    if kind == Kind::Q2K {
-        return repack_q2k(data, n, nb);
+    match kind {
+        Kind::Q2K => return repack_q2k(data, n, nb),
+        Kind::Q4K => return repack_q4k(data, n, nb),
+        Kind::Q6K => return repack_q6k(data, n, nb),
+        _ => {}
     }
     let bb = kind.block_bytes();
     let mut out = vec![0u8; n * nb * bb];
@@ -87,6 +99,228 @@ fn repack_q2k(data: &[u8], n: usize, nb: usize) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Q4_K's 6-bit scale and minimum of sub-block `j` (llama.cpp's `get_scale_min_k4`).
+fn q4k_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+/// Q4_K tile-block (16 rows, 2,368 bytes): the 16 f16 d, the 16 f16 dmin, the 8 scales and
+/// the 8 minimums unpacked as [sub-block][row] bytes, then the nibbles: for each 64 values j
+/// and group g (0..8), row r's bytes `qs[32j+4g..32j+4g+4]` (low nibbles: values
+/// `64j+4g..+4`, high nibbles: `64j+32+4g..+4`).
+fn repack_q4k(data: &[u8], n: usize, nb: usize) -> Vec<u8> {
+    let (bb, tb) = (144, tile_bytes(Kind::Q4K));
+    let mut out = vec![0u8; n / 16 * nb * tb];
+    for t in 0..n / 16 {
+        for b in 0..nb {
+            let o = &mut out[(t * nb + b) * tb..(t * nb + b + 1) * tb];
+            for r in 0..16 {
+                let blk = &data[((t * 16 + r) * nb + b) * bb..][..bb];
+                o[2 * r..2 * r + 2].copy_from_slice(&blk[0..2]);
+                o[32 + 2 * r..32 + 2 * r + 2].copy_from_slice(&blk[2..4]);
+                for j in 0..8 {
+                    let (sc, mn) = q4k_scale_min(j, &blk[4..16]);
+                    o[64 + 16 * j + r] = sc;
+                    o[192 + 16 * j + r] = mn;
+                }
+                for j in 0..4 {
+                    for g in 0..8 {
+                        let dst = 320 + (j * 8 + g) * 64 + 4 * r;
+                        let src = 16 + 32 * j + 4 * g;
+                        o[dst..dst + 4].copy_from_slice(&blk[src..src + 4]);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Q6_K tile-block (16 rows × 210 bytes): the 16 f16 d, the 16 i8 scales as [sub-block][row],
+/// the low nibbles: for each half n, 32 bytes h and group g, row r's bytes
+/// `ql[64n+32h+4g..+4]`, then the high bit pairs: for each half n and group g, row r's bytes
+/// `qh[32n+4g..+4]`.
+fn repack_q6k(data: &[u8], n: usize, nb: usize) -> Vec<u8> {
+    let bb = 210;
+    let mut out = vec![0u8; n * nb * bb];
+    for t in 0..n / 16 {
+        for b in 0..nb {
+            let o = &mut out[(t * nb + b) * 16 * bb..(t * nb + b + 1) * 16 * bb];
+            for r in 0..16 {
+                let blk = &data[((t * 16 + r) * nb + b) * bb..][..bb];
+                o[2 * r..2 * r + 2].copy_from_slice(&blk[208..210]);
+                for s in 0..16 {
+                    o[32 + 16 * s + r] = blk[192 + s];
+                }
+                for grp in 0..32 {
+                    let dst = 288 + grp * 64 + 4 * r;
+                    o[dst..dst + 4].copy_from_slice(&blk[4 * grp..4 * grp + 4]);
+                }
+                for grp in 0..16 {
+                    let dst = 2336 + grp * 64 + 4 * r;
+                    let src = 128 + 4 * grp;
+                    o[dst..dst + 4].copy_from_slice(&blk[src..src + 4]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Q4_K tile of 16 rows against Q8_K activation rows `a0..a0+R`.
+///
+/// # Safety
+/// As `tile`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
+unsafe fn tile_q4k<const R: usize>(
+    w: *const u8,
+    nb: usize,
+    a: &QActs,
+    a0: usize,
+    res: &mut [[f32; 16]; 4],
+) {
+    use std::arch::x86_64::*;
+    let k = a.k;
+    let tb = tile_bytes(Kind::Q4K);
+    let m4 = _mm512_set1_epi8(0x0F);
+    let mut acc = [_mm512_setzero_ps(); R];
+    for b in 0..nb {
+        let p = w.add(b * tb);
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
+        let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i));
+        let sc: [__m512i; 8] = std::array::from_fn(|s| {
+            _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(64 + 16 * s) as *const __m128i))
+        });
+        let qs = p.add(320);
+        let mut isum = [_mm512_setzero_si512(); R];
+        for j in 0..4 {
+            let raw: [__m512i; 8] =
+                std::array::from_fn(|g| _mm512_loadu_si512(qs.add((j * 8 + g) * 64) as *const _));
+            let lo: [__m512i; 8] = std::array::from_fn(|g| _mm512_and_si512(raw[g], m4));
+            let hi: [__m512i; 8] =
+                std::array::from_fn(|g| _mm512_and_si512(_mm512_srli_epi16(raw[g], 4), m4));
+            for (r, isr) in isum.iter_mut().enumerate() {
+                let y = a.qs.as_ptr().add((a0 + r) * k + b * 256 + 64 * j) as *const i32;
+                let mut l = [_mm512_setzero_si512(); 2];
+                let mut h = [_mm512_setzero_si512(); 2];
+                for g in 0..8 {
+                    let yl = _mm512_set1_epi32(y.add(g).read_unaligned());
+                    let yh = _mm512_set1_epi32(y.add(8 + g).read_unaligned());
+                    l[g % 2] = _mm512_dpbusd_epi32(l[g % 2], lo[g], yl);
+                    h[g % 2] = _mm512_dpbusd_epi32(h[g % 2], hi[g], yh);
+                }
+                let l = _mm512_mullo_epi32(_mm512_add_epi32(l[0], l[1]), sc[2 * j]);
+                let h = _mm512_mullo_epi32(_mm512_add_epi32(h[0], h[1]), sc[2 * j + 1]);
+                *isr = _mm512_add_epi32(*isr, _mm512_add_epi32(l, h));
+            }
+        }
+        for (r, accr) in acc.iter_mut().enumerate() {
+            let blk = (a0 + r) * nb + b;
+            let bs = a.bsums.as_ptr().add(blk * 16);
+            let mut msum = _mm512_setzero_si512();
+            for s in 0..8 {
+                let mn =
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(192 + 16 * s) as *const __m128i));
+                let y = *bs.add(2 * s) as i32 + *bs.add(2 * s + 1) as i32;
+                msum = _mm512_add_epi32(msum, _mm512_mullo_epi32(mn, _mm512_set1_epi32(y)));
+            }
+            let dy = _mm512_set1_ps(*a.d.get_unchecked(blk));
+            *accr = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_mul_ps(d, dy), *accr);
+            *accr = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, dy), *accr);
+        }
+    }
+    for (r, v) in acc.iter().enumerate() {
+        _mm512_storeu_ps(res[r].as_mut_ptr(), *v);
+    }
+}
+
+/// Q6_K tile of 16 rows against Q8_K activation rows `a0..a0+R`. Values go unsigned (0..63);
+/// the stored +32 comes off as 32 × Σ scale × the activations' sums of 16.
+///
+/// # Safety
+/// As `tile`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
+unsafe fn tile_q6k<const R: usize>(
+    w: *const u8,
+    nb: usize,
+    a: &QActs,
+    a0: usize,
+    res: &mut [[f32; 16]; 4],
+) {
+    use std::arch::x86_64::*;
+    let k = a.k;
+    let m4 = _mm512_set1_epi8(0x0F);
+    let m3 = _mm512_set1_epi8(3);
+    let mut acc = [_mm512_setzero_ps(); R];
+    for b in 0..nb {
+        let p = w.add(b * 210 * 16);
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
+        let scale =
+            |s: usize| _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(32 + 16 * s) as *const __m128i));
+        let mut isum = [_mm512_setzero_si512(); R];
+        for n in 0..2 {
+            let qh: [__m512i; 8] = std::array::from_fn(|g| {
+                _mm512_loadu_si512(p.add(2336 + (n * 8 + g) * 64) as *const _)
+            });
+            for t in 0..4 {
+                // t: which 32 values of the half; low nibbles of ql bytes 32(t%2).. for t < 2,
+                // high nibbles for t >= 2; bit pair t of qh.
+                let h = t % 2;
+                let ql = p.add(288 + (n * 2 + h) * 8 * 64);
+                let nib_shift = _mm_cvtsi32_si128(if t >= 2 { 4 } else { 0 });
+                let hi_shift = _mm_cvtsi32_si128(2 * t as i32);
+                let v: [__m512i; 8] = std::array::from_fn(|g| {
+                    let l = _mm512_loadu_si512(ql.add(g * 64) as *const _);
+                    let l = _mm512_and_si512(_mm512_srl_epi16(l, nib_shift), m4);
+                    let hb = _mm512_and_si512(_mm512_srl_epi16(qh[g], hi_shift), m3);
+                    _mm512_or_si512(l, _mm512_slli_epi16(hb, 4))
+                });
+                let s0 = scale(8 * n + 2 * t);
+                let s1 = scale(8 * n + 2 * t + 1);
+                for (r, isr) in isum.iter_mut().enumerate() {
+                    let y =
+                        a.qs.as_ptr().add((a0 + r) * k + b * 256 + 128 * n + 32 * t) as *const i32;
+                    let mut lo = [_mm512_setzero_si512(); 2];
+                    let mut hi = [_mm512_setzero_si512(); 2];
+                    for g in 0..4 {
+                        let yl = _mm512_set1_epi32(y.add(g).read_unaligned());
+                        let yh = _mm512_set1_epi32(y.add(4 + g).read_unaligned());
+                        lo[g % 2] = _mm512_dpbusd_epi32(lo[g % 2], v[g], yl);
+                        hi[g % 2] = _mm512_dpbusd_epi32(hi[g % 2], v[g + 4], yh);
+                    }
+                    let lo = _mm512_mullo_epi32(_mm512_add_epi32(lo[0], lo[1]), s0);
+                    let hi = _mm512_mullo_epi32(_mm512_add_epi32(hi[0], hi[1]), s1);
+                    *isr = _mm512_add_epi32(*isr, _mm512_add_epi32(lo, hi));
+                }
+            }
+        }
+        for (r, accr) in acc.iter_mut().enumerate() {
+            let blk = (a0 + r) * nb + b;
+            let bs = a.bsums.as_ptr().add(blk * 16);
+            let mut off = _mm512_setzero_si512();
+            for s in 0..16 {
+                let y = _mm512_set1_epi32(*bs.add(s) as i32);
+                off = _mm512_add_epi32(off, _mm512_mullo_epi32(scale(s), y));
+            }
+            let sum = _mm512_sub_epi32(isum[r], _mm512_slli_epi32(off, 5));
+            let dy = _mm512_set1_ps(*a.d.get_unchecked(blk));
+            *accr = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(d, dy), *accr);
+        }
+    }
+    for (r, v) in acc.iter().enumerate() {
+        _mm512_storeu_ps(res[r].as_mut_ptr(), *v);
+    }
 }
 
 /// Q2_K tile of 16 rows against Q8_K activation rows `a0..a0+R`.
@@ -230,8 +464,11 @@ pub unsafe fn tile<const R: usize>(
     res: &mut [[f32; 16]; 4],
 ) {
     use std::arch::x86_64::*;
-    if kind == Kind::Q2K {
-        return tile_q2k::<R>(w, nb, a, a0, res);
+    match kind {
+        Kind::Q2K => return tile_q2k::<R>(w, nb, a, a0, res),
+        Kind::Q4K => return tile_q4k::<R>(w, nb, a, a0, res),
+        Kind::Q6K => return tile_q6k::<R>(w, nb, a, a0, res),
+        _ => {}
     }
     let tb = tile_bytes(kind);
     let k = a.k;

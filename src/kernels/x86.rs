@@ -168,6 +168,22 @@ macro_rules! blocks32_impl {
             }
         }
 
+        /// As `unpack`, with Q4_0 and Q5_0 left unsigned (0..15, 0..31) and their offset (8,
+        /// 16) returned apart: the byte dot product then needs no sign trick, and the offset
+        /// comes off as offset × Σy (the activations' block sums).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn unpack_u(kind: Kind, p: *const u8) -> (__m256i, f32, f32) {
+            match kind {
+                Kind::Q4_0 => (nibbles(p.add(2)), f16(p), 0.0),
+                Kind::Q5_0 => {
+                    let hi = _mm256_and_si256(bits(p.add(2)), _mm256_set1_epi8(0x10));
+                    (_mm256_or_si256(nibbles(p.add(6)), hi), f16(p), 0.0)
+                }
+                _ => unpack(kind, p),
+            }
+        }
+
         #[target_feature(enable = $feat)]
         pub unsafe fn blocks32<const R: usize>(
             kind: Kind,
@@ -218,7 +234,14 @@ macro_rules! blocks32_impl {
             res: &mut [[f32; 4]; 4],
         ) {
             let bb = kind.block_bytes();
-            let signed = !matches!(kind, Kind::Q4_1 | Kind::Q5_1);
+            // Only Q8_0's values need the sign trick; Q4_0/Q5_0 go unsigned with an offset.
+            let signed = kind == Kind::Q8_0;
+            let offset = match kind {
+                Kind::Q4_0 => 8,
+                Kind::Q5_0 => 16,
+                _ => 0,
+            };
+            let with_min = matches!(kind, Kind::Q4_1 | Kind::Q5_1);
             let k = a.k;
             let qs = a.qs.as_ptr();
             let mut acc = [_mm256_setzero_ps(); R];
@@ -235,10 +258,10 @@ macro_rules! blocks32_impl {
                 if three {
                     _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(128));
                 }
-                let (x0, d0, m0) = unpack(kind, p);
-                let (x1, d1, m1) = unpack(kind, p.add(stride));
-                let (x2, d2, m2) = unpack(kind, p.add(2 * stride));
-                let (x3, d3, m3) = unpack(kind, p.add(3 * stride));
+                let (x0, d0, m0) = unpack_u(kind, p);
+                let (x1, d1, m1) = unpack_u(kind, p.add(stride));
+                let (x2, d2, m2) = unpack_u(kind, p.add(2 * stride));
+                let (x3, d3, m3) = unpack_u(kind, p.add(3 * stride));
                 let dw = _mm_setr_ps(d0, d1, d2, d3);
                 let dw = _mm256_set_m128(dw, dw);
                 let mw = _mm_setr_ps(m0, m1, m2, m3);
@@ -270,11 +293,19 @@ macro_rules! blocks32_impl {
                             dot_us(ax[3], y),
                         )
                     };
+                    // Lanes 0-3: the four rows' sums over values 0..16; lanes 4-7: 16..32.
                     let h = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+                    let h = if offset != 0 {
+                        let c = offset * *a.sum.get_unchecked(row * nb + b);
+                        let c = _mm256_set_m128i(_mm_setzero_si128(), _mm_set1_epi32(c));
+                        _mm256_sub_epi32(h, c)
+                    } else {
+                        h
+                    };
                     let dy = *a.d.get_unchecked(row * nb + b);
                     let scale = _mm256_mul_ps(dw, _mm256_set1_ps(dy));
                     acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), scale, acc[r]);
-                    if !signed {
+                    if with_min {
                         let s = *a.s.get_unchecked(row * nb + b);
                         macc[r] = _mm_fmadd_ps(mw, _mm_set1_ps(s), macc[r]);
                     }
