@@ -11,8 +11,10 @@
 //! f16 as ggml does), integer dot products per block, f32 accumulation. Prefill tiles four
 //! activation rows (eight for the k-quants) per unpacked weight block; the 32-value block
 //! types take four weight rows at a time (one activation load and one f32 FMA for the four),
-//! and decode prefetches the weights ahead of the arithmetic. Weights stay in their GGUF
-//! layout (no repacking, so measured memory is the file's).
+//! and decode prefetches the weights ahead of the arithmetic. On AVX2 weights stay in their
+//! GGUF layout; on AVX-512 VNNI the 32-value types, Q2_K, Q4_K and Q6_K are reordered into
+//! tiles of 16 rows (`tiles`) and the GGUF copy is freed, so measured memory stays the file's
+//! (Q4_K: 2.8% more, its scales unpacked).
 //!
 //! `QEVAL_KERNELS=candle` turns these kernels off (candle's own `QMatMul` runs), to compare.
 
@@ -321,8 +323,8 @@ impl QMatMulOp {
         };
         // candle 0.11 repacks Q4_K (and Q6_K once a prefill has run) into tiles of 16 rows
         // itself, and keeps the repacked copy beside the original: the weights' memory twice.
-        // `QEVAL_KQUANT_KERNELS=candle` leaves those types to it; by default the row kernels
-        // here run them on the GGUF layout.
+        // `QEVAL_KQUANT_KERNELS=candle` leaves those types to it; by default qeval's kernels
+        // run them (its own tiles on AVX-512 VNNI, with the GGUF copy freed; rows on AVX2).
         let n = w.shape().dims().first().copied().unwrap_or(0);
         match Kind::of(w.dtype()) {
             None => return Err(w),
