@@ -435,6 +435,23 @@ impl OutPtr {
     }
 }
 
+/// Ask for the `bytes` at `p` to be brought into L1, for the tiles' loop over one activation
+/// row (decode), which streams every weight from memory once: the hardware prefetchers stop at
+/// each 4 KiB page (the AVX2 row kernels do the same in `x86`). Measured on 151936×1536, one row, 2 threads (Sapphire Rapids): the Q4_K and
+/// Q6_K tiles went from 45.6 and 25.7 GOP/s to 62-71 and 43-45, Q4_0 from 57.9 to 66.
+/// Addresses past the data are harmless: a prefetch never faults.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch(p: *const u8, bytes: usize) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    let mut off = 0;
+    while off < bytes {
+        // Safety: a prefetch is a hint; it reads nothing the program sees and never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off) as *const i8) };
+        off += 64;
+    }
+}
+
 /// Run `f(chunk)` for `chunks` chunks, in the pool when the product is large enough.
 fn for_chunks(chunks: usize, macs: usize, f: impl Fn(usize) + Sync + Send) {
     if macs < PARALLEL_MIN_MACS || rayon::current_num_threads() <= 1 {

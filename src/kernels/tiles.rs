@@ -8,7 +8,13 @@
 //! is row r's `qs[4g+i]` (low nibble: value 4g+i, high nibble: value 16+4g+i); for Q8_0 eight
 //! groups of row r's values `4g..4g+4`, stored +128 (unsigned for `vpdpbusd`).
 
+#[cfg(target_arch = "x86_64")]
+use super::prefetch;
 use super::{Kind, QActs};
+
+/// How far ahead one activation row (decode) prefetches, in tile-blocks.
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_BLOCKS: usize = 2;
 
 /// Bytes of one tile-block: the 16 rows' blocks, reordered (Q4_K: its 6-bit scales and mins
 /// unpacked to a byte each, 64 bytes more than the GGUF blocks, 2.8%).
@@ -196,6 +202,9 @@ unsafe fn tile_q4k<const R: usize>(
     let mut acc = [_mm512_setzero_ps(); R];
     for b in 0..nb {
         let p = w.add(b * tb);
+        if R == 1 {
+            prefetch(p.wrapping_add(PREFETCH_BLOCKS * tb), tb);
+        }
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
         let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i));
         let sc: [__m512i; 8] = std::array::from_fn(|s| {
@@ -265,6 +274,9 @@ unsafe fn tile_q6k<const R: usize>(
     let mut acc = [_mm512_setzero_ps(); R];
     for b in 0..nb {
         let p = w.add(b * 210 * 16);
+        if R == 1 {
+            prefetch(p.wrapping_add(PREFETCH_BLOCKS * 3360), 3360);
+        }
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
         let scale =
             |s: usize| _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(32 + 16 * s) as *const __m128i));
@@ -343,6 +355,9 @@ unsafe fn tile_q2k<const R: usize>(
     let mut acc = [_mm512_setzero_ps(); R];
     for b in 0..nb {
         let p = w.add(b * 84 * 16);
+        if R == 1 {
+            prefetch(p.wrapping_add(PREFETCH_BLOCKS * 1344), 1344);
+        }
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
         let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i));
         let mut sc = [_mm512_setzero_si512(); 16];
@@ -479,6 +494,9 @@ pub unsafe fn tile<const R: usize>(
     let mut wg = [_mm512_setzero_si512(); 8];
     for b in 0..nb {
         let p = w.add(b * tb);
+        if R == 1 {
+            prefetch(p.wrapping_add(PREFETCH_BLOCKS * tb), tb);
+        }
         let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
         let (mw, hi, qs, offset) = match kind {
             Kind::Q4_0 => (None, None, p.add(32), 8),
