@@ -182,6 +182,40 @@ fn repack_q6k(data: &[u8], n: usize, nb: usize) -> Vec<u8> {
     out
 }
 
+/// Two sub-blocks' bytes of 16 rows (`p[0..16]` and `p[16..32]`, one per row) as one i16 pair
+/// per row's 32-bit lane, for `vpdpwssd` against a broadcast pair of activation sums: one
+/// instruction then does what two `vpmulld` (two micro-ops each) and two adds did. `signed`
+/// extends as i8, else as u8; `shift` takes the high nibble (Q2_K's minimums).
+///
+/// # Safety
+/// AVX-512 F/BW; `p` must hold 32 readable bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn row_pairs(p: *const u8, signed: bool, shift: bool) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    const IDX: [i16; 32] = {
+        let mut t = [0i16; 32];
+        let mut r = 0;
+        while r < 16 {
+            t[2 * r] = r as i16;
+            t[2 * r + 1] = 16 + r as i16;
+            r += 1;
+        }
+        t
+    };
+    let raw = _mm256_loadu_si256(p as *const __m256i);
+    let mut v = if signed {
+        _mm512_cvtepi8_epi16(raw)
+    } else {
+        _mm512_cvtepu8_epi16(raw)
+    };
+    if shift {
+        v = _mm512_srli_epi16(v, 4);
+    }
+    _mm512_permutexvar_epi16(_mm512_loadu_si512(IDX.as_ptr() as *const _), v)
+}
+
 /// Q4_K tile of 16 rows against Q8_K activation rows `a0..a0+R`.
 ///
 /// # Safety
@@ -210,6 +244,8 @@ unsafe fn tile_q4k<const R: usize>(
         let sc: [__m512i; 8] = std::array::from_fn(|s| {
             _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(64 + 16 * s) as *const __m128i))
         });
+        let min_pairs: [__m512i; 4] =
+            std::array::from_fn(|j| row_pairs(p.add(192 + 32 * j), false, false));
         let qs = p.add(320);
         let mut isum = [_mm512_setzero_si512(); R];
         for j in 0..4 {
@@ -237,11 +273,12 @@ unsafe fn tile_q4k<const R: usize>(
             let blk = (a0 + r) * nb + b;
             let bs = a.bsums.as_ptr().add(blk * 16);
             let mut msum = _mm512_setzero_si512();
-            for s in 0..8 {
-                let mn =
-                    _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(192 + 16 * s) as *const __m128i));
-                let y = *bs.add(2 * s) as i32 + *bs.add(2 * s + 1) as i32;
-                msum = _mm512_add_epi32(msum, _mm512_mullo_epi32(mn, _mm512_set1_epi32(y)));
+            for (j, mp) in min_pairs.iter().enumerate() {
+                // sums of 32 activations (at most 32 × 128) fit an i16
+                let s0 = (*bs.add(4 * j) as i32 + *bs.add(4 * j + 1) as i32) as u16 as u32;
+                let s1 = (*bs.add(4 * j + 2) as i32 + *bs.add(4 * j + 3) as i32) as u16 as u32;
+                let y = _mm512_set1_epi32((s0 | (s1 << 16)) as i32);
+                msum = _mm512_dpwssd_epi32(msum, *mp, y);
             }
             let dy = _mm512_set1_ps(*a.d.get_unchecked(blk));
             *accr = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_mul_ps(d, dy), *accr);
@@ -280,6 +317,8 @@ unsafe fn tile_q6k<const R: usize>(
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
         let scale =
             |s: usize| _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(32 + 16 * s) as *const __m128i));
+        let scale_pairs: [__m512i; 8] =
+            std::array::from_fn(|j| row_pairs(p.add(32 + 32 * j), true, false));
         let mut isum = [_mm512_setzero_si512(); R];
         for n in 0..2 {
             let qh: [__m512i; 8] = std::array::from_fn(|g| {
@@ -321,9 +360,9 @@ unsafe fn tile_q6k<const R: usize>(
             let blk = (a0 + r) * nb + b;
             let bs = a.bsums.as_ptr().add(blk * 16);
             let mut off = _mm512_setzero_si512();
-            for s in 0..16 {
-                let y = _mm512_set1_epi32(*bs.add(s) as i32);
-                off = _mm512_add_epi32(off, _mm512_mullo_epi32(scale(s), y));
+            for (j, sp) in scale_pairs.iter().enumerate() {
+                let y = _mm512_set1_epi32((bs.add(2 * j) as *const i32).read_unaligned());
+                off = _mm512_dpwssd_epi32(off, *sp, y);
             }
             let sum = _mm512_sub_epi32(isum[r], _mm512_slli_epi32(off, 5));
             let dy = _mm512_set1_ps(*a.d.get_unchecked(blk));
@@ -360,13 +399,10 @@ unsafe fn tile_q2k<const R: usize>(
         }
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
         let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i));
-        let mut sc = [_mm512_setzero_si512(); 16];
-        let mut mn = [_mm512_setzero_si512(); 16];
-        for s in 0..16 {
+        let sc: [__m512i; 16] = std::array::from_fn(|s| {
             let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(64 + 16 * s) as *const __m128i));
-            sc[s] = _mm512_and_si512(v, m4);
-            mn[s] = _mm512_srli_epi32(v, 4);
-        }
+            _mm512_and_si512(v, m4)
+        });
         let qs = p.add(320);
         let mut isum = [_mm512_setzero_si512(); R];
         let mut msum = [_mm512_setzero_si512(); R];
@@ -401,13 +437,13 @@ unsafe fn tile_q2k<const R: usize>(
                 }
             }
         }
+        let min_pairs: [__m512i; 8] =
+            std::array::from_fn(|j| row_pairs(p.add(64 + 32 * j), false, true));
         for (r, ms) in msum.iter_mut().enumerate() {
             let bs = a.bsums.as_ptr().add(((a0 + r) * nb + b) * 16);
-            for (s, m) in mn.iter().enumerate() {
-                *ms = _mm512_add_epi32(
-                    *ms,
-                    _mm512_mullo_epi32(*m, _mm512_set1_epi32(*bs.add(s) as i32)),
-                );
+            for (j, mp) in min_pairs.iter().enumerate() {
+                let y = _mm512_set1_epi32((bs.add(2 * j) as *const i32).read_unaligned());
+                *ms = _mm512_dpwssd_epi32(*ms, *mp, y);
             }
         }
         for r in 0..R {
