@@ -1,4 +1,4 @@
-//! The AVX-512 VNNI path for the 32-value block types, Q2_K, Q4_K and Q6_K: weights repacked once into tiles of 16
+//! The AVX-512 VNNI path for the 32-value block types, Q2_K, Q3_K, Q4_K and Q6_K: weights repacked once into tiles of 16
 //! rows (same bytes as the GGUF blocks, only reordered), so that one `vpdpbusd` multiplies four
 //! weights of 16 rows by four activation bytes broadcast, and 16 outputs come out together.
 //!
@@ -21,19 +21,21 @@ const PREFETCH_BLOCKS: usize = 2;
 pub fn tile_bytes(kind: Kind) -> usize {
     match kind {
         Kind::Q4K => 2368,
+        Kind::Q3K => 1824,
         _ => kind.block_bytes() * 16,
     }
 }
 
 /// Whether weights of this kind are repacked into tiles on AVX-512 VNNI.
 pub fn has_tiles(kind: Kind) -> bool {
-    kind.block() == 32 || matches!(kind, Kind::Q2K | Kind::Q4K | Kind::Q6K)
+    kind.block() == 32 || matches!(kind, Kind::Q2K | Kind::Q3K | Kind::Q4K | Kind::Q6K)
 }
 
 /// Reorder a GGUF weight matrix (n rows, a multiple of 16, of `nb` blocks) into tiles.
 pub fn repack(kind: Kind, data: &[u8], n: usize, nb: usize) -> Vec<u8> {
     match kind {
         Kind::Q2K => return repack_q2k(data, n, nb),
+        Kind::Q3K => return repack_q3k(data, n, nb),
         Kind::Q4K => return repack_q4k(data, n, nb),
         Kind::Q6K => return repack_q6k(data, n, nb),
         _ => {}
@@ -100,6 +102,57 @@ fn repack_q2k(data: &[u8], n: usize, nb: usize) -> Vec<u8> {
                         let src = 16 + 32 * j + 4 * g;
                         o[dst..dst + 4].copy_from_slice(&blk[src..src + 4]);
                     }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Q3_K's 12 bytes of 6-bit scales → the 16 scales as i8 (the stored +32 taken off), as
+/// llama.cpp's `aux` shuffle in `dequantize_row_q3_K` unpacks them.
+fn q3k_scales(q: &[u8]) -> [i8; 16] {
+    const KMASK1: u32 = 0x0303_0303;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    let a0 = u32::from_le_bytes([q[0], q[1], q[2], q[3]]);
+    let a1 = u32::from_le_bytes([q[4], q[5], q[6], q[7]]);
+    let a2 = u32::from_le_bytes([q[8], q[9], q[10], q[11]]);
+    let words = [
+        (a0 & KMASK2) | ((a2 & KMASK1) << 4),
+        (a1 & KMASK2) | (((a2 >> 2) & KMASK1) << 4),
+        ((a0 >> 4) & KMASK2) | (((a2 >> 4) & KMASK1) << 4),
+        ((a1 >> 4) & KMASK2) | (((a2 >> 6) & KMASK1) << 4),
+    ];
+    std::array::from_fn(|s| (words[s / 4].to_le_bytes()[s % 4] as i8).wrapping_sub(32))
+}
+
+/// Q3_K tile-block (16 rows, 1,824 bytes): the 16 f16 d, the 16 scales unpacked to i8 as
+/// [sub-block][row] (the 12 packed bytes become 16: 3.6% more than the GGUF blocks), the
+/// 2-bit values as Q2_K's tiles hold them (for each half j and group g, row r's bytes
+/// `qs[32j+4g..+4]`), then the high bits: for each group g, row r's bytes `hmask[4g..+4]`,
+/// whose bit 4j+t belongs to the values at bit pair t of half j.
+fn repack_q3k(data: &[u8], n: usize, nb: usize) -> Vec<u8> {
+    let (bb, tb) = (110, tile_bytes(Kind::Q3K));
+    let mut out = vec![0u8; n / 16 * nb * tb];
+    for t in 0..n / 16 {
+        for b in 0..nb {
+            let o = &mut out[(t * nb + b) * tb..(t * nb + b + 1) * tb];
+            for r in 0..16 {
+                let blk = &data[((t * 16 + r) * nb + b) * bb..][..bb];
+                o[2 * r..2 * r + 2].copy_from_slice(&blk[108..110]);
+                for (s, sc) in q3k_scales(&blk[96..108]).iter().enumerate() {
+                    o[32 + 16 * s + r] = *sc as u8;
+                }
+                for j in 0..2 {
+                    for g in 0..8 {
+                        let dst = 288 + (j * 8 + g) * 64 + 4 * r;
+                        let src = 32 + 32 * j + 4 * g;
+                        o[dst..dst + 4].copy_from_slice(&blk[src..src + 4]);
+                    }
+                }
+                for g in 0..8 {
+                    let dst = 1312 + g * 64 + 4 * r;
+                    o[dst..dst + 4].copy_from_slice(&blk[4 * g..4 * g + 4]);
                 }
             }
         }
@@ -374,6 +427,88 @@ unsafe fn tile_q6k<const R: usize>(
     }
 }
 
+/// Q3_K tile of 16 rows against Q8_K activation rows `a0..a0+R`. A value is its three bits
+/// minus 4 (llama.cpp subtracts 4 where the high bit is clear): the three bits go through
+/// `vpdpbusd` unsigned and the 4 × scale × Σy term through the activations' sums of 16.
+///
+/// # Safety
+/// As `tile`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
+unsafe fn tile_q3k<const R: usize>(
+    w: *const u8,
+    nb: usize,
+    a: &QActs,
+    a0: usize,
+    res: &mut [[f32; 16]; 4],
+) {
+    use std::arch::x86_64::*;
+    let k = a.k;
+    let tb = tile_bytes(Kind::Q3K);
+    let m3 = _mm512_set1_epi8(3);
+    let four = _mm512_set1_epi8(4);
+    let mut acc = [_mm512_setzero_ps(); R];
+    for b in 0..nb {
+        let p = w.add(b * tb);
+        if R == 1 {
+            prefetch(p.wrapping_add(PREFETCH_BLOCKS * tb), tb);
+        }
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
+        let sc: [__m512i; 16] = std::array::from_fn(|s| {
+            _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(32 + 16 * s) as *const __m128i))
+        });
+        let scale_pairs: [__m512i; 8] =
+            std::array::from_fn(|j| row_pairs(p.add(32 + 32 * j), true, false));
+        let hm: [__m512i; 8] =
+            std::array::from_fn(|g| _mm512_loadu_si512(p.add(1312 + 64 * g) as *const _));
+        let qs = p.add(288);
+        let mut isum = [_mm512_setzero_si512(); R];
+        for j in 0..2 {
+            let raw: [__m512i; 8] =
+                std::array::from_fn(|g| _mm512_loadu_si512(qs.add((j * 8 + g) * 64) as *const _));
+            for t in 0..4 {
+                let sh = _mm_cvtsi32_si128(2 * t as i32);
+                let bit = _mm512_set1_epi8((1u8 << (4 * j + t)) as i8);
+                let v: [__m512i; 8] = std::array::from_fn(|g| {
+                    let lo = _mm512_and_si512(_mm512_srl_epi16(raw[g], sh), m3);
+                    _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(hm[g], bit), lo, four)
+                });
+                let s0 = 8 * j + 2 * t;
+                for (r, isr) in isum.iter_mut().enumerate() {
+                    let y =
+                        a.qs.as_ptr().add((a0 + r) * k + b * 256 + 128 * j + 32 * t) as *const i32;
+                    let mut lo = [_mm512_setzero_si512(); 2];
+                    let mut hi = [_mm512_setzero_si512(); 2];
+                    for g in 0..4 {
+                        let yl = _mm512_set1_epi32(y.add(g).read_unaligned());
+                        let yh = _mm512_set1_epi32(y.add(4 + g).read_unaligned());
+                        lo[g % 2] = _mm512_dpbusd_epi32(lo[g % 2], v[g], yl);
+                        hi[g % 2] = _mm512_dpbusd_epi32(hi[g % 2], v[g + 4], yh);
+                    }
+                    let lo = _mm512_mullo_epi32(_mm512_add_epi32(lo[0], lo[1]), sc[s0]);
+                    let hi = _mm512_mullo_epi32(_mm512_add_epi32(hi[0], hi[1]), sc[s0 + 1]);
+                    *isr = _mm512_add_epi32(*isr, _mm512_add_epi32(lo, hi));
+                }
+            }
+        }
+        for (r, accr) in acc.iter_mut().enumerate() {
+            let blk = (a0 + r) * nb + b;
+            let bs = a.bsums.as_ptr().add(blk * 16);
+            let mut off = _mm512_setzero_si512();
+            for (j, sp) in scale_pairs.iter().enumerate() {
+                let y = _mm512_set1_epi32((bs.add(2 * j) as *const i32).read_unaligned());
+                off = _mm512_dpwssd_epi32(off, *sp, y);
+            }
+            let sum = _mm512_sub_epi32(isum[r], _mm512_slli_epi32(off, 2));
+            let dy = _mm512_set1_ps(*a.d.get_unchecked(blk));
+            *accr = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(d, dy), *accr);
+        }
+    }
+    for (r, v) in acc.iter().enumerate() {
+        _mm512_storeu_ps(res[r].as_mut_ptr(), *v);
+    }
+}
+
 /// Q2_K tile of 16 rows against Q8_K activation rows `a0..a0+R`.
 ///
 /// # Safety
@@ -517,6 +652,7 @@ pub unsafe fn tile<const R: usize>(
     use std::arch::x86_64::*;
     match kind {
         Kind::Q2K => return tile_q2k::<R>(w, nb, a, a0, res),
+        Kind::Q3K => return tile_q3k::<R>(w, nb, a, a0, res),
         Kind::Q4K => return tile_q4k::<R>(w, nb, a, a0, res),
         Kind::Q6K => return tile_q6k::<R>(w, nb, a, a0, res),
         _ => {}
