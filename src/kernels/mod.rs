@@ -184,6 +184,23 @@ pub struct QActs {
     pub bsums: Vec<i16>,
 }
 
+/// Q3_K's 12 bytes of 6-bit scales → the 16 scales as the bytes of four little-endian words
+/// (still +32, so 0..63), as llama.cpp's `aux` shuffle in `dequantize_row_q3_K` unpacks them.
+/// Shared by the AVX2 row kernel and the tile repack.
+fn q3k_scale_words(q: &[u8; 12]) -> [u32; 4] {
+    const KMASK1: u32 = 0x0303_0303;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    let a0 = u32::from_le_bytes([q[0], q[1], q[2], q[3]]);
+    let a1 = u32::from_le_bytes([q[4], q[5], q[6], q[7]]);
+    let a2 = u32::from_le_bytes([q[8], q[9], q[10], q[11]]);
+    [
+        (a0 & KMASK2) | ((a2 & KMASK1) << 4),
+        (a1 & KMASK2) | (((a2 >> 2) & KMASK1) << 4),
+        ((a0 >> 4) & KMASK2) | (((a2 >> 4) & KMASK1) << 4),
+        ((a1 >> 4) & KMASK2) | (((a2 >> 6) & KMASK1) << 4),
+    ]
+}
+
 /// Round to nearest, ties to even, as llama.cpp's SIMD quantizers (`_mm256_round_ps`) do;
 /// the 1.5·2²³ trick is exact for |x| < 2²², and these values are at most 127.
 fn round_even(x: f32) -> i32 {

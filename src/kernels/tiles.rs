@@ -110,23 +110,6 @@ fn repack_q2k(data: &[u8], n: usize, nb: usize) -> Vec<u8> {
     out
 }
 
-/// Q3_K's 12 bytes of 6-bit scales → the 16 scales as i8 (the stored +32 taken off), as
-/// llama.cpp's `aux` shuffle in `dequantize_row_q3_K` unpacks them.
-fn q3k_scales(q: &[u8]) -> [i8; 16] {
-    const KMASK1: u32 = 0x0303_0303;
-    const KMASK2: u32 = 0x0f0f_0f0f;
-    let a0 = u32::from_le_bytes([q[0], q[1], q[2], q[3]]);
-    let a1 = u32::from_le_bytes([q[4], q[5], q[6], q[7]]);
-    let a2 = u32::from_le_bytes([q[8], q[9], q[10], q[11]]);
-    let words = [
-        (a0 & KMASK2) | ((a2 & KMASK1) << 4),
-        (a1 & KMASK2) | (((a2 >> 2) & KMASK1) << 4),
-        ((a0 >> 4) & KMASK2) | (((a2 >> 4) & KMASK1) << 4),
-        ((a1 >> 4) & KMASK2) | (((a2 >> 6) & KMASK1) << 4),
-    ];
-    std::array::from_fn(|s| (words[s / 4].to_le_bytes()[s % 4] as i8).wrapping_sub(32))
-}
-
 /// Q3_K tile-block (16 rows, 1,824 bytes): the 16 f16 d, the 16 scales unpacked to i8 as
 /// [sub-block][row] (the 12 packed bytes become 16: 3.6% more than the GGUF blocks), the
 /// 2-bit values as Q2_K's tiles hold them (for each half j and group g, row r's bytes
@@ -141,8 +124,11 @@ fn repack_q3k(data: &[u8], n: usize, nb: usize) -> Vec<u8> {
             for r in 0..16 {
                 let blk = &data[((t * 16 + r) * nb + b) * bb..][..bb];
                 o[2 * r..2 * r + 2].copy_from_slice(&blk[108..110]);
-                for (s, sc) in q3k_scales(&blk[96..108]).iter().enumerate() {
-                    o[32 + 16 * s + r] = *sc as u8;
+                let words =
+                    super::q3k_scale_words(blk[96..108].try_into().expect("12 scale bytes"));
+                for s in 0..16 {
+                    // stored +32 (0..63): the tile holds them as i8 with the 32 taken off
+                    o[32 + 16 * s + r] = words[s / 4].to_le_bytes()[s % 4].wrapping_sub(32);
                 }
                 for j in 0..2 {
                     for g in 0..8 {
@@ -268,6 +254,57 @@ unsafe fn row_pairs(p: *const u8, signed: bool, shift: bool) -> std::arch::x86_6
         v = _mm512_srli_epi16(v, 4);
     }
     _mm512_permutexvar_epi16(_mm512_loadu_si512(IDX.as_ptr() as *const _), v)
+}
+
+/// One row's dot product of two sub-blocks of 16 values (`v[0..4]`, `v[4..8]`, four values of
+/// the 16 tile rows per vector) with the activations at `y` (32 bytes), weighted by the
+/// sub-blocks' scales `s0`, `s1`: Σ s0·(v[0..4]·y[0..16]) + s1·(v[4..8]·y[16..32]) per row.
+/// Two chains per sub-block, so one row (decode) does not wait on each `vpdpbusd`.
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI; `y` must hold 32 readable bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn sub_block_pair(
+    v: &[std::arch::x86_64::__m512i; 8],
+    y: *const i32,
+    s0: std::arch::x86_64::__m512i,
+    s1: std::arch::x86_64::__m512i,
+) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let mut lo = [_mm512_setzero_si512(); 2];
+    let mut hi = [_mm512_setzero_si512(); 2];
+    for g in 0..4 {
+        let yl = _mm512_set1_epi32(y.add(g).read_unaligned());
+        let yh = _mm512_set1_epi32(y.add(4 + g).read_unaligned());
+        lo[g % 2] = _mm512_dpbusd_epi32(lo[g % 2], v[g], yl);
+        hi[g % 2] = _mm512_dpbusd_epi32(hi[g % 2], v[g + 4], yh);
+    }
+    let lo = _mm512_mullo_epi32(_mm512_add_epi32(lo[0], lo[1]), s0);
+    let hi = _mm512_mullo_epi32(_mm512_add_epi32(hi[0], hi[1]), s1);
+    _mm512_add_epi32(lo, hi)
+}
+
+/// Σ over sub-blocks of (per-row value in `pairs`, as `row_pairs` packs two sub-blocks) ×
+/// the activations' sum of 16 at `bs` (one i16 per sub-block, in the same order).
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI; `bs` must hold `2 * N` readable i16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn pair_sums<const N: usize>(
+    pairs: &[std::arch::x86_64::__m512i; N],
+    bs: *const i16,
+) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let mut acc = _mm512_setzero_si512();
+    for (j, p) in pairs.iter().enumerate() {
+        let y = _mm512_set1_epi32((bs.add(2 * j) as *const i32).read_unaligned());
+        acc = _mm512_dpwssd_epi32(acc, *p, y);
+    }
+    acc
 }
 
 /// Q4_K tile of 16 rows against Q8_K activation rows `a0..a0+R`.
@@ -396,28 +433,14 @@ unsafe fn tile_q6k<const R: usize>(
                 for (r, isr) in isum.iter_mut().enumerate() {
                     let y =
                         a.qs.as_ptr().add((a0 + r) * k + b * 256 + 128 * n + 32 * t) as *const i32;
-                    let mut lo = [_mm512_setzero_si512(); 2];
-                    let mut hi = [_mm512_setzero_si512(); 2];
-                    for g in 0..4 {
-                        let yl = _mm512_set1_epi32(y.add(g).read_unaligned());
-                        let yh = _mm512_set1_epi32(y.add(4 + g).read_unaligned());
-                        lo[g % 2] = _mm512_dpbusd_epi32(lo[g % 2], v[g], yl);
-                        hi[g % 2] = _mm512_dpbusd_epi32(hi[g % 2], v[g + 4], yh);
-                    }
-                    let lo = _mm512_mullo_epi32(_mm512_add_epi32(lo[0], lo[1]), s0);
-                    let hi = _mm512_mullo_epi32(_mm512_add_epi32(hi[0], hi[1]), s1);
-                    *isr = _mm512_add_epi32(*isr, _mm512_add_epi32(lo, hi));
+                    *isr = _mm512_add_epi32(*isr, sub_block_pair(&v, y, s0, s1));
                 }
             }
         }
         for (r, accr) in acc.iter_mut().enumerate() {
             let blk = (a0 + r) * nb + b;
             let bs = a.bsums.as_ptr().add(blk * 16);
-            let mut off = _mm512_setzero_si512();
-            for (j, sp) in scale_pairs.iter().enumerate() {
-                let y = _mm512_set1_epi32((bs.add(2 * j) as *const i32).read_unaligned());
-                off = _mm512_dpwssd_epi32(off, *sp, y);
-            }
+            let off = pair_sums(&scale_pairs, bs);
             let sum = _mm512_sub_epi32(isum[r], _mm512_slli_epi32(off, 5));
             let dy = _mm512_set1_ps(*a.d.get_unchecked(blk));
             *accr = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(d, dy), *accr);
@@ -478,28 +501,14 @@ unsafe fn tile_q3k<const R: usize>(
                 for (r, isr) in isum.iter_mut().enumerate() {
                     let y =
                         a.qs.as_ptr().add((a0 + r) * k + b * 256 + 128 * j + 32 * t) as *const i32;
-                    let mut lo = [_mm512_setzero_si512(); 2];
-                    let mut hi = [_mm512_setzero_si512(); 2];
-                    for g in 0..4 {
-                        let yl = _mm512_set1_epi32(y.add(g).read_unaligned());
-                        let yh = _mm512_set1_epi32(y.add(4 + g).read_unaligned());
-                        lo[g % 2] = _mm512_dpbusd_epi32(lo[g % 2], v[g], yl);
-                        hi[g % 2] = _mm512_dpbusd_epi32(hi[g % 2], v[g + 4], yh);
-                    }
-                    let lo = _mm512_mullo_epi32(_mm512_add_epi32(lo[0], lo[1]), sc[s0]);
-                    let hi = _mm512_mullo_epi32(_mm512_add_epi32(hi[0], hi[1]), sc[s0 + 1]);
-                    *isr = _mm512_add_epi32(*isr, _mm512_add_epi32(lo, hi));
+                    *isr = _mm512_add_epi32(*isr, sub_block_pair(&v, y, sc[s0], sc[s0 + 1]));
                 }
             }
         }
         for (r, accr) in acc.iter_mut().enumerate() {
             let blk = (a0 + r) * nb + b;
             let bs = a.bsums.as_ptr().add(blk * 16);
-            let mut off = _mm512_setzero_si512();
-            for (j, sp) in scale_pairs.iter().enumerate() {
-                let y = _mm512_set1_epi32((bs.add(2 * j) as *const i32).read_unaligned());
-                off = _mm512_dpwssd_epi32(off, *sp, y);
-            }
+            let off = pair_sums(&scale_pairs, bs);
             let sum = _mm512_sub_epi32(isum[r], _mm512_slli_epi32(off, 2));
             let dy = _mm512_set1_ps(*a.d.get_unchecked(blk));
             *accr = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(d, dy), *accr);
@@ -577,10 +586,7 @@ unsafe fn tile_q2k<const R: usize>(
             std::array::from_fn(|j| row_pairs(p.add(64 + 32 * j), false, true));
         for (r, ms) in msum.iter_mut().enumerate() {
             let bs = a.bsums.as_ptr().add(((a0 + r) * nb + b) * 16);
-            for (j, mp) in min_pairs.iter().enumerate() {
-                let y = _mm512_set1_epi32((bs.add(2 * j) as *const i32).read_unaligned());
-                *ms = _mm512_dpwssd_epi32(*ms, *mp, y);
-            }
+            *ms = pair_sums(&min_pairs, bs);
         }
         for r in 0..R {
             let dy = _mm512_set1_ps(*a.d.get_unchecked((a0 + r) * nb + b));

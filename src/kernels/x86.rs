@@ -586,18 +586,8 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn q3k_scales(p: *const u8) -> __m128i {
-        const KMASK1: u32 = 0x03030303;
-        const KMASK2: u32 = 0x0f0f0f0f;
-        let q = &*(p as *const [u8; 12]);
-        let a0 = u32::from_le_bytes([q[0], q[1], q[2], q[3]]);
-        let a1 = u32::from_le_bytes([q[4], q[5], q[6], q[7]]);
-        let a2 = u32::from_le_bytes([q[8], q[9], q[10], q[11]]);
-        _mm_set_epi32(
-            (((a1 >> 4) & KMASK2) | (((a2 >> 6) & KMASK1) << 4)) as i32,
-            (((a0 >> 4) & KMASK2) | (((a2 >> 4) & KMASK1) << 4)) as i32,
-            ((a1 & KMASK2) | (((a2 >> 2) & KMASK1) << 4)) as i32,
-            ((a0 & KMASK2) | ((a2 & KMASK1) << 4)) as i32,
-        )
+        let w = super::super::q3k_scale_words(&*(p as *const [u8; 12]));
+        _mm_set_epi32(w[3] as i32, w[2] as i32, w[1] as i32, w[0] as i32)
     }
 
     /// Q3_K (256 values: 32 bytes of high bits, 64 of 2-bit values, 12 of 6-bit scales, f16 d)
