@@ -256,36 +256,134 @@ unsafe fn row_pairs(p: *const u8, signed: bool, shift: bool) -> std::arch::x86_6
     _mm512_permutexvar_epi16(_mm512_loadu_si512(IDX.as_ptr() as *const _), v)
 }
 
-/// One row's dot product of two sub-blocks of 16 values (`v[0..4]`, `v[4..8]`, four values of
-/// the 16 tile rows per vector) with the activations at `y` (32 bytes), weighted by the
-/// sub-blocks' scales `s0`, `s1`: Σ s0·(v[0..4]·y[0..16]) + s1·(v[4..8]·y[16..32]) per row.
-/// Two chains per sub-block, so one row (decode) does not wait on each `vpdpbusd`.
+/// One row's dot product of two sub-blocks of 4N values (`lo`, `hi`: four values of the 16
+/// tile rows per vector) with the activations at `y` (`lo`'s 4N bytes, then `hi`'s), weighted
+/// by the sub-blocks' scales `f0`, `f1` (as f32) and added to `acc`:
+/// acc + f0·(lo·y[0..4N]) + f1·(hi·y[4N..8N]) per row. The integer sums (at most
+/// 32 × 127 × 128) are exact in f32, and one `vcvtdq2ps` + FMA per sub-block costs half the
+/// micro-ops of a `vpmulld` + add. With `two` (one row: decode, bound by latency) there are
+/// two chains per sub-block, so it does not wait on each `vpdpbusd`, and one add, not two
+/// FMAs, on `acc`'s chain; several rows interleave their chains anyway.
 ///
 /// # Safety
-/// AVX-512 F/BW/VNNI; `y` must hold 32 readable bytes.
+/// AVX-512 F/BW/VNNI; `y` must hold 8N readable bytes.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,fma")]
 #[inline]
-unsafe fn sub_block_pair(
-    v: &[std::arch::x86_64::__m512i; 8],
+unsafe fn sub_block_pair<const N: usize>(
+    lo: &[std::arch::x86_64::__m512i; N],
+    hi: &[std::arch::x86_64::__m512i; N],
     y: *const i32,
-    s0: std::arch::x86_64::__m512i,
-    s1: std::arch::x86_64::__m512i,
-) -> std::arch::x86_64::__m512i {
+    f0: std::arch::x86_64::__m512,
+    f1: std::arch::x86_64::__m512,
+    acc: std::arch::x86_64::__m512,
+    two: bool,
+) -> std::arch::x86_64::__m512 {
     use std::arch::x86_64::*;
-    let mut lo = [_mm512_setzero_si512(); 2];
-    let mut hi = [_mm512_setzero_si512(); 2];
-    for g in 0..4 {
+    let chains = if two { 2 } else { 1 };
+    let mut l = [_mm512_setzero_si512(); 2];
+    let mut h = [_mm512_setzero_si512(); 2];
+    for g in 0..N {
         let yl = _mm512_set1_epi32(y.add(g).read_unaligned());
-        let yh = _mm512_set1_epi32(y.add(4 + g).read_unaligned());
-        lo[g % 2] = _mm512_dpbusd_epi32(lo[g % 2], v[g], yl);
-        hi[g % 2] = _mm512_dpbusd_epi32(hi[g % 2], v[g + 4], yh);
+        let yh = _mm512_set1_epi32(y.add(N + g).read_unaligned());
+        l[g % chains] = _mm512_dpbusd_epi32(l[g % chains], lo[g], yl);
+        h[g % chains] = _mm512_dpbusd_epi32(h[g % chains], hi[g], yh);
     }
-    let lo = _mm512_mullo_epi32(_mm512_add_epi32(lo[0], lo[1]), s0);
-    let hi = _mm512_mullo_epi32(_mm512_add_epi32(hi[0], hi[1]), s1);
-    _mm512_add_epi32(lo, hi)
+    let (l, h) = if two {
+        (_mm512_add_epi32(l[0], l[1]), _mm512_add_epi32(h[0], h[1]))
+    } else {
+        (l[0], h[0])
+    };
+    if two {
+        // one add on the loop-carried chain instead of two FMAs (decode is latency-bound)
+        let t = _mm512_mul_ps(_mm512_cvtepi32_ps(l), f0);
+        _mm512_add_ps(acc, _mm512_fmadd_ps(_mm512_cvtepi32_ps(h), f1, t))
+    } else {
+        let acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(l), f0, acc);
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(h), f1, acc)
+    }
 }
 
+/// Every activation row `a0..a0+R` against one pair of sub-blocks (`lo`, `hi` as
+/// `sub_block_pair` takes them), the activations from column `col` of each row, the sums
+/// added to `fsum`.
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI; `col + 8N <= a.k` and `a0 + R <= a.m`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_pair<const N: usize, const R: usize>(
+    lo: &[std::arch::x86_64::__m512i; N],
+    hi: &[std::arch::x86_64::__m512i; N],
+    f0: std::arch::x86_64::__m512,
+    f1: std::arch::x86_64::__m512,
+    a: &QActs,
+    a0: usize,
+    col: usize,
+    fsum: &mut [std::arch::x86_64::__m512; R],
+) {
+    for (r, fs) in fsum.iter_mut().enumerate() {
+        let y = a.qs.as_ptr().add((a0 + r) * a.k + col) as *const i32;
+        *fs = sub_block_pair(lo, hi, y, f0, f1, *fs, R == 1);
+    }
+}
+
+/// Halves of eight vectors: values 0..16 and 16..32 of a 32-value span.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn halves(
+    v: [std::arch::x86_64::__m512i; 8],
+) -> (
+    [std::arch::x86_64::__m512i; 4],
+    [std::arch::x86_64::__m512i; 4],
+) {
+    ([v[0], v[1], v[2], v[3]], [v[4], v[5], v[6], v[7]])
+}
+
+/// The 16 rows' scale bytes at `p` (one per row) as f32: signed, or unsigned with only the
+/// low nibble kept (`low_nibble`, Q2_K's packed scale/min bytes).
+///
+/// # Safety
+/// AVX-512 F; `p` must hold 16 readable bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn row_scales(p: *const u8, low_nibble: bool) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let raw = _mm_loadu_si128(p as *const __m128i);
+    let v = if low_nibble {
+        _mm512_and_si512(_mm512_cvtepu8_epi32(raw), _mm512_set1_epi32(0xF))
+    } else {
+        _mm512_cvtepi8_epi32(raw)
+    };
+    _mm512_cvtepi32_ps(v)
+}
+
+/// The 2-bit field `T` (bits 2T, 2T+1) of every byte of the eight 64-byte vectors at `qs`,
+/// as bytes 0..3: Q2_K's values, Q3_K's low bits. The shifts are immediates (one micro-op;
+/// a shift by a register count is two).
+///
+/// # Safety
+/// AVX-512 F/BW; `qs` must hold 512 readable bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn two_bit_values<const T: usize>(qs: *const u8) -> [std::arch::x86_64::__m512i; 8] {
+    use std::arch::x86_64::*;
+    let m3 = _mm512_set1_epi8(3);
+    std::array::from_fn(|g| {
+        let raw = _mm512_loadu_si512(qs.add(64 * g) as *const _);
+        let v = match T {
+            0 => raw,
+            1 => _mm512_srli_epi16::<2>(raw),
+            2 => _mm512_srli_epi16::<4>(raw),
+            _ => _mm512_srli_epi16::<6>(raw),
+        };
+        _mm512_and_si512(v, m3)
+    })
+}
 /// Σ over sub-blocks of (per-row value in `pairs`, as `row_pairs` packs two sub-blocks) ×
 /// the activations' sum of 16 at `bs` (one i16 per sub-block, in the same order).
 ///
@@ -321,7 +419,6 @@ unsafe fn tile_q4k<const R: usize>(
     res: &mut [[f32; 16]; 4],
 ) {
     use std::arch::x86_64::*;
-    let k = a.k;
     let tb = tile_bytes(Kind::Q4K);
     let m4 = _mm512_set1_epi8(0x0F);
     let mut acc = [_mm512_setzero_ps(); R];
@@ -332,34 +429,21 @@ unsafe fn tile_q4k<const R: usize>(
         }
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
         let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i));
-        let sc: [__m512i; 8] = std::array::from_fn(|s| {
-            _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(64 + 16 * s) as *const __m128i))
-        });
-        let min_pairs: [__m512i; 4] =
-            std::array::from_fn(|j| row_pairs(p.add(192 + 32 * j), false, false));
         let qs = p.add(320);
-        let mut isum = [_mm512_setzero_si512(); R];
+        let mut fsum = [_mm512_setzero_ps(); R];
         for j in 0..4 {
+            // sub-block 2j in the low nibbles, 2j+1 in the high
             let raw: [__m512i; 8] =
                 std::array::from_fn(|g| _mm512_loadu_si512(qs.add((j * 8 + g) * 64) as *const _));
             let lo: [__m512i; 8] = std::array::from_fn(|g| _mm512_and_si512(raw[g], m4));
             let hi: [__m512i; 8] =
-                std::array::from_fn(|g| _mm512_and_si512(_mm512_srli_epi16(raw[g], 4), m4));
-            for (r, isr) in isum.iter_mut().enumerate() {
-                let y = a.qs.as_ptr().add((a0 + r) * k + b * 256 + 64 * j) as *const i32;
-                let mut l = [_mm512_setzero_si512(); 2];
-                let mut h = [_mm512_setzero_si512(); 2];
-                for g in 0..8 {
-                    let yl = _mm512_set1_epi32(y.add(g).read_unaligned());
-                    let yh = _mm512_set1_epi32(y.add(8 + g).read_unaligned());
-                    l[g % 2] = _mm512_dpbusd_epi32(l[g % 2], lo[g], yl);
-                    h[g % 2] = _mm512_dpbusd_epi32(h[g % 2], hi[g], yh);
-                }
-                let l = _mm512_mullo_epi32(_mm512_add_epi32(l[0], l[1]), sc[2 * j]);
-                let h = _mm512_mullo_epi32(_mm512_add_epi32(h[0], h[1]), sc[2 * j + 1]);
-                *isr = _mm512_add_epi32(*isr, _mm512_add_epi32(l, h));
-            }
+                std::array::from_fn(|g| _mm512_and_si512(_mm512_srli_epi16::<4>(raw[g]), m4));
+            let f0 = row_scales(p.add(64 + 32 * j), false);
+            let f1 = row_scales(p.add(64 + 32 * j + 16), false);
+            rows_pair(&lo, &hi, f0, f1, a, a0, b * 256 + 64 * j, &mut fsum);
         }
+        let min_pairs: [__m512i; 4] =
+            std::array::from_fn(|j| row_pairs(p.add(192 + 32 * j), false, false));
         for (r, accr) in acc.iter_mut().enumerate() {
             let blk = (a0 + r) * nb + b;
             let bs = a.bsums.as_ptr().add(blk * 16);
@@ -372,7 +456,7 @@ unsafe fn tile_q4k<const R: usize>(
                 msum = _mm512_dpwssd_epi32(msum, *mp, y);
             }
             let dy = _mm512_set1_ps(*a.d.get_unchecked(blk));
-            *accr = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_mul_ps(d, dy), *accr);
+            *accr = _mm512_fmadd_ps(fsum[r], _mm512_mul_ps(d, dy), *accr);
             *accr = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, dy), *accr);
         }
     }
@@ -381,96 +465,213 @@ unsafe fn tile_q4k<const R: usize>(
     }
 }
 
-/// Q6_K tile of 16 rows against Q8_K activation rows `a0..a0+R`. Values go unsigned (0..63);
-/// the stored +32 comes off as 32 × Σ scale × the activations' sums of 16.
-///
-/// # Safety
-/// As `tile`.
+/// The 16-value sub-block kinds as const parameters of their shared kernel (`tile_k16`).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
-unsafe fn tile_q6k<const R: usize>(
-    w: *const u8,
-    nb: usize,
-    a: &QActs,
-    a0: usize,
-    res: &mut [[f32; 16]; 4],
-) {
-    use std::arch::x86_64::*;
-    let k = a.k;
-    let m4 = _mm512_set1_epi8(0x0F);
-    let m3 = _mm512_set1_epi8(3);
-    let mut acc = [_mm512_setzero_ps(); R];
-    for b in 0..nb {
-        let p = w.add(b * 210 * 16);
-        if R == 1 {
-            prefetch(p.wrapping_add(PREFETCH_BLOCKS * 3360), 3360);
-        }
-        let d = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
-        let scale =
-            |s: usize| _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(32 + 16 * s) as *const __m128i));
-        let scale_pairs: [__m512i; 8] =
-            std::array::from_fn(|j| row_pairs(p.add(32 + 32 * j), true, false));
-        let mut isum = [_mm512_setzero_si512(); R];
-        for n in 0..2 {
-            let qh: [__m512i; 8] = std::array::from_fn(|g| {
-                _mm512_loadu_si512(p.add(2336 + (n * 8 + g) * 64) as *const _)
-            });
-            for t in 0..4 {
-                // t: which 32 values of the half; low nibbles of ql bytes 32(t%2).. for t < 2,
-                // high nibbles for t >= 2; bit pair t of qh.
-                let h = t % 2;
-                let ql = p.add(288 + (n * 2 + h) * 8 * 64);
-                let nib_shift = _mm_cvtsi32_si128(if t >= 2 { 4 } else { 0 });
-                let hi_shift = _mm_cvtsi32_si128(2 * t as i32);
-                let v: [__m512i; 8] = std::array::from_fn(|g| {
-                    let l = _mm512_loadu_si512(ql.add(g * 64) as *const _);
-                    let l = _mm512_and_si512(_mm512_srl_epi16(l, nib_shift), m4);
-                    let hb = _mm512_and_si512(_mm512_srl_epi16(qh[g], hi_shift), m3);
-                    _mm512_or_si512(l, _mm512_slli_epi16(hb, 4))
-                });
-                let s0 = scale(8 * n + 2 * t);
-                let s1 = scale(8 * n + 2 * t + 1);
-                for (r, isr) in isum.iter_mut().enumerate() {
-                    let y =
-                        a.qs.as_ptr().add((a0 + r) * k + b * 256 + 128 * n + 32 * t) as *const i32;
-                    *isr = _mm512_add_epi32(*isr, sub_block_pair(&v, y, s0, s1));
-                }
-            }
-        }
-        for (r, accr) in acc.iter_mut().enumerate() {
-            let blk = (a0 + r) * nb + b;
-            let bs = a.bsums.as_ptr().add(blk * 16);
-            let off = pair_sums(&scale_pairs, bs);
-            let sum = _mm512_sub_epi32(isum[r], _mm512_slli_epi32(off, 5));
-            let dy = _mm512_set1_ps(*a.d.get_unchecked(blk));
-            *accr = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(d, dy), *accr);
-        }
-    }
-    for (r, v) in acc.iter().enumerate() {
-        _mm512_storeu_ps(res[r].as_mut_ptr(), *v);
+const K2: u8 = 2;
+#[cfg(target_arch = "x86_64")]
+const K3: u8 = 3;
+#[cfg(target_arch = "x86_64")]
+const K6: u8 = 6;
+
+#[cfg(target_arch = "x86_64")]
+fn k16_kind(k: u8) -> Kind {
+    match k {
+        K2 => Kind::Q2K,
+        K3 => Kind::Q3K,
+        _ => Kind::Q6K,
     }
 }
 
-/// Q3_K tile of 16 rows against Q8_K activation rows `a0..a0+R`. A value is its three bits
-/// minus 4 (llama.cpp subtracts 4 where the high bit is clear): the three bits go through
-/// `vpdpbusd` unsigned and the 4 × scale × Σy term through the activations' sums of 16.
+/// Bytes of one tile-block's values unpacked to one byte each (Q2_K, Q3_K, Q6_K): eight
+/// quarters of eight 64-byte vectors, in the order the kernels take them.
+pub const UNPACKED_BLOCK: usize = 4096;
+
+/// Whether `unpack` exists for this kind: prefill then unpacks each tile once for all its
+/// activation rows instead of once per four.
+pub fn has_unpack(kind: Kind) -> bool {
+    matches!(kind, Kind::Q2K | Kind::Q3K | Kind::Q6K)
+}
+
+/// The values of quarter `T` (32 values) of half `h` of a Q2_K, Q3_K or Q6_K tile-block at
+/// `p`, one byte each, four values of the 16 rows per vector:
+/// - Q6_K: 0..63. The low nibbles come from `ql` (shifted for T >= 2); the bit pair T of `qh`
+///   is moved to bits 4..5 by one immediate shift (none for T = 2) and merged by one
+///   `vpternlogd`.
+/// - Q3_K: 0..7, the high bit (`hm`, bit 4h+T) added as 4 by `vpaddb` under a `vptestmb`
+///   mask.
+/// - Q2_K: 0..3.
 ///
 /// # Safety
-/// As `tile`.
+/// AVX-512 F/BW; `p` is a whole tile-block of `kind`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn quarter_values<const T: usize, const K: u8>(
+    p: *const u8,
+    h: usize,
+    hm: &[std::arch::x86_64::__m512i; 8],
+) -> [std::arch::x86_64::__m512i; 8] {
+    use std::arch::x86_64::*;
+    match K {
+        K6 => {
+            let m4 = _mm512_set1_epi8(0x0F);
+            let m30 = _mm512_set1_epi8(0x30);
+            let ql = p.add(288 + (h * 2 + T % 2) * 512);
+            let qh = p.add(2336 + h * 512);
+            std::array::from_fn(|g| {
+                let l = _mm512_loadu_si512(ql.add(64 * g) as *const _);
+                let q = _mm512_loadu_si512(qh.add(64 * g) as *const _);
+                let l = if T >= 2 { _mm512_srli_epi16::<4>(l) } else { l };
+                let hb = match T {
+                    0 => _mm512_slli_epi16::<4>(q),
+                    1 => _mm512_slli_epi16::<2>(q),
+                    2 => q,
+                    _ => _mm512_srli_epi16::<2>(q),
+                };
+                // bits 0..3 from l, 4..5 from hb
+                _mm512_ternarylogic_epi32::<0xCA>(m4, l, _mm512_and_si512(hb, m30))
+            })
+        }
+        K3 => {
+            let four = _mm512_set1_epi8(4);
+            let bit = _mm512_set1_epi8((1u8 << (4 * h + T)) as i8);
+            let lo = two_bit_values::<T>(p.add(288 + 512 * h));
+            std::array::from_fn(|g| {
+                _mm512_mask_add_epi8(lo[g], _mm512_test_epi8_mask(hm[g], bit), lo[g], four)
+            })
+        }
+        _ => two_bit_values::<T>(p.add(320 + 512 * h)),
+    }
+}
+
+/// Quarter `T` of half `h` of tile-block `b` (at `p`): its values (from `pre`, `unpack`'s
+/// output for the whole tile, unless null), its two sub-blocks' scales, then every activation
+/// row `a0..a0+R` against them into `fsum`.
+///
+/// # Safety
+/// As `tile`; `p` is a whole tile-block of `kind`, `pre` null or `unpack`'s output.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn quarter<const T: usize, const R: usize, const K: u8, const PRE: bool>(
+    p: *const u8,
+    pre: *const u8,
+    b: usize,
+    h: usize,
+    hm: &[std::arch::x86_64::__m512i; 8],
+    a: &QActs,
+    a0: usize,
+    fsum: &mut [std::arch::x86_64::__m512; R],
+) {
+    use std::arch::x86_64::*;
+    let v = if !PRE {
+        quarter_values::<T, K>(p, h, hm)
+    } else {
+        let q = pre.add(b * UNPACKED_BLOCK + (4 * h + T) * 512);
+        std::array::from_fn(|g| _mm512_loadu_si512(q.add(64 * g) as *const _))
+    };
+    let s = 8 * h + 2 * T;
+    let (f0, f1) = if K == K2 {
+        (
+            row_scales(p.add(64 + 16 * s), true),
+            row_scales(p.add(80 + 16 * s), true),
+        )
+    } else {
+        (
+            row_scales(p.add(32 + 16 * s), false),
+            row_scales(p.add(48 + 16 * s), false),
+        )
+    };
+    let (lo, hi) = halves(v);
+    rows_pair(&lo, &hi, f0, f1, a, a0, b * 256 + 128 * h + 32 * T, fsum);
+}
+
+/// Unpack the `nb` tile-blocks of one Q2_K, Q3_K or Q6_K tile at `w` into `out`
+/// (`nb * UNPACKED_BLOCK` bytes), for `tile` to read instead of unpacking per activation rows.
+///
+/// # Safety
+/// AVX-512 F/BW; `w` must hold the tile's `nb` tile-blocks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn unpack(kind: Kind, w: *const u8, nb: usize, out: &mut [u8]) {
+    assert!(out.len() >= nb * UNPACKED_BLOCK);
+    match kind {
+        Kind::Q2K => unpack_k::<K2>(w, nb, out),
+        Kind::Q3K => unpack_k::<K3>(w, nb, out),
+        Kind::Q6K => unpack_k::<K6>(w, nb, out),
+        _ => panic!("no unpack for {kind:?}"),
+    }
+}
+
+/// `unpack` for one kind (`K2`, `K3`, `K6`).
+///
+/// # Safety
+/// As `unpack`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn unpack_k<const K: u8>(w: *const u8, nb: usize, out: &mut [u8]) {
+    use std::arch::x86_64::*;
+    let kind = k16_kind(K);
+    let tb = tile_bytes(kind);
+    for b in 0..nb {
+        let p = w.add(b * tb);
+        let hm = block_high_bits::<K>(p);
+        let o = out.as_mut_ptr().add(b * UNPACKED_BLOCK);
+        for h in 0..2 {
+            let vs = [
+                quarter_values::<0, K>(p, h, &hm),
+                quarter_values::<1, K>(p, h, &hm),
+                quarter_values::<2, K>(p, h, &hm),
+                quarter_values::<3, K>(p, h, &hm),
+            ];
+            for (t, v) in vs.iter().enumerate() {
+                for (g, x) in v.iter().enumerate() {
+                    _mm512_storeu_si512(o.add((4 * h + t) * 512 + 64 * g) as *mut _, *x);
+                }
+            }
+        }
+    }
+}
+
+/// Q3_K's high-bit vectors of the tile-block at `p` (zeros for other kinds).
+///
+/// # Safety
+/// AVX-512 F; `p` is a whole tile-block of `kind`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn block_high_bits<const K: u8>(p: *const u8) -> [std::arch::x86_64::__m512i; 8] {
+    use std::arch::x86_64::*;
+    if K == K3 {
+        std::array::from_fn(|g| _mm512_loadu_si512(p.add(1312 + 64 * g) as *const _))
+    } else {
+        [_mm512_setzero_si512(); 8]
+    }
+}
+
+/// Q2_K, Q3_K or Q6_K tile of 16 rows against Q8_K activation rows `a0..a0+R`, the values
+/// unpacked here or read from `pre` (`unpack`'s output, or null). Values go unsigned through
+/// `vpdpbusd`; what that leaves out comes off through the activations' sums of 16: Q6_K's
+/// stored +32 (32 × Σ scale × sum), Q3_K's −4 where the high bit is clear (llama.cpp's
+/// convention; 4 × Σ scale × sum), Q2_K's minimums (dmin × Σ min × sum).
+///
+/// # Safety
+/// As `tile`; `pre` null or `unpack`'s output for this tile.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
-unsafe fn tile_q3k<const R: usize>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_k16<const R: usize, const K: u8, const PRE: bool>(
     w: *const u8,
+    pre: *const u8,
     nb: usize,
     a: &QActs,
     a0: usize,
     res: &mut [[f32; 16]; 4],
 ) {
     use std::arch::x86_64::*;
-    let k = a.k;
-    let tb = tile_bytes(Kind::Q3K);
-    let m3 = _mm512_set1_epi8(3);
-    let four = _mm512_set1_epi8(4);
+    let kind = k16_kind(K);
+    let tb = tile_bytes(kind);
     let mut acc = [_mm512_setzero_ps(); R];
     for b in 0..nb {
         let p = w.add(b * tb);
@@ -478,120 +679,40 @@ unsafe fn tile_q3k<const R: usize>(
             prefetch(p.wrapping_add(PREFETCH_BLOCKS * tb), tb);
         }
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
-        let sc: [__m512i; 16] = std::array::from_fn(|s| {
-            _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(32 + 16 * s) as *const __m128i))
-        });
-        let scale_pairs: [__m512i; 8] =
-            std::array::from_fn(|j| row_pairs(p.add(32 + 32 * j), true, false));
-        let hm: [__m512i; 8] =
-            std::array::from_fn(|g| _mm512_loadu_si512(p.add(1312 + 64 * g) as *const _));
-        let qs = p.add(288);
-        let mut isum = [_mm512_setzero_si512(); R];
-        for j in 0..2 {
-            let raw: [__m512i; 8] =
-                std::array::from_fn(|g| _mm512_loadu_si512(qs.add((j * 8 + g) * 64) as *const _));
-            for t in 0..4 {
-                let sh = _mm_cvtsi32_si128(2 * t as i32);
-                let bit = _mm512_set1_epi8((1u8 << (4 * j + t)) as i8);
-                let v: [__m512i; 8] = std::array::from_fn(|g| {
-                    let lo = _mm512_and_si512(_mm512_srl_epi16(raw[g], sh), m3);
-                    _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(hm[g], bit), lo, four)
-                });
-                let s0 = 8 * j + 2 * t;
-                for (r, isr) in isum.iter_mut().enumerate() {
-                    let y =
-                        a.qs.as_ptr().add((a0 + r) * k + b * 256 + 128 * j + 32 * t) as *const i32;
-                    *isr = _mm512_add_epi32(*isr, sub_block_pair(&v, y, sc[s0], sc[s0 + 1]));
-                }
+        let hm = if !PRE {
+            block_high_bits::<K>(p)
+        } else {
+            [_mm512_setzero_si512(); 8]
+        };
+        let mut fsum = [_mm512_setzero_ps(); R];
+        for h in 0..2 {
+            quarter::<0, R, K, PRE>(p, pre, b, h, &hm, a, a0, &mut fsum);
+            quarter::<1, R, K, PRE>(p, pre, b, h, &hm, a, a0, &mut fsum);
+            quarter::<2, R, K, PRE>(p, pre, b, h, &hm, a, a0, &mut fsum);
+            quarter::<3, R, K, PRE>(p, pre, b, h, &hm, a, a0, &mut fsum);
+        }
+        if K == K2 {
+            let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i));
+            let min_pairs: [__m512i; 8] =
+                std::array::from_fn(|j| row_pairs(p.add(64 + 32 * j), false, true));
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let blk = (a0 + r) * nb + b;
+                let msum = pair_sums(&min_pairs, a.bsums.as_ptr().add(blk * 16));
+                let dy = _mm512_set1_ps(*a.d.get_unchecked(blk));
+                *accr = _mm512_fmadd_ps(fsum[r], _mm512_mul_ps(d, dy), *accr);
+                *accr = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, dy), *accr);
             }
-        }
-        for (r, accr) in acc.iter_mut().enumerate() {
-            let blk = (a0 + r) * nb + b;
-            let bs = a.bsums.as_ptr().add(blk * 16);
-            let off = pair_sums(&scale_pairs, bs);
-            let sum = _mm512_sub_epi32(isum[r], _mm512_slli_epi32(off, 2));
-            let dy = _mm512_set1_ps(*a.d.get_unchecked(blk));
-            *accr = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(d, dy), *accr);
-        }
-    }
-    for (r, v) in acc.iter().enumerate() {
-        _mm512_storeu_ps(res[r].as_mut_ptr(), *v);
-    }
-}
-
-/// Q2_K tile of 16 rows against Q8_K activation rows `a0..a0+R`.
-///
-/// # Safety
-/// As `tile`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
-unsafe fn tile_q2k<const R: usize>(
-    w: *const u8,
-    nb: usize,
-    a: &QActs,
-    a0: usize,
-    res: &mut [[f32; 16]; 4],
-) {
-    use std::arch::x86_64::*;
-    let k = a.k;
-    let m3 = _mm512_set1_epi8(3);
-    let m4 = _mm512_set1_epi32(0xF);
-    let mut acc = [_mm512_setzero_ps(); R];
-    for b in 0..nb {
-        let p = w.add(b * 84 * 16);
-        if R == 1 {
-            prefetch(p.wrapping_add(PREFETCH_BLOCKS * 1344), 1344);
-        }
-        let d = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
-        let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i));
-        let sc: [__m512i; 16] = std::array::from_fn(|s| {
-            let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(64 + 16 * s) as *const __m128i));
-            _mm512_and_si512(v, m4)
-        });
-        let qs = p.add(320);
-        let mut isum = [_mm512_setzero_si512(); R];
-        let mut msum = [_mm512_setzero_si512(); R];
-        for j in 0..2 {
-            let raw: [__m512i; 8] =
-                std::array::from_fn(|g| _mm512_loadu_si512(qs.add((j * 8 + g) * 64) as *const _));
-            for t in 0..4 {
-                let sh = _mm512_set1_epi64(2 * t as i64);
-                let v: [__m512i; 8] = std::array::from_fn(|g| {
-                    _mm512_and_si512(_mm512_srl_epi16(raw[g], _mm512_castsi512_si128(sh)), m3)
-                });
-                let s0 = 8 * j + 2 * t;
-                for (r, isr) in isum.iter_mut().enumerate() {
-                    let y =
-                        a.qs.as_ptr().add((a0 + r) * k + b * 256 + 128 * j + 32 * t) as *const i32;
-                    let mut lo = _mm512_setzero_si512();
-                    let mut hi = _mm512_setzero_si512();
-                    for g in 0..4 {
-                        lo = _mm512_dpbusd_epi32(
-                            lo,
-                            v[g],
-                            _mm512_set1_epi32(y.add(g).read_unaligned()),
-                        );
-                        hi = _mm512_dpbusd_epi32(
-                            hi,
-                            v[g + 4],
-                            _mm512_set1_epi32(y.add(g + 4).read_unaligned()),
-                        );
-                    }
-                    *isr = _mm512_add_epi32(*isr, _mm512_mullo_epi32(lo, sc[s0]));
-                    *isr = _mm512_add_epi32(*isr, _mm512_mullo_epi32(hi, sc[s0 + 1]));
-                }
+        } else {
+            let scale_pairs: [__m512i; 8] =
+                std::array::from_fn(|j| row_pairs(p.add(32 + 32 * j), true, false));
+            let offset = _mm512_set1_ps(if K == K6 { 32.0 } else { 4.0 });
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let blk = (a0 + r) * nb + b;
+                let off = pair_sums(&scale_pairs, a.bsums.as_ptr().add(blk * 16));
+                let sum = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(off), offset, fsum[r]);
+                let dy = _mm512_set1_ps(*a.d.get_unchecked(blk));
+                *accr = _mm512_fmadd_ps(sum, _mm512_mul_ps(d, dy), *accr);
             }
-        }
-        let min_pairs: [__m512i; 8] =
-            std::array::from_fn(|j| row_pairs(p.add(64 + 32 * j), false, true));
-        for (r, ms) in msum.iter_mut().enumerate() {
-            let bs = a.bsums.as_ptr().add(((a0 + r) * nb + b) * 16);
-            *ms = pair_sums(&min_pairs, bs);
-        }
-        for r in 0..R {
-            let dy = _mm512_set1_ps(*a.d.get_unchecked((a0 + r) * nb + b));
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_mul_ps(d, dy), acc[r]);
-            acc[r] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum[r]), _mm512_mul_ps(dmin, dy), acc[r]);
         }
     }
     for (r, v) in acc.iter().enumerate() {
@@ -641,16 +762,19 @@ pub fn dequantize_row(kind: Kind, w: &[u8], nb: usize, i: usize, out: &mut [f32]
     }
 }
 
-/// Outputs of tile `t` (16 rows) for activation rows `a0..a0+R` into `res[r][0..16]`.
+/// Outputs of tile `t` (16 rows) for activation rows `a0..a0+R` into `res[r][0..16]`; for
+/// the kinds of `has_unpack`, the values from `pre` (`unpack`'s output for this tile) unless
+/// it is null.
 ///
 /// # Safety
-/// The CPU must have AVX-512 F, BW and VNNI; `w` must hold the tile's `nb` tile-blocks and
-/// `a0 + R <= a.m`.
+/// The CPU must have AVX-512 F, BW and VNNI; `w` must hold the tile's `nb` tile-blocks,
+/// `pre` be null or `unpack`'s output for them, and `a0 + R <= a.m`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
 pub unsafe fn tile<const R: usize>(
     kind: Kind,
     w: *const u8,
+    pre: *const u8,
     nb: usize,
     a: &QActs,
     a0: usize,
@@ -658,10 +782,17 @@ pub unsafe fn tile<const R: usize>(
 ) {
     use std::arch::x86_64::*;
     match kind {
-        Kind::Q2K => return tile_q2k::<R>(w, nb, a, a0, res),
-        Kind::Q3K => return tile_q3k::<R>(w, nb, a, a0, res),
+        Kind::Q2K | Kind::Q3K | Kind::Q6K => {
+            return match (kind, pre.is_null()) {
+                (Kind::Q2K, true) => tile_k16::<R, K2, false>(w, pre, nb, a, a0, res),
+                (Kind::Q2K, false) => tile_k16::<R, K2, true>(w, pre, nb, a, a0, res),
+                (Kind::Q3K, true) => tile_k16::<R, K3, false>(w, pre, nb, a, a0, res),
+                (Kind::Q3K, false) => tile_k16::<R, K3, true>(w, pre, nb, a, a0, res),
+                (_, true) => tile_k16::<R, K6, false>(w, pre, nb, a, a0, res),
+                (_, false) => tile_k16::<R, K6, true>(w, pre, nb, a, a0, res),
+            };
+        }
         Kind::Q4K => return tile_q4k::<R>(w, nb, a, a0, res),
-        Kind::Q6K => return tile_q6k::<R>(w, nb, a, a0, res),
         _ => {}
     }
     let tb = tile_bytes(kind);
