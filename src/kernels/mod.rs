@@ -562,70 +562,66 @@ fn matmul_tiles(kind: Kind, w: &[u8], n: usize, k: usize, a: &QActs, dst: &mut [
     let threads = rayon::current_num_threads().max(1);
     let chunk = n_tiles.div_ceil(threads * 4).max(1);
     let out = OutPtr(dst.as_mut_ptr());
-    // Prefill: unpack each tile's values once for all activation rows (the tile then stays
-    // in cache while the rows stream past it), not once per four rows.
+    // Prefill: unpack each tile's values once for all activation rows (the unpacked bytes then
+    // stay in cache while the rows stream past them), not once per four rows.
     let unpacked = m >= UNPACK_MIN_ROWS && tiles::has_unpack(kind);
     for_chunks(n_tiles.div_ceil(chunk), m * n * k, |c| {
         let t0 = c * chunk;
         let t1 = (t0 + chunk).min(n_tiles);
-        let one = |t: usize, a0: usize, pre: *const u8| {
-            let r = if m - a0 >= 4 { 4 } else { 1 };
-            let mut res = [[0f32; 16]; 4];
-            #[cfg(not(target_arch = "x86_64"))]
-            let _ = pre;
-            #[cfg(target_arch = "x86_64")]
-            // Safety: tiles exist only when `detect` found AVX-512 F/BW/VNNI; the asserts
-            // above bound the tile, `pre` is null or this tile's unpacked values, and
-            // `a0 + r <= m`.
-            unsafe {
-                let p = w.as_ptr().add(t * tile);
-                if r == 4 {
-                    tiles::tile::<4>(kind, p, pre, nb, a, a0, &mut res);
-                } else {
-                    tiles::tile::<1>(kind, p, pre, nb, a, a0, &mut res);
-                }
-            }
-            for (j, row) in res.iter().take(r).enumerate() {
-                // Safety: row a0+j < m, columns 16t..16t+16 <= n; each tile belongs to
-                // one chunk.
-                unsafe {
-                    let o = out.get().add((a0 + j) * n + 16 * t);
-                    std::ptr::copy_nonoverlapping(row.as_ptr(), o, 16);
-                }
-            }
-            r
+        // Prefill of the unpacked kinds: a few tiles at a time, so that each activation row
+        // is read once per group; otherwise the whole chunk is the group.
+        let ub = nb * tiles::UNPACKED_BLOCK;
+        let g = if unpacked {
+            (UNPACK_BYTES / ub).clamp(1, 4)
+        } else {
+            chunk
         };
-        if unpacked {
-            // a few tiles at a time, so that each activation row is read once per group
-            let ub = nb * tiles::UNPACKED_BLOCK;
-            let g = (UNPACK_BYTES / ub).clamp(1, 4);
-            let mut pre = vec![0u8; g * ub];
-            for tg in (t0..t1).step_by(g) {
-                let te = (tg + g).min(t1);
+        let mut pre = vec![0u8; if unpacked { g * ub } else { 0 }];
+        for tg in (t0..t1).step_by(g) {
+            let te = (tg + g).min(t1);
+            if unpacked {
                 for (t, dst) in (tg..te).zip(pre.chunks_mut(ub)) {
                     #[cfg(not(target_arch = "x86_64"))]
                     let _ = (t, dst);
                     #[cfg(target_arch = "x86_64")]
-                    // Safety: as above; `dst` holds nb unpacked blocks.
+                    // Safety: tiles exist only when `detect` found AVX-512 F/BW/VNNI; the
+                    // asserts above bound the tile; `dst` holds nb unpacked blocks.
                     unsafe {
                         tiles::unpack(kind, w.as_ptr().add(t * tile), nb, dst)
                     };
                 }
-                let mut a0 = 0;
-                while a0 < m {
-                    let mut r = 1;
-                    for (t, src) in (tg..te).zip(pre.chunks(ub)) {
-                        r = one(t, a0, src.as_ptr());
-                    }
-                    a0 += r;
-                }
             }
-        } else {
             let mut a0 = 0;
             while a0 < m {
-                let mut r = 1;
-                for t in t0..t1 {
-                    r = one(t, a0, std::ptr::null());
+                let r = if m - a0 >= 4 { 4 } else { 1 };
+                for t in tg..te {
+                    let src = if unpacked {
+                        pre[(t - tg) * ub..].as_ptr()
+                    } else {
+                        std::ptr::null()
+                    };
+                    let mut res = [[0f32; 16]; 4];
+                    #[cfg(not(target_arch = "x86_64"))]
+                    let _ = src;
+                    #[cfg(target_arch = "x86_64")]
+                    // Safety: as above; `src` is null or this tile's unpacked values, and
+                    // `a0 + r <= m`.
+                    unsafe {
+                        let p = w.as_ptr().add(t * tile);
+                        if r == 4 {
+                            tiles::tile::<4>(kind, p, src, nb, a, a0, &mut res);
+                        } else {
+                            tiles::tile::<1>(kind, p, src, nb, a, a0, &mut res);
+                        }
+                    }
+                    for (j, row) in res.iter().take(r).enumerate() {
+                        // Safety: row a0+j < m, columns 16t..16t+16 <= n; each tile belongs
+                        // to one chunk.
+                        unsafe {
+                            let o = out.get().add((a0 + j) * n + 16 * t);
+                            std::ptr::copy_nonoverlapping(row.as_ptr(), o, 16);
+                        }
+                    }
                 }
                 a0 += r;
             }
@@ -724,6 +720,42 @@ mod tests {
             .sum()
     }
 
+    /// Prefill of Q2_K, Q3_K and Q6_K through the unpacked tiles (`UNPACK_MIN_ROWS` rows or
+    /// more, groups of several tiles: enough tiles that every chunk holds more than one) gives
+    /// each row what that row alone gives through the decode path, which unpacks in registers.
+    #[test]
+    fn unpacked_prefill_matches_decode() {
+        if detect() != Some(Isa::Avx512Vnni) {
+            eprintln!("no AVX-512 VNNI on this CPU: no tiles, nothing to compare");
+            return;
+        }
+        let dev = Device::Cpu;
+        let k = 512;
+        // chunks of 4 tiles, so groups of up to 4 tiles (UNPACK_BYTES holds 4 at this k)
+        let n = 16 * 4 * 4 * rayon::current_num_threads().max(1);
+        let m = UNPACK_MIN_ROWS + 1;
+        for dt in [GgmlDType::Q2K, GgmlDType::Q3K, GgmlDType::Q6K] {
+            let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+            let q = Arc::new(QTensor::quantize(&w, dt).unwrap());
+            let op = QMatMulOp::with_isa(q, Isa::Avx512Vnni, true).unwrap();
+            assert!(op.is_tiled(), "{dt:?}");
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
+            let all = op.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+            let scale = all.iter().flatten().fold(0f32, |a, v| a.max(v.abs()));
+            assert!(scale > 0.0, "{dt:?}: all outputs zero");
+            for (i, got) in all.iter().enumerate() {
+                let row = x.narrow(0, i, 1).unwrap();
+                let want = op.forward(&row).unwrap().to_vec2::<f32>().unwrap();
+                for (c, (g, w)) in got.iter().zip(&want[0]).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * scale,
+                        "{dt:?} row {i} column {c}: prefill {g}, decode {w}"
+                    );
+                }
+            }
+        }
+    }
+
     /// Compare every kernel type on every instruction set this CPU has with candle's own
     /// quantized matmul on the same quantized weights: one row (decode), rows in tiles of four
     /// plus a remainder (prefill), k of several blocks.
@@ -773,9 +805,9 @@ mod tests {
                 let max_w = wq.iter().fold(0f32, |a, v| a.max(v.abs()));
                 let kind = Kind::of(dt).unwrap();
                 let block = kind.block();
-                // 17: from UNPACK_MIN_ROWS on, Q2_K/Q3_K/Q6_K tiles are unpacked once
-                // (four groups of four rows and one single row against the unpacked values)
-                for m in [1usize, 3, 4, 9, 17] {
+                // UNPACK_MIN_ROWS + 1: Q2_K/Q3_K/Q6_K tiles unpacked once per matmul, with
+                // groups of four rows and one single row against the unpacked values
+                for m in [1usize, 3, 4, 9, UNPACK_MIN_ROWS + 1] {
                     let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
                     let want = reference.forward(&x).unwrap().to_vec2::<f32>().unwrap();
                     // Ties (x.5) in the activations round to even here, as llama.cpp's

@@ -289,16 +289,14 @@ unsafe fn sub_block_pair<const N: usize>(
         l[g % chains] = _mm512_dpbusd_epi32(l[g % chains], lo[g], yl);
         h[g % chains] = _mm512_dpbusd_epi32(h[g % chains], hi[g], yh);
     }
-    let (l, h) = if two {
-        (_mm512_add_epi32(l[0], l[1]), _mm512_add_epi32(h[0], h[1]))
-    } else {
-        (l[0], h[0])
-    };
     if two {
+        let l = _mm512_add_epi32(l[0], l[1]);
+        let h = _mm512_add_epi32(h[0], h[1]);
         // one add on the loop-carried chain instead of two FMAs (decode is latency-bound)
         let t = _mm512_mul_ps(_mm512_cvtepi32_ps(l), f0);
         _mm512_add_ps(acc, _mm512_fmadd_ps(_mm512_cvtepi32_ps(h), f1, t))
     } else {
+        let (l, h) = (l[0], h[0]);
         let acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(l), f0, acc);
         _mm512_fmadd_ps(_mm512_cvtepi32_ps(h), f1, acc)
     }
@@ -384,6 +382,7 @@ unsafe fn two_bit_values<const T: usize>(qs: *const u8) -> [std::arch::x86_64::_
         _mm512_and_si512(v, m3)
     })
 }
+
 /// Σ over sub-blocks of (per-row value in `pairs`, as `row_pairs` packs two sub-blocks) ×
 /// the activations' sum of 16 at `bs` (one i16 per sub-block, in the same order).
 ///
@@ -783,6 +782,8 @@ pub unsafe fn tile<const R: usize>(
     use std::arch::x86_64::*;
     match kind {
         Kind::Q2K | Kind::Q3K | Kind::Q6K => {
+            // kind and `pre`'s presence as const parameters: each instance compiles without
+            // the other kinds' branches and without a test per quarter
             return match (kind, pre.is_null()) {
                 (Kind::Q2K, true) => tile_k16::<R, K2, false>(w, pre, nb, a, a0, res),
                 (Kind::Q2K, false) => tile_k16::<R, K2, true>(w, pre, nb, a, a0, res),
