@@ -4,6 +4,7 @@
 //!
 //! cargo run --release --example kernel_speed
 //! cargo run --release --example kernel_speed -- q4k 8960 1536 512   (one type, n k m)
+//! cargo run --release --example kernel_speed -- f16 8960 1536 512   (f16 weights against candle's f32 matmul)
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
@@ -30,6 +31,11 @@ fn main() -> anyhow::Result<()> {
         "type", "k", "rows", "candle GOP/s", "qeval GOP/s", "ratio"
     );
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [t, n, k, m] = args.as_slice() {
+        if t == "f16" {
+            return f16(n.parse()?, k.parse()?, m.parse()?);
+        }
+    }
     let one: Option<(GgmlDType, usize, usize, usize)> = match args.as_slice() {
         [] => None,
         [t, n, k, m] => {
@@ -43,7 +49,9 @@ fn main() -> anyhow::Result<()> {
                 "q5k" => GgmlDType::Q5K,
                 "q6k" => GgmlDType::Q6K,
                 other => {
-                    anyhow::bail!("type {other}: use q4_0, q5_0, q8_0, q2k, q3k, q4k, q5k or q6k")
+                    anyhow::bail!(
+                        "type {other}: use f16, q4_0, q5_0, q8_0, q2k, q3k, q4k, q5k or q6k"
+                    )
                 }
             };
             Some((dt, n.parse()?, k.parse()?, m.parse()?))
@@ -120,5 +128,39 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// f16 weights (n×k) times m f32 activation rows: qeval's f16 kernel against candle's f32
+/// matmul of the same weights converted to f32 (candle has no f16 × f32 product).
+fn f16(n: usize, k: usize, m: usize) -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
+    let w16 = w.to_dtype(candle_core::DType::F16)?;
+    let w32t = w16.to_dtype(candle_core::DType::F32)?.t()?;
+    let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+    let reps = if m == 1 { 50 } else { 5 };
+    let tc = time(
+        &mut || {
+            let _ = x.matmul(&w32t);
+        },
+        reps,
+    );
+    let to = time(
+        &mut || {
+            let _ = qeval::kernels::f16::matmul(&w16, &x);
+        },
+        reps,
+    );
+    let ops = 2.0 * (m * n * k) as f64 / 1e9;
+    println!(
+        "{:<6} {:>5} {:>5} {:>12.1} {:>12.1} {:>7.2}",
+        "F16",
+        k,
+        m,
+        ops / tc,
+        ops / to,
+        tc / to
+    );
     Ok(())
 }

@@ -39,6 +39,10 @@
 #                         files already in OUT/parity (f16.gguf, imatrix.gguf, LEVEL.gguf)
 #                         are used as they are
 #   --all                 both
+#   --llama-ubatch N      with --parity: llama-perplexity --kl-divergence runs each level a second
+#                         time with -ub N (other kernels, other summation orders: llama.cpp
+#                         against itself), and the table shows how far its own top-1
+#                         agreement moves; qeval's distance from llama.cpp reads against that
 #   --imatrix-chunks N    with --parity and i-quant levels (iq*): chunks of 512 llama-imatrix
 #                         reads from wikitext-2's test split (default 16); every iq level is
 #                         made with that importance matrix, as Hub uploaders make them
@@ -55,6 +59,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 threads=2
 repeats=3
 imatrix_chunks=16
+llama_ubatch=""
 levels="f16,q8_0,q6_k,q4_k_m,q4_0,q4_1,q5_0,q5_1"
 whole_levels="f16,q8_0,q4_k_m,q2_k"
 chunks=""
@@ -77,6 +82,7 @@ while [ $# -gt 0 ]; do
     --parity) mode=parity; shift ;;
     --all) mode=all; shift ;;
     --imatrix-chunks) imatrix_chunks="${2:?$1 needs a value}"; shift 2 ;;
+    --llama-ubatch) llama_ubatch="${2:?$1 needs a value}"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
@@ -84,6 +90,7 @@ done
 for v in threads repeats imatrix_chunks; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "--$v '${!v}': give a whole number of at least 1"
 done
+[ -z "$llama_ubatch" ] || [[ "$llama_ubatch" =~ ^[1-9][0-9]*$ ]] || die "--llama-ubatch '$llama_ubatch': give a whole number of at least 1"
 [ -z "$chunks" ] || [[ "$chunks" =~ ^[1-9][0-9]*$ ]] || die "--chunks '$chunks': give a whole number of at least 1"
 [ -f "$model" ] || die "--model $model: no such file (scripts/fetch-models.sh fetches the default one)"
 command -v python3 >/dev/null || die "python3 is needed to parse the outputs"
@@ -403,13 +410,19 @@ parity() {
     "$bin/llama-perplexity" -m "$w/$l.gguf" -f "$text" -c 512 -t "$threads" --chunks "$pchunks" \
       --kl-divergence-base "$w/base.kld" --kl-divergence >"$w/llama-$l.log" 2>&1 ||
       die "llama-perplexity --kl-divergence $l failed; see $w/llama-$l.log"
+    if [ -n "$llama_ubatch" ]; then
+      say "parity: llama-perplexity --kl-divergence $l -ub $llama_ubatch (llama.cpp against itself)"
+      "$bin/llama-perplexity" -m "$w/$l.gguf" -f "$text" -c 512 -t "$threads" --chunks "$pchunks" -ub "$llama_ubatch" \
+        --kl-divergence-base "$w/base.kld" --kl-divergence >"$w/llama-$l-ub.log" 2>&1 ||
+        die "llama-perplexity --kl-divergence $l -ub $llama_ubatch failed; see $w/llama-$l-ub.log"
+    fi
   done
   say "parity: qeval run on the same files"
   "$qeval" run --model "$f16" --quants f16 "${gguf_args[@]}" --no-tasks --chunks "$pchunks" --ctx 512 \
     --threads "$threads" --repeats 1 --out "$w/qeval" --quiet >"$w/qeval.txt" 2>&1 || die "qeval run failed; see $w/qeval.txt"
-  python3 - "$w" "$plevels" "$pchunks" <<'EOF'
+  python3 - "$w" "$plevels" "$pchunks" "$llama_ubatch" <<'EOF'
 import json, re, sys, pathlib
-w, levels, chunks = pathlib.Path(sys.argv[1]), sys.argv[2].split(","), sys.argv[3]
+w, levels, chunks, ub = pathlib.Path(sys.argv[1]), sys.argv[2].split(","), sys.argv[3], sys.argv[4]
 q = {l["level"]: l for l in json.loads((w / "qeval" / "results.json").read_text())["levels"]}
 def grab(text, pat):
     m = re.search(pat, text)
@@ -426,15 +439,24 @@ for l in levels:
     ql = q[l]
     qp, qk = ql.get("perplexity"), ql.get("kld_mean") or 0.0
     qt = 100.0 * (ql.get("top1_agreement") if ql.get("top1_agreement") is not None else 1.0)
-    rows.append(dict(level=l, llama_ppl=ppl, qeval_ppl=qp, ppl_diff_pct=100 * (qp - ppl) / ppl,
-                     llama_kld=kld, qeval_kld=qk, kld_diff_pct=(100 * (qk - kld) / kld) if kld else 0.0,
-                     llama_top1=top, qeval_top1=qt, top1_diff_points=qt - top))
+    row = dict(level=l, llama_ppl=ppl, qeval_ppl=qp, ppl_diff_pct=100 * (qp - ppl) / ppl,
+               llama_kld=kld, qeval_kld=qk, kld_diff_pct=(100 * (qk - kld) / kld) if kld else 0.0,
+               llama_top1=top, qeval_top1=qt, top1_diff_points=qt - top)
+    if ub:
+        if l == "f16":
+            row.update(llama_ub_top1=100.0, llama_ub_diff_points=0.0)
+        else:
+            ut = grab((w / f"llama-{l}-ub.log").read_text(errors="replace"), r"Same top p:\s*([0-9.]+)")
+            row.update(llama_ub_top1=ut, llama_ub_diff_points=ut - top)
+    rows.append(row)
 md = [f"Quality parity on llama-quantize's files ({chunks} chunks of 512 of the default eval set's text; reference: the f16 file)", "",
-      "| level | llama PPL | qeval PPL | Δ PPL | llama KLD | qeval KLD | Δ KLD | llama top-1 % | qeval top-1 % | Δ points |",
-      "|---|---|---|---|---|---|---|---|---|---|"]
+      "| level | llama PPL | qeval PPL | Δ PPL | llama KLD | qeval KLD | Δ KLD | llama top-1 % | qeval top-1 % | Δ points |"
+      + (f" llama -ub {ub} top-1 % | Δ points, llama.cpp against itself |" if ub else ""),
+      "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if ub else "")]
 for r in rows:
     md.append(f"| {r['level']} | {r['llama_ppl']:.4f} | {r['qeval_ppl']:.4f} | {r['ppl_diff_pct']:+.3f}% | {r['llama_kld']:.6f} | "
-              f"{r['qeval_kld']:.6f} | {r['kld_diff_pct']:+.2f}% | {r['llama_top1']:.3f} | {r['qeval_top1']:.3f} | {r['top1_diff_points']:+.3f} |")
+              f"{r['qeval_kld']:.6f} | {r['kld_diff_pct']:+.2f}% | {r['llama_top1']:.3f} | {r['qeval_top1']:.3f} | {r['top1_diff_points']:+.3f} |"
+              + (f" {r['llama_ub_top1']:.3f} | {r['llama_ub_diff_points']:+.3f} |" if ub else ""))
 (w / "parity.md").write_text("\n".join(md) + "\n")
 (w / "parity.json").write_text(json.dumps(rows, indent=1))
 print("\n".join(md))

@@ -1,14 +1,12 @@
-//! F16 weights times f32 activations on the CPU: decode (up to 4 rows) with AVX2 + F16C + FMA,
-//! each weight row read once and converted in registers; prefill in blocks of 4 weight rows ×
-//! 6 activation rows with AVX-512 (24 accumulators: 611 t/s pp512 on SmolLM2 where candle's
-//! f16 GEMM gave 350), × 2 with AVX2 (8). Activations stay f32 (llama.cpp rounds them to f16
-//! first).
+//! F16 weights times f32 activations on the CPU, in blocks of 4 weight rows × a few activation
+//! rows, each weight value converted in registers (F16C) and FMA'd into 4·rows accumulators:
+//! up to 6 activation rows with AVX-512 (24 accumulators: 611 t/s pp512 on SmolLM2 where
+//! candle's f16 GEMM gave 350), 2 with AVX2. Decode (up to 4 rows) prefetches ahead in the 4
+//! weight rows; prefill groups weight rows so they stay in L2 while all activation rows pass.
+//! Activations stay f32 (llama.cpp rounds them to f16 first).
 
 use super::{for_chunks, OutPtr};
 use candle_core::{Tensor, D};
-
-/// The most activation rows the decode path (gemv) takes; more go to the blocks.
-pub const MAX_ROWS: usize = 4;
 
 /// Activation rows per block of the many-row path (6 × 4 weight rows = 24 accumulators).
 const ROWS: usize = 6;
@@ -16,6 +14,16 @@ const ROWS: usize = 6;
 /// The same with AVX2's 16 registers: 2 × 4 weight rows = 8 accumulators (3 × 4 spilled one
 /// and measured pp512 23 t/s on Qwen2.5-Coder-1.5B f16 against 31 for 2 × 4).
 const ROWS_AVX2: usize = 2;
+
+/// f16 weight bytes of one group of blocks in the many-row path: a quarter of a 2 MB L2, so
+/// the group, a block of activation rows and the output stay there.
+const L2_WEIGHT_BYTES: usize = 512 * 1024;
+
+/// How far ahead in each weight row decode prefetches (as the k-quant row kernels do).
+const PREFETCH_BYTES: usize = 1024;
+
+/// The longest rows (k) that are grouped that way.
+const GROUP_MAX_K: usize = 4096;
 
 /// x (..., k) × wᵀ for an f16 weight `w` (n×k) on the CPU, or `None` where this path does not
 /// apply (not f16, not CPU, no AVX2/F16C).
@@ -77,37 +85,24 @@ fn apply(ws: &[half::f16], n: usize, k: usize, x: &Tensor) -> candle_core::Resul
     Tensor::from_vec(dst, out, x.device())
 }
 
-/// The product into `dst` (m×n): gemv for a few rows, blocks for more.
+/// The product into `dst` (m×n): blocks of 4 weight rows × the activation rows, prefetching
+/// ahead in the weight rows for decode (a few rows: memory-bound).
 fn multiply(ws: &[half::f16], n: usize, k: usize, xs: &[f32], rows: usize, dst: &mut [f32]) {
-    if rows <= MAX_ROWS {
-        gemv(ws, n, k, xs, rows, dst);
-    } else if super::isa() == Some(super::Isa::Avx512Vnni) {
-        gemm_blocks::<ROWS>(ws, n, k, xs, rows, dst);
-    } else {
-        gemm_blocks::<ROWS_AVX2>(ws, n, k, xs, rows, dst);
+    let avx512 = super::isa() == Some(super::Isa::Avx512Vnni);
+    match (rows, avx512) {
+        (0, _) => {}
+        (1, _) => gemm_blocks::<1, true>(ws, n, k, xs, rows, dst),
+        (2, _) | (3 | 4, false) => gemm_blocks::<2, true>(ws, n, k, xs, rows, dst),
+        (3, true) => gemm_blocks::<3, true>(ws, n, k, xs, rows, dst),
+        (4, true) => gemm_blocks::<4, true>(ws, n, k, xs, rows, dst),
+        (_, true) => gemm_blocks::<ROWS, false>(ws, n, k, xs, rows, dst),
+        (_, false) => gemm_blocks::<ROWS_AVX2, false>(ws, n, k, xs, rows, dst),
     }
-}
-
-fn gemv(w: &[half::f16], n: usize, k: usize, x: &[f32], m: usize, dst: &mut [f32]) {
-    assert!(w.len() >= n * k && x.len() >= m * k && dst.len() >= m * n);
-    let threads = rayon::current_num_threads().max(1);
-    let chunk = n.div_ceil(threads * 4).max(1);
-    let out = OutPtr(dst.as_mut_ptr());
-    for_chunks(n.div_ceil(chunk), m * n * k, |c| {
-        for i in c * chunk..((c + 1) * chunk).min(n) {
-            let row = &w[i * k..(i + 1) * k];
-            for r in 0..m {
-                let v = dot(row, &x[r * k..(r + 1) * k]);
-                // Safety: row r < m, column i < n; each column belongs to one chunk.
-                unsafe { *out.get().add(r * n + i) = v };
-            }
-        }
-    });
 }
 
 /// Many rows: blocks of 4 weight rows (in parallel chunks) × `ROWS` activation rows; the rows
 /// of a remainder go through `dot`.
-fn gemm_blocks<const ROWS: usize>(
+fn gemm_blocks<const ROWS: usize, const PF: bool>(
     w: &[half::f16],
     n: usize,
     k: usize,
@@ -120,39 +115,50 @@ fn gemm_blocks<const ROWS: usize>(
     let nblk = n.div_ceil(4);
     let chunk = nblk.div_ceil(threads * 4).max(1);
     let out = OutPtr(dst.as_mut_ptr());
-    // Each chunk's weight rows stay in cache while every group of 4 activation rows passes
-    // over them (the activations stream once per chunk, not once per 4 weight rows).
+    // For short rows a chunk's weight rows go in groups small enough to stay in L2 while every
+    // group of `ROWS` activation rows passes over them: weights are read from memory once, the
+    // activations once per group. Long rows keep the whole chunk as one group: a group would
+    // hold few blocks, and `ROWS` activation rows (6 × 35 KB at k = 8960) are better reused
+    // across the whole chunk (`kernel_speed f16 1536 8960 512`: 87 GOP/s against 75 grouped,
+    // where 8960 1536 went from 74 to 94 and 151936 1536 from 41 to 82).
+    let group = if k <= GROUP_MAX_K {
+        (L2_WEIGHT_BYTES / (8 * k)).max(1)
+    } else {
+        chunk
+    };
     for_chunks(nblk.div_ceil(chunk), m * n * k, |c| {
         let blocks = c * chunk..((c + 1) * chunk).min(nblk);
-        for r0 in (0..m).step_by(ROWS) {
-            for blk in blocks.clone() {
-                let i0 = blk * 4;
-                if i0 + 4 <= n && r0 + ROWS <= m {
-                    let mut res = [[0f32; 4]; ROWS];
-                    #[cfg(target_arch = "x86_64")]
-                    // Safety: `matmul` runs only where `isa()` found AVX2, FMA and F16C, and
-                    // the AVX-512 block only where it found AVX-512; rows i0..i0+4 < n and
-                    // r0..r0+ROWS < m are inside the slices.
-                    unsafe {
-                        let (wb, xb) = (&w[i0 * k..(i0 + 4) * k], &x[r0 * k..(r0 + ROWS) * k]);
-                        if super::isa() == Some(super::Isa::Avx512Vnni) {
-                            block4::<ROWS>(wb, xb, k, &mut res)
-                        } else {
-                            block4_avx2::<ROWS>(wb, xb, k, &mut res)
+        for g0 in blocks.clone().step_by(group) {
+            for r0 in (0..m).step_by(ROWS) {
+                for blk in g0..(g0 + group).min(blocks.end) {
+                    let i0 = blk * 4;
+                    if i0 + 4 <= n && r0 + ROWS <= m {
+                        let mut res = [[0f32; 4]; ROWS];
+                        #[cfg(target_arch = "x86_64")]
+                        // Safety: `matmul` runs only where `isa()` found AVX2, FMA and F16C, and
+                        // the AVX-512 block only where it found AVX-512; rows i0..i0+4 < n and
+                        // r0..r0+ROWS < m are inside the slices.
+                        unsafe {
+                            let (wb, xb) = (&w[i0 * k..(i0 + 4) * k], &x[r0 * k..(r0 + ROWS) * k]);
+                            if super::isa() == Some(super::Isa::Avx512Vnni) {
+                                block4::<ROWS, PF>(wb, xb, k, &mut res)
+                            } else {
+                                block4_avx2::<ROWS, PF>(wb, xb, k, &mut res)
+                            }
+                        };
+                        for (r, row) in res.iter().enumerate() {
+                            for (j, v) in row.iter().enumerate() {
+                                // Safety: (r0+r, i0+j) is inside m×n; each block belongs to one chunk.
+                                unsafe { *out.get().add((r0 + r) * n + i0 + j) = *v };
+                            }
                         }
-                    };
-                    for (r, row) in res.iter().enumerate() {
-                        for (j, v) in row.iter().enumerate() {
-                            // Safety: (r0+r, i0+j) is inside m×n; each block belongs to one chunk.
-                            unsafe { *out.get().add((r0 + r) * n + i0 + j) = *v };
-                        }
-                    }
-                } else {
-                    for r in r0..(r0 + ROWS).min(m) {
-                        for i in i0..(i0 + 4).min(n) {
-                            let v = dot(&w[i * k..(i + 1) * k], &x[r * k..(r + 1) * k]);
-                            // Safety: as above.
-                            unsafe { *out.get().add(r * n + i) = v };
+                    } else {
+                        for r in r0..(r0 + ROWS).min(m) {
+                            for i in i0..(i0 + 4).min(n) {
+                                let v = dot(&w[i * k..(i + 1) * k], &x[r * k..(r + 1) * k]);
+                                // Safety: as above.
+                                unsafe { *out.get().add(r * n + i) = v };
+                            }
                         }
                     }
                 }
@@ -164,13 +170,21 @@ fn gemm_blocks<const ROWS: usize>(
 /// 4 weight rows × RA activation rows, 16 lanes of k at a time, 4·RA accumulators.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,f16c,fma,avx2")]
-unsafe fn block4<const RA: usize>(w: &[half::f16], x: &[f32], k: usize, res: &mut [[f32; 4]; RA]) {
+unsafe fn block4<const RA: usize, const PF: bool>(
+    w: &[half::f16],
+    x: &[f32],
+    k: usize,
+    res: &mut [[f32; 4]; RA],
+) {
     use std::arch::x86_64::*;
     let wp = w.as_ptr() as *const u16;
     let xp = x.as_ptr();
     let mut acc = [[_mm512_setzero_ps(); 4]; RA];
     let mut j = 0;
     while j + 16 <= k {
+        if PF && j % 32 == 0 {
+            prefetch_rows(wp, k, j);
+        }
         let wv = [
             _mm512_cvtph_ps(_mm256_loadu_si256(wp.add(j) as *const __m256i)),
             _mm512_cvtph_ps(_mm256_loadu_si256(wp.add(k + j) as *const __m256i)),
@@ -196,10 +210,22 @@ unsafe fn block4<const RA: usize>(w: &[half::f16], x: &[f32], k: usize, res: &mu
     }
 }
 
+/// Prefetch the cache line `PREFETCH_BYTES` ahead of column `j` in each of the 4 rows of `wp`
+/// (row length `k`). A prefetch never faults, so past the rows' end it is harmless.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn prefetch_rows(wp: *const u16, k: usize, j: usize) {
+    use std::arch::x86_64::*;
+    for i in 0..4 {
+        let ahead = wp.wrapping_add(i * k + j + PREFETCH_BYTES / 2) as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(ahead);
+    }
+}
+
 /// As `block4` in AVX2: 8 lanes of k at a time, 4·RA accumulators.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "f16c,fma,avx2")]
-unsafe fn block4_avx2<const RA: usize>(
+unsafe fn block4_avx2<const RA: usize, const PF: bool>(
     w: &[half::f16],
     x: &[f32],
     k: usize,
@@ -211,6 +237,9 @@ unsafe fn block4_avx2<const RA: usize>(
     let mut acc = [[_mm256_setzero_ps(); 4]; RA];
     let mut j = 0;
     while j + 8 <= k {
+        if PF && j % 32 == 0 {
+            prefetch_rows(wp, k, j);
+        }
         let wv = [
             _mm256_cvtph_ps(_mm_loadu_si128(wp.add(j) as *const __m128i)),
             _mm256_cvtph_ps(_mm_loadu_si128(wp.add(k + j) as *const __m128i)),
@@ -283,8 +312,8 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device};
 
-    /// Against candle's own f16 matmul of the same weights (f32 activations): one row and
-    /// four, k with a tail that is not a multiple of 32.
+    /// Against candle's own f16 matmul of the same weights (f32 activations): one to four rows
+    /// (decode) and nine (prefill), k with a tail that is not a multiple of 32.
     #[test]
     fn f16_gemv_matches_candle() {
         if super::super::isa().is_none() {
@@ -292,12 +321,14 @@ mod tests {
             return;
         }
         let dev = Device::Cpu;
-        for k in [576usize, 100] {
-            let w = Tensor::randn(0f32, 1.0, (42, k), &dev)
+        // (42, 576) and (42, 100): one group of blocks, columns with and without a tail;
+        // (600, 4000): several L2 groups per chunk.
+        for (n, k) in [(42usize, 576usize), (42, 100), (600, 4000)] {
+            let w = Tensor::randn(0f32, 1.0, (n, k), &dev)
                 .unwrap()
                 .to_dtype(DType::F16)
                 .unwrap();
-            for m in [1usize, 4] {
+            for m in [1usize, 2, 3, 4] {
                 let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
                 let want = x
                     .matmul(&w.to_dtype(DType::F32).unwrap().t().unwrap())
@@ -314,7 +345,7 @@ mod tests {
                     .iter()
                     .flat_map(|v| v.to_le_bytes())
                     .collect();
-                let from_bytes = matmul_bytes(&bytes, 42, k, &x).unwrap();
+                let from_bytes = matmul_bytes(&bytes, n, k, &x).unwrap();
                 assert_eq!(from_bytes.to_vec2::<f32>().unwrap(), got, "k={k} m={m}");
                 for (g, e) in got.iter().flatten().zip(want.iter().flatten()) {
                     assert!(
