@@ -39,10 +39,11 @@
 #                         files already in OUT/parity (f16.gguf, imatrix.gguf, LEVEL.gguf)
 #                         are used as they are
 #   --all                 both
-#   --llama-ubatch N      with --parity: llama-perplexity --kl-divergence runs each level a second
-#                         time with -ub N (other kernels, other summation orders: llama.cpp
-#                         against itself), and the table shows how far its own top-1
-#                         agreement moves; qeval's distance from llama.cpp reads against that
+#   --llama-ubatch N[:LEVELS]  with --parity: llama-perplexity --kl-divergence runs each level
+#                         (or each of LEVELS, comma-separated) a second time with -ub N (other
+#                         kernels, other summation orders: llama.cpp against itself), and the
+#                         table shows how far its own top-1 agreement moves; qeval's distance
+#                         from llama.cpp reads against that (-ub 8 is slow: about 3× the time)
 #   --imatrix-chunks N    with --parity and i-quant levels (iq*): chunks of 512 llama-imatrix
 #                         reads from wikitext-2's test split (default 16); every iq level is
 #                         made with that importance matrix, as Hub uploaders make them
@@ -90,7 +91,9 @@ done
 for v in threads repeats imatrix_chunks; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "--$v '${!v}': give a whole number of at least 1"
 done
-[ -z "$llama_ubatch" ] || [[ "$llama_ubatch" =~ ^[1-9][0-9]*$ ]] || die "--llama-ubatch '$llama_ubatch': give a whole number of at least 1"
+ub_levels=""
+if [[ "$llama_ubatch" == *:* ]]; then ub_levels="${llama_ubatch#*:}"; llama_ubatch="${llama_ubatch%%:*}"; fi
+[ -z "$llama_ubatch" ] || [[ "$llama_ubatch" =~ ^[1-9][0-9]*$ ]] || die "--llama-ubatch '$llama_ubatch': give a whole number of at least 1, optionally :LEVELS"
 [ -z "$chunks" ] || [[ "$chunks" =~ ^[1-9][0-9]*$ ]] || die "--chunks '$chunks': give a whole number of at least 1"
 [ -f "$model" ] || die "--model $model: no such file (scripts/fetch-models.sh fetches the default one)"
 command -v python3 >/dev/null || die "python3 is needed to parse the outputs"
@@ -356,6 +359,7 @@ parity() {
   [ "$levels_given" = 1 ] || plevels="f16,q8_0,q6_k,q5_k_m,q4_k_m,q4_0,q3_k_m,q2_k"
   local pchunks="${chunks:-8}" w="$out/parity" l f
   mkdir -p "$w"
+  rm -f "$w"/llama-*-ub.log  # an earlier run's self-check is not this run's
   IFS=',' read -ra plist <<<"$plevels"
   [ "${plist[0]}" = f16 ] || die "--parity: the first level must be f16 (the KLD reference)"
   local f16="$w/f16.gguf"
@@ -410,7 +414,7 @@ parity() {
     "$bin/llama-perplexity" -m "$w/$l.gguf" -f "$text" -c 512 -t "$threads" --chunks "$pchunks" \
       --kl-divergence-base "$w/base.kld" --kl-divergence >"$w/llama-$l.log" 2>&1 ||
       die "llama-perplexity --kl-divergence $l failed; see $w/llama-$l.log"
-    if [ -n "$llama_ubatch" ]; then
+    if [ -n "$llama_ubatch" ] && { [ -z "$ub_levels" ] || [[ ",$ub_levels," == *",$l,"* ]]; }; then
       say "parity: llama-perplexity --kl-divergence $l -ub $llama_ubatch (llama.cpp against itself)"
       "$bin/llama-perplexity" -m "$w/$l.gguf" -f "$text" -c 512 -t "$threads" --chunks "$pchunks" -ub "$llama_ubatch" \
         --kl-divergence-base "$w/base.kld" --kl-divergence >"$w/llama-$l-ub.log" 2>&1 ||
@@ -443,8 +447,11 @@ for l in levels:
                llama_kld=kld, qeval_kld=qk, kld_diff_pct=(100 * (qk - kld) / kld) if kld else 0.0,
                llama_top1=top, qeval_top1=qt, top1_diff_points=qt - top)
     if ub:
+        ulog = w / f"llama-{l}-ub.log"
         if l == "f16":
             row.update(llama_ub_top1=100.0, llama_ub_diff_points=0.0)
+        elif not ulog.exists():
+            row.update(llama_ub_top1=None, llama_ub_diff_points=None)
         else:
             ut = grab((w / f"llama-{l}-ub.log").read_text(errors="replace"), r"Same top p:\s*([0-9.]+)")
             row.update(llama_ub_top1=ut, llama_ub_diff_points=ut - top)
@@ -456,7 +463,8 @@ md = [f"Quality parity on llama-quantize's files ({chunks} chunks of 512 of the 
 for r in rows:
     md.append(f"| {r['level']} | {r['llama_ppl']:.4f} | {r['qeval_ppl']:.4f} | {r['ppl_diff_pct']:+.3f}% | {r['llama_kld']:.6f} | "
               f"{r['qeval_kld']:.6f} | {r['kld_diff_pct']:+.2f}% | {r['llama_top1']:.3f} | {r['qeval_top1']:.3f} | {r['top1_diff_points']:+.3f} |"
-              + (f" {r['llama_ub_top1']:.3f} | {r['llama_ub_diff_points']:+.3f} |" if ub else ""))
+              + ((f" {r['llama_ub_top1']:.3f} | {r['llama_ub_diff_points']:+.3f} |" if r["llama_ub_top1"] is not None
+                  else " | |") if ub else ""))
 (w / "parity.md").write_text("\n".join(md) + "\n")
 (w / "parity.json").write_text(json.dumps(rows, indent=1))
 print("\n".join(md))
