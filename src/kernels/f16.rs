@@ -121,6 +121,7 @@ fn gemm_blocks<const ROWS: usize, const PF: bool>(
     // hold few blocks, and `ROWS` activation rows (6 × 35 KB at k = 8960) are better reused
     // across the whole chunk (`kernel_speed f16 1536 8960 512`: 87 GOP/s against 75 grouped,
     // where 8960 1536 went from 74 to 94 and 151936 1536 from 41 to 82).
+    let avx512 = super::isa() == Some(super::Isa::Avx512Vnni);
     let group = if k <= GROUP_MAX_K {
         (L2_WEIGHT_BYTES / (8 * k)).max(1)
     } else {
@@ -140,7 +141,7 @@ fn gemm_blocks<const ROWS: usize, const PF: bool>(
                         // r0..r0+ROWS < m are inside the slices.
                         unsafe {
                             let (wb, xb) = (&w[i0 * k..(i0 + 4) * k], &x[r0 * k..(r0 + ROWS) * k]);
-                            if super::isa() == Some(super::Isa::Avx512Vnni) {
+                            if avx512 {
                                 block4::<ROWS, PF>(wb, xb, k, &mut res)
                             } else {
                                 block4_avx2::<ROWS, PF>(wb, xb, k, &mut res)
