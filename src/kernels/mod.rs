@@ -22,6 +22,7 @@ pub mod attention;
 pub mod exp;
 pub mod f16;
 pub mod iq;
+pub mod swiglu;
 mod tiles;
 mod x86;
 

@@ -764,12 +764,15 @@ fn layer_forward(
             (y.narrow(2, 0, n)?, y.narrow(2, n, n)?)
         }
     };
-    let g = if cfg.arch == Arch::Gemma3 {
-        g.gelu()?
+    let act = if cfg.arch == Arch::Gemma3 {
+        (g.gelu()? * u)?
     } else {
-        candle_nn::ops::silu(&g)?
+        match crate::kernels::swiglu::silu_mul(&g, &u)? {
+            Some(t) => t,
+            None => (candle_nn::ops::silu(&g)? * u)?,
+        }
     };
-    let mut m = l.down.forward(&(g * u)?)?;
+    let mut m = l.down.forward(&act)?;
     if let Some(w) = &l.post_ffw_norm {
         m = rms(&m, w, cfg.rms_eps)?;
     }
