@@ -125,9 +125,10 @@ fn gemm_blocks<const ROWS: usize, const PF: bool>(
     // For short rows a chunk's weight rows go in groups small enough to stay in L2 while every
     // group of `ROWS` activation rows passes over them: weights are read from memory once, the
     // activations once per group. Long rows keep the whole chunk as one group: a group would
-    // hold few blocks, and `ROWS` activation rows (6 × 35 KB at k = 8960) are better reused
-    // across the whole chunk (`kernel_speed f16 1536 8960 512`: 87 GOP/s against 75 grouped,
-    // where 8960 1536 went from 74 to 94 and 151936 1536 from 41 to 82).
+    // hold few blocks, and `ROWS` activation rows are better reused across the whole chunk
+    // (measured when AVX-512 prefill still ran here with 6 rows, 6 × 35 KB at k = 8960:
+    // `kernel_speed f16 1536 8960 512` 87 GOP/s against 75 grouped, where 8960 1536 went from
+    // 74 to 94 and 151936 1536 from 41 to 82; AVX-512 prefill is `gemm_bcast` now).
     let avx512 = super::isa() == Some(super::Isa::Avx512Vnni);
     let group = if k <= GROUP_MAX_K {
         (L2_WEIGHT_BYTES / (8 * k)).max(1)
@@ -191,8 +192,9 @@ fn gemm_bcast(w: &[half::f16], n: usize, k: usize, x: &[f32], m: usize, dst: &mu
         static APACK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     APACK.with_borrow_mut(|apack| {
-        apack.clear();
-        // block b, column c, row r at (b·k + c)·MR + r; rows past m are 0
+        // block b, column c, row r at (b·k + c)·MR + r. The buffer is only resized, not
+        // cleared: the rows past m in the last block keep whatever was there, and `micro`
+        // stores no product of theirs.
         apack.resize(mb * k * MR, 0.0);
         apack
             .par_chunks_mut(k * MR)
@@ -205,7 +207,7 @@ fn gemm_bcast(w: &[half::f16], n: usize, k: usize, x: &[f32], m: usize, dst: &mu
                     }
                 }
             });
-        bcast_packed(w, n, k, apack, m, dst)
+        bcast_packed(w, n, k, &apack[..mb * k * MR], mb, m, dst)
     });
     // rows past the last whole micro-panel
     for i in n / NR * NR..n {
@@ -216,8 +218,15 @@ fn gemm_bcast(w: &[half::f16], n: usize, k: usize, x: &[f32], m: usize, dst: &mu
 }
 
 /// `gemm_bcast` once the activations are packed.
-fn bcast_packed(w: &[half::f16], n: usize, k: usize, apack: &[f32], m: usize, dst: &mut [f32]) {
-    let mb = m.div_ceil(MR);
+fn bcast_packed(
+    w: &[half::f16],
+    n: usize,
+    k: usize,
+    apack: &[f32],
+    mb: usize,
+    m: usize,
+    dst: &mut [f32],
+) {
     let threads = rayon::current_num_threads().max(1);
     let np = n / NR;
     let chunk = np.div_ceil(threads * 4).max(1);
