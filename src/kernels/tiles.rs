@@ -9,12 +9,8 @@
 //! groups of row r's values `4g..4g+4`, stored +128 (unsigned for `vpdpbusd`).
 
 #[cfg(target_arch = "x86_64")]
-use super::prefetch;
+use super::prefetch_stream;
 use super::{Kind, QActs};
-
-/// How far ahead one activation row (decode) prefetches, in tile-blocks.
-#[cfg(target_arch = "x86_64")]
-const PREFETCH_BLOCKS: usize = 2;
 
 /// Bytes of one tile-block: the 16 rows' blocks, reordered (Q4_K: its 6-bit scales and mins
 /// unpacked to a byte each, 64 bytes more than the GGUF blocks, 2.8%; Q3_K: its 12 packed scale
@@ -302,6 +298,45 @@ unsafe fn sub_block_pair<const N: usize>(
     }
 }
 
+/// As `sub_block_pair` for Q2_K and Q3_K, in integers: the two sub-blocks' sums (at most
+/// 16 × 7 × 128, an i16) packed as one i16 pair per row's lane, then one `vpdpwssd` against the
+/// rows' scale pairs `sc` (as `row_pairs` makes them) adds s0·lo·y + s1·hi·y to `acc`. Three
+/// micro-ops where the float form takes two scale conversions, two `vcvtdq2ps`, a multiply,
+/// an FMA and an add; the sum is the same (both exact).
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI; `y` must hold 8N readable bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn sub_block_pair_int<const N: usize>(
+    lo: &[std::arch::x86_64::__m512i; N],
+    hi: &[std::arch::x86_64::__m512i; N],
+    y: *const i32,
+    sc: std::arch::x86_64::__m512i,
+    acc: std::arch::x86_64::__m512i,
+    two: bool,
+) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let chains = if two { 2 } else { 1 };
+    let mut l = [_mm512_setzero_si512(); 2];
+    let mut h = [_mm512_setzero_si512(); 2];
+    for g in 0..N {
+        let yl = _mm512_set1_epi32(y.add(g).read_unaligned());
+        let yh = _mm512_set1_epi32(y.add(N + g).read_unaligned());
+        l[g % chains] = _mm512_dpbusd_epi32(l[g % chains], lo[g], yl);
+        h[g % chains] = _mm512_dpbusd_epi32(h[g % chains], hi[g], yh);
+    }
+    let (l, h) = if two {
+        (_mm512_add_epi32(l[0], l[1]), _mm512_add_epi32(h[0], h[1]))
+    } else {
+        (l[0], h[0])
+    };
+    // low half of each lane: l's low 16 bits; high half: h's
+    let packed = _mm512_mask_blend_epi16(0xAAAA_AAAA, l, _mm512_slli_epi32::<16>(h));
+    _mm512_dpwssd_epi32(acc, packed, sc)
+}
+
 /// Every activation row `a0..a0+R` against one pair of sub-blocks (`lo`, `hi` as
 /// `sub_block_pair` takes them), the activations from column `col` of each row, the sums
 /// added to `fsum`.
@@ -424,7 +459,7 @@ unsafe fn tile_q4k<const R: usize>(
     for b in 0..nb {
         let p = w.add(b * tb);
         if R == 1 {
-            prefetch(p.wrapping_add(PREFETCH_BLOCKS * tb), tb);
+            prefetch_stream(p, tb);
         }
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
         let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i));
@@ -562,6 +597,7 @@ unsafe fn quarter<const T: usize, const R: usize, const K: u8, const PRE: bool>(
     a: &QActs,
     a0: usize,
     fsum: &mut [std::arch::x86_64::__m512; R],
+    isum: &mut [std::arch::x86_64::__m512i; R],
 ) {
     use std::arch::x86_64::*;
     let v = if !PRE {
@@ -571,19 +607,28 @@ unsafe fn quarter<const T: usize, const R: usize, const K: u8, const PRE: bool>(
         std::array::from_fn(|g| _mm512_loadu_si512(q.add(64 * g) as *const _))
     };
     let s = 8 * h + 2 * T;
-    let (f0, f1) = if K == K2 {
-        (
-            row_scales(p.add(64 + 16 * s), true),
-            row_scales(p.add(80 + 16 * s), true),
+    let (lo, hi) = halves(v);
+    let col = b * 256 + 128 * h + 32 * T;
+    if K == K6 {
+        // Q6_K's sums of 16 (up to 16 × 63 × 128) do not fit an i16: scaled in f32
+        let f0 = row_scales(p.add(32 + 16 * s), false);
+        let f1 = row_scales(p.add(48 + 16 * s), false);
+        rows_pair(&lo, &hi, f0, f1, a, a0, col, fsum);
+        return;
+    }
+    let sc = if K == K2 {
+        // the scale is the low nibble of Q2_K's scale/min byte
+        _mm512_and_si512(
+            row_pairs(p.add(64 + 16 * s), false, false),
+            _mm512_set1_epi16(0xF),
         )
     } else {
-        (
-            row_scales(p.add(32 + 16 * s), false),
-            row_scales(p.add(48 + 16 * s), false),
-        )
+        row_pairs(p.add(32 + 16 * s), true, false)
     };
-    let (lo, hi) = halves(v);
-    rows_pair(&lo, &hi, f0, f1, a, a0, b * 256 + 128 * h + 32 * T, fsum);
+    for (r, is) in isum.iter_mut().enumerate() {
+        let y = a.qs.as_ptr().add((a0 + r) * a.k + col) as *const i32;
+        *is = sub_block_pair_int(&lo, &hi, y, sc, *is, R == 1);
+    }
 }
 
 /// Unpack the `nb` tile-blocks of one Q2_K, Q3_K or Q6_K tile at `w` into `out`
@@ -675,7 +720,7 @@ unsafe fn tile_k16<const R: usize, const K: u8, const PRE: bool>(
     for b in 0..nb {
         let p = w.add(b * tb);
         if R == 1 {
-            prefetch(p.wrapping_add(PREFETCH_BLOCKS * tb), tb);
+            prefetch_stream(p, tb);
         }
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
         let hm = if !PRE {
@@ -684,11 +729,12 @@ unsafe fn tile_k16<const R: usize, const K: u8, const PRE: bool>(
             [_mm512_setzero_si512(); 8]
         };
         let mut fsum = [_mm512_setzero_ps(); R];
+        let mut isum = [_mm512_setzero_si512(); R];
         for h in 0..2 {
-            quarter::<0, R, K, PRE>(p, pre, b, h, &hm, a, a0, &mut fsum);
-            quarter::<1, R, K, PRE>(p, pre, b, h, &hm, a, a0, &mut fsum);
-            quarter::<2, R, K, PRE>(p, pre, b, h, &hm, a, a0, &mut fsum);
-            quarter::<3, R, K, PRE>(p, pre, b, h, &hm, a, a0, &mut fsum);
+            quarter::<0, R, K, PRE>(p, pre, b, h, &hm, a, a0, &mut fsum, &mut isum);
+            quarter::<1, R, K, PRE>(p, pre, b, h, &hm, a, a0, &mut fsum, &mut isum);
+            quarter::<2, R, K, PRE>(p, pre, b, h, &hm, a, a0, &mut fsum, &mut isum);
+            quarter::<3, R, K, PRE>(p, pre, b, h, &hm, a, a0, &mut fsum, &mut isum);
         }
         if K == K2 {
             let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i));
@@ -698,7 +744,8 @@ unsafe fn tile_k16<const R: usize, const K: u8, const PRE: bool>(
                 let blk = (a0 + r) * nb + b;
                 let msum = pair_sums(&min_pairs, a.bsums.as_ptr().add(blk * 16));
                 let dy = _mm512_set1_ps(*a.d.get_unchecked(blk));
-                *accr = _mm512_fmadd_ps(fsum[r], _mm512_mul_ps(d, dy), *accr);
+                let sum = _mm512_cvtepi32_ps(isum[r]);
+                *accr = _mm512_fmadd_ps(sum, _mm512_mul_ps(d, dy), *accr);
                 *accr = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, dy), *accr);
             }
         } else {
@@ -708,7 +755,12 @@ unsafe fn tile_k16<const R: usize, const K: u8, const PRE: bool>(
             for (r, accr) in acc.iter_mut().enumerate() {
                 let blk = (a0 + r) * nb + b;
                 let off = pair_sums(&scale_pairs, a.bsums.as_ptr().add(blk * 16));
-                let sum = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(off), offset, fsum[r]);
+                let sum = if K == K6 {
+                    _mm512_fnmadd_ps(_mm512_cvtepi32_ps(off), offset, fsum[r])
+                } else {
+                    // Q3_K: all integer, 4 × Σ scale × sum of 16 off (at most 16 × 32 × 14336)
+                    _mm512_cvtepi32_ps(_mm512_sub_epi32(isum[r], _mm512_slli_epi32::<2>(off)))
+                };
                 let dy = _mm512_set1_ps(*a.d.get_unchecked(blk));
                 *accr = _mm512_fmadd_ps(sum, _mm512_mul_ps(d, dy), *accr);
             }
@@ -806,7 +858,7 @@ pub unsafe fn tile<const R: usize>(
     for b in 0..nb {
         let p = w.add(b * tb);
         if R == 1 {
-            prefetch(p.wrapping_add(PREFETCH_BLOCKS * tb), tb);
+            prefetch_stream(p, tb);
         }
         let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
         let (mw, hi, qs, offset) = match kind {
