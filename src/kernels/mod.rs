@@ -915,6 +915,15 @@ mod tests {
                         let op = QMatMulOp::with_isa(q.clone(), isa, tiles).unwrap();
                         assert_eq!(op.is_tiled(), expect_tiles, "{dt:?} n={n}");
                         let got = op.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+                        #[cfg(target_arch = "x86_64")]
+                        if expect_tiles && matches!(kind, Kind::Q2K | Kind::Q3K) {
+                            // the path without GFNI gives the same bits (both exact integers)
+                            use std::sync::atomic::Ordering::Relaxed;
+                            tiles::NO_GFNI.store(true, Relaxed);
+                            let plain = op.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+                            tiles::NO_GFNI.store(false, Relaxed);
+                            assert_eq!(plain, got, "{dt:?} n={n} m={m}: without GFNI");
+                        }
                         let scale = want.iter().flatten().fold(0f32, |a, v| a.max(v.abs()));
                         // Q4_1/Q5_1 add min × (d·Σq) per block; llama.cpp rounds d·Σq to f16 once,
                         // candle multiplies f16(Σq) by f16(d) in f16: up to 2^-10 of each block's term.
