@@ -23,6 +23,7 @@ pub mod exp;
 pub mod f16;
 pub mod iq;
 pub mod swiglu;
+mod team;
 mod tiles;
 mod x86;
 
@@ -524,11 +525,13 @@ fn prefetch_stream(p: *const u8, bytes: usize) {
     }
 }
 
-/// Run `f(chunk)` for `chunks` chunks, in the pool when the product is large enough.
+/// Run `f(chunk)` for `chunks` chunks: on the spinning team (`team`) when the product is large
+/// enough, in rayon's pool when the team is busy, on this thread when small.
 fn for_chunks(chunks: usize, macs: usize, f: impl Fn(usize) + Sync + Send) {
     if macs < PARALLEL_MIN_MACS || rayon::current_num_threads() <= 1 {
         (0..chunks).for_each(f);
-    } else {
+    } else if !team::team().run(chunks, &f) {
+        // the team is busy (an op inside an op, or another thread's): rayon's pool
         (0..chunks).into_par_iter().for_each(f);
     }
 }
