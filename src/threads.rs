@@ -5,6 +5,8 @@
 //! time they are needed. qeval therefore sets both in the environment at the start of
 //! `main` and passes them to every worker process it starts, with a short spin limit for
 //! candle's pool (`CANDLE_BARRIER_POOL_SPIN_LIMIT`).
+//! qeval's own kernels run their parallel ops on `kernels::team`, whose size follows rayon's
+//! pool (its threads minus the caller).
 
 /// Spins of candle's pool threads before they park (candle's default: 25,000).
 pub const CANDLE_SPIN_LIMIT: &str = "500";
