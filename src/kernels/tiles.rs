@@ -278,6 +278,32 @@ unsafe fn sub_block_pair<const N: usize>(
     two: bool,
 ) -> std::arch::x86_64::__m512 {
     use std::arch::x86_64::*;
+    let (l, h) = sub_block_dots(lo, hi, y, two);
+    if two {
+        // one add on the loop-carried chain instead of two FMAs (decode is latency-bound)
+        let t = _mm512_mul_ps(_mm512_cvtepi32_ps(l), f0);
+        _mm512_add_ps(acc, _mm512_fmadd_ps(_mm512_cvtepi32_ps(h), f1, t))
+    } else {
+        let acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(l), f0, acc);
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(h), f1, acc)
+    }
+}
+
+/// The two sub-blocks' integer dot products of the 16 rows (`lo`·y[0..4N], `hi`·y[4N..8N]),
+/// with two chains each when `two` (one row: decode, bound by `vpdpbusd`'s latency).
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI; `y` must hold 8N readable bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn sub_block_dots<const N: usize>(
+    lo: &[std::arch::x86_64::__m512i; N],
+    hi: &[std::arch::x86_64::__m512i; N],
+    y: *const i32,
+    two: bool,
+) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
+    use std::arch::x86_64::*;
     let chains = if two { 2 } else { 1 };
     let mut l = [_mm512_setzero_si512(); 2];
     let mut h = [_mm512_setzero_si512(); 2];
@@ -288,15 +314,9 @@ unsafe fn sub_block_pair<const N: usize>(
         h[g % chains] = _mm512_dpbusd_epi32(h[g % chains], hi[g], yh);
     }
     if two {
-        let l = _mm512_add_epi32(l[0], l[1]);
-        let h = _mm512_add_epi32(h[0], h[1]);
-        // one add on the loop-carried chain instead of two FMAs (decode is latency-bound)
-        let t = _mm512_mul_ps(_mm512_cvtepi32_ps(l), f0);
-        _mm512_add_ps(acc, _mm512_fmadd_ps(_mm512_cvtepi32_ps(h), f1, t))
+        (_mm512_add_epi32(l[0], l[1]), _mm512_add_epi32(h[0], h[1]))
     } else {
-        let (l, h) = (l[0], h[0]);
-        let acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(l), f0, acc);
-        _mm512_fmadd_ps(_mm512_cvtepi32_ps(h), f1, acc)
+        (l[0], h[0])
     }
 }
 
@@ -320,20 +340,7 @@ unsafe fn sub_block_pair_int<const N: usize>(
     two: bool,
 ) -> std::arch::x86_64::__m512i {
     use std::arch::x86_64::*;
-    let chains = if two { 2 } else { 1 };
-    let mut l = [_mm512_setzero_si512(); 2];
-    let mut h = [_mm512_setzero_si512(); 2];
-    for g in 0..N {
-        let yl = _mm512_set1_epi32(y.add(g).read_unaligned());
-        let yh = _mm512_set1_epi32(y.add(N + g).read_unaligned());
-        l[g % chains] = _mm512_dpbusd_epi32(l[g % chains], lo[g], yl);
-        h[g % chains] = _mm512_dpbusd_epi32(h[g % chains], hi[g], yh);
-    }
-    let (l, h) = if two {
-        (_mm512_add_epi32(l[0], l[1]), _mm512_add_epi32(h[0], h[1]))
-    } else {
-        (l[0], h[0])
-    };
+    let (l, h) = sub_block_dots(lo, hi, y, two);
     // low half of each lane: l's low 16 bits; high half: h's
     let packed = _mm512_mask_blend_epi16(0xAAAA_AAAA, l, _mm512_slli_epi32::<16>(h));
     _mm512_dpwssd_epi32(acc, packed, sc)
@@ -807,12 +814,12 @@ unsafe fn tile_k16<const R: usize, const K: u8, const PRE: bool, const GF: bool>
         } else {
             let scale_pairs: [__m512i; 8] =
                 std::array::from_fn(|j| row_pairs(p.add(32 + 32 * j), true, false));
-            let offset = _mm512_set1_ps(if K == K6 { 32.0 } else { 4.0 });
             for (r, accr) in acc.iter_mut().enumerate() {
                 let blk = (a0 + r) * nb + b;
                 let off = pair_sums(&scale_pairs, a.bsums.as_ptr().add(blk * 16));
                 let sum = if K == K6 {
-                    _mm512_fnmadd_ps(_mm512_cvtepi32_ps(off), offset, fsum[r])
+                    // Q6_K's values are stored +32: 32 × Σ scale × sum of 16 off
+                    _mm512_fnmadd_ps(_mm512_cvtepi32_ps(off), _mm512_set1_ps(32.0), fsum[r])
                 } else {
                     // Q3_K: all integer, 4 × Σ scale × sum of 16 off (at most 16 × 32 × 14336)
                     _mm512_cvtepi32_ps(_mm512_sub_epi32(isum[r], _mm512_slli_epi32::<2>(off)))
